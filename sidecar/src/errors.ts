@@ -1,0 +1,87 @@
+/**
+ * One error type for the whole daemon. `code` is a closed set; every code has exactly one HTTP
+ * status, and `http/error-response.ts` is the only place that turns an error into a response.
+ */
+export const errorStatus = {
+  /** The caller's request is malformed (query, headers, selector). */
+  invalid_request: 400,
+  /** The `identity` the caller named is not configured. */
+  unknown_identity: 400,
+  /** Upstream (IMDS or Entra) said the request itself is wrong: invalid_resource, invalid_scope, identity not found. */
+  upstream_bad_request: 400,
+  /** Missing or wrong X-IDENTITY-HEADER. */
+  unauthorized: 401,
+  /** Host header or X-Forwarded-For says the request did not come from a local caller. */
+  forbidden: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  /** /credential for an identity whose credential is not bound to a certificate. */
+  no_bound_credential: 409,
+  /** Upstream refused (invalid_client, attestation demanded) or answered something we cannot use. */
+  upstream_error: 502,
+  /** Retries exhausted on 5xx/429/connection errors, or the request deadline passed while they go on. */
+  upstream_unavailable: 503,
+  upstream_timeout: 504,
+  shutting_down: 503,
+  internal_error: 500,
+} as const
+
+export type ErrorCode = keyof typeof errorStatus
+
+/** Finer-grained, machine-readable reasons that do not change the HTTP status. */
+export type ErrorReason =
+  | 'token_type_mismatch'
+  | 'attestation_required'
+  | 'imds_v2_unavailable'
+  | 'malformed_response'
+  | 'invalid_client'
+  | 'tls_failure'
+  | 'connect_failure'
+  | 'timeout'
+  | 'identity_not_found'
+  | 'throttled'
+  | 'server_error'
+  | 'credential_unavailable'
+  | 'pop_identity_on_bearer_route'
+
+/** What an upstream error response said, passed through to the caller (never a token or secret). */
+export interface UpstreamErrorDetail {
+  endpoint?: string
+  status?: number
+  error?: string
+  errorDescription?: string
+  errorCodes?: number[]
+  traceId?: string
+  correlationId?: string
+}
+
+export interface SidecarErrorOptions {
+  reason?: ErrorReason
+  upstream?: UpstreamErrorDetail
+  retryAfterSeconds?: number
+  cause?: unknown
+}
+
+export class SidecarError extends Error {
+  override readonly name = 'SidecarError'
+  readonly code: ErrorCode
+  readonly reason: ErrorReason | undefined
+  readonly upstream: UpstreamErrorDetail | undefined
+  readonly retryAfterSeconds: number | undefined
+
+  constructor(code: ErrorCode, message: string, options: SidecarErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.code = code
+    this.reason = options.reason
+    this.upstream = options.upstream
+    this.retryAfterSeconds = options.retryAfterSeconds
+  }
+
+  get status(): number {
+    return errorStatus[this.code]
+  }
+}
+
+export function isSidecarError(value: unknown): value is SidecarError {
+  return value instanceof SidecarError
+}
