@@ -1,0 +1,53 @@
+import type { IdentityConfig } from '../config/types.ts'
+import type { AcquiredToken, BindingCertificate, KeyProtection, TokenType } from '../tokens/types.ts'
+
+/**
+ * One configured identity: knows how to get its credential and its tokens from upstream. Caching,
+ * single-flight across callers, refresh-ahead and the "binding rejected → re-mint once" retry live
+ * in `tokens/token-service.ts`, so every identity kind gets them the same way.
+ */
+export interface Identity {
+  readonly name: string
+  readonly config: IdentityConfig
+  /** What callers get: mtls_pop for protocolScheme MTLS_POP, else Bearer. */
+  readonly tokenType: TokenType
+
+  /**
+   * The certificate the next token will be bound to or obtained with (part of the cache key), or
+   * undefined when this identity's tokens involve no certificate. May acquire the credential;
+   * implementations make that single-flight.
+   */
+  currentBinding(signal: AbortSignal): Promise<BindingCertificate | undefined>
+
+  /** Fetches a new token for `scope` (normalised `<resource>/.default`) with that binding. */
+  acquireToken(scope: string, binding: BindingCertificate | undefined, signal: AbortSignal): Promise<AcquiredToken>
+
+  /**
+   * Upstream rejected `binding` (invalid_client, TLS failure): forget it so the next
+   * `currentBinding` mints or loads a fresh one. A binding that is no longer current is ignored.
+   */
+  invalidateBinding(binding: BindingCertificate): void
+
+  /** The bound credential bundle for GET /credential; throws `no_bound_credential` when unbound. */
+  credentialBundle(signal: AbortSignal): Promise<CredentialBundle>
+
+  /** Starts background work (key pre-generation, renewal timers). Idempotent. */
+  start(): void
+
+  /** Stops timers and closes connections. */
+  close(): Promise<void>
+}
+
+/** What GET /credential returns (contract §3), before wire formatting. */
+export interface CredentialBundle {
+  identity: string
+  clientId: string
+  tenantId: string
+  tokenEndpoint: string
+  keyProtection: KeyProtection
+  binding: BindingCertificate
+  /** FIC leg-1 token, the signed assertion for leg 2. */
+  assertion?: string
+  /** Epoch milliseconds. */
+  assertionExpiresOn?: number
+}

@@ -1,0 +1,45 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+
+/**
+ * Prometheus metrics for one daemon instance. Each instance owns its registry (no global default
+ * registry), so tests and embedders can run several daemons in one process.
+ */
+export class Metrics {
+  readonly registry = new Registry()
+  readonly requests = new Counter({
+    name: 'credential_sidecar_requests_total',
+    help: 'HTTP requests served, by route and status',
+    labelNames: ['route', 'status'] as const,
+    registers: [this.registry],
+  })
+  readonly cache = new Counter({
+    name: 'credential_sidecar_token_cache_events_total',
+    help: 'Token cache hits, misses, refreshes and refresh failures',
+    labelNames: ['event'] as const,
+    registers: [this.registry],
+  })
+  readonly upstreamCalls = new Histogram({
+    name: 'credential_sidecar_upstream_request_duration_seconds',
+    help: 'Upstream calls (IMDS, Entra) by endpoint and status',
+    labelNames: ['endpoint', 'status'] as const,
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  })
+  readonly credentialExpiry = new Gauge({
+    name: 'credential_sidecar_credential_expiry_timestamp_seconds',
+    help: 'When each identity binding certificate or assertion expires',
+    labelNames: ['identity', 'credential'] as const,
+    registers: [this.registry],
+  })
+  readonly bearerFallbacks = new Counter({
+    name: 'credential_sidecar_bearer_fallback_total',
+    help: 'mtls_pop requested, Bearer served because allowBearerFallback is on',
+    labelNames: ['identity'] as const,
+    registers: [this.registry],
+  })
+
+  /** Records one upstream call. `endpoint` is a short stable name, e.g. `imds.token`, `entra.token`. */
+  observeUpstream(endpoint: string, status: number | 'error', seconds: number): void {
+    this.upstreamCalls.observe({ endpoint, status: String(status) }, seconds)
+  }
+}
