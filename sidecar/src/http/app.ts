@@ -1,0 +1,104 @@
+import { randomUUID } from 'node:crypto'
+import { Hono } from 'hono'
+import { SidecarError } from '../errors.ts'
+import type { Runtime } from '../runtime.ts'
+import type { TokenService } from '../tokens/token-service.ts'
+import { callerGuard } from './caller-guard.ts'
+import { errorResponse } from './error-response.ts'
+import type { Readiness } from './readiness.ts'
+import { nativeRoutes } from './routes/token.ts'
+
+export interface CallerPolicy {
+  requireMetadataHeader: boolean
+  exposePrivateKey: boolean
+  /** Current caller secret (X-IDENTITY-HEADER), or undefined when none is configured. */
+  secret: () => string | undefined
+  hostAllowed: (hostname: string) => boolean
+}
+
+export interface AppDeps {
+  runtime: Runtime
+  tokens: TokenService
+  readiness: Readiness
+  callers: CallerPolicy
+  /** More token routes (compat, proxy), mounted behind the same guard. */
+  extraTokenRoutes?: (guard: ReturnType<typeof callerGuard>) => Hono
+}
+
+type Env = { Variables: { correlationId: string } }
+
+/**
+ * The daemon's HTTP surface, built separately from listening (`daemon.ts` serves it) so route
+ * tests can call `app.request()` in process.
+ */
+export function createApp(deps: AppDeps): Hono<Env> {
+  const { runtime, tokens, readiness, callers } = deps
+  const app = new Hono<Env>()
+
+  app.use(async function requestContext(c, next) {
+    const correlationId = randomUUID()
+    c.set('correlationId', correlationId)
+    const started = performance.now()
+    await next()
+    c.res.headers.set('cache-control', 'no-store')
+    const route = c.req.routePath === '/*' ? 'unmatched' : c.req.routePath
+    runtime.metrics.requests.inc({ route, status: String(c.res.status) })
+    // Path only: the query names resources, never secrets, but keep lines short and uniform.
+    runtime.logger.info(
+      { method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started), correlation_id: correlationId },
+      'request',
+    )
+  })
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }))
+  app.get('/readyz', (c) => c.json(readiness.describe(), readiness.ready ? 200 : 503))
+  app.get('/metrics', async (c) => {
+    return c.body(await runtime.metrics.registry.metrics(), 200, { 'content-type': runtime.metrics.registry.contentType })
+  })
+
+  const guard = callerGuard({
+    requireMetadataHeader: callers.requireMetadataHeader,
+    secret: callers.secret,
+    hostAllowed: callers.hostAllowed,
+  })
+  const token = new Hono<Env>()
+  token.use(async function refuseWhileDraining(_c, next) {
+    if (readiness.draining) throw new SidecarError('shutting_down', 'The sidecar is shutting down', { retryAfterSeconds: 1 })
+    await next()
+  })
+  token.use('/token', guard)
+  token.use('/credential', guard)
+  token.route('/', nativeRoutes({ tokens, clock: runtime.clock, exposePrivateKey: callers.exposePrivateKey }))
+  app.route('/', token)
+  if (deps.extraTokenRoutes) app.route('/', deps.extraTokenRoutes(guard))
+
+  app.notFound(() => {
+    throw new SidecarError('not_found', 'No such route')
+  })
+  app.onError((error, c) => {
+    const correlationId = c.get('correlationId') ?? randomUUID()
+    logError(runtime, error, correlationId)
+    return errorResponse(error, correlationId)
+  })
+  return app
+}
+
+function logError(runtime: Runtime, error: unknown, correlationId: string): void {
+  if (error instanceof SidecarError) {
+    const level = error.status >= 500 ? 'warn' : 'info'
+    runtime.logger[level](
+      {
+        correlation_id: correlationId,
+        error: error.code,
+        reason: error.reason,
+        upstream: error.upstream,
+        description: error.message,
+      },
+      'request failed',
+    )
+  } else {
+    // Unknown errors: log the type and message, never the object (it may hold a request or key).
+    const e = error instanceof Error ? error : new Error(String(error))
+    runtime.logger.error({ correlation_id: correlationId, error: e.name, description: e.message, stack: e.stack }, 'internal error')
+  }
+}

@@ -1,0 +1,31 @@
+import { Hono } from 'hono'
+import { normaliseScope } from '../../tokens/scope.ts'
+import type { TokenService } from '../../tokens/token-service.ts'
+import type { Clock } from '../../clock.ts'
+import { singleQuery, tokenResponseJson, credentialResponseJson } from '../wire.ts'
+
+export interface NativeRoutesDeps {
+  tokens: TokenService
+  clock: Clock
+  exposePrivateKey: boolean
+}
+
+/** GET /token and GET /credential: the sidecar's own routes (contract §3). */
+export function nativeRoutes(deps: NativeRoutesDeps): Hono {
+  const app = new Hono()
+
+  app.get('/token', async (c) => {
+    const identity = deps.tokens.identity(singleQuery(c, 'identity'))
+    const scope = normaliseScope({ resource: singleQuery(c, 'resource'), scope: singleQuery(c, 'scope') })
+    const served = await deps.tokens.getToken(identity, scope)
+    return c.json(tokenResponseJson(served, deps.clock.now(), deps.exposePrivateKey))
+  })
+
+  app.get('/credential', async (c) => {
+    const identity = deps.tokens.identity(singleQuery(c, 'identity'))
+    const bundle = await deps.tokens.withDeadline(identity.credentialBundle(AbortSignal.timeout(60_000)))
+    return c.json(credentialResponseJson(bundle, deps.exposePrivateKey))
+  })
+
+  return app
+}

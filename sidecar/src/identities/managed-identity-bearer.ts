@@ -1,0 +1,41 @@
+import type { ManagedIdentityConfig } from '../config/types.ts'
+import { SidecarError } from '../errors.ts'
+import type { ImdsV1Client } from '../sources/imds-v1.ts'
+import type { AcquiredToken } from '../tokens/types.ts'
+import type { CredentialBundle, Identity } from './identity.ts'
+
+/** A managed identity's plain Bearer tokens from IMDS v1: no certificate involved. */
+export class ManagedIdentityBearer implements Identity {
+  readonly name: string
+  readonly config: ManagedIdentityConfig
+  readonly tokenType = 'Bearer' as const
+  readonly #imds: ImdsV1Client
+
+  constructor(config: ManagedIdentityConfig, imds: ImdsV1Client) {
+    this.name = config.name
+    this.config = config
+    this.#imds = imds
+  }
+
+  async currentBinding(): Promise<undefined> {
+    return undefined
+  }
+
+  acquireToken(scope: string, _binding: undefined, signal: AbortSignal): Promise<AcquiredToken> {
+    // IMDS v1 takes a resource, not a scope.
+    return this.#imds.getToken(this.config.selector, scope.replace(/\/\.default$/, ''), signal)
+  }
+
+  invalidateBinding(): void {}
+
+  async credentialBundle(): Promise<CredentialBundle> {
+    throw new SidecarError(
+      'no_bound_credential',
+      `Identity "${this.name}" uses IMDS v1 Bearer tokens and has no bound credential (set protocolScheme: MTLS_POP or useBoundCredential: true)`,
+    )
+  }
+
+  start(): void {}
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,155 @@
+import { LRUCache } from 'lru-cache'
+import type { Clock, Random } from '../clock.ts'
+import type { Logger } from '../log.ts'
+import type { Metrics } from '../metrics.ts'
+import type { AcquiredToken } from './types.ts'
+
+/** A token as cached: what upstream returned plus when we refresh it and when we stop serving it. */
+export interface CachedToken extends AcquiredToken {
+  /** Epoch ms: from then on the token is served while a background refresh runs. */
+  refreshAt: number
+  /** Epoch ms: expiresOn minus the expiry buffer; never served at or after this. */
+  servableUntil: number
+}
+
+export interface TokenCacheOptions {
+  clock: Clock
+  random: Random
+  logger: Logger
+  metrics: Metrics
+  maxTokens: number
+  /** Tokens are not served in their last `expiryBufferMs` (default 5 minutes). */
+  expiryBufferMs?: number
+  /** After a failed background refresh, wait this long before trying again (default 30 s). */
+  refreshCooldownMs?: number
+}
+
+type Acquire = (signal: AbortSignal) => Promise<AcquiredToken>
+
+const twoHoursMs = 2 * 3600_000
+const minTtlMs = 1
+
+/**
+ * Token cache on lru-cache: `fetchMethod` gives one upstream call per key however many callers
+ * wait (single-flight), stale-while-refresh between `refreshAt` and `servableUntil`, and the
+ * still-valid token keeps being served when a refresh fails. Bounded by `maxTokens` (LRU).
+ */
+export class TokenCache {
+  readonly #clock: Clock
+  readonly #random: Random
+  readonly #logger: Logger
+  readonly #metrics: Metrics
+  readonly #bufferMs: number
+  readonly #cooldownMs: number
+  readonly #lru: LRUCache<string, CachedToken, Acquire>
+
+  constructor(options: TokenCacheOptions) {
+    this.#clock = options.clock
+    this.#random = options.random
+    this.#logger = options.logger
+    this.#metrics = options.metrics
+    this.#bufferMs = options.expiryBufferMs ?? 5 * 60_000
+    this.#cooldownMs = options.refreshCooldownMs ?? 30_000
+    this.#lru = new LRUCache<string, CachedToken, Acquire>({
+      max: options.maxTokens,
+      // lru-cache's TTL marks the entry stale at refreshAt; our own check enforces servableUntil.
+      ttl: 3600_000,
+      ttlResolution: 0,
+      perf: { now: () => this.#clock.now() },
+      allowStale: true,
+      noDeleteOnFetchRejection: false,
+      fetchMethod: (key, stale, { signal, options: fetchOptions, context }) =>
+        this.#refresh(key, stale, signal, fetchOptions, context),
+    })
+  }
+
+  /**
+   * Returns a servable token for `key`, calling `acquire` (once per key at a time) when there is
+   * none or it is due for refresh. A due-but-valid token is returned at once while the refresh runs.
+   */
+  async get(key: string, acquire: Acquire): Promise<CachedToken> {
+    const now = this.#clock.now()
+    const cached = this.#lru.peek(key, { allowStale: true })
+    const servable = cached !== undefined && now < cached.servableUntil
+    if (servable && now < cached.refreshAt) {
+      this.#metrics.cache.inc({ event: 'hit' })
+      this.#lru.get(key) // touch for LRU order
+      return cached
+    }
+    this.#metrics.cache.inc({ event: servable ? 'refresh' : 'miss' })
+    const result = await this.#lru.fetch(key, { context: acquire, allowStale: servable, forceRefresh: !servable && cached !== undefined })
+    if (result === undefined || this.#clock.now() >= result.servableUntil) {
+      // Only reachable if the upstream answered with an already-expired token.
+      throw new Error('token cache produced no servable token')
+    }
+    return result
+  }
+
+  /** Drops every entry whose key starts with `prefix` (e.g. all tokens of an identity). */
+  deletePrefix(prefix: string): void {
+    for (const key of [...this.#lru.keys()]) if (key.startsWith(prefix)) this.#lru.delete(key)
+  }
+
+  get size(): number {
+    return this.#lru.size
+  }
+
+  clear(): void {
+    this.#lru.clear()
+  }
+
+  async #refresh(
+    key: string,
+    stale: CachedToken | undefined,
+    signal: AbortSignal,
+    fetchOptions: LRUCache.FetcherFetchOptions<string, CachedToken, Acquire>,
+    acquire: Acquire,
+  ): Promise<CachedToken> {
+    try {
+      const token = this.#toCached(await acquire(signal))
+      fetchOptions.ttl = Math.max(minTtlMs, token.refreshAt - this.#clock.now())
+      return token
+    } catch (error) {
+      const now = this.#clock.now()
+      if (stale && now < stale.servableUntil) {
+        // Keep serving the valid token; try again after a cooldown, not on every request.
+        this.#metrics.cache.inc({ event: 'refresh_failure' })
+        this.#logger.warn(
+          { key: redactKey(key), err: describe(error), servable_until: new Date(stale.servableUntil).toISOString() },
+          'token refresh failed; serving the cached token until it expires',
+        )
+        fetchOptions.ttl = Math.max(minTtlMs, Math.min(this.#cooldownMs, stale.servableUntil - now))
+        return stale
+      }
+      throw error
+    }
+  }
+
+  /** Refresh at refresh_in when upstream gave it, else at half-life for long tokens, with jitter. */
+  #toCached(token: AcquiredToken): CachedToken {
+    const now = this.#clock.now()
+    const servableUntil = token.expiresOn - this.#bufferMs
+    if (servableUntil <= now) {
+      throw new Error(`upstream returned a token that expires within the ${this.#bufferMs / 1000}s expiry buffer`)
+    }
+    const lifetime = token.expiresOn - now
+    let refreshAt = token.refreshOn ?? (lifetime >= twoHoursMs ? now + lifetime / 2 : servableUntil - this.#bufferMs)
+    // Jitter: up to 10 % earlier, so many tokens acquired together do not refresh together.
+    refreshAt = now + Math.max(0, refreshAt - now) * (0.9 + 0.1 * this.#random())
+    refreshAt = Math.round(Math.max(now, Math.min(refreshAt, servableUntil)))
+    return { ...token, refreshAt, servableUntil }
+  }
+}
+
+/** Cache keys hold identity, type, thumbprint and scope: no secrets, but keep logs short. */
+function redactKey(key: string): string {
+  return key.length > 200 ? `${key.slice(0, 200)}…` : key
+}
+
+function describe(error: unknown): { code?: string; message: string } {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code
+    return typeof code === 'string' ? { code, message: error.message } : { message: error.message }
+  }
+  return { message: String(error) }
+}

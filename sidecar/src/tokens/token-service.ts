@@ -1,0 +1,120 @@
+import type { Runtime } from '../runtime.ts'
+import { isSidecarError, SidecarError } from '../errors.ts'
+import type { Identity } from '../identities/identity.ts'
+import type { BindingCertificate } from './types.ts'
+import type { CachedToken, TokenCache } from './token-cache.ts'
+import type { NormalisedScope } from './scope.ts'
+
+export interface ServedToken {
+  identity: Identity
+  scope: NormalisedScope
+  token: CachedToken
+}
+
+export interface TokenServiceOptions {
+  runtime: Runtime
+  identities: ReadonlyMap<string, Identity>
+  defaultIdentity: string
+  cache: TokenCache
+  /** A caller gets an answer by then, even while upstream retries go on in the background. */
+  requestDeadlineMs: number
+}
+
+/**
+ * Serves tokens for every identity the same way: look up the identity, get its current binding
+ * (which is part of the cache key, so a new certificate means new tokens), then the cache. When
+ * upstream rejects the binding (invalid_client or a TLS failure), drop it, mint a fresh one and
+ * retry once.
+ */
+export class TokenService {
+  readonly #runtime: Runtime
+  readonly #identities: ReadonlyMap<string, Identity>
+  readonly #defaultIdentity: string
+  readonly #cache: TokenCache
+  readonly #deadlineMs: number
+  readonly #closing = new AbortController()
+
+  constructor(options: TokenServiceOptions) {
+    this.#runtime = options.runtime
+    this.#identities = options.identities
+    this.#defaultIdentity = options.defaultIdentity
+    this.#cache = options.cache
+    this.#deadlineMs = options.requestDeadlineMs
+  }
+
+  /** Resolves `name` (or the default identity); unknown names are the caller's error. */
+  identity(name: string | undefined): Identity {
+    const resolved = name ?? this.#defaultIdentity
+    const identity = this.#identities.get(resolved)
+    if (!identity) {
+      throw new SidecarError('unknown_identity', `No identity named "${resolved}" is configured (known: ${[...this.#identities.keys()].join(', ')})`)
+    }
+    return identity
+  }
+
+  get identities(): ReadonlyMap<string, Identity> {
+    return this.#identities
+  }
+
+  async getToken(identity: Identity, scope: NormalisedScope): Promise<ServedToken> {
+    const token = await this.withDeadline(this.#acquire(identity, scope))
+    return { identity, scope, token }
+  }
+
+  /**
+   * Races `work` against the request deadline. The work itself is not cancelled: it is shared
+   * (single-flight) and its answer fills the cache for the next caller.
+   */
+  async withDeadline<T>(work: Promise<T>): Promise<T> {
+    let timer: { cancel(): void } | undefined
+    const deadline = new Promise<never>((_, reject) => {
+      timer = this.#runtime.clock.setTimer(this.#deadlineMs, () =>
+        reject(
+          new SidecarError('upstream_unavailable', `No answer from upstream within ${this.#deadlineMs} ms; still trying in the background`, {
+            retryAfterSeconds: 5,
+          }),
+        ),
+      )
+    })
+    try {
+      return await Promise.race([work, deadline])
+    } finally {
+      timer?.cancel()
+    }
+  }
+
+  close(): void {
+    this.#closing.abort(new SidecarError('shutting_down', 'The sidecar is shutting down'))
+  }
+
+  async #acquire(identity: Identity, scope: NormalisedScope): Promise<CachedToken> {
+    const signal = this.#closing.signal
+    for (let attempt = 0; ; attempt++) {
+      const binding = await identity.currentBinding(signal)
+      try {
+        return await this.#cache.get(cacheKey(identity, binding, scope), (fetchSignal) =>
+          identity.acquireToken(scope.scope, binding, AbortSignal.any([fetchSignal, signal])),
+        )
+      } catch (error) {
+        if (attempt === 0 && binding && isBindingRejected(error)) {
+          this.#runtime.logger.warn(
+            { identity: identity.name, 'x5t#S256': binding.x5tS256, reason: (error as SidecarError).reason },
+            'upstream rejected the binding certificate; minting a fresh one and retrying once',
+          )
+          identity.invalidateBinding(binding)
+          continue
+        }
+        throw error
+      }
+    }
+  }
+}
+
+/** identity + token type + binding thumbprint (empty when unbound) + normalised scope. */
+export function cacheKey(identity: Identity, binding: BindingCertificate | undefined, scope: NormalisedScope): string {
+  return `${identity.name}\n${identity.tokenType}\n${binding?.x5tS256 ?? ''}\n${scope.scope.toLowerCase()}`
+}
+
+function isBindingRejected(error: unknown): boolean {
+  return isSidecarError(error) && (error.reason === 'invalid_client' || error.reason === 'tls_failure')
+}
