@@ -1,0 +1,24 @@
+/** Values used when the file does not set them (contract §2). */
+export const defaults = {
+  listenHost: '127.0.0.1',
+  listenPort: 7780,
+  imdsEndpoint: 'http://169.254.169.254',
+  authorityHost: 'https://login.microsoftonline.com',
+  timeoutMs: 10_000,
+  requestDeadlineMs: 20_000,
+  maxTokens: 10_000,
+  shutdownGraceMs: 10_000,
+  logLevel: 'info',
+  tokenExchangeUrl: 'api://AzureADTokenExchange',
+  /** The identity a config without `identities` gets: the machine's system-assigned managed identity. */
+  identityName: 'mi',
+} as const
+
+/** Environment variables that stand in for a key the file leaves out. */
+export const envDefaults = {
+  /** Honoured by the Azure SDKs too; pod identity and local emulators set it. */
+  imdsEndpoint: 'AZURE_POD_IDENTITY_AUTHORITY_HOST',
+  logLevel: 'CREDENTIAL_SIDECAR_LOG_LEVEL',
+} as const
+
+export const identityNamePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/

@@ -1,0 +1,125 @@
+import type {
+  ClientCredentialConfig,
+  ConfidentialClientConfig,
+  ManagedIdentityConfig,
+  SidecarConfig,
+} from './types.ts'
+
+/**
+ * The resolved config as `credential-sidecar check-config` prints it. Paths and URLs are shown;
+ * secrets, passwords and inline certificates never are, only whether they are set.
+ *
+ * @example
+ * console.log(describeConfig(await loadConfigFile('config.yaml')))
+ */
+export function describeConfig(config: SidecarConfig): string {
+  const { listen, callers, upstream } = config
+  const lines = [
+    `config: ${config.source ?? '(none: built-in defaults)'}`,
+    `listen: http://${hostForUrl(listen.host)}:${listen.port}${listen.port === 0 ? ' (any free port)' : ''}` +
+      (listen.allowNonLoopback ? ' (non-loopback allowed)' : '') +
+      (listen.socket === undefined ? '' : `, unix socket ${listen.socket}`),
+    `callers: Metadata header ${callers.requireMetadataHeader ? 'required' : 'not required'}` +
+      (callers.secretFile === undefined
+        ? ', no caller secret'
+        : `, X-IDENTITY-HEADER from ${callers.secretFile}`) +
+      `, private keys ${callers.exposePrivateKey ? 'returned to callers' : 'kept in the sidecar (proxy mode only)'}`,
+    `upstream: IMDS ${upstream.imdsEndpoint}, authority ${upstream.authorityHost}` +
+      (upstream.caFile === undefined ? '' : `, extra CA ${upstream.caFile}`) +
+      `, attempt timeout ${upstream.timeoutMs} ms, request deadline ${upstream.requestDeadlineMs} ms`,
+    `cache: up to ${config.cache.maxTokens} tokens; log level ${config.log.level}; shutdown grace ${config.shutdownGraceMs} ms`,
+    `default identity: ${config.defaultIdentity}`,
+    '',
+    'identities:',
+  ]
+  for (const identity of config.identities.values()) {
+    lines.push(`  ${identity.name}${identity.name === config.defaultIdentity ? ' (default)' : ''}`)
+    const details =
+      identity.kind === 'managedIdentity' ? managedIdentityLines(identity) : confidentialClientLines(identity)
+    lines.push(...details.map((line) => `    ${line}`))
+    lines.push(
+      `    warm: ${identity.warm ? 'yes, /readyz waits for its credential' : 'no'}` +
+        (identity.warmResource === undefined ? '' : `; token for ${identity.warmResource} at start`),
+    )
+    if (identity.allowBearerFallback)
+      lines.push('    allowBearerFallback: yes (serves Bearer when Entra answers Bearer to MTLS_POP)')
+  }
+  if (config.downstreamApis.size > 0) {
+    lines.push('', 'downstream APIs:')
+    for (const api of config.downstreamApis.values()) {
+      lines.push(`  ${api.name}: ${api.baseUrl} as ${api.identity}, scopes ${api.scopes.join(' ')}`)
+    }
+  }
+  return lines.join('\n') + '\n'
+}
+
+function managedIdentityLines(identity: ManagedIdentityConfig): string[] {
+  const selector =
+    identity.selector.kind === 'system'
+      ? 'system-assigned'
+      : `user-assigned, ${identity.selector.kind} ${identity.selector.value}`
+  const lines = [
+    `kind: managed identity (${selector})`,
+    `scheme: ${identity.protocolScheme}, ${managedIdentityRoute(identity)}`,
+  ]
+  if (identity.bindingStore !== undefined) lines.push(`binding store: ${identity.bindingStore}`)
+  return lines
+}
+
+/** Mirrors how sources pick the endpoint: only plain Bearer stays on IMDS v1. */
+function managedIdentityRoute(identity: ManagedIdentityConfig): string {
+  if (identity.protocolScheme === 'MTLS_POP')
+    return 'IMDS v2 binding certificate + Entra mTLS (mtls_pop tokens)'
+  if (identity.useBoundCredential) return 'IMDS v2 binding certificate + Entra mTLS (bound Bearer tokens)'
+  return 'IMDS v1'
+}
+
+function confidentialClientLines(identity: ConfidentialClientConfig): string[] {
+  return [
+    'kind: confidential client',
+    `scheme: ${identity.protocolScheme}`,
+    `tenant: ${identity.tenantId}`,
+    `client id: ${identity.clientId}`,
+    `authority: ${identity.authorityHost}/${identity.tenantId}` +
+      (identity.azureRegion === undefined ? '' : `, region ${identity.azureRegion}`) +
+      (identity.sendX5C ? ', sends x5c' : ''),
+    'credentials (tried in order, the first that loads is used):',
+    ...identity.clientCredentials.map((credential, index) => `  ${index + 1}. ${credentialLine(credential)}`),
+  ]
+}
+
+function credentialLine(credential: ClientCredentialConfig): string {
+  switch (credential.sourceType) {
+    case 'Path':
+      return `Path ${credential.certificateDiskPath}${passwordNote(credential.certificatePassword)}, ${bound(credential.useBoundCredential)}`
+    case 'Base64Encoded':
+      return `Base64Encoded base64EncodedValue: <set>${passwordNote(credential.certificatePassword)}, ${bound(credential.useBoundCredential)}`
+    case 'SignedAssertionFromManagedIdentity':
+      return (
+        'SignedAssertionFromManagedIdentity from ' +
+        (credential.managedIdentityClientId === undefined
+          ? 'the system-assigned managed identity'
+          : `managed identity ${credential.managedIdentityClientId}`) +
+        `, audience ${credential.tokenExchangeUrl}, ` +
+        (credential.useBoundCredential
+          ? 'bound (assertion + binding certificate over mTLS)'
+          : 'unbound (assertion as client_assertion)')
+      )
+    case 'SignedAssertionFilePath':
+      return `SignedAssertionFilePath ${credential.signedAssertionFileDiskPath}, unbound`
+    case 'ClientSecret':
+      return 'ClientSecret clientSecret: <set>, unbound'
+  }
+}
+
+function passwordNote(password: string | undefined): string {
+  return password === undefined ? '' : ', certificatePassword: <set>'
+}
+
+function bound(useBoundCredential: boolean): string {
+  return useBoundCredential ? 'bound (presented over mTLS)' : 'unbound (client assertion)'
+}
+
+function hostForUrl(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host
+}
