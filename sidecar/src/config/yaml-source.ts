@@ -58,7 +58,10 @@ export function readYamlSource(text: string, env: NodeJS.ProcessEnv): YamlSource
 
   const syntaxIssues = [...doc.errors, ...doc.warnings].map((error) => ({
     position: error.linePos ? { line: error.linePos[0].line, column: error.linePos[0].col } : start,
-    message: `YAML: ${error.message.replace(/ at line \d+, column \d+:[\s\S]*$/, '').trim()}`,
+    message:
+      error.code === 'MULTIPLE_DOCS'
+        ? 'YAML: a config file holds one document; remove the second "---"'
+        : `YAML: ${error.message.replace(/ at line \d+, column \d+:[\s\S]*$/, '').trim()}`,
   }))
   if (syntaxIssues.length > 0) return { value: undefined, issues, syntaxIssues, wholeVariables, locate }
 
