@@ -71,13 +71,14 @@ export class TokenCache {
     const now = this.#clock.now()
     const cached = this.#lru.peek(key, { allowStale: true })
     const servable = cached !== undefined && now < cached.servableUntil
-    if (servable && now < cached.refreshAt) {
+    // lru-cache's TTL runs out at refreshAt (or at the end of a failed refresh's cooldown).
+    if (servable && this.#lru.getRemainingTTL(key) > 0) {
       this.#metrics.cache.inc({ event: 'hit' })
       this.#lru.get(key) // touch for LRU order
       return cached
     }
     this.#metrics.cache.inc({ event: servable ? 'refresh' : 'miss' })
-    const result = await this.#lru.fetch(key, { context: acquire, allowStale: servable, forceRefresh: !servable && cached !== undefined })
+    const result = await this.#lru.fetch(key, { context: acquire, allowStale: servable, forceRefresh: true })
     if (result === undefined || this.#clock.now() >= result.servableUntil) {
       // Only reachable if the upstream answered with an already-expired token.
       throw new Error('token cache produced no servable token')

@@ -1,0 +1,265 @@
+import { chmodSync, readFileSync, rmSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { rootCertificates } from 'node:tls'
+import { getRequestListener } from '@hono/node-server'
+import { Agent, type Dispatcher } from 'undici'
+import { SystemClock, type Clock, type Random } from './clock.ts'
+import type { SidecarConfig } from './config/types.ts'
+import { createApp } from './http/app.ts'
+import { hostnameOf, localHostPolicy } from './http/caller-guard.ts'
+import { errorResponse } from './http/error-response.ts'
+import { SidecarError } from './errors.ts'
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { Readiness } from './http/readiness.ts'
+import { SecretFile } from './http/secret-file.ts'
+import { createIdentities } from './identities/create-identities.ts'
+import type { Identity } from './identities/identity.ts'
+import { createLogger, type Logger } from './log.ts'
+import { Metrics } from './metrics.ts'
+import type { Runtime } from './runtime.ts'
+import { normaliseScope } from './tokens/scope.ts'
+import { TokenCache } from './tokens/token-cache.ts'
+import { TokenService } from './tokens/token-service.ts'
+
+export interface DaemonOptions {
+  config: SidecarConfig
+  logger?: Logger
+  clock?: Clock
+  random?: Random
+  /** Outgoing HTTP for IMDS and Entra; default: an undici Agent trusting upstream.caFile too. */
+  dispatcher?: Dispatcher
+}
+
+/**
+ * The composition root: builds every component from the config, serves the app on the configured
+ * address (and optional Unix socket), warms identities, and shuts down gracefully.
+ */
+export class Daemon {
+  readonly url: string
+  readonly runtime: Runtime
+  readonly tokens: TokenService
+  readonly readiness: Readiness
+  readonly #servers: Server[]
+  readonly #identities: Map<string, Identity>
+  readonly #ownsDispatcher: boolean
+  #warmStop = new AbortController()
+  #shutdown: Promise<void> | undefined
+
+  private constructor(init: {
+    url: string
+    runtime: Runtime
+    tokens: TokenService
+    readiness: Readiness
+    servers: Server[]
+    identities: Map<string, Identity>
+    ownsDispatcher: boolean
+  }) {
+    this.url = init.url
+    this.runtime = init.runtime
+    this.tokens = init.tokens
+    this.readiness = init.readiness
+    this.#servers = init.servers
+    this.#identities = init.identities
+    this.#ownsDispatcher = init.ownsDispatcher
+  }
+
+  static async start(options: DaemonOptions): Promise<Daemon> {
+    const { config } = options
+    const { runtime, identities, tokens } = buildCore(options)
+    const secretFile = config.callers.secretFile ? new SecretFile(config.callers.secretFile) : undefined
+    const readiness = new Readiness()
+    const app = createApp({
+      runtime,
+      tokens,
+      readiness,
+      callers: {
+        requireMetadataHeader: config.callers.requireMetadataHeader,
+        exposePrivateKey: config.callers.exposePrivateKey,
+        secret: () => secretFile?.current(),
+        hostAllowed: localHostPolicy(config.listen.host),
+      },
+    })
+
+    for (const identity of identities.values()) identity.start()
+    const listener = refuseMalformedHost(getRequestListener(app.fetch))
+    // Host is checked by the caller guard, which answers in the OAuth error shape.
+    const serverOptions = { requireHostHeader: false }
+    const servers: Server[] = []
+    const tcp = hardened(createServer(serverOptions, listener), config.upstream.requestDeadlineMs)
+    await listenOn(tcp, { host: config.listen.host, port: config.listen.port })
+    servers.push(tcp)
+    const address = tcp.address() as AddressInfo
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+    const url = `http://${host}:${address.port}`
+    if (config.listen.socket) {
+      rmSync(config.listen.socket, { force: true })
+      const unix = hardened(createServer(serverOptions, listener), config.upstream.requestDeadlineMs)
+      await listenOn(unix, { path: config.listen.socket })
+      chmodSync(config.listen.socket, 0o660)
+      servers.push(unix)
+    }
+    readiness.markListening()
+    runtime.logger.info(
+      {
+        url,
+        ...(config.listen.socket ? { socket: config.listen.socket } : {}),
+        identities: [...identities.keys()],
+      },
+      'listening',
+    )
+
+    const daemon = new Daemon({
+      url,
+      runtime,
+      tokens,
+      readiness,
+      servers,
+      identities,
+      ownsDispatcher: !options.dispatcher,
+    })
+    daemon.#warm(config)
+    return daemon
+  }
+
+  /**
+   * Graceful shutdown: readiness fails at once, new token requests are refused, in-flight ones
+   * finish; after `graceMs` remaining connections are cut. Resolves when everything is closed.
+   */
+  shutdown(graceMs: number): Promise<void> {
+    this.#shutdown ??= this.#doShutdown(graceMs)
+    return this.#shutdown
+  }
+
+  async #doShutdown(graceMs: number): Promise<void> {
+    const { logger } = this.runtime
+    this.readiness.markDraining()
+    this.#warmStop.abort()
+    logger.info({ grace_ms: graceMs }, 'draining')
+    const closed = Promise.all(
+      this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+    )
+    for (const s of this.#servers) s.closeIdleConnections()
+    const timer = setTimeout(
+      () => {
+        logger.warn('grace period over; closing remaining connections')
+        for (const s of this.#servers) s.closeAllConnections()
+      },
+      Math.max(0, graceMs - 250),
+    )
+    await closed
+    clearTimeout(timer)
+    this.tokens.close()
+    await Promise.all([...this.#identities.values()].map((i) => i.close()))
+    if (this.#ownsDispatcher) await this.runtime.dispatcher.close()
+    logger.info('stopped')
+  }
+
+  /** Warm identities acquire their credential (and warmResource token) with backoff; /readyz waits. */
+  #warm(config: SidecarConfig): void {
+    const { logger, clock } = this.runtime
+    const warmIdentities = [...config.identities.values()].filter((i) => i.warm)
+    for (const identityConfig of warmIdentities) this.readiness.warmPending(identityConfig.name, 'starting')
+    const announceReady = () => {
+      if (this.readiness.ready) logger.info('ready')
+    }
+    if (warmIdentities.length === 0) return announceReady()
+    for (const identityConfig of warmIdentities) {
+      const identity = this.tokens.identity(identityConfig.name)
+      void (async () => {
+        for (let attempt = 0; !this.#warmStop.signal.aborted; attempt++) {
+          try {
+            await identity.currentBinding(this.#warmStop.signal)
+            if (identityConfig.warmResource) {
+              await this.tokens.getToken(identity, normaliseScope({ resource: identityConfig.warmResource }))
+            }
+            this.readiness.warmDone(identity.name)
+            logger.info({ identity: identity.name }, 'identity warm')
+            return announceReady()
+          } catch (error) {
+            const reason = error instanceof Error ? error.message : String(error)
+            this.readiness.warmPending(identity.name, reason)
+            const delay = Math.min(60_000, 1000 * 2 ** attempt)
+            logger.warn({ identity: identity.name, reason, retry_in_ms: delay }, 'warming identity failed')
+            await clock.sleep(delay, this.#warmStop.signal).catch(() => {})
+          }
+        }
+      })()
+    }
+  }
+}
+
+export interface Core {
+  runtime: Runtime
+  identities: Map<string, Identity>
+  tokens: TokenService
+}
+
+/** Everything but the HTTP surface: shared by the daemon and `doctor`. */
+export function buildCore(options: DaemonOptions): Core {
+  const { config } = options
+  const extraCaPem = config.upstream.caFile ? [readFileSync(config.upstream.caFile, 'utf8')] : []
+  const runtime: Runtime = {
+    clock: options.clock ?? new SystemClock(),
+    random: options.random ?? Math.random,
+    logger: options.logger ?? createLogger({ level: config.log.level }),
+    metrics: new Metrics(),
+    dispatcher:
+      options.dispatcher ??
+      new Agent(extraCaPem.length ? { connect: { ca: [...rootCertificates, ...extraCaPem] } } : {}),
+    extraCaPem,
+    timeoutMs: config.upstream.timeoutMs,
+  }
+  const identities = createIdentities(config, runtime)
+  const cache = new TokenCache({
+    clock: runtime.clock,
+    random: runtime.random,
+    logger: runtime.logger,
+    metrics: runtime.metrics,
+    maxTokens: config.cache.maxTokens,
+  })
+  const tokens = new TokenService({
+    runtime,
+    identities,
+    defaultIdentity: config.defaultIdentity,
+    cache,
+    requestDeadlineMs: config.upstream.requestDeadlineMs,
+  })
+  return { runtime, identities, tokens }
+}
+
+/**
+ * A Host header that is missing or not a host[:port] cannot even become a URL for the app, so
+ * answer it here, in the same error shape the caller guard uses.
+ */
+function refuseMalformedHost(listener: (req: IncomingMessage, res: ServerResponse) => unknown) {
+  return (req: IncomingMessage, res: ServerResponse) => {
+    if (hostnameOf(req.headers.host) !== undefined) return void listener(req, res)
+    const answer = errorResponse(
+      new SidecarError('forbidden', 'The Host header is missing or malformed'),
+      randomUUID(),
+    )
+    res.writeHead(answer.status, Object.fromEntries(answer.headers))
+    void answer.text().then((body) => res.end(body))
+  }
+}
+
+/** Bounded request handling: a slow or stalled client cannot hold a connection forever. */
+function hardened(server: Server, requestDeadlineMs: number): Server {
+  server.requestTimeout = requestDeadlineMs + 10_000
+  server.headersTimeout = 10_000
+  server.keepAliveTimeout = 5_000
+  server.maxHeadersCount = 100
+  return server
+}
+
+function listenOn(server: Server, where: { host: string; port: number } | { path: string }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(where, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+}

@@ -1,0 +1,96 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { SidecarError } from '../../sidecar/src/errors.ts'
+import { silentLogger } from '../../sidecar/src/log.ts'
+import { Metrics } from '../../sidecar/src/metrics.ts'
+import { TokenCache } from '../../sidecar/src/tokens/token-cache.ts'
+import type { AcquiredToken } from '../../sidecar/src/tokens/types.ts'
+import { FakeClock } from '../support/fake-clock.ts'
+
+const hour = 3600_000
+const minute = 60_000
+
+function setup(options: { maxTokens?: number } = {}) {
+  const clock = new FakeClock()
+  const cache = new TokenCache({ clock, random: () => 1, logger: silentLogger(), metrics: new Metrics(), maxTokens: options.maxTokens ?? 100 })
+  let calls = 0
+  let fail = false
+  const acquire = async (lifetimeMs: number, refreshInMs?: number): Promise<AcquiredToken> => {
+    calls++
+    if (fail) throw new SidecarError('upstream_unavailable', 'IMDS down')
+    const token: AcquiredToken = { tokenType: 'Bearer', accessToken: `token-${calls}`, expiresOn: clock.now() + lifetimeMs }
+    if (refreshInMs !== undefined) token.refreshOn = clock.now() + refreshInMs
+    return token
+  }
+  return { clock, cache, acquire, calls: () => calls, setFail: (v: boolean) => void (fail = v) }
+}
+
+test('a long-lived token is refreshed at half-life, in the background', async () => {
+  const { clock, cache, acquire, calls } = setup()
+  const first = await cache.get('k', () => acquire(24 * hour))
+  assert.equal(first.refreshAt - clock.now(), 12 * hour)
+  assert.equal(first.servableUntil, first.expiresOn - 5 * minute)
+  await clock.advance(12 * hour - 1)
+  assert.equal((await cache.get('k', () => acquire(24 * hour))).accessToken, 'token-1')
+  assert.equal(calls(), 1)
+  await clock.advance(1)
+  // Due: the cached token is answered at once, the refresh runs behind it.
+  assert.equal((await cache.get('k', () => acquire(24 * hour))).accessToken, 'token-1')
+  await clock.advance(0)
+  assert.equal(calls(), 2)
+  assert.equal((await cache.get('k', () => acquire(24 * hour))).accessToken, 'token-2')
+})
+
+test('refresh_in from upstream wins over the half-life', async () => {
+  const { clock, cache, acquire } = setup()
+  const token = await cache.get('k', () => acquire(24 * hour, hour))
+  assert.equal(token.refreshAt - clock.now(), hour)
+})
+
+test('a short token refreshes before the 5-minute buffer and is never served inside it', async () => {
+  const { clock, cache, acquire, calls, setFail } = setup()
+  const token = await cache.get('k', () => acquire(hour))
+  assert.equal(token.refreshAt - clock.now(), hour - 10 * minute)
+  setFail(true)
+  await clock.advance(hour - 5 * minute)
+  await assert.rejects(cache.get('k', () => acquire(hour)), (e: SidecarError) => e.code === 'upstream_unavailable')
+  assert.ok(calls() >= 2)
+})
+
+test('a failed refresh keeps serving the still-valid token, retrying after a cooldown', async () => {
+  const { clock, cache, acquire, calls, setFail } = setup()
+  await cache.get('k', () => acquire(24 * hour))
+  setFail(true)
+  await clock.advance(12 * hour)
+  for (let i = 0; i < 5; i++) assert.equal((await cache.get('k', () => acquire(24 * hour))).accessToken, 'token-1')
+  await clock.advance(0)
+  assert.equal(calls(), 2, 'one refresh attempt, not one per request')
+  await clock.advance(30_000)
+  setFail(false)
+  assert.equal((await cache.get('k', () => acquire(24 * hour))).accessToken, 'token-1')
+  await clock.advance(0)
+  assert.equal((await cache.get('k', () => acquire(24 * hour))).accessToken, 'token-3')
+})
+
+test('concurrent cold callers share one acquisition', async () => {
+  const { cache, acquire, calls } = setup()
+  const results = await Promise.all(Array.from({ length: 200 }, () => cache.get('k', () => acquire(hour))))
+  assert.equal(calls(), 1)
+  assert.equal(new Set(results.map((r) => r.accessToken)).size, 1)
+})
+
+test('a cold failure reaches every waiting caller, and the next call tries again', async () => {
+  const { cache, acquire, calls, setFail } = setup()
+  setFail(true)
+  const results = await Promise.allSettled(Array.from({ length: 10 }, () => cache.get('k', () => acquire(hour))))
+  assert.ok(results.every((r) => r.status === 'rejected'))
+  assert.equal(calls(), 1)
+  setFail(false)
+  assert.equal((await cache.get('k', () => acquire(hour))).accessToken, 'token-2')
+})
+
+test('the cache is bounded by maxTokens', async () => {
+  const { cache, acquire } = setup({ maxTokens: 3 })
+  for (let i = 0; i < 10; i++) await cache.get(`k${i}`, () => acquire(hour))
+  assert.equal(cache.size, 3)
+})

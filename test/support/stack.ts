@@ -1,0 +1,72 @@
+import { Writable } from 'node:stream'
+import type { TestContext } from 'node:test'
+import { parseConfig } from '../../sidecar/src/config/load.ts'
+import type { Clock } from '../../sidecar/src/clock.ts'
+import { Daemon } from '../../sidecar/src/daemon.ts'
+import { startEmulator, type Emulator, type EmulatorOptions } from '../../sidecar/src/emulator/emulator.ts'
+import { createLogger } from '../../sidecar/src/log.ts'
+
+/** Every log line a daemon wrote, raw (for secret scans) and parsed. */
+export class LogCapture extends Writable {
+  readonly lines: string[] = []
+
+  override _write(chunk: Buffer, _encoding: string, callback: () => void): void {
+    for (const line of chunk.toString('utf8').split('\n')) if (line) this.lines.push(line)
+    callback()
+  }
+
+  get records(): Record<string, unknown>[] {
+    return this.lines.map((l) => JSON.parse(l) as Record<string, unknown>)
+  }
+
+  get text(): string {
+    return this.lines.join('\n')
+  }
+}
+
+export interface Stack {
+  emulator: Emulator
+  daemon: Daemon
+  url: string
+  logs: LogCapture
+  /** GET a daemon route with `Metadata: true` (unless overridden). */
+  get(path: string, headers?: Record<string, string>): Promise<Response>
+}
+
+export interface StackOptions {
+  /** YAML for everything but `listen` and `upstream.imdsEndpoint`; `${IMDS}` etc. come from `env`. */
+  configYaml?: (emulator: Emulator) => string
+  emulator?: EmulatorOptions
+  clock?: Clock
+  random?: () => number
+  env?: Record<string, string>
+}
+
+/** Emulator + daemon on 127.0.0.1:0, both torn down after the test. */
+export async function startStack(t: TestContext, options: StackOptions = {}): Promise<Stack> {
+  const emulator = await startEmulator(options.clock ? { ...options.emulator, clock: options.clock } : (options.emulator ?? {}))
+  t.after(() => emulator.close())
+  const body = options.configYaml?.(emulator) ?? 'identities:\n  mi:\n    managedIdentity: {}\n'
+  const yaml = `listen:\n  host: 127.0.0.1\n  port: 0\nupstream:\n  imdsEndpoint: ${emulator.imdsUrl}\n${body}`
+  const config = parseConfig(yaml, { source: 'test.yaml', env: { ...options.env } })
+  const logs = new LogCapture()
+  const daemon = await Daemon.start({
+    config,
+    logger: createLogger({ level: 'debug', destination: logs }),
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.random ? { random: options.random } : {}),
+  })
+  t.after(() => daemon.shutdown(1000))
+  return {
+    emulator,
+    daemon,
+    url: daemon.url,
+    logs,
+    get: (path, headers = {}) => fetch(`${daemon.url}${path}`, { headers: { Metadata: 'true', ...headers } }),
+  }
+}
+
+/** Reads a JSON body, typed loosely for assertions. */
+export async function json(res: Response): Promise<Record<string, any>> {
+  return (await res.json()) as Record<string, any>
+}
