@@ -1,0 +1,120 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import {
+  boundCertificateRequest,
+  certificateAssertionRequest,
+  clientSecretRequest,
+  federatedAssertionRequest,
+  jwtBearerAssertionType,
+  jwtPopAssertionType,
+  managedIdentityMtlsRequest,
+  normaliseScope,
+  resourceOfScope,
+} from '../../sidecar/src/sources/entra/requests.ts'
+import type { BindingCertificate } from '../../sidecar/src/tokens/types.ts'
+
+const binding: BindingCertificate = {
+  x5tS256: 'thumb',
+  certificatePem: 'cert',
+  privateKeyPem: 'key',
+  notAfter: 0,
+  keyProtection: 'software',
+}
+const common = {
+  tokenEndpoint: 'https://mtls.example/tid/oauth2/v2.0/token',
+  clientId: 'cid',
+  identityName: 'id',
+}
+
+test('scope normalisation: resource → <resource>/.default, scope passed through', () => {
+  assert.equal(normaliseScope('https://graph.microsoft.com'), 'https://graph.microsoft.com/.default')
+  assert.equal(normaliseScope('https://graph.microsoft.com/'), 'https://graph.microsoft.com/.default')
+  assert.equal(normaliseScope('https://graph.microsoft.com//'), 'https://graph.microsoft.com/.default')
+  assert.equal(normaliseScope('https://graph.microsoft.com/.default'), 'https://graph.microsoft.com/.default')
+  assert.equal(normaliseScope('api://AzureADTokenExchange'), 'api://AzureADTokenExchange/.default')
+  assert.equal(resourceOfScope('https://graph.microsoft.com/.default'), 'https://graph.microsoft.com')
+})
+
+test('managed identity mTLS leg: no assertion, token_type always sent', () => {
+  const pop = managedIdentityMtlsRequest({
+    ...common,
+    scope: 'https://management.azure.com/',
+    binding,
+    tokenType: 'mtls_pop',
+  })
+  assert.deepEqual(pop.form, {
+    grant_type: 'client_credentials',
+    client_id: 'cid',
+    scope: 'https://management.azure.com/.default',
+    token_type: 'mtls_pop',
+  })
+  assert.equal(pop.clientCertificate, binding)
+  assert.equal(pop.expectedTokenType, 'mtls_pop')
+  assert.equal(pop.metricsEndpoint, 'entra.mtls.token')
+  assert.equal(pop.allowBearerFallback, undefined)
+  const bearer = managedIdentityMtlsRequest({
+    ...common,
+    scope: 'r',
+    binding,
+    tokenType: 'Bearer',
+    allowBearerFallback: true,
+  })
+  assert.equal(bearer.form['token_type'], 'bearer')
+  assert.equal(bearer.allowBearerFallback, true)
+})
+
+test('bound confidential client: client_info=2, no assertion, token_type only for PoP', () => {
+  const pop = boundCertificateRequest({ ...common, scope: 'r', certificate: binding, tokenType: 'mtls_pop' })
+  assert.deepEqual(pop.form, {
+    grant_type: 'client_credentials',
+    client_id: 'cid',
+    scope: 'r/.default',
+    client_info: '2',
+    token_type: 'mtls_pop',
+  })
+  assert.equal(pop.clientCertificate, binding)
+  const bearer = boundCertificateRequest({ ...common, scope: 'r', certificate: binding, tokenType: 'Bearer' })
+  assert.equal(bearer.form['token_type'], undefined)
+  assert.equal(bearer.form['client_assertion'], undefined)
+})
+
+test('certificate assertion and client secret: regular endpoint, Bearer', () => {
+  const assertion = certificateAssertionRequest({ ...common, scope: 'r', assertion: 'jwt' })
+  assert.equal(assertion.form['client_assertion_type'], jwtBearerAssertionType)
+  assert.equal(assertion.form['client_assertion'], 'jwt')
+  assert.equal(assertion.clientCertificate, undefined)
+  assert.equal(assertion.metricsEndpoint, 'entra.token')
+  const secret = clientSecretRequest({ ...common, scope: 'r', clientSecret: 's3cret' })
+  assert.equal(secret.form['client_secret'], 's3cret')
+  assert.equal(secret.expectedTokenType, 'Bearer')
+})
+
+test('FIC leg 2: jwt-pop over mTLS when bound, jwt-bearer otherwise', () => {
+  const bound = federatedAssertionRequest({
+    ...common,
+    scope: 'r',
+    assertion: 'leg1',
+    binding,
+    tokenType: 'mtls_pop',
+  })
+  assert.equal(bound.form['client_assertion_type'], jwtPopAssertionType)
+  assert.equal(bound.form['token_type'], 'mtls_pop')
+  assert.equal(bound.clientCertificate, binding)
+  assert.equal(bound.metricsEndpoint, 'entra.mtls.token')
+  const boundBearer = federatedAssertionRequest({
+    ...common,
+    scope: 'r',
+    assertion: 'leg1',
+    binding,
+    tokenType: 'Bearer',
+  })
+  assert.equal(boundBearer.form['client_assertion_type'], jwtPopAssertionType)
+  assert.equal(boundBearer.form['token_type'], undefined)
+  const unbound = federatedAssertionRequest({ ...common, scope: 'r', assertion: 'leg1', tokenType: 'Bearer' })
+  assert.equal(unbound.form['client_assertion_type'], jwtBearerAssertionType)
+  assert.equal(unbound.clientCertificate, undefined)
+  assert.throws(
+    () => federatedAssertionRequest({ ...common, scope: 'r', assertion: 'leg1', tokenType: 'mtls_pop' }),
+    /binding certificate/,
+  )
+})

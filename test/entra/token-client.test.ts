@@ -1,0 +1,400 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { CertificateAuthority } from '../../sidecar/src/pki/certificate-authority.ts'
+import { isSidecarError, type SidecarError } from '../../sidecar/src/errors.ts'
+import {
+  managedIdentityMtlsRequest,
+  boundCertificateRequest,
+} from '../../sidecar/src/sources/entra/requests.ts'
+import { registerApp } from '../../sidecar/src/emulator/entra.ts'
+import { counterTotal, issueClientCertificate, rejectsWith, startEntraFixture, toBinding } from './helpers.ts'
+
+const resource = 'https://management.azure.com'
+const signal = () => AbortSignal.timeout(20_000)
+
+function asSidecarError(error: unknown): SidecarError {
+  assert.ok(isSidecarError(error), `expected a SidecarError, got ${String(error)}`)
+  return error
+}
+
+test('managed identity mtls_pop leg: the token is bound to the presented certificate', async (t) => {
+  const f = await startEntraFixture(t)
+  const mi = f.state.managedIdentities[0]!
+  const binding = await issueClientCertificate(f.state, mi.clientId)
+  const req = managedIdentityMtlsRequest({
+    tokenEndpoint: f.mtlsTokenUrl,
+    clientId: mi.clientId,
+    scope: `${resource}/`,
+    binding,
+    tokenType: 'mtls_pop',
+    identityName: 'mi',
+  })
+  const before = f.clock.now()
+  const token = await f.client.requestToken(req, signal())
+  assert.equal(token.tokenType, 'mtls_pop')
+  assert.equal(token.binding, binding)
+  // expires_in arrives as the string "3599" from the mTLS endpoint.
+  assert.ok(token.expiresOn >= before + 3599_000 && token.expiresOn <= f.clock.now() + 3599_000)
+  assert.equal(token.refreshOn, undefined)
+  const claims = await f.state.tokens.verify(token.accessToken, { audience: resource })
+  assert.deepEqual(claims['cnf'], { 'x5t#S256': binding.x5tS256 })
+  assert.equal(claims.sub, mi.objectId)
+  assert.equal(claims['appid'], mi.clientId)
+  assert.equal(claims['tid'], f.state.tenantId)
+  assert.equal(f.state.calls.count('entra.mtls.token'), 1)
+  const observed = await f.metrics.upstreamCalls.get()
+  assert.ok(
+    observed.values.some((v) => v.labels['endpoint'] === 'entra.mtls.token' && v.labels['status'] === '200'),
+  )
+})
+
+test('managed identity token_type=bearer leg gives a Bearer token without cnf; refresh_in is honoured', async (t) => {
+  const f = await startEntraFixture(t, { refreshInSec: 1800 })
+  const mi = f.state.managedIdentities[1]!
+  const binding = await issueClientCertificate(f.state, mi.clientId)
+  const req = managedIdentityMtlsRequest({
+    tokenEndpoint: f.mtlsTokenUrl,
+    clientId: mi.clientId,
+    scope: resource,
+    binding,
+    tokenType: 'Bearer',
+    identityName: 'mi',
+  })
+  const token = await f.client.requestToken(req, signal())
+  assert.equal(token.tokenType, 'Bearer')
+  const claims = await f.state.tokens.verify(token.accessToken, { audience: resource })
+  assert.equal(claims['cnf'], undefined)
+  assert.ok(token.refreshOn !== undefined && Math.abs(token.refreshOn - (f.clock.now() + 1800_000)) < 5000)
+})
+
+test('Bearer answered to an mtls_pop request fails closed, unless the Bearer fallback is allowed', async (t) => {
+  const f = await startEntraFixture(t, { entraIgnoresPopRequest: true })
+  const mi = f.state.managedIdentities[0]!
+  const binding = await issueClientCertificate(f.state, mi.clientId)
+  const base = {
+    tokenEndpoint: f.mtlsTokenUrl,
+    clientId: mi.clientId,
+    scope: resource,
+    binding,
+    tokenType: 'mtls_pop' as const,
+    identityName: 'mi-pop',
+  }
+  const refused = asSidecarError(
+    await rejectsWith(f.client.requestToken(managedIdentityMtlsRequest(base), signal())),
+  )
+  assert.equal(refused.code, 'upstream_error')
+  assert.equal(refused.reason, 'token_type_mismatch')
+  assert.equal(await counterTotal(f.metrics, 'credential_sidecar_bearer_fallback_total'), 0)
+
+  const token = await f.client.requestToken(
+    managedIdentityMtlsRequest({ ...base, allowBearerFallback: true }),
+    signal(),
+  )
+  assert.equal(token.tokenType, 'Bearer')
+  assert.equal(await counterTotal(f.metrics, 'credential_sidecar_bearer_fallback_total'), 1)
+  const { values } = await f.metrics.bearerFallbacks.get()
+  assert.equal(values[0]?.labels['identity'], 'mi-pop')
+})
+
+test('a client certificate from another CA is refused with invalid_client', async (t) => {
+  const f = await startEntraFixture(t)
+  const mi = f.state.managedIdentities[0]!
+  const otherCa = await CertificateAuthority.create()
+  const foreign = toBinding(
+    await otherCa.issueWithNewKey({
+      subject: [{ shortName: 'CN', value: mi.clientId }],
+      usage: 'client',
+      validityMs: 3600_000,
+    }),
+  )
+  const req = managedIdentityMtlsRequest({
+    tokenEndpoint: f.mtlsTokenUrl,
+    clientId: mi.clientId,
+    scope: resource,
+    binding: foreign,
+    tokenType: 'mtls_pop',
+    identityName: 'mi',
+  })
+  const error = asSidecarError(await rejectsWith(f.client.requestToken(req, signal())))
+  assert.equal(error.code, 'upstream_error')
+  assert.equal(error.reason, 'invalid_client')
+  assert.deepEqual(error.upstream?.errorCodes, [700027])
+})
+
+test('a certificate whose subject is another identity is refused', async (t) => {
+  const f = await startEntraFixture(t)
+  const [mi0, mi1] = f.state.managedIdentities
+  const binding = await issueClientCertificate(f.state, mi1!.clientId)
+  const req = managedIdentityMtlsRequest({
+    tokenEndpoint: f.mtlsTokenUrl,
+    clientId: mi0!.clientId,
+    scope: resource,
+    binding,
+    tokenType: 'mtls_pop',
+    identityName: 'mi',
+  })
+  const error = asSidecarError(await rejectsWith(f.client.requestToken(req, signal())))
+  assert.equal(error.reason, 'invalid_client')
+})
+
+test('no client certificate on the mTLS host: 401 invalid_client with error codes, trace and correlation ids', async (t) => {
+  const f = await startEntraFixture(t)
+  const mi = f.state.managedIdentities[0]!
+  const binding = await issueClientCertificate(f.state, mi.clientId)
+  const req = managedIdentityMtlsRequest({
+    tokenEndpoint: f.mtlsTokenUrl,
+    clientId: mi.clientId,
+    scope: resource,
+    binding,
+    tokenType: 'mtls_pop',
+    identityName: 'mi',
+  })
+  delete req.clientCertificate
+  const error = asSidecarError(await rejectsWith(f.client.requestToken(req, signal())))
+  assert.equal(error.code, 'upstream_error')
+  assert.equal(error.reason, 'invalid_client')
+  assert.equal(error.upstream?.status, 401)
+  assert.equal(error.upstream?.error, 'invalid_client')
+  assert.deepEqual(error.upstream?.errorCodes, [7000218])
+  assert.match(error.upstream?.traceId ?? '', /^[0-9a-f-]{36}$/)
+  assert.match(error.upstream?.correlationId ?? '', /^[0-9a-f-]{36}$/)
+  assert.match(error.message, /AADSTS7000218/)
+  assert.match(error.upstream?.errorDescription ?? '', /Trace ID: .* Correlation ID: .* Timestamp: /)
+})
+
+test('a 500 is retried once after about 1 s, then the token comes', async (t) => {
+  const f = await startEntraFixture(t)
+  const mi = f.state.managedIdentities[0]!
+  const binding = await issueClientCertificate(f.state, mi.clientId)
+  f.state.faults.script('entra.mtls.token', [{ status: 500 }])
+  const req = managedIdentityMtlsRequest({
+    tokenEndpoint: f.mtlsTokenUrl,
+    clientId: mi.clientId,
+    scope: resource,
+    binding,
+    tokenType: 'mtls_pop',
+    identityName: 'mi',
+  })
+  const token = await f.client.requestToken(req, signal())
+  assert.equal(token.tokenType, 'mtls_pop')
+  assert.equal(f.state.calls.count('entra.mtls.token'), 2)
+  assert.equal(f.clock.sleeps.length, 1)
+  assert.ok(f.clock.sleeps[0]! >= 800 && f.clock.sleeps[0]! <= 1200)
+})
+
+test('5xx after the retry → upstream_unavailable with Retry-After; 429 is not retried', async (t) => {
+  const f = await startEntraFixture(t)
+  const mi = f.state.managedIdentities[0]!
+  const binding = await issueClientCertificate(f.state, mi.clientId)
+  const req = managedIdentityMtlsRequest({
+    tokenEndpoint: f.mtlsTokenUrl,
+    clientId: mi.clientId,
+    scope: resource,
+    binding,
+    tokenType: 'mtls_pop',
+    identityName: 'mi',
+  })
+  f.state.faults.script('entra.mtls.token', [
+    { status: 503 },
+    { status: 503, headers: { 'retry-after': '7' } },
+  ])
+  const unavailable = asSidecarError(await rejectsWith(f.client.requestToken(req, signal())))
+  assert.equal(unavailable.code, 'upstream_unavailable')
+  assert.equal(unavailable.reason, 'server_error')
+  assert.equal(unavailable.retryAfterSeconds, 7)
+  assert.deepEqual(unavailable.upstream?.errorCodes, [90033])
+
+  f.state.calls.reset()
+  f.state.faults.script('entra.mtls.token', [{ status: 429, headers: { 'retry-after': '30' } }])
+  const throttled = asSidecarError(await rejectsWith(f.client.requestToken(req, signal())))
+  assert.equal(throttled.code, 'upstream_unavailable')
+  assert.equal(throttled.reason, 'throttled')
+  assert.equal(throttled.retryAfterSeconds, 30)
+  assert.equal(f.state.calls.count('entra.mtls.token'), 1)
+})
+
+test('malformed answers: non-JSON, missing access_token, unusable expires_in', async (t) => {
+  const f = await startEntraFixture(t)
+  const mi = f.state.managedIdentities[0]!
+  const binding = await issueClientCertificate(f.state, mi.clientId)
+  const req = managedIdentityMtlsRequest({
+    tokenEndpoint: f.mtlsTokenUrl,
+    clientId: mi.clientId,
+    scope: resource,
+    binding,
+    tokenType: 'mtls_pop',
+    identityName: 'mi',
+  })
+  const cases = [
+    { status: 200, body: '<html>proxy</html>' },
+    { status: 400, body: 'Bad Request' },
+    { status: 200, body: { token_type: 'mtls_pop', expires_in: '3599' } },
+    { status: 200, body: { token_type: 'mtls_pop', expires_in: 'soon', access_token: 'x' } },
+  ]
+  for (const fault of cases) {
+    f.state.faults.script('entra.mtls.token', [fault])
+    const error = asSidecarError(await rejectsWith(f.client.requestToken(req, signal())))
+    assert.equal(error.code, 'upstream_error', JSON.stringify(fault))
+    assert.equal(error.reason, 'malformed_response', JSON.stringify(fault))
+  }
+})
+
+test('token_type is compared case-insensitively; numeric expires_in accepted', async (t) => {
+  const f = await startEntraFixture(t)
+  const mi = f.state.managedIdentities[0]!
+  const binding = await issueClientCertificate(f.state, mi.clientId)
+  const req = managedIdentityMtlsRequest({
+    tokenEndpoint: f.mtlsTokenUrl,
+    clientId: mi.clientId,
+    scope: resource,
+    binding,
+    tokenType: 'mtls_pop',
+    identityName: 'mi',
+  })
+  f.state.faults.script('entra.mtls.token', [
+    { status: 200, body: { token_type: 'MTLS_POP', expires_in: 600, access_token: 'opaque' } },
+  ])
+  const token = await f.client.requestToken(req, signal())
+  assert.equal(token.tokenType, 'mtls_pop')
+  assert.ok(Math.abs(token.expiresOn - (f.clock.now() + 600_000)) < 5000)
+})
+
+test("invalid_scope is the caller's bad request; errors never carry the form body", async (t) => {
+  const f = await startEntraFixture(t)
+  const mi = f.state.managedIdentities[0]!
+  const binding = await issueClientCertificate(f.state, mi.clientId)
+  const req = managedIdentityMtlsRequest({
+    tokenEndpoint: f.mtlsTokenUrl,
+    clientId: mi.clientId,
+    scope: resource,
+    binding,
+    tokenType: 'mtls_pop',
+    identityName: 'mi',
+  })
+  req.form['scope'] = 'https://graph.microsoft.com/User.Read'
+  const error = asSidecarError(await rejectsWith(f.client.requestToken(req, signal())))
+  assert.equal(error.code, 'upstream_bad_request')
+  assert.equal(error.upstream?.error, 'invalid_scope')
+  assert.deepEqual(error.upstream?.errorCodes, [1002012])
+  assert.ok(!JSON.stringify(error.upstream).includes(binding.privateKeyPem))
+})
+
+test('bound confidential client ("SNI"): registered certificate over mTLS → mtls_pop; unregistered → invalid_client', async (t) => {
+  const f = await startEntraFixture(t)
+  const cert = await issueClientCertificate(f.state, 'app-cert')
+  const app = registerApp(f.state, { certificates: [cert.certificatePem] })
+  const req = boundCertificateRequest({
+    tokenEndpoint: f.mtlsTokenUrl,
+    clientId: app.clientId,
+    scope: resource,
+    certificate: cert,
+    tokenType: 'mtls_pop',
+    identityName: 'app',
+  })
+  const token = await f.client.requestToken(req, signal())
+  assert.equal(token.tokenType, 'mtls_pop')
+  const claims = await f.state.tokens.verify(token.accessToken, { audience: resource })
+  assert.deepEqual(claims['cnf'], { 'x5t#S256': cert.x5tS256 })
+  assert.equal(claims['appid'], app.clientId)
+
+  const bearer = await f.client.requestToken(
+    boundCertificateRequest({
+      tokenEndpoint: f.mtlsTokenUrl,
+      clientId: app.clientId,
+      scope: resource,
+      certificate: cert,
+      tokenType: 'Bearer',
+      identityName: 'app',
+    }),
+    signal(),
+  )
+  assert.equal(bearer.tokenType, 'Bearer')
+
+  const stranger = await issueClientCertificate(f.state, 'other')
+  const error = asSidecarError(
+    await rejectsWith(
+      f.client.requestToken(
+        boundCertificateRequest({
+          tokenEndpoint: f.mtlsTokenUrl,
+          clientId: app.clientId,
+          scope: resource,
+          certificate: stranger,
+          tokenType: 'mtls_pop',
+          identityName: 'app',
+        }),
+        signal(),
+      ),
+    ),
+  )
+  assert.equal(error.reason, 'invalid_client')
+  assert.deepEqual(error.upstream?.errorCodes, [700027])
+})
+
+test('one agent per certificate; evictBinding drops it', async (t) => {
+  const f = await startEntraFixture(t)
+  const mi = f.state.managedIdentities[0]!
+  const first = await issueClientCertificate(f.state, mi.clientId)
+  const second = await issueClientCertificate(f.state, mi.clientId)
+  for (const binding of [first, second, first]) {
+    const req = managedIdentityMtlsRequest({
+      tokenEndpoint: f.mtlsTokenUrl,
+      clientId: mi.clientId,
+      scope: resource,
+      binding,
+      tokenType: 'mtls_pop',
+      identityName: 'mi',
+    })
+    const token = await f.client.requestToken(req, signal())
+    const claims = await f.state.tokens.verify(token.accessToken, { audience: resource })
+    // Each request presents its own certificate, never a pooled connection of another one.
+    assert.deepEqual(claims['cnf'], { 'x5t#S256': binding.x5tS256 })
+  }
+  f.client.evictBinding(first.x5tS256)
+  const again = await f.client.requestToken(
+    managedIdentityMtlsRequest({
+      tokenEndpoint: f.mtlsTokenUrl,
+      clientId: mi.clientId,
+      scope: resource,
+      binding: first,
+      tokenType: 'mtls_pop',
+      identityName: 'mi',
+    }),
+    signal(),
+  )
+  assert.equal(again.tokenType, 'mtls_pop')
+})
+
+test('an mTLS server that refuses the handshake surfaces reason tls_failure', async (t) => {
+  const { createServer } = await import('node:https')
+  const { listenOnLoopback, closeServer, issueLoopbackServerCertificate } =
+    await import('../../sidecar/src/emulator/entra.ts')
+  const f = await startEntraFixture(t)
+  const { cert, key } = await issueLoopbackServerCertificate(f.state)
+  // Demands a client certificate from a CA the client's certificate is not from.
+  const otherCa = await CertificateAuthority.create()
+  const server = createServer(
+    {
+      cert,
+      key,
+      ca: [otherCa.certificatePem],
+      requestCert: true,
+      rejectUnauthorized: true,
+      maxVersion: 'TLSv1.2',
+    },
+    (_req, res) => res.end('{}'),
+  )
+  const url = await listenOnLoopback(server)
+  t.after(() => closeServer(server))
+  const mi = f.state.managedIdentities[0]!
+  const binding = await issueClientCertificate(f.state, mi.clientId)
+  const req = managedIdentityMtlsRequest({
+    tokenEndpoint: `${url}/${f.state.tenantId}/oauth2/v2.0/token`,
+    clientId: mi.clientId,
+    scope: resource,
+    binding,
+    tokenType: 'mtls_pop',
+    identityName: 'mi',
+  })
+  const error = asSidecarError(await rejectsWith(f.client.requestToken(req, signal())))
+  assert.equal(error.reason, 'tls_failure')
+})
