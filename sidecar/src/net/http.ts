@@ -51,25 +51,46 @@ export async function sendHttp(dispatcher: Dispatcher, req: HttpRequest): Promis
 function transportError(error: unknown, endpoint: string, timedOut: boolean): SidecarError {
   const code = (error as { code?: string } | undefined)?.code ?? ''
   let reason: ErrorReason = 'connect_failure'
-  if (timedOut || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
+  if (
+    timedOut ||
+    code === 'UND_ERR_HEADERS_TIMEOUT' ||
+    code === 'UND_ERR_BODY_TIMEOUT' ||
+    code === 'UND_ERR_CONNECT_TIMEOUT'
+  ) {
     reason = 'timeout'
   } else if (isTlsFailure(error)) {
     reason = 'tls_failure'
   }
-  const what = reason === 'timeout' ? 'timed out' : reason === 'tls_failure' ? 'TLS handshake failed' : 'connection failed'
+  const what =
+    reason === 'timeout'
+      ? 'timed out'
+      : reason === 'tls_failure'
+        ? 'TLS handshake failed'
+        : 'connection failed'
   const detail = code ? ` (${code})` : ''
-  return new SidecarError(reason === 'timeout' ? 'upstream_timeout' : 'upstream_unavailable', `${endpoint}: ${what}${detail}`, {
-    reason,
-    upstream: { endpoint },
-    cause: error,
-  })
+  return new SidecarError(
+    reason === 'timeout' ? 'upstream_timeout' : 'upstream_unavailable',
+    `${endpoint}: ${what}${detail}`,
+    {
+      reason,
+      upstream: { endpoint },
+      cause: error,
+    },
+  )
 }
 
 function isTlsFailure(error: unknown): boolean {
   for (let e: unknown = error, depth = 0; e && depth < 5; depth++) {
     const code = String((e as { code?: unknown }).code ?? '')
     const message = String((e as { message?: unknown }).message ?? '')
-    if (/^ERR_SSL|^ERR_TLS|CERT|SSL/.test(code) || /alert|certificate|handshake|SSL/i.test(message)) return true
+    // A server that refuses our client certificate may just drop the connection mid-handshake
+    // (Node servers do): Node reports ECONNRESET "… before secure TLS connection was established".
+    if (
+      /^ERR_SSL|^ERR_TLS|CERT|SSL/.test(code) ||
+      /alert|certificate|handshake|SSL|before secure TLS/i.test(message)
+    ) {
+      return true
+    }
     e = (e as { cause?: unknown }).cause
   }
   return false
@@ -91,16 +112,24 @@ export function parseJsonObject(res: HttpResponse, endpoint: string): Record<str
   try {
     value = JSON.parse(res.text)
   } catch {
-    throw new SidecarError('upstream_error', `${endpoint} answered ${res.status} with a body that is not JSON`, {
-      reason: 'malformed_response',
-      upstream: { endpoint, status: res.status },
-    })
+    throw new SidecarError(
+      'upstream_error',
+      `${endpoint} answered ${res.status} with a body that is not JSON`,
+      {
+        reason: 'malformed_response',
+        upstream: { endpoint, status: res.status },
+      },
+    )
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new SidecarError('upstream_error', `${endpoint} answered ${res.status} with JSON that is not an object`, {
-      reason: 'malformed_response',
-      upstream: { endpoint, status: res.status },
-    })
+    throw new SidecarError(
+      'upstream_error',
+      `${endpoint} answered ${res.status} with JSON that is not an object`,
+      {
+        reason: 'malformed_response',
+        upstream: { endpoint, status: res.status },
+      },
+    )
   }
   return value as Record<string, unknown>
 }
