@@ -56,3 +56,21 @@ test('the examples resolve to what their comments promise', async () => {
     ['graph:app', 'arm:mi'],
   )
 })
+
+test('the full example in deploy/configuration.md loads, and "no config file" equals defaultConfig', async () => {
+  const { readFile } = await import('node:fs/promises')
+  const { parseConfig, defaultConfig } = await import('../../sidecar/src/config/load.ts')
+  const reference = await readFile(join(import.meta.dirname, '../../deploy/configuration.md'), 'utf8')
+  const blockAfter = (heading: string) => {
+    const match = new RegExp(`## ${heading}[\\s\\S]*?\`\`\`yaml\\n([\\s\\S]*?)\`\`\``).exec(reference)
+    assert.ok(match?.[1], `no yaml block after "## ${heading}"`)
+    return match[1]
+  }
+  const full = parseConfig(blockAfter('Full example'), {
+    source: 'configuration.md',
+    env: { CERT_PASSWORD: 'p', APP_SECRET: 's' },
+  })
+  assert.deepEqual([...full.identities.keys()], ['mi', 'app'])
+  const none = parseConfig(blockAfter('No config file'), { source: 'configuration.md', env: {} })
+  assert.deepEqual({ ...none, source: undefined }, defaultConfig({}))
+})
