@@ -66,7 +66,7 @@ export class CertificateAuthority {
     cert.serialNumber = serialNumber()
     cert.validity.notBefore = new Date(notBefore)
     cert.validity.notAfter = new Date(notBefore + options.validityMs)
-    cert.setSubject(options.subject.map((a) => ({ shortName: a.shortName, value: a.value })))
+    cert.setSubject(options.subject.map(forgeNameAttribute))
     cert.setIssuer(this.#cert.subject.attributes)
     const extensions: object[] = [
       { name: 'basicConstraints', cA: false },
@@ -91,6 +91,17 @@ export class CertificateAuthority {
     const certificatePem = this.issue({ ...options, publicKeyPem: keys.publicKeyPem })
     return { ...keys, certificatePem, x5tS256: x5tS256(certificatePem) }
   }
+}
+
+/**
+ * node-forge has no OID for DC (domainComponent), so it is given by OID, as an IA5String
+ * (RFC 4519): IMDS v2 binding certificates carry `DC={tenantId}`.
+ */
+function forgeNameAttribute(a: NameAttribute): object {
+  if (a.shortName === 'DC') {
+    return { type: '0.9.2342.19200300.100.1.25', valueTagClass: forge.asn1.Type.IA5STRING, value: a.value }
+  }
+  return { shortName: a.shortName, value: a.value }
 }
 
 function serialNumber(): string {
