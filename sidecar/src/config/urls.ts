@@ -4,7 +4,7 @@ import { isIP } from 'node:net'
 export function isLoopbackHost(host: string): boolean {
   const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host
   const lower = bare.toLowerCase()
-  if (lower === 'localhost' || lower.endsWith('.localhost')) return true
+  if (lower === 'localhost') return true
   if (isIP(bare) === 4) return bare.startsWith('127.')
   if (isIP(bare) === 6)
     return lower === '::1' || lower === '0:0:0:0:0:0:0:1' || lower.startsWith('::ffff:127.')
