@@ -398,3 +398,42 @@ test('an mTLS server that refuses the handshake surfaces reason tls_failure', as
   const error = asSidecarError(await rejectsWith(f.client.requestToken(req, signal())))
   assert.equal(error.reason, 'tls_failure')
 })
+
+test('logs name the identity but never carry tokens, assertions or keys', async (t) => {
+  const { Writable } = await import('node:stream')
+  const { createLogger } = await import('../../sidecar/src/log.ts')
+  const { EntraTokenClient } = await import('../../sidecar/src/sources/entra/token-client.ts')
+  const lines: string[] = []
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(chunk.toString('utf8'))
+      cb()
+    },
+  })
+  const f = await startEntraFixture(t, { entraIgnoresPopRequest: true })
+  const client = new EntraTokenClient({
+    runtime: { ...f.runtime, logger: createLogger({ level: 'debug', destination }) },
+  })
+  t.after(() => client.close())
+  const mi = f.state.managedIdentities[0]!
+  const binding = await issueClientCertificate(f.state, mi.clientId)
+  f.state.faults.script('entra.mtls.token', [{ status: 502 }])
+  const token = await client.requestToken(
+    managedIdentityMtlsRequest({
+      tokenEndpoint: f.mtlsTokenUrl,
+      clientId: mi.clientId,
+      scope: resource,
+      binding,
+      tokenType: 'mtls_pop',
+      allowBearerFallback: true,
+      identityName: 'mi-logged',
+    }),
+    signal(),
+  )
+  const text = lines.join('')
+  assert.match(text, /retrying Entra token request/)
+  assert.match(text, /allowBearerFallback/)
+  assert.match(text, /mi-logged/)
+  assert.ok(!text.includes(token.accessToken))
+  assert.ok(!text.includes('PRIVATE KEY'))
+})
