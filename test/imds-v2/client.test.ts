@@ -1,0 +1,253 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { X509Certificate } from 'node:crypto'
+import { SidecarError } from '../../sidecar/src/errors.ts'
+import { buildCsr } from '../../sidecar/src/pki/csr.ts'
+import { SoftwareKeyProvider, type BindingKey } from '../../sidecar/src/pki/key-provider.ts'
+import { publicKeysMatch } from '../../sidecar/src/pki/x509.ts'
+import { ImdsV2Client, mtlsTokenEndpoint, type PlatformMetadata } from '../../sidecar/src/sources/imds-v2.ts'
+import { FakeClock } from '../support/fake-clock.ts'
+import { driveUntilSettled, setup } from './support.ts'
+
+const system = { kind: 'system' } as const
+const keyPromise = new SoftwareKeyProvider().generate()
+
+async function csrFor(key: BindingKey, md: PlatformMetadata): Promise<string> {
+  return buildCsr({
+    clientId: md.clientId,
+    tenantId: md.tenantId,
+    cuIdJson: md.cuIdJson,
+    publicKeyPem: key.publicKeyPem,
+    signPss: (d) => key.signPss(d),
+  })
+}
+
+async function rejectsWith(promise: Promise<unknown>, check: (e: SidecarError) => void): Promise<void> {
+  await assert.rejects(promise, (error: unknown) => {
+    assert.ok(error instanceof SidecarError, `expected a SidecarError, got ${String(error)}`)
+    check(error)
+    return true
+  })
+}
+
+test('getplatformmetadata then issuecredential: a certificate for our key, and the token URL', async (t) => {
+  const { imds, runtime } = await setup(t)
+  const client = new ImdsV2Client({ runtime, imdsEndpoint: `${imds.url}/` })
+  const md = await client.getPlatformMetadata(system)
+  const sai = imds.state.managedIdentities[0]!
+  assert.equal(md.clientId, sai.clientId)
+  assert.equal(md.tenantId, imds.state.tenantId)
+  assert.equal(md.cuIdJson, JSON.stringify({ vmId: imds.state.cuId.vmId }))
+  assert.match(md.attestationEndpoint, /^https:/)
+
+  const key = await keyPromise
+  const issued = await client.issueCredential(system, await csrFor(key, md))
+  assert.ok(publicKeysMatch(issued.certificateDer, key.publicKeyPem))
+  assert.equal(issued.clientId, sai.clientId)
+  assert.equal(issued.identityType, 'SystemAssigned')
+  assert.equal(issued.tokenEndpoint, `https://127.0.0.1:4443/${imds.state.tenantId}/oauth2/v2.0/token`)
+  const subject = new X509Certificate(issued.certificateDer).subject
+  assert.ok(subject.includes(`CN=${sai.clientId}`) && subject.includes(`DC=${imds.state.tenantId}`))
+  assert.equal(imds.state.calls.count('imds.getplatformmetadata'), 1)
+  assert.equal(imds.state.calls.count('imds.issuecredential'), 1)
+  const metrics = await runtime.metrics.registry.getSingleMetricAsString(
+    'credential_sidecar_upstream_request_duration_seconds',
+  )
+  assert.match(metrics, /endpoint="imds.getplatformmetadata",status="200"/)
+  assert.match(metrics, /endpoint="imds.issuecredential",status="200"/)
+})
+
+test('user-assigned selectors: client_id, object_id and mi_res_id (v2 spelling)', async (t) => {
+  const { imds, runtime } = await setup(t)
+  const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
+  const uami = imds.state.managedIdentities[1]!
+  for (const selector of [
+    { kind: 'clientId', value: uami.clientId },
+    { kind: 'objectId', value: uami.objectId },
+    { kind: 'resourceId', value: uami.resourceId },
+  ] as const) {
+    const md = await client.getPlatformMetadata(selector)
+    assert.equal(md.clientId, uami.clientId, selector.kind)
+  }
+  const md = await client.getPlatformMetadata({ kind: 'resourceId', value: uami.resourceId })
+  const issued = await client.issueCredential(
+    { kind: 'resourceId', value: uami.resourceId },
+    await csrFor(await keyPromise, md),
+  )
+  assert.equal(issued.identityType, 'UserAssigned')
+})
+
+test('a response without an IMDS Server header is refused', async (t) => {
+  const { imds, runtime } = await setup(t, { serverHeader: 'nginx/1.25' })
+  const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
+  await rejectsWith(client.getPlatformMetadata(system), (e) => {
+    assert.equal(e.code, 'upstream_error')
+    assert.match(e.message, /Server header/)
+  })
+})
+
+test('missing Server header is refused too', async (t) => {
+  const { imds, runtime } = await setup(t, { serverHeader: null })
+  const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
+  await rejectsWith(client.getPlatformMetadata(system), (e) => assert.equal(e.code, 'upstream_error'))
+})
+
+test('platform metadata missing a field is malformed', async (t) => {
+  const { imds, runtime } = await setup(t)
+  const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
+  const body = { cuId: { vmId: 'v' }, clientId: 'c', tenantId: 't', attestationEndpoint: 'https://a' }
+  for (const drop of ['cuId', 'clientId', 'tenantId', 'attestationEndpoint'] as const) {
+    const partial: Record<string, unknown> = { ...body }
+    delete partial[drop]
+    imds.state.faults.script('imds.getplatformmetadata', [{ status: 200, body: partial }])
+    await rejectsWith(client.getPlatformMetadata(system), (e) => {
+      assert.equal(e.reason, 'malformed_response')
+      assert.ok(e.message.includes(drop), e.message)
+    })
+  }
+  imds.state.faults.script('imds.getplatformmetadata', [
+    { status: 200, body: { ...body, cuId: { vmId: null } } },
+  ])
+  await rejectsWith(client.getPlatformMetadata(system), (e) => assert.equal(e.reason, 'malformed_response'))
+})
+
+test('404 on getplatformmetadata: no IMDS v2 here, not retried', async (t) => {
+  const { imds, runtime } = await setup(t, { settings: { imdsV2Enabled: false } })
+  const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
+  await rejectsWith(client.getPlatformMetadata(system), (e) => {
+    assert.equal(e.code, 'upstream_error')
+    assert.equal(e.reason, 'imds_v2_unavailable')
+    assert.match(e.message, /no IMDS v2/)
+    assert.match(e.message, /mTLS PoP/)
+  })
+  assert.equal(imds.state.calls.count('imds.getplatformmetadata'), 1)
+})
+
+test('attestation demanded: upstream_error attestation_required', async (t) => {
+  const { imds, runtime } = await setup(t, { settings: { requireAttestation: true } })
+  const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
+  const md = await client.getPlatformMetadata(system)
+  await rejectsWith(client.issueCredential(system, await csrFor(await keyPromise, md)), (e) => {
+    assert.equal(e.code, 'upstream_error')
+    assert.equal(e.reason, 'attestation_required')
+    assert.match(e.message, /attestation/)
+    assert.equal(e.upstream?.status, 400)
+  })
+})
+
+test('identity not found: upstream_bad_request with the upstream error passed through', async (t) => {
+  const { imds, runtime } = await setup(t)
+  const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
+  const unknown = { kind: 'clientId', value: '00000000-0000-0000-0000-000000000000' } as const
+  await rejectsWith(client.getPlatformMetadata(unknown), (e) => {
+    assert.equal(e.code, 'upstream_bad_request')
+    assert.equal(e.reason, 'identity_not_found')
+    assert.equal(e.upstream?.error, 'invalid_request')
+    assert.equal(e.upstream?.errorDescription, 'Identity not found')
+  })
+  await rejectsWith(client.issueCredential(unknown, 'AAAA'), (e) => {
+    assert.equal(e.code, 'upstream_bad_request')
+    assert.equal(e.upstream?.errorDescription, 'Identity not found')
+  })
+})
+
+test('a CSR the emulator rejects comes back as upstream_bad_request naming the failed check', async (t) => {
+  const { imds, runtime } = await setup(t)
+  const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
+  const md = await client.getPlatformMetadata(system)
+  const wrong = await csrFor(await keyPromise, { ...md, cuIdJson: '{"vmId":"elsewhere"}' })
+  await rejectsWith(client.issueCredential(system, wrong), (e) => {
+    assert.equal(e.code, 'upstream_bad_request')
+    assert.match(e.upstream?.errorDescription ?? '', /cuid_attribute/)
+  })
+})
+
+test('{message, correlationId} error bodies are understood', async (t) => {
+  const { imds, runtime } = await setup(t)
+  const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
+  imds.state.faults.script('imds.issuecredential', [
+    { status: 403, body: { message: 'Forbidden by policy', correlationId: 'c-1' } },
+  ])
+  await rejectsWith(client.issueCredential(system, 'AAAA'), (e) => {
+    assert.equal(e.code, 'upstream_error')
+    assert.equal(e.upstream?.errorDescription, 'Forbidden by policy')
+    assert.equal(e.upstream?.correlationId, 'c-1')
+  })
+})
+
+test('issuecredential response lacking fields or with a bad certificate is malformed', async (t) => {
+  const { imds, runtime } = await setup(t)
+  const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
+  const good = {
+    client_id: 'c',
+    tenant_id: 't',
+    certificate: 'AAAA',
+    identity_type: 'SystemAssigned',
+    mtls_authentication_endpoint: 'https://m',
+  }
+  for (const drop of Object.keys(good)) {
+    const partial: Record<string, unknown> = { ...good }
+    delete partial[drop]
+    imds.state.faults.script('imds.issuecredential', [{ status: 200, body: partial }])
+    await rejectsWith(client.issueCredential(system, 'AAAA'), (e) => {
+      assert.equal(e.reason, 'malformed_response')
+      assert.ok(e.message.includes(drop))
+    })
+  }
+  imds.state.faults.script('imds.issuecredential', [{ status: 200, body: good }])
+  await rejectsWith(client.issueCredential(system, 'AAAA'), (e) => {
+    assert.equal(e.reason, 'malformed_response')
+    assert.match(e.message, /not an X.509 certificate/)
+    assert.ok(!e.message.includes('AAAA'))
+  })
+})
+
+test('500 then success: retried after the backoff on a fake clock', async (t) => {
+  const clock = new FakeClock()
+  const { imds, runtime } = await setup(t, { clock })
+  const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
+  imds.state.faults.script('imds.getplatformmetadata', [{ status: 500 }, { status: 503 }])
+  const started = clock.now()
+  const md = await driveUntilSettled(clock, client.getPlatformMetadata(system))
+  assert.equal(md.tenantId, imds.state.tenantId)
+  assert.equal(imds.state.calls.count('imds.getplatformmetadata'), 3)
+  // 1 s then 2 s (±20 % jitter, here exactly: random() = 0.5).
+  assert.ok(clock.now() - started >= 3000)
+})
+
+test('429 until retries run out: upstream_unavailable with Retry-After', async (t) => {
+  const clock = new FakeClock()
+  const { imds, runtime } = await setup(t, { clock })
+  const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
+  const throttled = { status: 429, headers: { 'Retry-After': '7' } }
+  imds.state.faults.script('imds.issuecredential', [throttled, throttled, throttled, throttled])
+  const outcome = driveUntilSettled(clock, client.issueCredential(system, 'AAAA'), 1000)
+  await rejectsWith(outcome, (e) => {
+    assert.equal(e.code, 'upstream_unavailable')
+    assert.equal(e.reason, 'throttled')
+    assert.equal(e.retryAfterSeconds, 7)
+  })
+  assert.equal(imds.state.calls.count('imds.issuecredential'), 4)
+})
+
+test('transport errors surface as SidecarErrors from sendHttp, after the retries', async (t) => {
+  const clock = new FakeClock()
+  const { runtime } = await setup(t, { clock })
+  const client = new ImdsV2Client({ runtime, imdsEndpoint: 'http://127.0.0.1:1' })
+  await rejectsWith(driveUntilSettled(clock, client.getPlatformMetadata(system), 1000), (e) => {
+    assert.equal(e.code, 'upstream_unavailable')
+    assert.equal(e.reason, 'connect_failure')
+  })
+  const metrics = await runtime.metrics.registry.getSingleMetricAsString(
+    'credential_sidecar_upstream_request_duration_seconds',
+  )
+  assert.match(metrics, /_count\{endpoint="imds.getplatformmetadata",status="error"\} 4/)
+})
+
+test('token URL: trailing slashes trimmed, https only', () => {
+  assert.equal(
+    mtlsTokenEndpoint('https://westus3.mtlsauth.microsoft.com//', 'tid'),
+    'https://westus3.mtlsauth.microsoft.com/tid/oauth2/v2.0/token',
+  )
+  assert.throws(() => mtlsTokenEndpoint('http://mtlsauth.microsoft.com', 'tid'), /https/)
+})

@@ -1,0 +1,127 @@
+import type { AddressInfo } from 'node:net'
+import { serve } from '@hono/node-server'
+import { Hono } from 'hono'
+import { Agent } from 'undici'
+import type { TestContext } from 'node:test'
+import { SystemClock, type Clock } from '../../sidecar/src/clock.ts'
+import { imdsV2Routes } from '../../sidecar/src/emulator/imds-v2.ts'
+import {
+  createEmulatorState,
+  type EmulatorSettings,
+  type EmulatorState,
+} from '../../sidecar/src/emulator/state.ts'
+import { silentLogger, type Logger } from '../../sidecar/src/log.ts'
+import { Metrics } from '../../sidecar/src/metrics.ts'
+import type { Runtime } from '../../sidecar/src/runtime.ts'
+
+export const IMDS_SERVER_HEADER = 'IMDS/150.870.65.1854'
+
+export interface EmulatedImds {
+  state: EmulatorState
+  url: string
+  close(): Promise<void>
+}
+
+/**
+ * The IMDS v2 routes on a real loopback port, behind a tiny app that stamps the `Server` header
+ * the way the real IMDS (and the emulator's IMDS server) does. `serverHeader: null` leaves it off.
+ */
+export async function startImdsV2(
+  options: { clock?: Clock; settings?: Partial<EmulatorSettings>; serverHeader?: string | null } = {},
+): Promise<EmulatedImds> {
+  const clock = options.clock ?? new SystemClock()
+  const state = await createEmulatorState(clock, {
+    entraMtlsBaseUrl: 'https://127.0.0.1:4443/',
+    ...options.settings,
+  })
+  const header = options.serverHeader === undefined ? IMDS_SERVER_HEADER : options.serverHeader
+  const app = new Hono()
+  app.use(async (c, next) => {
+    await next()
+    if (header !== null) c.res.headers.set('Server', header)
+  })
+  app.route('/', imdsV2Routes(state))
+  const { server, port } = await new Promise<{ server: ReturnType<typeof serve>; port: number }>(
+    (resolve) => {
+      const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info: AddressInfo) =>
+        resolve({ server: s, port: info.port }),
+      )
+    },
+  )
+  return {
+    state,
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        ;(server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.()
+      }),
+  }
+}
+
+export function testRuntime(
+  clock: Clock,
+  options: { logger?: Logger; random?: () => number } = {},
+): Runtime & { dispose(): Promise<void> } {
+  const dispatcher = new Agent({ keepAliveTimeout: 1000 })
+  return {
+    clock,
+    random: options.random ?? (() => 0.5),
+    logger: options.logger ?? silentLogger(),
+    metrics: new Metrics(),
+    dispatcher,
+    extraCaPem: [],
+    timeoutMs: 5000,
+    dispose: () => dispatcher.close(),
+  }
+}
+
+/** Starts an emulated IMDS v2 and a runtime, both torn down after the test. */
+export async function setup(
+  t: TestContext,
+  options: {
+    clock?: Clock
+    settings?: Partial<EmulatorSettings>
+    serverHeader?: string | null
+    logger?: Logger
+  } = {},
+): Promise<{ imds: EmulatedImds; runtime: Runtime }> {
+  const imds = await startImdsV2(options)
+  const runtime = testRuntime(
+    options.clock ?? imds.state.clock,
+    options.logger ? { logger: options.logger } : {},
+  )
+  t.after(async () => {
+    await runtime.dispose()
+    await imds.close()
+  })
+  return { imds, runtime }
+}
+
+/** Drives a fake clock until `promise` settles (real I/O happens between steps). */
+export async function driveUntilSettled<T>(
+  clock: { advance(ms: number): Promise<void> },
+  promise: Promise<T>,
+  stepMs = 250,
+  maxSteps = 400,
+): Promise<T> {
+  let settled = false
+  const tracked = promise.finally(() => {
+    settled = true
+  })
+  tracked.catch(() => undefined)
+  for (let i = 0; i < maxSteps && !settled; i++) {
+    await clock.advance(stepMs)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  return tracked
+}
+
+/** Waits in real time for `predicate`, for I/O started by a fake-clock timer. */
+export async function waitFor(predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
