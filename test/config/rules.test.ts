@@ -220,19 +220,11 @@ test('defaultIdentity must exist', () => {
   )
 })
 
-test('several identities without defaultIdentity: an error at identities asking to set it', () => {
-  const error = parseError(
-    yaml(
-      'listen:',
-      '  port: 1',
-      'identities:',
-      '  a:',
-      '    managedIdentity: {}',
-      '  b:',
-      '    managedIdentity: {}',
-    ),
-  )
-  assertIssue(error, '3:1', 'defaultIdentity', 'required when several identities are configured')
+test('defaultIdentity, when absent, is mi if configured, else the first identity', () => {
+  const first = parse(yaml('identities:', '  a:', '    managedIdentity: {}', '  b:', '    managedIdentity: {}'))
+  assert.equal(first.defaultIdentity, 'a', 'absent: the first identity in file order')
+  const mi = parse(yaml('identities:', '  a:', '    managedIdentity: {}', '  mi:', '    managedIdentity: {}'))
+  assert.equal(mi.defaultIdentity, 'mi', 'absent: an identity named mi wins')
   const chosen = parse(
     yaml(
       'defaultIdentity: b',

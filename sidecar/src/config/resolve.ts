@@ -81,14 +81,8 @@ export function resolveConfig(valid: ValidFile, context: ResolveContext): Resolu
 
   let defaultIdentity = file.defaultIdentity
   if (defaultIdentity === undefined) {
-    if (names.length === 1) defaultIdentity = names[0]
-    else if (names.length > 1) {
-      issues.push({
-        path: ['defaultIdentity'],
-        at: ['identities'],
-        message: `required when several identities are configured: name the one used when a request names none (one of ${names.join(', ')})`,
-      })
-    }
+    // Absent: an identity named "mi" (the contract's convention), else the first in file order.
+    defaultIdentity = names.includes(defaults.identityName) ? defaults.identityName : names[0]
   } else if (!names.includes(defaultIdentity)) {
     issues.push({
       path: ['defaultIdentity'],
