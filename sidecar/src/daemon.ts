@@ -137,6 +137,14 @@ export class Daemon {
     this.readiness.markDraining()
     this.#warmStop.abort()
     logger.info({ grace_ms: graceMs }, 'draining')
+    // Keep listening briefly so probes see 503 rather than a refused connection, and until
+    // in-flight requests finish; the grace period bounds both.
+    const deadline = Date.now() + Math.max(0, graceMs - 500)
+    const linger = new Promise<void>((resolve) => setTimeout(resolve, Math.min(1000, graceMs / 4)).unref())
+    await Promise.race([
+      Promise.all([linger, this.readiness.idle()]),
+      new Promise<void>((resolve) => setTimeout(resolve, deadline - Date.now()).unref()),
+    ])
     const closed = Promise.all(
       this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
     )
@@ -146,7 +154,7 @@ export class Daemon {
         logger.warn('grace period over; closing remaining connections')
         for (const s of this.#servers) s.closeAllConnections()
       },
-      Math.max(0, graceMs - 250),
+      Math.max(0, deadline - Date.now()),
     )
     await closed
     clearTimeout(timer)

@@ -39,13 +39,24 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const correlationId = randomUUID()
     c.set('correlationId', correlationId)
     const started = performance.now()
-    await next()
+    readiness.requestStarted()
+    try {
+      await next()
+    } finally {
+      readiness.requestFinished()
+    }
     c.res.headers.set('cache-control', 'no-store')
     const route = c.req.routePath === '/*' ? 'unmatched' : c.req.routePath
     runtime.metrics.requests.inc({ route, status: String(c.res.status) })
     // Path only: the query names resources, never secrets, but keep lines short and uniform.
     runtime.logger.info(
-      { method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started), correlation_id: correlationId },
+      {
+        method: c.req.method,
+        path: c.req.path,
+        status: c.res.status,
+        ms: Math.round(performance.now() - started),
+        correlation_id: correlationId,
+      },
       'request',
     )
   })
@@ -53,7 +64,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', (c) => c.json(readiness.describe(), readiness.ready ? 200 : 503))
   app.get('/metrics', async (c) => {
-    return c.body(await runtime.metrics.registry.metrics(), 200, { 'content-type': runtime.metrics.registry.contentType })
+    return c.body(await runtime.metrics.registry.metrics(), 200, {
+      'content-type': runtime.metrics.registry.contentType,
+    })
   })
 
   const guard = callerGuard({
@@ -63,7 +76,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
   })
   const token = new Hono<Env>()
   token.use(async function refuseWhileDraining(_c, next) {
-    if (readiness.draining) throw new SidecarError('shutting_down', 'The sidecar is shutting down', { retryAfterSeconds: 1 })
+    if (readiness.draining)
+      throw new SidecarError('shutting_down', 'The sidecar is shutting down', { retryAfterSeconds: 1 })
     await next()
   })
   token.use('/token', guard)
@@ -99,6 +113,9 @@ function logError(runtime: Runtime, error: unknown, correlationId: string): void
   } else {
     // Unknown errors: log the type and message, never the object (it may hold a request or key).
     const e = error instanceof Error ? error : new Error(String(error))
-    runtime.logger.error({ correlation_id: correlationId, error: e.name, description: e.message, stack: e.stack }, 'internal error')
+    runtime.logger.error(
+      { correlation_id: correlationId, error: e.name, description: e.message, stack: e.stack },
+      'internal error',
+    )
   }
 }

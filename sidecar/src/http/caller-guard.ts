@@ -20,11 +20,17 @@ export interface CallerGuardOptions {
 export function callerGuard(options: CallerGuardOptions): MiddlewareHandler {
   return async function guardCaller(c, next) {
     if (c.req.header('x-forwarded-for') !== undefined) {
-      throw new SidecarError('forbidden', 'Forwarded requests are refused: the sidecar serves local callers only')
+      throw new SidecarError(
+        'forbidden',
+        'Forwarded requests are refused: the sidecar serves local callers only',
+      )
     }
     const hostname = hostnameOf(c.req.header('host'))
     if (hostname === undefined || !options.hostAllowed(hostname)) {
-      throw new SidecarError('forbidden', 'The Host header does not name this sidecar (possible DNS rebinding)')
+      throw new SidecarError(
+        'forbidden',
+        'The Host header does not name this sidecar (possible DNS rebinding)',
+      )
     }
     if (options.requireMetadataHeader && c.req.header('metadata')?.toLowerCase() !== 'true') {
       throw new SidecarError('invalid_request', 'Required metadata header not specified')

@@ -17,7 +17,9 @@ export interface ErrorBody {
  * their messages could carry anything.
  */
 export function errorResponse(error: unknown, correlationId: string): Response {
-  const e = isSidecarError(error) ? error : new SidecarError('internal_error', 'Internal error; see the sidecar log for this correlation_id')
+  const e = isSidecarError(error)
+    ? error
+    : new SidecarError('internal_error', 'Internal error; see the sidecar log for this correlation_id')
   const body: ErrorBody = {
     error: wireError(e),
     error_description: e.message,
@@ -30,7 +32,8 @@ export function errorResponse(error: unknown, correlationId: string): Response {
     'content-type': 'application/json; charset=utf-8',
     'cache-control': 'no-store',
   }
-  if (e.retryAfterSeconds !== undefined && e.status === 503) headers['retry-after'] = String(Math.ceil(e.retryAfterSeconds))
+  if (e.retryAfterSeconds !== undefined && e.status === 503)
+    headers['retry-after'] = String(Math.ceil(e.retryAfterSeconds))
   if (e.code === 'unauthorized') headers['www-authenticate'] = 'X-IDENTITY-HEADER'
   return new Response(JSON.stringify(body), { status: e.status, headers })
 }

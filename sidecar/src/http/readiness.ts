@@ -5,6 +5,8 @@
 export class Readiness {
   #listening = false
   #draining = false
+  #inFlight = 0
+  #idleWaiters: (() => void)[] = []
   readonly #pendingWarm = new Map<string, string>()
 
   markListening(): void {
@@ -24,6 +26,23 @@ export class Readiness {
     this.#pendingWarm.delete(identity)
   }
 
+  /** Counts requests in flight, so a drain can wait for them. */
+  requestStarted(): void {
+    this.#inFlight++
+  }
+
+  requestFinished(): void {
+    this.#inFlight--
+    if (this.#inFlight === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve()
+  }
+
+  /** Resolves once no request is in flight. */
+  idle(): Promise<void> {
+    return this.#inFlight === 0
+      ? Promise.resolve()
+      : new Promise((resolve) => this.#idleWaiters.push(resolve))
+  }
+
   get draining(): boolean {
     return this.#draining
   }
@@ -35,6 +54,8 @@ export class Readiness {
   describe(): { status: 'ready' | 'starting' | 'draining'; waiting_for?: Record<string, string> } {
     if (this.#draining) return { status: 'draining' }
     if (this.ready) return { status: 'ready' }
-    return this.#pendingWarm.size ? { status: 'starting', waiting_for: Object.fromEntries(this.#pendingWarm) } : { status: 'starting' }
+    return this.#pendingWarm.size
+      ? { status: 'starting', waiting_for: Object.fromEntries(this.#pendingWarm) }
+      : { status: 'starting' }
   }
 }

@@ -23,7 +23,8 @@ export class SecretFile {
       this.#checkedAt = now
       try {
         const mtimeMs = statSync(this.#path).mtimeMs
-        if (mtimeMs !== this.#mtimeMs) ({ value: this.#value, mtimeMs: this.#mtimeMs } = SecretFile.#read(this.#path))
+        if (mtimeMs !== this.#mtimeMs)
+          ({ value: this.#value, mtimeMs: this.#mtimeMs } = SecretFile.#read(this.#path))
       } catch {
         // Keep the last good secret while the file is being replaced.
       }

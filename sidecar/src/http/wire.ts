@@ -26,7 +26,10 @@ export interface TokenResponseJson {
   binding_certificate?: BindingCertificateJson
 }
 
-export function bindingCertificateJson(binding: BindingCertificate, exposePrivateKey: boolean): BindingCertificateJson {
+export function bindingCertificateJson(
+  binding: BindingCertificate,
+  exposePrivateKey: boolean,
+): BindingCertificateJson {
   const json: BindingCertificateJson = {
     'x5t#S256': binding.x5tS256,
     certificate: binding.certificatePem,
@@ -37,7 +40,11 @@ export function bindingCertificateJson(binding: BindingCertificate, exposePrivat
   return json
 }
 
-export function tokenResponseJson(served: ServedToken, nowMs: number, exposePrivateKey: boolean): TokenResponseJson {
+export function tokenResponseJson(
+  served: ServedToken,
+  nowMs: number,
+  exposePrivateKey: boolean,
+): TokenResponseJson {
   const { token, scope, identity } = served
   const json: TokenResponseJson = {
     token_type: token.tokenType,
@@ -51,13 +58,17 @@ export function tokenResponseJson(served: ServedToken, nowMs: number, exposePriv
   }
   if (token.tokenType === 'mtls_pop') {
     // Fail closed: a PoP token is useless, and misleading, without the certificate it is bound to.
-    if (!token.binding) throw new SidecarError('internal_error', 'mtls_pop token without its binding certificate')
+    if (!token.binding)
+      throw new SidecarError('internal_error', 'mtls_pop token without its binding certificate')
     json.binding_certificate = bindingCertificateJson(token.binding, exposePrivateKey)
   }
   return json
 }
 
-export function credentialResponseJson(bundle: CredentialBundle, exposePrivateKey: boolean): Record<string, unknown> {
+export function credentialResponseJson(
+  bundle: CredentialBundle,
+  exposePrivateKey: boolean,
+): Record<string, unknown> {
   const json: Record<string, unknown> = {
     identity: bundle.identity,
     client_id: bundle.clientId,
@@ -67,7 +78,8 @@ export function credentialResponseJson(bundle: CredentialBundle, exposePrivateKe
     binding_certificate: bindingCertificateJson(bundle.binding, exposePrivateKey),
   }
   if (bundle.assertion !== undefined) json['assertion'] = bundle.assertion
-  if (bundle.assertionExpiresOn !== undefined) json['assertion_expires_on'] = Math.floor(bundle.assertionExpiresOn / 1000)
+  if (bundle.assertionExpiresOn !== undefined)
+    json['assertion_expires_on'] = Math.floor(bundle.assertionExpiresOn / 1000)
   return json
 }
 
@@ -75,6 +87,7 @@ export function credentialResponseJson(bundle: CredentialBundle, exposePrivateKe
 export function singleQuery(c: Context, name: string): string | undefined {
   const values = c.req.queries(name)
   if (values === undefined || values.length === 0) return undefined
-  if (values.length > 1) throw new SidecarError('invalid_request', `Query parameter "${name}" is given more than once`)
+  if (values.length > 1)
+    throw new SidecarError('invalid_request', `Query parameter "${name}" is given more than once`)
   return values[0]
 }

@@ -1,0 +1,92 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import type { TestContext } from 'node:test'
+
+export const binPath = fileURLToPath(new URL('../../sidecar/bin/credential-sidecar.js', import.meta.url))
+
+export interface RunningProcess {
+  child: ChildProcess
+  stdout: string[]
+  stderr: string[]
+  /** Resolves with the first JSON log line whose msg equals `msg`. */
+  waitFor(msg: string, timeoutMs?: number): Promise<Record<string, any>>
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+/** Starts the real bin with this Node (the test runner's, i.e. Node 24). */
+export function startProcess(
+  t: TestContext,
+  args: string[],
+  env: Record<string, string> = {},
+): RunningProcess {
+  const child = spawn(process.execPath, [binPath, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  const stdout: string[] = []
+  const stderr: string[] = []
+  const waiters: { msg: string; resolve: (r: Record<string, any>) => void }[] = []
+  let buffer = ''
+  child.stdout!.on('data', (chunk: Buffer) => {
+    buffer += chunk.toString('utf8')
+    let nl: number
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, nl)
+      buffer = buffer.slice(nl + 1)
+      stdout.push(line)
+      try {
+        const record = JSON.parse(line) as Record<string, any>
+        for (const w of waiters.filter((w) => w.msg === record['msg'])) {
+          waiters.splice(waiters.indexOf(w), 1)
+          w.resolve(record)
+        }
+      } catch {
+        // not a log line
+      }
+    }
+  })
+  child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk.toString('utf8')))
+  const exit = once(child, 'exit').then(([code, signal]) => ({
+    code: code as number | null,
+    signal: signal as NodeJS.Signals | null,
+  }))
+  return {
+    child,
+    stdout,
+    stderr,
+    exit,
+    waitFor(msg, timeoutMs = 20_000) {
+      const seen = stdout
+        .map((l) => {
+          try {
+            return JSON.parse(l)
+          } catch {
+            return undefined
+          }
+        })
+        .find((r) => r?.msg === msg)
+      if (seen) return Promise.resolve(seen)
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`no "${msg}" log line within ${timeoutMs} ms; stderr: ${stderr.join('')}`)),
+          timeoutMs,
+        )
+        waiters.push({
+          msg,
+          resolve: (r) => {
+            clearTimeout(timer)
+            resolve(r)
+          },
+        })
+        void exit.then(() => {
+          clearTimeout(timer)
+          reject(new Error(`process exited before "${msg}"; stderr: ${stderr.join('')}`))
+        })
+      })
+    },
+  }
+}

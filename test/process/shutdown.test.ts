@@ -1,0 +1,124 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startEmulator } from '../../sidecar/src/emulator/emulator.ts'
+import { startProcess } from './process.ts'
+
+async function configFile(t: import('node:test').TestContext, extra = '') {
+  const emulator = await startEmulator()
+  t.after(() => emulator.close())
+  const dir = mkdtempSync(join(tmpdir(), 'sidecar-proc-'))
+  const file = join(dir, 'config.yaml')
+  writeFileSync(
+    file,
+    `listen:\n  port: 0\nupstream:\n  imdsEndpoint: ${emulator.imdsUrl}\nshutdownGraceMs: 3000\n${extra}identities:\n  mi:\n    managedIdentity: {}\n`,
+  )
+  return { emulator, file }
+}
+
+test('the real entry point logs listening with the real port, then ready', async (t) => {
+  const { file } = await configFile(t)
+  const proc = startProcess(t, ['--config', file])
+  const listening = await proc.waitFor('listening')
+  assert.match(listening['url'], /^http:\/\/127\.0\.0\.1:\d+$/)
+  assert.notEqual(new URL(listening['url']).port, '0')
+  await proc.waitFor('ready')
+  const res = await fetch(`${listening['url']}/token?resource=https://management.azure.com`, {
+    headers: { Metadata: 'true' },
+  })
+  assert.equal(res.status, 200)
+  proc.child.kill('SIGTERM')
+  assert.deepEqual(await proc.exit, { code: 0, signal: null })
+})
+
+test('SIGTERM: readiness turns 503 at once, the in-flight request finishes, exit 0', async (t) => {
+  const { emulator, file } = await configFile(t)
+  const proc = startProcess(t, ['--config', file])
+  const { url } = await proc.waitFor('listening')
+  await proc.waitFor('ready')
+  // Hold a token request in flight: IMDS answers it after 1.5 s.
+  emulator.state.faults.script('imds.token', [{ status: 500, delayMs: 1500 }])
+  const inflight = fetch(`${url}/token?resource=https://management.azure.com`, {
+    headers: { Metadata: 'true' },
+  })
+  await new Promise((r) => setTimeout(r, 300))
+  const started = Date.now()
+  proc.child.kill('SIGTERM')
+  await proc.waitFor('draining')
+  const res = await inflight
+  assert.equal(res.status, 200, 'the in-flight request completed')
+  const exit = await proc.exit
+  assert.deepEqual(exit, { code: 0, signal: null })
+  assert.ok(Date.now() - started < 3000 + 1000, 'within shutdownGraceMs')
+})
+
+test('readiness is 503 while draining', async (t) => {
+  const { emulator, file } = await configFile(t)
+  const proc = startProcess(t, ['--config', file])
+  const { url } = await proc.waitFor('listening')
+  await proc.waitFor('ready')
+  emulator.state.faults.script('imds.token', [{ status: 500, delayMs: 1500 }])
+  // Keep a connection open so the server stays up while draining, then ask /readyz on it.
+  const inflight = fetch(`${url}/token?resource=https://management.azure.com`, {
+    headers: { Metadata: 'true' },
+  })
+  await new Promise((r) => setTimeout(r, 300))
+  proc.child.kill('SIGTERM')
+  await proc.waitFor('draining')
+  const { request, Agent } = await import('undici')
+  const agent = new Agent()
+  t.after(() => agent.close())
+  const ready = await request(`${url}/readyz`, { dispatcher: agent })
+  assert.equal(ready.statusCode, 503)
+  assert.equal(((await ready.body.json()) as { status: string }).status, 'draining')
+  const token = await request(`${url}/token?resource=https://x`, {
+    dispatcher: agent,
+    headers: { Metadata: 'true' },
+  })
+  assert.equal(token.statusCode, 503)
+  assert.equal(((await token.body.json()) as { error: string }).error, 'shutting_down')
+  await inflight
+  assert.equal((await proc.exit).code, 0)
+})
+
+test('a second signal exits 1 at once', async (t) => {
+  const { emulator, file } = await configFile(t)
+  const proc = startProcess(t, ['--config', file])
+  const { url } = await proc.waitFor('listening')
+  await proc.waitFor('ready')
+  emulator.state.faults.script('imds.token', [{ status: 500, delayMs: 2500 }])
+  const inflight = fetch(`${url}/token?resource=https://management.azure.com`, {
+    headers: { Metadata: 'true' },
+  }).catch(() => undefined)
+  await new Promise((r) => setTimeout(r, 300))
+  proc.child.kill('SIGTERM')
+  await proc.waitFor('draining')
+  proc.child.kill('SIGINT')
+  assert.equal((await proc.exit).code, 1)
+  await inflight
+})
+
+test('a config error exits 1 naming file, line, column and key path', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sidecar-proc-'))
+  const file = join(dir, 'config.yaml')
+  writeFileSync(
+    file,
+    'listen:\n  port: 0\nidentities:\n  app:\n    tenantId: 00000000-0000-0000-0000-000000000001\n    clientId: 11111111-1111-1111-1111-111111111111\n    clientCredentials:\n      - sourceType: Nope\n',
+  )
+  const proc = startProcess(t, ['--config', file])
+  const { code } = await proc.exit
+  assert.equal(code, 1)
+  assert.match(
+    proc.stderr.join(''),
+    /config\.yaml:8:\d+ identities\.app\.clientCredentials\[0\]\.sourceType: /,
+  )
+})
+
+test('check-config prints the resolved identities and exits 0', async (t) => {
+  const { file } = await configFile(t)
+  const proc = startProcess(t, ['check-config', file])
+  assert.equal((await proc.exit).code, 0)
+  assert.match(proc.stdout.join('\n'), /mi/)
+})
