@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { isSidecarError } from '../../sidecar/src/errors.ts'
 import {
   isTenantedAuthority,
-  mtlsTokenEndpoint,
+  authorityMtlsTokenEndpoint,
   tokenEndpoint,
 } from '../../sidecar/src/sources/entra/mtls-endpoint.ts'
 
@@ -86,7 +86,7 @@ const cases: [authority: string, region: string | undefined, expected: string][]
 test('authority host → mTLS token endpoint', () => {
   for (const [authority, region, expected] of cases) {
     assert.equal(
-      mtlsTokenEndpoint(authority, tenant, region),
+      authorityMtlsTokenEndpoint(authority, tenant, region),
       expected,
       `${authority} ${region ?? '(no region)'}`,
     )
@@ -95,26 +95,29 @@ test('authority host → mTLS token endpoint', () => {
 
 test('regular token endpoint keeps the authority host', () => {
   assert.equal(
-    tokenEndpoint('https://login.microsoftonline.com/', 'tid'),
+    authorityTokenEndpoint('https://login.microsoftonline.com/', 'tid'),
     'https://login.microsoftonline.com/tid/oauth2/v2.0/token',
   )
-  assert.equal(tokenEndpoint('https://127.0.0.1:1234', 'tid'), 'https://127.0.0.1:1234/tid/oauth2/v2.0/token')
+  assert.equal(
+    authorityTokenEndpoint('https://127.0.0.1:1234', 'tid'),
+    'https://127.0.0.1:1234/tid/oauth2/v2.0/token',
+  )
 })
 
 test('non-tenanted authorities are refused with a clear message', () => {
   for (const bad of ['common', 'ORGANIZATIONS', 'Consumers', '', ' ']) {
     assert.equal(isTenantedAuthority(bad), false, bad)
     assert.throws(
-      () => mtlsTokenEndpoint('https://login.microsoftonline.com', bad, 'westus'),
+      () => authorityMtlsTokenEndpoint('https://login.microsoftonline.com', bad, 'westus'),
       (e: unknown) => isSidecarError(e) && /not a tenanted authority/.test(e.message),
     )
-    assert.throws(() => tokenEndpoint('https://login.microsoftonline.com', bad))
+    assert.throws(() => authorityTokenEndpoint('https://login.microsoftonline.com', bad))
   }
   assert.equal(isTenantedAuthority('00000000-0000-0000-0000-000000000000'), true)
 })
 
 test('an authority that is not an https URL is refused', () => {
-  assert.throws(() => mtlsTokenEndpoint('login.microsoftonline.com', tenant), /absolute URL/)
-  assert.throws(() => mtlsTokenEndpoint('ftp://login.microsoftonline.com', tenant), /https URL/)
-  assert.throws(() => mtlsTokenEndpoint('https://login.microsoftonline.com?x=1', tenant), /query/)
+  assert.throws(() => authorityMtlsTokenEndpoint('login.microsoftonline.com', tenant), /absolute URL/)
+  assert.throws(() => authorityMtlsTokenEndpoint('ftp://login.microsoftonline.com', tenant), /https URL/)
+  assert.throws(() => authorityMtlsTokenEndpoint('https://login.microsoftonline.com?x=1', tenant), /query/)
 })

@@ -41,10 +41,10 @@ export function isTenantedAuthority(tenant: string): boolean {
 /**
  * The regular (non-mTLS) token endpoint: `{authorityHost}/{tenant}/oauth2/v2.0/token`.
  *
- * @example tokenEndpoint('https://login.microsoftonline.com', 'contoso.onmicrosoft.com')
+ * @example authorityTokenEndpoint('https://login.microsoftonline.com', 'contoso.onmicrosoft.com')
  *   // 'https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token'
  */
-export function tokenEndpoint(authorityHost: string, tenant: string): string {
+export function authorityTokenEndpoint(authorityHost: string, tenant: string): string {
   const base = parseAuthorityHost(authorityHost)
   requireTenant(tenant)
   return `${base.protocol}//${base.host}${basePath(base)}/${encodeURIComponent(tenant)}/oauth2/v2.0/token`
@@ -57,10 +57,10 @@ export function tokenEndpoint(authorityHost: string, tenant: string): string {
  * with `login.` (private clouds, the emulator) is used as-is, port included. Without a region the
  * global mTLS host is used (MSAL Go's documented fallback; MSAL.NET demands a region).
  *
- * @example mtlsTokenEndpoint('https://login.microsoftonline.com', 'contoso.onmicrosoft.com', 'westus3')
+ * @example authorityMtlsTokenEndpoint('https://login.microsoftonline.com', 'contoso.onmicrosoft.com', 'westus3')
  *   // 'https://westus3.mtlsauth.microsoft.com/contoso.onmicrosoft.com/oauth2/v2.0/token'
  */
-export function mtlsTokenEndpoint(authorityHost: string, tenant: string, region?: string): string {
+export function authorityMtlsTokenEndpoint(authorityHost: string, tenant: string, region?: string): string {
   const base = parseAuthorityHost(authorityHost)
   requireTenant(tenant)
   const hostname = base.hostname.toLowerCase()
