@@ -4,7 +4,7 @@ import { isSidecarError } from '../../sidecar/src/errors.ts'
 import {
   isTenantedAuthority,
   authorityMtlsTokenEndpoint,
-  tokenEndpoint,
+  authorityTokenEndpoint,
 } from '../../sidecar/src/sources/entra/mtls-endpoint.ts'
 
 const tenant = 'contoso.onmicrosoft.com'
