@@ -1,0 +1,476 @@
+import type { Timer } from '../clock.ts'
+import type { ManagedIdentitySelector } from '../config/types.ts'
+import { SidecarError } from '../errors.ts'
+import { BindingStore } from '../pki/binding-store.ts'
+import { buildCsr } from '../pki/csr.ts'
+import { KeyPool, softwareKeyFromPrivatePem, type BindingKey, type KeyProvider } from '../pki/key-provider.ts'
+import { certificateInfo, publicKeysMatch, type CertificateInfo } from '../pki/x509.ts'
+import type { Runtime } from '../runtime.ts'
+import type { ImdsV2Client } from '../sources/imds-v2.ts'
+import type { BindingCertificate } from '../tokens/types.ts'
+
+/** A managed identity's IMDS v2 binding certificate and where to use it. */
+export interface ImdsV2Binding {
+  binding: BindingCertificate
+  /** The certificate response's client id (the real GUID): what the token leg sends. */
+  clientId: string
+  tenantId: string
+  /** `{mtls_authentication_endpoint}/{tenant}/oauth2/v2.0/token`. */
+  tokenEndpoint: string
+  /** "SystemAssigned" or "UserAssigned", as IMDS says. */
+  identityType: string
+}
+
+export interface ImdsV2BindingCredentialOptions {
+  client: ImdsV2Client
+  keyProvider: KeyProvider
+  selector: ManagedIdentitySelector
+  runtime: Runtime
+  /** Identity name, for logs and metrics. */
+  identity: string
+  /** Optional 0600 file that keeps key + certificate across restarts. */
+  bindingStorePath?: string
+}
+
+/** What `status` reports, for /credential, doctor and tests. */
+export interface ImdsV2BindingStatus {
+  x5tS256: string | undefined
+  notAfter: number | undefined
+  /** When the background renewal is due (epoch ms), if scheduled. */
+  renewAt: number | undefined
+  renewing: boolean
+  consecutiveRenewalFailures: number
+}
+
+/**
+ * MSAL renews a binding certificate when less than 24 h remain and never caches one with less
+ * (`ManagedIdentity/V2/MtlsBindingCache.cs`, `CertificateCacheEntry.cs`).
+ */
+export const MIN_CACHEABLE_LIFETIME_MS = 24 * 3600_000
+/** A certificate this close to expiry is not handed out: the TLS handshake and token call need time. */
+const EXPIRY_SKEW_MS = 5 * 60_000
+const RENEW_RETRY_BASE_MS = 30_000
+const RENEW_RETRY_MAX_MS = 15 * 60_000
+const SHORT_CERT_RENEW_MIN_MS = 60_000
+const SHORT_CERT_RENEW_MAX_MS = 3600_000
+const CREDENTIAL_LABEL = 'imds_v2_binding'
+
+type Trigger = 'cold' | 'renewal' | 'store'
+
+/**
+ * The IMDS v2 binding certificate of one managed identity: minted on first use (or loaded from the
+ * binding store), renewed in the background ahead of expiry, dropped on `invalidate`.
+ *
+ * - Single-flight: any number of concurrent cold callers cause one getplatformmetadata and one
+ *   issuecredential.
+ * - Renewal at half-life or when less than 24 h remain, whichever is first, ±10 % jitter; callers
+ *   keep getting the old certificate until the new one is in; a failed renewal retries with
+ *   backoff while the old one is valid.
+ * - Every result carries a sequence number; an older one never replaces a newer one.
+ * - IMDS may issue a certificate with less than 24 h left. MSAL would not cache it. Refusing to keep
+ *   it at all would turn every request into an IMDS round trip (IMDS throttles), so it is served
+ *   from memory only — never persisted — with a warning, and renewed soon: at half its remaining
+ *   life, between 1 min and 1 h from now.
+ */
+export class ImdsV2BindingCredential {
+  readonly #client: ImdsV2Client
+  readonly #pool: KeyPool
+  readonly #selector: ManagedIdentitySelector
+  readonly #runtime: Runtime
+  readonly #identity: string
+  readonly #store: BindingStore | undefined
+  readonly #abort = new AbortController()
+  readonly #invalidated = new Set<string>()
+
+  #current: ImdsV2Binding | undefined
+  #currentSeq = 0
+  #seq = 0
+  #inflight: Promise<ImdsV2Binding> | undefined
+  #renewTimer: Timer | undefined
+  #renewAt: number | undefined
+  #renewFailures = 0
+  #storeLoad: Promise<void> | undefined
+  #storeOps: Promise<void> = Promise.resolve()
+  #started = false
+  #closed = false
+
+  constructor(options: ImdsV2BindingCredentialOptions) {
+    this.#client = options.client
+    this.#pool = new KeyPool(options.keyProvider)
+    this.#selector = options.selector
+    this.#runtime = options.runtime
+    this.#identity = options.identity
+    this.#store =
+      options.bindingStorePath === undefined ? undefined : new BindingStore(options.bindingStorePath)
+  }
+
+  /** Pre-generates the next key and loads the binding store in the background. Idempotent. */
+  start(): void {
+    if (this.#started || this.#closed) return
+    this.#started = true
+    void this.#pool.prefill()
+    void this.#loadStoreOnce()
+  }
+
+  /** `start()`, then resolves once the pre-generated key and the stored binding (if any) are in. */
+  async prepared(): Promise<void> {
+    this.start()
+    await Promise.all([this.#pool.prefill(), this.#loadStoreOnce()])
+  }
+
+  /** The binding to use now. Waits only when there is no valid one (cold start, after invalidate). */
+  async current(signal?: AbortSignal): Promise<ImdsV2Binding> {
+    this.#assertOpen()
+    await this.#loadStoreOnce()
+    const usable = this.#usable()
+    if (usable) return usable
+    return untilAborted(this.#mint('cold'), signal)
+  }
+
+  /**
+   * Upstream rejected `binding` (invalid_client, TLS failure): if it is the current one, drop it so
+   * the next `current` mints a fresh certificate with a fresh key. A stale binding is ignored.
+   */
+  invalidate(binding: BindingCertificate): void {
+    if (this.#current?.binding.x5tS256 !== binding.x5tS256) return
+    this.#invalidated.add(binding.x5tS256)
+    this.#current = undefined
+    this.#cancelRenewal()
+    this.#runtime.logger.warn(
+      { identity: this.#identity, event: 'binding_invalidated', 'x5t#S256': binding.x5tS256 },
+      'IMDS v2 binding certificate invalidated; the next request mints a new one',
+    )
+    const store = this.#store
+    if (store) this.#queueStore(() => store.remove())
+  }
+
+  get status(): ImdsV2BindingStatus {
+    return {
+      x5tS256: this.#current?.binding.x5tS256,
+      notAfter: this.#current?.binding.notAfter,
+      renewAt: this.#renewAt,
+      renewing: this.#inflight !== undefined,
+      consecutiveRenewalFailures: this.#renewFailures,
+    }
+  }
+
+  /** Cancels timers and in-flight IMDS calls; waits for pending store writes. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#cancelRenewal()
+    this.#abort.abort(new SidecarError('shutting_down', 'credential closed'))
+    this.#pool.close()
+    await this.#inflight?.catch(() => undefined)
+    await this.#storeOps
+  }
+
+  #assertOpen(): void {
+    if (this.#closed)
+      throw new SidecarError('shutting_down', `identity ${this.#identity}: credential is closed`)
+  }
+
+  #usable(): ImdsV2Binding | undefined {
+    const current = this.#current
+    if (current && this.#runtime.clock.now() < current.binding.notAfter - EXPIRY_SKEW_MS) return current
+    return undefined
+  }
+
+  #mint(trigger: Trigger): Promise<ImdsV2Binding> {
+    if (this.#inflight) return this.#inflight
+    const seq = ++this.#seq
+    const promise = this.#doMint(seq, trigger).finally(() => {
+      if (this.#inflight === promise) this.#inflight = undefined
+    })
+    this.#inflight = promise
+    return promise
+  }
+
+  async #doMint(seq: number, trigger: Trigger): Promise<ImdsV2Binding> {
+    const signal = this.#abort.signal
+    // Metadata and the key in parallel: without a pre-generated key, keygen hides behind the round trip.
+    const [metadataResult, keyResult] = await Promise.allSettled([
+      this.#client.getPlatformMetadata(this.#selector, signal),
+      this.#pool.take(),
+    ])
+    if (metadataResult.status === 'rejected') {
+      // The key never reached IMDS: keep it for the next attempt instead of burning another keygen.
+      if (keyResult.status === 'fulfilled') this.#pool.giveBack(keyResult.value)
+      throw metadataResult.reason
+    }
+    if (keyResult.status === 'rejected') throw keyResult.reason
+    const metadata = metadataResult.value
+    const key = keyResult.value
+
+    const csr = await buildCsr({
+      clientId: metadata.clientId,
+      tenantId: metadata.tenantId,
+      cuIdJson: metadata.cuIdJson,
+      publicKeyPem: key.publicKeyPem,
+      signPss: (data) => key.signPss(data),
+    })
+    const issued = await this.#client.issueCredential(this.#selector, csr, signal)
+
+    if (!publicKeysMatch(issued.certificateDer, key.publicKeyPem)) {
+      throw mismatch('IMDS issued a certificate for a public key that is not the one in the CSR')
+    }
+    if (!sameId(issued.clientId, metadata.clientId) || !sameId(issued.tenantId, metadata.tenantId)) {
+      throw mismatch(
+        `IMDS issued a certificate for client ${issued.clientId} in tenant ${issued.tenantId}, ` +
+          `but the platform metadata named client ${metadata.clientId} in tenant ${metadata.tenantId}`,
+      )
+    }
+    const info = certificateInfo(issued.certificateDer)
+    if (info.notAfter <= this.#runtime.clock.now())
+      throw mismatch('IMDS issued a certificate that has already expired')
+
+    const result = toBinding(info, key, issued)
+    this.#apply(seq, result, info, trigger)
+    return result
+  }
+
+  #apply(seq: number, result: ImdsV2Binding, info: CertificateInfo, trigger: Trigger): void {
+    const { logger, metrics, clock } = this.#runtime
+    const x5t = result.binding.x5tS256
+    if (this.#closed || seq < this.#currentSeq || this.#invalidated.has(x5t)) {
+      logger.debug(
+        { identity: this.#identity, 'x5t#S256': x5t, seq },
+        'discarding an outdated IMDS v2 binding',
+      )
+      return
+    }
+    this.#current = result
+    this.#currentSeq = seq
+    metrics.credentialExpiry.set(
+      { identity: this.#identity, credential: CREDENTIAL_LABEL },
+      Math.floor(result.binding.notAfter / 1000),
+    )
+
+    const remaining = result.binding.notAfter - clock.now()
+    const shortLived = remaining < MIN_CACHEABLE_LIFETIME_MS
+    const fields = {
+      identity: this.#identity,
+      event:
+        trigger === 'store' ? 'binding_loaded' : trigger === 'renewal' ? 'binding_renewed' : 'binding_minted',
+      'x5t#S256': x5t,
+      not_after: new Date(result.binding.notAfter).toISOString(),
+      key_protection: result.binding.keyProtection,
+      identity_type: result.identityType,
+      client_id: result.clientId,
+    }
+    if (shortLived) {
+      logger.warn(
+        { ...fields, remaining_s: Math.round(remaining / 1000) },
+        'IMDS v2 issued a binding certificate with less than 24 h left; serving it from memory only and renewing soon',
+      )
+    } else {
+      logger.info(
+        fields,
+        trigger === 'store'
+          ? 'IMDS v2 binding certificate loaded from store'
+          : 'IMDS v2 binding certificate issued',
+      )
+    }
+
+    this.#scheduleRenewal(result, info.notBefore, shortLived)
+    const store = this.#store
+    if (store && trigger !== 'store' && !shortLived) {
+      this.#queueStore(() =>
+        store.save({
+          selector: selectorKey(this.#selector),
+          clientId: result.clientId,
+          tenantId: result.tenantId,
+          tokenEndpoint: result.tokenEndpoint,
+          identityType: result.identityType,
+          certificatePem: result.binding.certificatePem,
+          privateKeyPem: result.binding.privateKeyPem,
+          keyProtection: result.binding.keyProtection,
+        }),
+      )
+    }
+  }
+
+  #scheduleRenewal(result: ImdsV2Binding, notBefore: number, shortLived: boolean): void {
+    const { clock, random } = this.#runtime
+    const now = clock.now()
+    const notAfter = result.binding.notAfter
+    const jitter = (ms: number) => ms * (0.9 + 0.2 * random())
+    let delay: number
+    if (shortLived) {
+      delay = jitter(clamp((notAfter - now) / 2, SHORT_CERT_RENEW_MIN_MS, SHORT_CERT_RENEW_MAX_MS))
+    } else {
+      const lastCacheable = notAfter - MIN_CACHEABLE_LIFETIME_MS
+      const halfLife = notBefore + (notAfter - notBefore) / 2
+      // Jitter spreads a fleet's renewals; it never pushes one past the 24 h mark.
+      delay = Math.min(jitter(Math.max(0, Math.min(lastCacheable, halfLife) - now)), lastCacheable - now)
+    }
+    this.#setRenewal(Math.max(0, Math.round(delay)))
+  }
+
+  #setRenewal(delayMs: number): void {
+    this.#cancelRenewal()
+    if (this.#closed) return
+    this.#renewAt = this.#runtime.clock.now() + delayMs
+    this.#renewTimer = this.#runtime.clock.setTimer(delayMs, () => this.#renew())
+  }
+
+  #cancelRenewal(): void {
+    this.#renewTimer?.cancel()
+    this.#renewTimer = undefined
+    this.#renewAt = undefined
+  }
+
+  #renew(): void {
+    this.#renewTimer = undefined
+    this.#renewAt = undefined
+    if (this.#closed) return
+    this.#mint('renewal').then(
+      () => {
+        this.#renewFailures = 0
+      },
+      (error: unknown) => {
+        if (this.#closed) return
+        this.#renewFailures++
+        const current = this.#usable()
+        this.#runtime.logger.warn(
+          {
+            identity: this.#identity,
+            event: 'binding_renewal_failed',
+            failures: this.#renewFailures,
+            error: describeError(error),
+            serving: current?.binding.x5tS256,
+          },
+          'IMDS v2 binding certificate renewal failed',
+        )
+        // Without a valid certificate there is nothing to keep serving: the next caller mints.
+        if (!current || this.#renewTimer) return
+        const backoff = Math.min(RENEW_RETRY_BASE_MS * 2 ** (this.#renewFailures - 1), RENEW_RETRY_MAX_MS)
+        const latest = current.binding.notAfter - EXPIRY_SKEW_MS - this.#runtime.clock.now()
+        const delay = Math.min(backoff * (0.9 + 0.2 * this.#runtime.random()), Math.max(0, latest))
+        this.#setRenewal(Math.round(delay))
+      },
+    )
+  }
+
+  #loadStoreOnce(): Promise<void> {
+    this.#storeLoad ??= this.#loadStore()
+    return this.#storeLoad
+  }
+
+  async #loadStore(): Promise<void> {
+    const store = this.#store
+    if (!store) return
+    const seq = ++this.#seq
+    const { logger, clock } = this.#runtime
+    const log = { identity: this.#identity, path: store.path }
+    let stored
+    try {
+      stored = await store.load()
+    } catch (error) {
+      // Refused (e.g. group-readable) or unreadable: never use that key. The next mint replaces the file with a 0600 one.
+      logger.error(
+        { ...log, error: describeError(error) },
+        'binding store refused; minting a new binding certificate',
+      )
+      return
+    }
+    if (!stored) return
+    let why: string | undefined
+    let info: CertificateInfo | undefined
+    try {
+      info = certificateInfo(stored.certificatePem)
+      if (stored.selector !== selectorKey(this.#selector))
+        why = 'it belongs to another managed identity selector'
+      else if (!publicKeysMatch(stored.certificatePem, stored.privateKeyPem))
+        why = 'its key does not match its certificate'
+      else if (info.notAfter - clock.now() <= MIN_CACHEABLE_LIFETIME_MS)
+        why = 'its certificate has 24 h or less left'
+    } catch {
+      why = 'it does not hold a readable certificate and key'
+    }
+    if (why || !info) {
+      logger.info({ ...log, why }, 'stored IMDS v2 binding not reused')
+      return
+    }
+    const key = softwareKeyFromPrivatePem(stored.privateKeyPem)
+    const result = toBinding(info, key, stored)
+    this.#apply(seq, result, info, 'store')
+  }
+
+  /** Store writes and removals run one at a time, in order, so a removal never undoes a later save. */
+  #queueStore(op: () => Promise<void>): void {
+    this.#storeOps = this.#storeOps.then(op).catch((error: unknown) => {
+      this.#runtime.logger.warn(
+        { identity: this.#identity, error: describeError(error) },
+        'binding store update failed',
+      )
+    })
+  }
+}
+
+/** Stable key of a selector, stored with a binding so a changed config never reuses it. */
+export function selectorKey(selector: ManagedIdentitySelector): string {
+  return selector.kind === 'system' ? 'system' : `${selector.kind}:${selector.value.toLowerCase()}`
+}
+
+function toBinding(
+  info: CertificateInfo,
+  key: BindingKey,
+  issued: { clientId: string; tenantId: string; tokenEndpoint: string; identityType: string },
+): ImdsV2Binding {
+  return {
+    binding: {
+      x5tS256: info.x5tS256,
+      certificatePem: info.pem,
+      privateKeyPem: key.privateKeyPem,
+      notAfter: info.notAfter,
+      keyProtection: key.protection,
+    },
+    clientId: issued.clientId,
+    tenantId: issued.tenantId,
+    tokenEndpoint: issued.tokenEndpoint,
+    identityType: issued.identityType,
+  }
+}
+
+function mismatch(message: string): SidecarError {
+  return new SidecarError('upstream_error', message, {
+    reason: 'malformed_response',
+    upstream: { endpoint: 'imds.issuecredential' },
+  })
+}
+
+function sameId(a: string, b: string): boolean {
+  return a.toLowerCase() === b.toLowerCase()
+}
+
+function clamp(value: number, min: number, max: number): number {
+  return Math.min(max, Math.max(min, value))
+}
+
+/** Code and message only: SidecarError messages never carry secrets; anything else is summarised. */
+function describeError(error: unknown): string {
+  if (error instanceof SidecarError)
+    return `${error.code}${error.reason ? `/${error.reason}` : ''}: ${error.message}`
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+}
+
+/** The shared mint goes on for other callers when one caller gives up. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise
+  if (signal.aborted) return Promise.reject(signal.reason)
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(value)
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(error)
+      },
+    )
+  })
+}
