@@ -42,7 +42,7 @@ export class Daemon {
   readonly tokens: TokenService
   readonly readiness: Readiness
   readonly #servers: Server[]
-  readonly #identities: Map<string, Identity>
+  readonly #closeIdentities: () => Promise<void>
   readonly #ownsDispatcher: boolean
   #warmStop = new AbortController()
   #shutdown: Promise<void> | undefined
@@ -53,7 +53,7 @@ export class Daemon {
     tokens: TokenService
     readiness: Readiness
     servers: Server[]
-    identities: Map<string, Identity>
+    closeIdentities: () => Promise<void>
     ownsDispatcher: boolean
   }) {
     this.url = init.url
@@ -61,13 +61,13 @@ export class Daemon {
     this.tokens = init.tokens
     this.readiness = init.readiness
     this.#servers = init.servers
-    this.#identities = init.identities
+    this.#closeIdentities = init.closeIdentities
     this.#ownsDispatcher = init.ownsDispatcher
   }
 
   static async start(options: DaemonOptions): Promise<Daemon> {
     const { config } = options
-    const { runtime, identities, tokens } = buildCore(options)
+    const { runtime, identities, tokens, closeIdentities } = buildCore(options)
     const secretFile = config.callers.secretFile ? new SecretFile(config.callers.secretFile) : undefined
     const readiness = new Readiness()
     const app = createApp({
@@ -116,7 +116,7 @@ export class Daemon {
       tokens,
       readiness,
       servers,
-      identities,
+      closeIdentities,
       ownsDispatcher: !options.dispatcher,
     })
     daemon.#warm(config)
@@ -159,7 +159,7 @@ export class Daemon {
     await closed
     clearTimeout(timer)
     this.tokens.close()
-    await Promise.all([...this.#identities.values()].map((i) => i.close()))
+    await this.#closeIdentities()
     if (this.#ownsDispatcher) await this.runtime.dispatcher.close()
     logger.info('stopped')
   }
@@ -202,6 +202,8 @@ export interface Core {
   runtime: Runtime
   identities: Map<string, Identity>
   tokens: TokenService
+  /** Closes identities and the upstream clients they share. */
+  closeIdentities(): Promise<void>
 }
 
 /** Everything but the HTTP surface: shared by the daemon and `doctor`. */
@@ -219,7 +221,8 @@ export function buildCore(options: DaemonOptions): Core {
     extraCaPem,
     timeoutMs: config.upstream.timeoutMs,
   }
-  const identities = createIdentities(config, runtime)
+  const identitySet = createIdentities(config, runtime)
+  const identities = identitySet.identities
   const cache = new TokenCache({
     clock: runtime.clock,
     random: runtime.random,
@@ -234,7 +237,7 @@ export function buildCore(options: DaemonOptions): Core {
     cache,
     requestDeadlineMs: config.upstream.requestDeadlineMs,
   })
-  return { runtime, identities, tokens }
+  return { runtime, identities, tokens, closeIdentities: identitySet.close }
 }
 
 /**

@@ -11,7 +11,7 @@ const probeResource = 'https://management.azure.com'
  * prints one line per step. Never prints a token, assertion or key. Exit 0 when every identity works.
  */
 export async function runDoctor(config: SidecarConfig, out: NodeJS.WritableStream = process.stdout): Promise<number> {
-  const { tokens, identities, runtime } = buildCore({ config, logger: silentLogger() })
+  const { tokens, identities, runtime, closeIdentities } = buildCore({ config, logger: silentLogger() })
   out.write(`credential-sidecar doctor\n  IMDS endpoint: ${config.upstream.imdsEndpoint}\n  authority host: ${config.upstream.authorityHost}\n\n`)
   let failures = 0
   for (const identity of identities.values()) {
@@ -32,7 +32,7 @@ export async function runDoctor(config: SidecarConfig, out: NodeJS.WritableStrea
       out.write(`  FAIL  ${error instanceof Error ? error.message : String(error)}\n`)
     }
   }
-  for (const identity of identities.values()) await identity.close()
+  await closeIdentities()
   await runtime.dispatcher.close()
   out.write(`\n${failures === 0 ? 'all identities work' : `${failures} identit${failures === 1 ? 'y' : 'ies'} failed`}\n`)
   return failures === 0 ? 0 : 1

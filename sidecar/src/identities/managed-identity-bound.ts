@@ -1,0 +1,73 @@
+import type { ManagedIdentityConfig } from '../config/types.ts'
+import type { ImdsV2BindingCredential } from '../credentials/imds-v2-binding.ts'
+import { managedIdentityMtlsRequest } from '../sources/entra/requests.ts'
+import type { EntraTokenClient } from '../sources/entra/token-client.ts'
+import type { AcquiredToken, BindingCertificate } from '../tokens/types.ts'
+import type { CredentialBundle, Identity } from './identity.ts'
+
+/**
+ * A managed identity whose credential is an IMDS v2 binding certificate: tokens come from Entra's
+ * mTLS endpoint with that certificate as the TLS client certificate. `protocolScheme: MTLS_POP`
+ * gives mtls_pop tokens bound to it; `useBoundCredential: true` with Bearer gives Bearer tokens
+ * obtained with it (`token_type=bearer`).
+ */
+export class ManagedIdentityBound implements Identity {
+  readonly name: string
+  readonly config: ManagedIdentityConfig
+  readonly tokenType: 'Bearer' | 'mtls_pop'
+  readonly #credential: ImdsV2BindingCredential
+  readonly #entra: EntraTokenClient
+
+  constructor(config: ManagedIdentityConfig, deps: { credential: ImdsV2BindingCredential; entra: EntraTokenClient }) {
+    this.name = config.name
+    this.config = config
+    this.tokenType = config.protocolScheme === 'MTLS_POP' ? 'mtls_pop' : 'Bearer'
+    this.#credential = deps.credential
+    this.#entra = deps.entra
+  }
+
+  async currentBinding(signal: AbortSignal): Promise<BindingCertificate> {
+    return (await this.#credential.current(signal)).binding
+  }
+
+  async acquireToken(scope: string, binding: BindingCertificate | undefined, signal: AbortSignal): Promise<AcquiredToken> {
+    // Client id and token endpoint belong to the identity, not to one certificate: take them from
+    // the current binding even if `binding` was renewed meanwhile (it is still valid).
+    const current = await this.#credential.current(signal)
+    const request = managedIdentityMtlsRequest({
+      tokenEndpoint: current.tokenEndpoint,
+      clientId: current.clientId,
+      scope,
+      identityName: this.name,
+      allowBearerFallback: this.config.allowBearerFallback,
+      binding: binding ?? current.binding,
+      tokenType: this.tokenType,
+    })
+    return this.#entra.requestToken(request, signal)
+  }
+
+  invalidateBinding(binding: BindingCertificate): void {
+    this.#credential.invalidate(binding)
+    this.#entra.evictBinding(binding.x5tS256)
+  }
+
+  async credentialBundle(signal: AbortSignal): Promise<CredentialBundle> {
+    const current = await this.#credential.current(signal)
+    return {
+      identity: this.name,
+      clientId: current.clientId,
+      tenantId: current.tenantId,
+      tokenEndpoint: current.tokenEndpoint,
+      keyProtection: current.binding.keyProtection,
+      binding: current.binding,
+    }
+  }
+
+  start(): void {
+    this.#credential.start()
+  }
+
+  close(): Promise<void> {
+    return this.#credential.close()
+  }
+}
