@@ -70,11 +70,30 @@ test('user-assigned selectors: client_id, object_id and mi_res_id (v2 spelling)'
     assert.equal(md.clientId, uami.clientId, selector.kind)
   }
   const md = await client.getPlatformMetadata({ kind: 'resourceId', value: uami.resourceId })
+  const get = imds.requests.at(-1)!
+  assert.equal(get.url.pathname, '/metadata/identity/getplatformmetadata')
+  assert.equal(get.url.searchParams.get('cred-api-version'), '2.0')
+  assert.equal(get.url.searchParams.get('mi_res_id'), uami.resourceId)
+  assert.equal(get.url.searchParams.has('msi_res_id'), false)
   const issued = await client.issueCredential(
     { kind: 'resourceId', value: uami.resourceId },
     await csrFor(await keyPromise, md),
   )
   assert.equal(issued.identityType, 'UserAssigned')
+  const post = imds.requests.at(-1)!
+  assert.equal(post.method, 'POST')
+  assert.equal(post.url.searchParams.get('mi_res_id'), uami.resourceId)
+  assert.equal(post.headers.get('content-type'), 'application/json')
+  const sent = JSON.parse(post.body) as Record<string, unknown>
+  assert.deepEqual(Object.keys(sent), ['csr'])
+  assert.match(String(sent['csr']), /^[A-Za-z0-9+/]+={0,2}$/)
+  for (const r of imds.requests) {
+    assert.equal(r.headers.get('metadata'), 'true')
+    assert.match(
+      r.headers.get('x-ms-client-request-id') ?? '',
+      /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
+    )
+  }
 })
 
 test('a response without an IMDS Server header is refused', async (t) => {

@@ -16,9 +16,18 @@ import type { Runtime } from '../../sidecar/src/runtime.ts'
 
 export const IMDS_SERVER_HEADER = 'IMDS/150.870.65.1854'
 
+export interface SeenRequest {
+  method: string
+  url: URL
+  headers: Headers
+  body: string
+}
+
 export interface EmulatedImds {
   state: EmulatorState
   url: string
+  /** Every request as it arrived on the wire. */
+  requests: SeenRequest[]
   close(): Promise<void>
 }
 
@@ -35,8 +44,16 @@ export async function startImdsV2(
     ...options.settings,
   })
   const header = options.serverHeader === undefined ? IMDS_SERVER_HEADER : options.serverHeader
+  const requests: SeenRequest[] = []
   const app = new Hono()
   app.use(async (c, next) => {
+    const body = c.req.method === 'POST' ? await c.req.raw.clone().text() : ''
+    requests.push({
+      method: c.req.method,
+      url: new URL(c.req.url),
+      headers: new Headers(c.req.raw.headers),
+      body,
+    })
     await next()
     if (header !== null) c.res.headers.set('Server', header)
   })
@@ -51,6 +68,7 @@ export async function startImdsV2(
   return {
     state,
     url: `http://127.0.0.1:${port}`,
+    requests,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve())
