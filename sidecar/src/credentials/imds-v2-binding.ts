@@ -44,7 +44,7 @@ export interface ImdsV2BindingStatus {
 
 /**
  * MSAL renews a binding certificate when less than 24 h remain and never caches one with less
- * (`ManagedIdentity/V2/MtlsBindingCache.cs`, `CertificateCacheEntry.cs`).
+ * (`ManagedIdentity/V2/CertificateCacheEntry.cs` `MinRemainingLifetime`, used by `InMemoryCertificateCache.cs`).
  */
 export const MIN_CACHEABLE_LIFETIME_MS = 24 * 3600_000
 /** A certificate this close to expiry is not handed out: the TLS handshake and token call need time. */
