@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import type { TestContext } from 'node:test'
 import { parseConfig } from '../../sidecar/src/config/load.ts'
@@ -34,7 +37,10 @@ export interface Stack {
 }
 
 export interface StackOptions {
-  /** YAML for everything but `listen` and `upstream.imdsEndpoint`; `${IMDS}` etc. come from `env`. */
+  /**
+   * YAML for everything but `listen` and `upstream` (imdsEndpoint, authorityHost = the emulated
+   * Entra, caFile = the emulator's CA); `${NAME}` values come from `env`.
+   */
   configYaml?: (emulator: Emulator) => string
   emulator?: EmulatorOptions
   clock?: Clock
@@ -47,7 +53,10 @@ export async function startStack(t: TestContext, options: StackOptions = {}): Pr
   const emulator = await startEmulator(options.clock ? { ...options.emulator, clock: options.clock } : (options.emulator ?? {}))
   t.after(() => emulator.close())
   const body = options.configYaml?.(emulator) ?? 'identities:\n  mi:\n    managedIdentity: {}\n'
-  const yaml = `listen:\n  host: 127.0.0.1\n  port: 0\nupstream:\n  imdsEndpoint: ${emulator.imdsUrl}\n${body}`
+  // Trust the emulator's CA for Entra and the mTLS endpoints, as an operator would with caFile.
+  const caFile = join(mkdtempSync(join(tmpdir(), 'sidecar-ca-')), 'emulator-ca.pem')
+  writeFileSync(caFile, emulator.caPem)
+  const yaml = `listen:\n  host: 127.0.0.1\n  port: 0\nupstream:\n  imdsEndpoint: ${emulator.imdsUrl}\n  authorityHost: ${emulator.entraUrl}\n  caFile: ${caFile}\n${body}`
   const config = parseConfig(yaml, { source: 'test.yaml', env: { ...options.env } })
   const logs = new LogCapture()
   const daemon = await Daemon.start({
