@@ -1,0 +1,88 @@
+/**
+ * Codes the SDK raises itself, before or instead of an answer from the sidecar. Codes the sidecar
+ * answers with (`invalid_request`, `unknown_identity`, `invalid_resource`, `unauthorized`,
+ * `upstream_error`, `upstream_unavailable`, …) are passed through as they come.
+ */
+export type LocalErrorCode =
+  /** The endpoint is not loopback and `allowRemote` was not set. */
+  | 'remote_endpoint_refused'
+  /** The endpoint is not an http(s) URL or `unix:/path`. */
+  | 'invalid_endpoint'
+  /** An option or argument is malformed (named in the message). */
+  | 'invalid_argument'
+  /** The sidecar could not be reached, even after one retry. */
+  | 'connection_failed'
+  /** No answer within `timeoutMs`. */
+  | 'timeout'
+  /** The sidecar answered something that is not a token response or an error body. */
+  | 'invalid_response'
+  /** An mtls_pop token came without its binding certificate. */
+  | 'pop_requires_binding_certificate'
+  /** An mtls_pop token came without the certificate's private key (`exposePrivateKey: false`). */
+  | 'private_key_not_exposed'
+  /** A Bearer-only consumer (the Azure SDK TokenCredential) was given an mtls_pop identity. */
+  | 'bearer_required'
+
+/** A local code, or the sidecar's `error` field as it answered it. */
+export type SidecarClientErrorCode = LocalErrorCode | (string & {})
+
+export interface SidecarClientErrorOptions {
+  status?: number
+  correlationId?: string
+  description?: string
+  errorCodes?: number[]
+  cause?: unknown
+}
+
+/**
+ * The one error type the SDK throws. `code` is the sidecar's `error` field when the sidecar
+ * answered, else one of {@link LocalErrorCode}. Messages never carry a token, key or secret.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await sidecar.getToken('https://graph.microsoft.com/.default')
+ * } catch (error) {
+ *   if (error instanceof SidecarClientError && error.code === 'unknown_identity') {
+ *     console.error(error.description, error.correlationId)
+ *   }
+ *   throw error
+ * }
+ * ```
+ */
+export class SidecarClientError extends Error {
+  override readonly name = 'SidecarClientError'
+  readonly code: SidecarClientErrorCode
+  /** HTTP status of the sidecar's answer, when it answered. */
+  readonly status: number | undefined
+  /** The sidecar's `correlation_id`: quote it when reading the sidecar's log. */
+  readonly correlationId: string | undefined
+  /** The sidecar's `error_description`, or the local reason. */
+  readonly description: string | undefined
+  /** Upstream AADSTS codes the sidecar passed through. */
+  readonly errorCodes: number[] | undefined
+
+  constructor(code: SidecarClientErrorCode, message: string, options: SidecarClientErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.code = code
+    this.status = options.status
+    this.correlationId = options.correlationId
+    this.description = options.description ?? message
+    this.errorCodes = options.errorCodes
+  }
+}
+
+/**
+ * True when `error` is a {@link SidecarClientError}, optionally with the given code.
+ *
+ * @example
+ * ```ts
+ * if (isSidecarClientError(error, 'connection_failed')) console.error('is the sidecar running?')
+ * ```
+ */
+export function isSidecarClientError(
+  error: unknown,
+  code?: SidecarClientErrorCode,
+): error is SidecarClientError {
+  return error instanceof SidecarClientError && (code === undefined || error.code === code)
+}

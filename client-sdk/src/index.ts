@@ -1,0 +1,14 @@
+export { SidecarClient } from './client.ts'
+export type { GetTokenOptions, MtlsAgentOptions, SidecarClientOptions, SidecarFetchInit } from './client.ts'
+export { SidecarClientError, isSidecarClientError } from './errors.ts'
+export type { LocalErrorCode, SidecarClientErrorCode, SidecarClientErrorOptions } from './errors.ts'
+export type { SidecarBindingCertificate, SidecarToken } from './token.ts'
+export type { CaOption } from './mtls-agents.ts'
+export type { AbortSignalLike } from './abort.ts'
+export type {
+  SidecarAccessToken,
+  SidecarTokenCredential,
+  SidecarTokenCredentialGetTokenOptions,
+  TokenCredentialOptions,
+} from './token-credential.ts'
+export { defaultEndpoint, isLoopbackHostname } from './endpoint.ts'

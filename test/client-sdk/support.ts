@@ -1,0 +1,44 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { TestContext } from 'node:test'
+import type { Stack } from '../support/stack.ts'
+
+/** How many requests the daemon served on /token, any status (from its Prometheus metrics). */
+export async function tokenRouteRequests(stack: Stack): Promise<number> {
+  const text = await (await fetch(`${stack.url}/metrics`)).text()
+  let total = 0
+  for (const match of text.matchAll(
+    /^credential_sidecar_requests_total\{route="\/token",status="\d+"\} (\d+)$/gm,
+  ))
+    total += Number(match[1])
+  return total
+}
+
+/** A plain HTTP server on 127.0.0.1:0, closed after the test. */
+export async function startHttpServer(
+  t: TestContext,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<{ server: Server; url: string }> {
+  const server = createServer(handler)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  t.after(() => server.closeAllConnections())
+  const { port } = server.address() as AddressInfo
+  return { server, url: `http://127.0.0.1:${port}` }
+}
+
+/** A /token answer shaped as the daemon's, for tests of the SDK's own logic against a fake sidecar. */
+export function tokenJson(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  const now = Math.floor(Date.now() / 1000)
+  return {
+    token_type: 'Bearer',
+    access_token: 'fake-access-token',
+    expires_on: now + 3600,
+    expires_in: 3600,
+    refresh_on: now + 1800,
+    resource: 'https://management.azure.com',
+    scope: 'https://management.azure.com/.default',
+    identity: 'mi',
+    ...overrides,
+  }
+}
