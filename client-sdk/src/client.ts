@@ -214,7 +214,7 @@ export class SidecarClient {
           'invalid_argument',
           'fetch: an mtls_pop token can only be sent over https:',
         )
-      dispatcher = this.#agentFor(token, ca)
+      dispatcher = this.#agentFor(scope, token, ca)
     } else if (ca !== undefined) {
       dispatcher = this.#agents.trusting(ca)
     }
@@ -240,7 +240,7 @@ export class SidecarClient {
   async mtlsAgent(options: MtlsAgentOptions): Promise<Agent> {
     const { scope, ca, ...getTokenOptions } = options
     const token = await this.getToken(scope, getTokenOptions)
-    return this.#agentFor(token, ca)
+    return this.#agentFor(scope, token, ca)
   }
 
   /**
@@ -270,7 +270,7 @@ export class SidecarClient {
     await Promise.all([this.#agents.close(), this.#ownedDispatcher?.close()])
   }
 
-  #agentFor(token: SidecarToken, ca: CaOption | undefined): Agent {
+  #agentFor(scope: string, token: SidecarToken, ca: CaOption | undefined): Agent {
     const identity = token.identity || this.#identity || '(default)'
     if (token.tokenType !== 'mtls_pop' || token.bindingCertificate === undefined) {
       throw new SidecarClientError(
@@ -280,7 +280,7 @@ export class SidecarClient {
           : `Identity "${identity}" serves Bearer tokens: there is no binding certificate to present (configure protocolScheme: MTLS_POP)`,
       )
     }
-    return this.#agents.forBinding(identity, token.bindingCertificate, ca)
+    return this.#agents.forBinding(`${identity}\0${scope}`, identity, token.bindingCertificate, ca)
   }
 
   async #requestToken(query: Record<string, string>): Promise<SidecarToken> {

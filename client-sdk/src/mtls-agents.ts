@@ -6,23 +6,33 @@ import type { SidecarBindingCertificate } from './token.ts'
 /** PEM of a CA (or several) to trust in addition to Node's roots and `NODE_EXTRA_CA_CERTS`. */
 export type CaOption = string | readonly string[]
 
-interface Slot {
-  x5tS256: string
+interface Held {
   agent: Agent
+  /** Slots (identity + scope + CA) whose current token is bound to this certificate. */
+  users: Set<string>
 }
 
 /**
- * One undici Agent per binding certificate, presenting it in every TLS handshake. A slot is an
- * (identity, extra CA) pair: when the identity's certificate rotates (its x5t#S256 changes) the
- * slot gets a new Agent and the old one is closed gracefully — `close()` lets requests already
- * sent on it finish, and nobody waits for it.
+ * One undici Agent per binding certificate (x5t#S256) and extra CA, presenting the certificate in
+ * every TLS handshake. Each (identity, scope, CA) slot uses the Agent of its current token; when a
+ * slot's token comes bound to another certificate (rotation), the slot moves to a new Agent and an
+ * Agent no slot uses any more is closed gracefully — `close()` lets requests already sent on it
+ * finish, and nobody waits for it. Counting users rather than closing on the first change matters
+ * because after a rotation the sidecar still serves older tokens, bound to the old certificate,
+ * for other scopes until they refresh.
  */
 export class MtlsAgents {
-  readonly #slots = new Map<string, Slot>()
+  readonly #agents = new Map<string, Held>()
+  readonly #slots = new Map<string, string>()
   readonly #trustAgents = new Map<string, Agent>()
 
-  /** The Agent presenting `binding`; built on first use and after each rotation. */
-  forBinding(identity: string, binding: SidecarBindingCertificate, ca: CaOption | undefined): Agent {
+  /** The Agent presenting `binding` for `slot` (identity + scope); built on first use and after each rotation. */
+  forBinding(
+    slot: string,
+    identity: string,
+    binding: SidecarBindingCertificate,
+    ca: CaOption | undefined,
+  ): Agent {
     if (binding.privateKey === undefined) {
       throw new SidecarClientError(
         'private_key_not_exposed',
@@ -31,19 +41,27 @@ export class MtlsAgents {
           "through the sidecar's /downstream proxy instead",
       )
     }
-    const key = slotKey(identity, ca)
-    const slot = this.#slots.get(key)
-    if (slot?.x5tS256 === binding.x5tS256) return slot.agent
-    const agent = new Agent({
-      connect: {
-        cert: binding.certificate,
-        key: binding.privateKey,
-        ...(ca === undefined ? {} : { ca: caList(ca) }),
-      },
-    })
-    this.#slots.set(key, { x5tS256: binding.x5tS256, agent })
-    if (slot) closeQuietly(slot.agent)
-    return agent
+    const slotKey = `${slot}\0${caKey(ca)}`
+    const agentKey = `${binding.x5tS256}\0${caKey(ca)}`
+    let held = this.#agents.get(agentKey)
+    if (held === undefined) {
+      const agent = new Agent({
+        connect: {
+          cert: binding.certificate,
+          key: binding.privateKey,
+          ...(ca === undefined ? {} : { ca: caList(ca) }),
+        },
+      })
+      held = { agent, users: new Set() }
+      this.#agents.set(agentKey, held)
+    }
+    const previous = this.#slots.get(slotKey)
+    if (previous !== agentKey) {
+      this.#slots.set(slotKey, agentKey)
+      held.users.add(slotKey)
+      if (previous !== undefined) this.#release(previous, slotKey)
+    }
+    return held.agent
   }
 
   /** A plain Agent trusting `ca`, for Bearer calls to a resource behind a private CA. */
@@ -59,10 +77,20 @@ export class MtlsAgents {
 
   /** Closes every Agent, letting requests under way finish. */
   async close(): Promise<void> {
-    const agents = [...[...this.#slots.values()].map((s) => s.agent), ...this.#trustAgents.values()]
+    const agents = [...[...this.#agents.values()].map((held) => held.agent), ...this.#trustAgents.values()]
+    this.#agents.clear()
     this.#slots.clear()
     this.#trustAgents.clear()
     await Promise.all(agents.map((agent) => agent.close()))
+  }
+
+  #release(agentKey: string, slotKey: string): void {
+    const held = this.#agents.get(agentKey)
+    if (held === undefined) return
+    held.users.delete(slotKey)
+    if (held.users.size > 0) return
+    this.#agents.delete(agentKey)
+    held.agent.close().catch(() => {})
   }
 }
 
@@ -77,12 +105,4 @@ function caList(ca: CaOption): string[] {
 
 function caKey(ca: CaOption | undefined): string {
   return ca === undefined ? '' : typeof ca === 'string' ? ca : ca.join('\n')
-}
-
-function slotKey(identity: string, ca: CaOption | undefined): string {
-  return `${identity}\0${caKey(ca)}`
-}
-
-function closeQuietly(agent: Agent): void {
-  agent.close().catch(() => {})
 }
