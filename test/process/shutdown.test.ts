@@ -122,3 +122,15 @@ test('check-config prints the resolved identities and exits 0', async (t) => {
   assert.equal((await proc.exit).code, 0)
   assert.match(proc.stdout.join('\n'), /mi/)
 })
+
+test('readiness is 503 at once after SIGTERM, even with nothing in flight', async (t) => {
+  const { file } = await configFile(t)
+  const proc = startProcess(t, ['--config', file])
+  const { url } = await proc.waitFor('listening')
+  await proc.waitFor('ready')
+  proc.child.kill('SIGTERM')
+  await proc.waitFor('draining')
+  const ready = await fetch(`${url}/readyz`)
+  assert.equal(ready.status, 503)
+  assert.deepEqual(await proc.exit, { code: 0, signal: null })
+})
