@@ -42,6 +42,9 @@ export interface StackOptions {
    * Entra, caFile = the emulator's CA); `${NAME}` values come from `env`.
    */
   configYaml?: (emulator: Emulator) => string
+  /** Extra lines under `listen:` and `upstream:`, indented by two spaces, e.g. `  requestDeadlineMs: 800\n`. */
+  listenYaml?: string
+  upstreamYaml?: string
   emulator?: EmulatorOptions
   clock?: Clock
   random?: () => number
@@ -50,13 +53,15 @@ export interface StackOptions {
 
 /** Emulator + daemon on 127.0.0.1:0, both torn down after the test. */
 export async function startStack(t: TestContext, options: StackOptions = {}): Promise<Stack> {
-  const emulator = await startEmulator(options.clock ? { ...options.emulator, clock: options.clock } : (options.emulator ?? {}))
+  const emulator = await startEmulator(
+    options.clock ? { ...options.emulator, clock: options.clock } : (options.emulator ?? {}),
+  )
   t.after(() => emulator.close())
   const body = options.configYaml?.(emulator) ?? 'identities:\n  mi:\n    managedIdentity: {}\n'
   // Trust the emulator's CA for Entra and the mTLS endpoints, as an operator would with caFile.
   const caFile = join(mkdtempSync(join(tmpdir(), 'sidecar-ca-')), 'emulator-ca.pem')
   writeFileSync(caFile, emulator.caPem)
-  const yaml = `listen:\n  host: 127.0.0.1\n  port: 0\nupstream:\n  imdsEndpoint: ${emulator.imdsUrl}\n  authorityHost: ${emulator.entraUrl}\n  caFile: ${caFile}\n${body}`
+  const yaml = `listen:\n  host: 127.0.0.1\n  port: 0\n${options.listenYaml ?? ''}upstream:\n  imdsEndpoint: ${emulator.imdsUrl}\n  authorityHost: ${emulator.entraUrl}\n  caFile: ${caFile}\n${options.upstreamYaml ?? ''}${body}`
   const config = parseConfig(yaml, { source: 'test.yaml', env: { ...options.env } })
   const logs = new LogCapture()
   const daemon = await Daemon.start({
