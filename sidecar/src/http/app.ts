@@ -6,6 +6,8 @@ import type { TokenService } from '../tokens/token-service.ts'
 import { callerGuard } from './caller-guard.ts'
 import { errorResponse } from './error-response.ts'
 import type { Readiness } from './readiness.ts'
+import { appServiceCompatRoutes } from './routes/app-service-compat.ts'
+import { imdsCompatRoutes } from './routes/imds-compat.ts'
 import { nativeRoutes } from './routes/token.ts'
 
 export interface CallerPolicy {
@@ -83,6 +85,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
   token.use('/token', guard)
   token.use('/credential', guard)
   token.route('/', nativeRoutes({ tokens, clock: runtime.clock, exposePrivateKey: callers.exposePrivateKey }))
+  token.route('/', imdsCompatRoutes({ tokens, clock: runtime.clock, guard }))
+  token.route(
+    '/',
+    appServiceCompatRoutes({ tokens, secret: callers.secret, hostAllowed: callers.hostAllowed }),
+  )
   app.route('/', token)
   if (deps.extraTokenRoutes) app.route('/', deps.extraTokenRoutes(guard))
 

@@ -1,0 +1,79 @@
+import { Hono } from 'hono'
+import { SidecarError } from '../../errors.ts'
+import { normaliseScope } from '../../tokens/scope.ts'
+import type { TokenService } from '../../tokens/token-service.ts'
+import { callerGuard } from '../caller-guard.ts'
+import { singleQuery } from '../wire.ts'
+import { compatClientId, compatIdentity } from './compat-identity.ts'
+import { oneOf } from './imds-compat.ts'
+
+export interface AppServiceCompatRoutesDeps {
+  tokens: TokenService
+  /** Current caller secret (callers.secretFile), or undefined when none is configured. */
+  secret: () => string | undefined
+  hostAllowed: (hostname: string) => boolean
+}
+
+/** App Service's managed identity answer (api-version 2019-08-01): `expires_on` is a string. */
+export interface AppServiceTokenJson {
+  access_token: string
+  expires_on: string
+  resource: string
+  token_type: 'Bearer'
+  client_id?: string
+}
+
+const path = '/msi/token'
+const apiVersion = '2019-08-01'
+
+/**
+ * GET /msi/token: App Service's managed identity endpoint, for unmodified SDKs configured with
+ * `IDENTITY_ENDPOINT=http://127.0.0.1:PORT/msi/token` and `IDENTITY_HEADER=<secret>` (contract §3).
+ * msal-node `ManagedIdentitySources/AppService.mjs` (used by @azure/identity too) sends
+ * `api-version=2019-08-01`, `resource`, `client_id` / `object_id` / `mi_res_id`, and the secret in
+ * `X-IDENTITY-HEADER` — no `Metadata` header, so the secret alone authenticates the caller, and
+ * without a configured secret the route does not exist. App Service also documents `principal_id`
+ * for the object id.
+ */
+export function appServiceCompatRoutes(deps: AppServiceCompatRoutesDeps): Hono {
+  const app = new Hono()
+
+  app.use(path, async function appServiceCaller(c, next) {
+    // Read once: the secret checked below must be the one whose presence opened the route.
+    const secret = deps.secret()
+    if (secret === undefined) throw new SidecarError('not_found', 'No such route')
+    const guard = callerGuard({
+      requireMetadataHeader: false,
+      secret: () => secret,
+      hostAllowed: deps.hostAllowed,
+    })
+    return guard(c, next)
+  })
+
+  app.get(path, async (c) => {
+    const version = singleQuery(c, 'api-version')
+    if (!version) throw new SidecarError('invalid_request', 'Required query variable api-version is missing')
+    if (version !== apiVersion) {
+      throw new SidecarError('invalid_request', `api-version ${version} is not supported; use ${apiVersion}`)
+    }
+    const resource = singleQuery(c, 'resource')
+    if (!resource) throw new SidecarError('invalid_request', 'Required query variable resource is missing')
+    const identity = compatIdentity(deps.tokens, {
+      clientId: singleQuery(c, 'client_id'),
+      objectId: oneOf(singleQuery(c, 'principal_id'), singleQuery(c, 'object_id')),
+      resourceId: singleQuery(c, 'mi_res_id'),
+    })
+    const served = await deps.tokens.getToken(identity, normaliseScope({ resource }))
+    const clientId = compatClientId(served)
+    const body: AppServiceTokenJson = {
+      access_token: served.token.accessToken,
+      expires_on: String(Math.floor(served.token.expiresOn / 1000)),
+      resource,
+      token_type: 'Bearer',
+      ...(clientId === undefined ? {} : { client_id: clientId }),
+    }
+    return c.json(body)
+  })
+
+  return app
+}

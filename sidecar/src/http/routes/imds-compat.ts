@@ -1,0 +1,85 @@
+import { Hono, type MiddlewareHandler } from 'hono'
+import type { Clock } from '../../clock.ts'
+import { SidecarError } from '../../errors.ts'
+import { normaliseScope } from '../../tokens/scope.ts'
+import type { TokenService } from '../../tokens/token-service.ts'
+import { singleQuery } from '../wire.ts'
+import { compatClientId, compatIdentity, compatNotBefore } from './compat-identity.ts'
+
+export interface ImdsCompatRoutesDeps {
+  tokens: TokenService
+  clock: Clock
+  /** The token-route caller guard (Metadata: true, Host, X-Forwarded-For, secret). */
+  guard: MiddlewareHandler
+}
+
+/** IMDS v1's token answer: every number is a string. */
+export interface ImdsTokenJson {
+  access_token: string
+  client_id?: string
+  expires_in: string
+  expires_on: string
+  ext_expires_in: string
+  not_before: string
+  resource: string
+  token_type: 'Bearer'
+}
+
+const path = '/metadata/identity/oauth2/token'
+
+/**
+ * GET /metadata/identity/oauth2/token: Azure IMDS v1 as unmodified SDKs call it with
+ * `AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:PORT` (contract §3). What they send and read:
+ * - msal-node `ManagedIdentitySources/Imds.mjs` (which @azure/identity's ManagedIdentityCredential
+ *   delegates to): `api-version=2018-02-01`, `resource`, one of `client_id` / `object_id` /
+ *   `msi_res_id`, header `Metadata: true`. `BaseManagedIdentitySource.mjs` reads `access_token`,
+ *   `token_type`, `resource`, and `expires_on` (epoch seconds, a string is fine: it subtracts);
+ *   errors from `error` + `error_description` (or `message`).
+ * - @azure/identity `imdsMsi.js` may first probe with no query and no Metadata header, counting
+ *   any HTTP answer as "IMDS is there": the guard's 400 "Required metadata header not specified"
+ *   is that answer, as on a real VM (a 403 mentioning "unreachable" would mean "not there").
+ */
+export function imdsCompatRoutes(deps: ImdsCompatRoutesDeps): Hono {
+  const app = new Hono()
+  app.use(path, deps.guard)
+
+  app.get(path, async (c) => {
+    if (!singleQuery(c, 'api-version')) {
+      throw new SidecarError('invalid_request', 'Required query variable api-version is missing')
+    }
+    const resource = singleQuery(c, 'resource')
+    if (!resource) throw new SidecarError('invalid_request', 'Required query variable resource is missing')
+    const identity = compatIdentity(deps.tokens, {
+      clientId: singleQuery(c, 'client_id'),
+      objectId: singleQuery(c, 'object_id'),
+      // IMDS v1 spells it msi_res_id; newer clients (and IMDS v2) mi_res_id.
+      resourceId: oneOf(singleQuery(c, 'msi_res_id'), singleQuery(c, 'mi_res_id')),
+    })
+    const served = await deps.tokens.getToken(identity, normaliseScope({ resource }))
+    const nowSeconds = Math.floor(deps.clock.now() / 1000)
+    const expiresOn = Math.floor(served.token.expiresOn / 1000)
+    const expiresIn = String(Math.max(0, expiresOn - nowSeconds))
+    const clientId = compatClientId(served)
+    const body: ImdsTokenJson = {
+      access_token: served.token.accessToken,
+      ...(clientId === undefined ? {} : { client_id: clientId }),
+      expires_in: expiresIn,
+      expires_on: String(expiresOn),
+      ext_expires_in: expiresIn,
+      not_before: String(compatNotBefore(served) ?? nowSeconds),
+      // IMDS echoes the resource as asked (msal-node keys its cache on it).
+      resource,
+      token_type: 'Bearer',
+    }
+    return c.json(body)
+  })
+
+  return app
+}
+
+/** Two spellings of one selector: either may be given, not both. */
+export function oneOf(a: string | undefined, b: string | undefined): string | undefined {
+  if (a !== undefined && b !== undefined)
+    throw new SidecarError('invalid_request', 'Multiple identity selectors specified')
+  return a ?? b
+}
