@@ -1,0 +1,76 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Writable } from 'node:stream'
+import { runDoctor } from '../../sidecar/src/cli/doctor.ts'
+import { parseConfig } from '../../sidecar/src/config/load.ts'
+import { startEmulator } from '../../sidecar/src/emulator/emulator.ts'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { json, startStack } from '../support/stack.ts'
+
+const warmPop =
+  'identities:\n  mi:\n    managedIdentity: {}\n    protocolScheme: MTLS_POP\n    warm: true\n    warmResource: api://credential-sidecar-demo\n'
+
+test('a warm identity holds its credential and warmResource token before /readyz is 200', async (t) => {
+  const stack = await startStack(t, { configYaml: () => warmPop })
+  for (let i = 0; i < 100 && (await fetch(`${stack.url}/readyz`)).status !== 200; i++)
+    await new Promise((r) => setTimeout(r, 50))
+  assert.equal((await fetch(`${stack.url}/readyz`)).status, 200)
+  const { calls } = stack.emulator.state
+  assert.equal(calls.count('imds.issuecredential'), 1)
+  assert.equal(calls.count('entra.mtls.token'), 1)
+  // The first caller is served from what warming fetched.
+  const body = await json(await stack.get('/token?resource=api://credential-sidecar-demo'))
+  assert.equal(body.token_type, 'mtls_pop')
+  assert.equal(calls.count('entra.mtls.token'), 1)
+  assert.ok(stack.logs.records.some((r) => r['msg'] === 'ready'))
+})
+
+test('while a warm identity keeps failing, /readyz is 503 and says why', async (t) => {
+  const stack = await startStack(t, {
+    configYaml: () => warmPop,
+    emulator: { settings: { imdsV2Enabled: false } },
+  })
+  await new Promise((r) => setTimeout(r, 300))
+  const res = await fetch(`${stack.url}/readyz`)
+  assert.equal(res.status, 503)
+  const body = await json(res)
+  assert.equal(body.status, 'starting')
+  assert.match(body.waiting_for.mi, /IMDS v2/)
+  assert.ok(stack.logs.records.some((r) => r['msg'] === 'warming identity failed'))
+  assert.equal((await fetch(`${stack.url}/healthz`)).status, 200, 'alive all the same')
+})
+
+class Collect extends Writable {
+  text = ''
+  override _write(chunk: Buffer, _e: string, cb: () => void) {
+    this.text += chunk.toString()
+    cb()
+  }
+}
+
+test('doctor probes each identity path and reports without printing tokens or keys', async (t) => {
+  const emulator = await startEmulator()
+  t.after(() => emulator.close())
+  const caFile = join(mkdtempSync(join(tmpdir(), 'doctor-')), 'ca.pem')
+  writeFileSync(caFile, emulator.caPem)
+  const yaml = (extra: string) =>
+    `upstream:\n  imdsEndpoint: ${emulator.imdsUrl}\n  caFile: ${caFile}\nidentities:\n  mi:\n    managedIdentity: {}\n  pop:\n    managedIdentity: {}\n    protocolScheme: MTLS_POP\n${extra}`
+  const out = new Collect()
+  assert.equal(await runDoctor(parseConfig(yaml(''), { source: 'doctor.yaml' }), out), 0)
+  assert.match(out.text, /mi \(managed identity, Bearer, IMDS v1\)\n {2}ok {4}token: Bearer/)
+  assert.match(
+    out.text,
+    /pop \(managed identity, MTLS_POP, IMDS v2 \+ Entra mTLS\)\n {2}ok {4}credential: certificate x5t#S256=/,
+  )
+  assert.match(out.text, /all identities work/)
+  assert.doesNotMatch(out.text, /eyJ|PRIVATE KEY|BEGIN CERTIFICATE/)
+
+  const failing = new Collect()
+  const ghost =
+    '  ghost:\n    managedIdentity:\n      userAssignedClientId: 00000000-0000-0000-0000-0000000000aa\n'
+  assert.equal(await runDoctor(parseConfig(yaml(ghost), { source: 'doctor.yaml' }), failing), 1)
+  assert.match(failing.text, /ghost[^\n]*\n {2}FAIL {2}[^\n]*Identity not found/)
+  assert.match(failing.text, /1 identity failed/)
+})
