@@ -11,7 +11,14 @@ export interface SidecarEndpoint {
   local: boolean
 }
 
-/** The endpoint used when neither the option nor `CREDENTIAL_SIDECAR_ENDPOINT` names one. */
+/**
+ * The endpoint used when neither the option nor `CREDENTIAL_SIDECAR_ENDPOINT` names one.
+ *
+ * @example
+ * ```ts
+ * const endpoint = process.env['CREDENTIAL_SIDECAR_ENDPOINT'] ?? defaultEndpoint
+ * ```
+ */
 export const defaultEndpoint = 'http://127.0.0.1:7780'
 
 /**
@@ -69,7 +76,16 @@ export function resolveEndpoint(endpoint: string, options: { allowRemote: boolea
   return { baseUrl: url, local }
 }
 
-/** Loopback means exactly 127.0.0.0/8, ::1 and localhost (not *.localhost, which may not resolve so). */
+/**
+ * Loopback means exactly 127.0.0.0/8, ::1 and localhost (not *.localhost, which may not resolve so).
+ *
+ * @example
+ * ```ts
+ * isLoopbackHostname('127.0.0.1') // true
+ * isLoopbackHostname('[::1]') // true
+ * isLoopbackHostname('localhost.example.com') // false
+ * ```
+ */
 export function isLoopbackHostname(hostname: string): boolean {
   const h = hostname.toLowerCase().replace(/^\[|\]$/g, '')
   if (h === 'localhost' || h === '::1') return true

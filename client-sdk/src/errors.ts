@@ -2,6 +2,11 @@
  * Codes the SDK raises itself, before or instead of an answer from the sidecar. Codes the sidecar
  * answers with (`invalid_request`, `unknown_identity`, `invalid_resource`, `unauthorized`,
  * `upstream_error`, `upstream_unavailable`, …) are passed through as they come.
+ *
+ * @example
+ * ```ts
+ * const retryable: LocalErrorCode[] = ['connection_failed', 'timeout']
+ * ```
  */
 export type LocalErrorCode =
   /** The endpoint is not loopback and `allowRemote` was not set. */
@@ -23,9 +28,24 @@ export type LocalErrorCode =
   /** A Bearer-only consumer (the Azure SDK TokenCredential) was given an mtls_pop identity. */
   | 'bearer_required'
 
-/** A local code, or the sidecar's `error` field as it answered it. */
+/**
+ * A local code, or the sidecar's `error` field as it answered it.
+ *
+ * @example
+ * ```ts
+ * const code: SidecarClientErrorCode = 'invalid_resource'
+ * ```
+ */
 export type SidecarClientErrorCode = LocalErrorCode | (string & {})
 
+/**
+ * What a {@link SidecarClientError} carries besides its code and message.
+ *
+ * @example
+ * ```ts
+ * new SidecarClientError('timeout', 'No answer within 30000 ms', { description: 'timeout' })
+ * ```
+ */
 export interface SidecarClientErrorOptions {
   status?: number
   correlationId?: string

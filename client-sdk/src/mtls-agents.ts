@@ -3,7 +3,15 @@ import { Agent } from 'undici'
 import { SidecarClientError } from './errors.ts'
 import type { SidecarBindingCertificate } from './token.ts'
 
-/** PEM of a CA (or several) to trust in addition to Node's roots and `NODE_EXTRA_CA_CERTS`. */
+/**
+ * PEM of a CA (or several) to trust in addition to Node's roots and `NODE_EXTRA_CA_CERTS`.
+ *
+ * @example
+ * ```ts
+ * const ca: CaOption = readFileSync('/etc/ssl/private-ca.pem', 'utf8')
+ * await sidecar.fetch(url, { scope, ca })
+ * ```
+ */
 export type CaOption = string | readonly string[]
 
 interface Held {
