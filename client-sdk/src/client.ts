@@ -134,7 +134,7 @@ export class SidecarClient {
     const env = options.env ?? process.env
     const endpoint = options.endpoint ?? nonEmpty(env['CREDENTIAL_SIDECAR_ENDPOINT']) ?? defaultEndpoint
     this.#endpoint = resolveEndpoint(endpoint, { allowRemote: options.allowRemote ?? false })
-    if (options.identity !== undefined && options.identity === '')
+    if (options.identity === '')
       throw new SidecarClientError('invalid_argument', 'identity: must not be empty')
     this.#identity = options.identity
     this.#secret = options.secret ?? nonEmpty(env['IDENTITY_HEADER'])
