@@ -20,6 +20,13 @@ const maxBodyBytes = 64 * 1024
 export interface EmulatedEntraOptions {
   /** When set, only these resources may be asked for; any other scope answers invalid_resource (AADSTS500011). */
   knownResources?: string[]
+  /**
+   * Also serve the mTLS endpoint on the regular host: a request that presents a client certificate
+   * there is handled as on the mTLS host. This is how an authority host that does not start with
+   * `login.` behaves (private clouds; contract §2: such a host "is used as-is for mTLS too"), so a
+   * daemon pointed at `url` reaches both endpoints through it.
+   */
+  mtlsOnRegularHost?: boolean
 }
 
 export interface EmulatedEntra {
@@ -73,8 +80,16 @@ export async function startEmulatedEntra(
   const { cert, key } = await issueLoopbackServerCertificate(state)
   const ctx: EntraContext = { state, options }
   const regular = createServer(
-    { cert, key, minVersion: 'TLSv1.2' },
-    (req, res) => void handle(ctx, 'regular', req, res),
+    {
+      cert,
+      key,
+      minVersion: 'TLSv1.2',
+      ...(options.mtlsOnRegularHost
+        ? { ca: [state.ca.certificatePem], requestCert: true, rejectUnauthorized: false }
+        : {}),
+    },
+    (req, res) =>
+      void handle(ctx, options.mtlsOnRegularHost && presentsCertificate(req) ? 'mtls' : 'regular', req, res),
   )
   const mtls = createServer(
     {
@@ -263,6 +278,10 @@ async function mtlsGrant(
     )
   }
   return bound({ resource, clientId, subject: appObjectId(app) })
+}
+
+function presentsCertificate(req: IncomingMessage): boolean {
+  return Boolean((req.socket as TLSSocket).getPeerCertificate?.()?.raw)
 }
 
 interface PresentedCertificate {

@@ -1,10 +1,11 @@
-import type { IdentityConfig, ManagedIdentityConfig, SidecarConfig } from '../config/types.ts'
-import { ImdsV2BindingCredential } from '../credentials/imds-v2-binding.ts'
+import type { IdentityConfig, ManagedIdentityConfig, ManagedIdentitySelector, SidecarConfig } from '../config/types.ts'
+import { ImdsV2BindingCredential, selectorKey } from '../credentials/imds-v2-binding.ts'
 import { SoftwareKeyProvider, type KeyProvider } from '../pki/key-provider.ts'
 import type { Runtime } from '../runtime.ts'
 import { EntraTokenClient } from '../sources/entra/token-client.ts'
 import { ImdsV1Client } from '../sources/imds-v1.ts'
 import { ImdsV2Client } from '../sources/imds-v2.ts'
+import { createConfidentialClient } from './client-credentials/create-confidential-client.ts'
 import type { Identity } from './identity.ts'
 import { ManagedIdentityBearer } from './managed-identity-bearer.ts'
 import { ManagedIdentityBound } from './managed-identity-bound.ts'
@@ -25,16 +26,43 @@ export interface IdentitySources {
   imdsV2: ImdsV2Client
   entra: EntraTokenClient
   keyProvider: KeyProvider
+  /**
+   * The IMDS v2 binding credential of one managed identity, shared by every identity that uses it
+   * (a bound managed identity and an app's bound FIC leg 1 on the same VM identity hold one
+   * certificate, not two).
+   */
+  bindingCredential(selector: ManagedIdentitySelector, identity: string): ImdsV2BindingCredential
 }
 
 export function createIdentities(config: SidecarConfig, runtime: Runtime): IdentitySet {
+  const imdsV2 = new ImdsV2Client({ runtime, imdsEndpoint: config.upstream.imdsEndpoint })
+  const keyProvider = new SoftwareKeyProvider()
+  const bindingStores = bindingStoresBySelector(config)
+  const bindingCredentials = new Map<string, ImdsV2BindingCredential>()
   const sources: IdentitySources = {
     runtime,
     config,
     imdsV1: new ImdsV1Client({ runtime, imdsEndpoint: config.upstream.imdsEndpoint }),
-    imdsV2: new ImdsV2Client({ runtime, imdsEndpoint: config.upstream.imdsEndpoint }),
+    imdsV2,
     entra: new EntraTokenClient({ runtime }),
-    keyProvider: new SoftwareKeyProvider(),
+    keyProvider,
+    bindingCredential: (selector, identity) => {
+      const key = selectorKey(selector)
+      let credential = bindingCredentials.get(key)
+      if (!credential) {
+        const bindingStorePath = bindingStores.get(key)
+        credential = new ImdsV2BindingCredential({
+          client: imdsV2,
+          keyProvider,
+          selector,
+          runtime,
+          identity,
+          ...(bindingStorePath === undefined ? {} : { bindingStorePath }),
+        })
+        bindingCredentials.set(key, credential)
+      }
+      return credential
+    },
   }
   const identities = new Map<string, Identity>()
   for (const [name, identityConfig] of config.identities) identities.set(name, createIdentity(identityConfig, sources))
@@ -42,6 +70,8 @@ export function createIdentities(config: SidecarConfig, runtime: Runtime): Ident
     identities,
     close: async () => {
       await Promise.all([...identities.values()].map((identity) => identity.close()))
+      // Idempotent: identities that use a shared credential have closed it already.
+      await Promise.all([...bindingCredentials.values()].map((credential) => credential.close()))
       await sources.entra.close()
     },
   }
@@ -51,7 +81,7 @@ function createIdentity(config: IdentityConfig, sources: IdentitySources): Ident
   if (config.kind === 'managedIdentity') {
     return usesImdsV2(config) ? managedIdentityBound(config, sources) : new ManagedIdentityBearer(config, sources.imdsV1)
   }
-  throw new Error(`identity "${config.name}": confidential clients are not supported by this build yet`)
+  return createConfidentialClient(config, sources)
 }
 
 /** MTLS_POP, or a Bearer token over the bound credential, needs the IMDS v2 certificate. */
@@ -60,13 +90,20 @@ function usesImdsV2(config: ManagedIdentityConfig): boolean {
 }
 
 function managedIdentityBound(config: ManagedIdentityConfig, sources: IdentitySources): ManagedIdentityBound {
-  const credential = new ImdsV2BindingCredential({
-    client: sources.imdsV2,
-    keyProvider: sources.keyProvider,
-    selector: config.selector,
-    runtime: sources.runtime,
-    identity: config.name,
-    ...(config.bindingStore === undefined ? {} : { bindingStorePath: config.bindingStore }),
-  })
+  const credential = sources.bindingCredential(config.selector, config.name)
   return new ManagedIdentityBound(config, { credential, entra: sources.entra })
+}
+
+/**
+ * A binding store belongs to the managed identity's certificate, so the first bound managed
+ * identity in config order that names one gives it to everyone sharing that certificate.
+ */
+function bindingStoresBySelector(config: SidecarConfig): Map<string, string> {
+  const stores = new Map<string, string>()
+  for (const identity of config.identities.values()) {
+    if (identity.kind !== 'managedIdentity' || identity.bindingStore === undefined || !usesImdsV2(identity)) continue
+    const key = selectorKey(identity.selector)
+    if (!stores.has(key)) stores.set(key, identity.bindingStore)
+  }
+  return stores
 }

@@ -1,0 +1,50 @@
+import { SidecarError } from '../../errors.ts'
+import { clientSecretRequest } from '../../sources/entra/requests.ts'
+import type { AcquiredToken } from '../../tokens/types.ts'
+import type { CredentialBundle } from '../identity.ts'
+import type { AppContext, ClientCredential } from './client-credential.ts'
+
+/** `ClientSecret`: always loads; Bearer only, regular endpoint. The secret is never logged. */
+export class ClientSecretCredential implements ClientCredential {
+  readonly label: string
+  readonly canBind = false
+  readonly #app: AppContext
+  readonly #secret: string
+
+  constructor(app: AppContext, secret: string, index: number) {
+    this.#app = app
+    this.#secret = secret
+    this.label = `clientCredentials[${index}] (ClientSecret)`
+  }
+
+  async load(): Promise<undefined> {
+    return undefined
+  }
+
+  acquireToken(scope: string, signal: AbortSignal): Promise<AcquiredToken> {
+    const app = this.#app
+    return app.entra.requestToken(
+      clientSecretRequest({
+        tokenEndpoint: app.tokenEndpoint,
+        clientId: app.clientId,
+        scope,
+        identityName: app.identityName,
+        clientSecret: this.#secret,
+      }),
+      signal,
+    )
+  }
+
+  invalidate(): void {}
+
+  async bundle(): Promise<CredentialBundle> {
+    throw new SidecarError(
+      'no_bound_credential',
+      `Identity "${this.#app.identityName}" authenticates with a client secret (${this.label}), which has no certificate to bind`,
+    )
+  }
+
+  start(): void {}
+
+  async close(): Promise<void> {}
+}
