@@ -51,6 +51,8 @@ test('IMDS route: the IMDS v1 answer shape, every number a string', async (t) =>
   assert.ok(Math.abs(expiresOn - (before + 3599)) <= 5, 'expires_on is an absolute epoch')
   assert.ok(Math.abs(Number(body.expires_in) - (expiresOn - before)) <= 5)
   assert.ok(Number(body.not_before) <= before + 1)
+  // msal-node asks for the path with a trailing "/" (msal-common UrlString.canonicalizeUri).
+  assert.equal((await stack.get(`${imds}/?api-version=2018-02-01&resource=${mgmt}`)).status, 200)
   // Same cache as /token: no second upstream call.
   assert.equal((await stack.get(`/token?resource=${mgmt}`)).status, 200)
   assert.equal(stack.emulator.state.calls.count('imds.token'), 1)

@@ -1,4 +1,4 @@
-import { Hono } from 'hono'
+import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import { SidecarError } from '../../errors.ts'
 import { normaliseScope } from '../../tokens/scope.ts'
 import type { TokenService } from '../../tokens/token-service.ts'
@@ -38,7 +38,7 @@ const apiVersion = '2019-08-01'
 export function appServiceCompatRoutes(deps: AppServiceCompatRoutesDeps): Hono {
   const app = new Hono()
 
-  app.use(path, async function appServiceCaller(c, next) {
+  const appServiceCaller: MiddlewareHandler = async function appServiceCaller(c, next) {
     // Read once: the secret checked below must be the one whose presence opened the route.
     const secret = deps.secret()
     if (secret === undefined) throw new SidecarError('not_found', 'No such route')
@@ -48,9 +48,11 @@ export function appServiceCompatRoutes(deps: AppServiceCompatRoutesDeps): Hono {
       hostAllowed: deps.hostAllowed,
     })
     return guard(c, next)
-  })
+  }
+  app.use(path, appServiceCaller)
+  app.use(`${path}/`, appServiceCaller)
 
-  app.get(path, async (c) => {
+  const token = async (c: Context) => {
     const version = singleQuery(c, 'api-version')
     if (!version) throw new SidecarError('invalid_request', 'Required query variable api-version is missing')
     if (version !== apiVersion) {
@@ -73,7 +75,10 @@ export function appServiceCompatRoutes(deps: AppServiceCompatRoutesDeps): Hono {
       ...(clientId === undefined ? {} : { client_id: clientId }),
     }
     return c.json(body)
-  })
+  }
+  app.get(path, token)
+  // As on the IMDS route: msal-node may canonicalise an endpoint to end in "/".
+  app.get(`${path}/`, token)
 
   return app
 }

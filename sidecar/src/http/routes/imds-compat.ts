@@ -1,4 +1,4 @@
-import { Hono, type MiddlewareHandler } from 'hono'
+import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import type { Clock } from '../../clock.ts'
 import { SidecarError } from '../../errors.ts'
 import { normaliseScope } from '../../tokens/scope.ts'
@@ -42,8 +42,9 @@ const path = '/metadata/identity/oauth2/token'
 export function imdsCompatRoutes(deps: ImdsCompatRoutesDeps): Hono {
   const app = new Hono()
   app.use(path, deps.guard)
+  app.use(`${path}/`, deps.guard)
 
-  app.get(path, async (c) => {
+  const token = async (c: Context) => {
     if (!singleQuery(c, 'api-version')) {
       throw new SidecarError('invalid_request', 'Required query variable api-version is missing')
     }
@@ -72,7 +73,11 @@ export function imdsCompatRoutes(deps: ImdsCompatRoutesDeps): Hono {
       token_type: 'Bearer',
     }
     return c.json(body)
-  })
+  }
+  app.get(path, token)
+  // msal-node canonicalises the endpoint (msal-common `UrlString.canonicalizeUri`: lower case and a
+  // trailing "/"), so SDKs built on it ask for `…/oauth2/token/`; IMDS answers both.
+  app.get(`${path}/`, token)
 
   return app
 }

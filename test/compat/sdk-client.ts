@@ -1,0 +1,43 @@
+/**
+ * Child process for azure-sdk.test.ts: gets one token with an unmodified Azure SDK and prints
+ * `{"token", "expiresOn"}` (or `{"error"}`) as JSON. A process per case because msal-node keeps
+ * the managed identity source and its token cache in static fields (ManagedIdentityClient.
+ * identitySource, ManagedIdentityApplication.nodeStorage), chosen from the environment on first use.
+ *
+ * Usage: node sdk-client.ts <identity|msal|default> <resource> [userAssignedClientId]
+ */
+const [sdk, resource, clientId] = process.argv.slice(2)
+
+async function getToken(): Promise<{ token: string; expiresOn: number }> {
+  if (!resource) throw new Error('resource missing')
+  if (sdk === 'identity') {
+    const { ManagedIdentityCredential } = await import('@azure/identity')
+    const credential = clientId
+      ? new ManagedIdentityCredential({ clientId })
+      : new ManagedIdentityCredential()
+    const t = await credential.getToken(`${resource}/.default`)
+    return { token: t.token, expiresOn: t.expiresOnTimestamp }
+  }
+  if (sdk === 'default') {
+    const { DefaultAzureCredential } = await import('@azure/identity')
+    const credential = new DefaultAzureCredential(clientId ? { managedIdentityClientId: clientId } : {})
+    const t = await credential.getToken(`${resource}/.default`)
+    return { token: t.token, expiresOn: t.expiresOnTimestamp }
+  }
+  if (sdk === 'msal') {
+    const { ManagedIdentityApplication } = await import('@azure/msal-node')
+    const app = new ManagedIdentityApplication(
+      clientId ? { managedIdentityIdParams: { userAssignedClientId: clientId } } : {},
+    )
+    const r = await app.acquireToken({ resource })
+    return { token: r.accessToken, expiresOn: r.expiresOn?.getTime() ?? 0 }
+  }
+  throw new Error(`unknown sdk ${sdk}`)
+}
+
+try {
+  process.stdout.write(JSON.stringify(await getToken()))
+} catch (error) {
+  process.stdout.write(JSON.stringify({ error: error instanceof Error ? error.message : String(error) }))
+  process.exitCode = 1
+}
