@@ -13,6 +13,7 @@ import { SidecarError } from './errors.ts'
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Readiness } from './http/readiness.ts'
+import { DownstreamProxy } from './http/routes/downstream-proxy.ts'
 import { SecretFile } from './http/secret-file.ts'
 import { createIdentities } from './identities/create-identities.ts'
 import type { Identity } from './identities/identity.ts'
@@ -43,6 +44,7 @@ export class Daemon {
   readonly readiness: Readiness
   readonly #servers: Server[]
   readonly #closeIdentities: () => Promise<void>
+  readonly #downstream: DownstreamProxy
   readonly #ownsDispatcher: boolean
   #warmStop = new AbortController()
   #shutdown: Promise<void> | undefined
@@ -54,6 +56,7 @@ export class Daemon {
     readiness: Readiness
     servers: Server[]
     closeIdentities: () => Promise<void>
+    downstream: DownstreamProxy
     ownsDispatcher: boolean
   }) {
     this.url = init.url
@@ -62,6 +65,7 @@ export class Daemon {
     this.readiness = init.readiness
     this.#servers = init.servers
     this.#closeIdentities = init.closeIdentities
+    this.#downstream = init.downstream
     this.#ownsDispatcher = init.ownsDispatcher
   }
 
@@ -70,10 +74,12 @@ export class Daemon {
     const { runtime, identities, tokens, closeIdentities } = buildCore(options)
     const secretFile = config.callers.secretFile ? new SecretFile(config.callers.secretFile) : undefined
     const readiness = new Readiness()
+    const downstream = new DownstreamProxy({ runtime, tokens, apis: config.downstreamApis })
     const app = createApp({
       runtime,
       tokens,
       readiness,
+      downstream,
       callers: {
         requireMetadataHeader: config.callers.requireMetadataHeader,
         exposePrivateKey: config.callers.exposePrivateKey,
@@ -117,6 +123,7 @@ export class Daemon {
       readiness,
       servers,
       closeIdentities,
+      downstream,
       ownsDispatcher: !options.dispatcher,
     })
     daemon.#warm(config)
@@ -159,6 +166,7 @@ export class Daemon {
     await closed
     clearTimeout(timer)
     this.tokens.close()
+    await this.#downstream.close()
     await this.#closeIdentities()
     if (this.#ownsDispatcher) await this.runtime.dispatcher.close()
     logger.info('stopped')

@@ -7,6 +7,8 @@ import { callerGuard } from './caller-guard.ts'
 import { errorResponse } from './error-response.ts'
 import type { Readiness } from './readiness.ts'
 import { appServiceCompatRoutes } from './routes/app-service-compat.ts'
+import type { DownstreamProxy } from './routes/downstream-proxy.ts'
+import { downstreamRoutes } from './routes/downstream.ts'
 import { imdsCompatRoutes } from './routes/imds-compat.ts'
 import { nativeRoutes } from './routes/token.ts'
 
@@ -23,6 +25,8 @@ export interface AppDeps {
   tokens: TokenService
   readiness: Readiness
   callers: CallerPolicy
+  /** Proxy mode (`downstreamApis`); /downstream/* is not served without it. */
+  downstream?: DownstreamProxy
   /** More token routes (compat, proxy), mounted behind the same guard. */
   extraTokenRoutes?: (guard: ReturnType<typeof callerGuard>) => Hono
 }
@@ -90,6 +94,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     '/',
     appServiceCompatRoutes({ tokens, secret: callers.secret, hostAllowed: callers.hostAllowed }),
   )
+  if (deps.downstream) token.route('/', downstreamRoutes({ proxy: deps.downstream, guard }))
   app.route('/', token)
   if (deps.extraTokenRoutes) app.route('/', deps.extraTokenRoutes(guard))
 

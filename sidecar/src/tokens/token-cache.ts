@@ -86,6 +86,15 @@ export class TokenCache {
     return result
   }
 
+  /**
+   * Drops the entry for `key` if it still holds `accessToken` (a resource refused it), so the next
+   * `get` fetches a fresh one. A newer token already in its place is kept: many callers may report
+   * the same refused token at once.
+   */
+  invalidate(key: string, accessToken: string): void {
+    if (this.#lru.peek(key, { allowStale: true })?.accessToken === accessToken) this.#lru.delete(key)
+  }
+
   /** Drops every entry whose key starts with `prefix` (e.g. all tokens of an identity). */
   deletePrefix(prefix: string): void {
     for (const key of [...this.#lru.keys()]) if (key.startsWith(prefix)) this.#lru.delete(key)

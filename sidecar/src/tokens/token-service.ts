@@ -62,6 +62,15 @@ export class TokenService {
   }
 
   /**
+   * The resource refused `served.token` (401): forget it so the next `getToken` fetches a fresh one
+   * (proxy mode retries once with it). A token that was already replaced is left alone.
+   */
+  invalidate(served: ServedToken): void {
+    const key = cacheKey(served.identity, served.token.binding, served.scope)
+    this.#cache.invalidate(key, served.token.accessToken)
+  }
+
+  /**
    * Races `work` against the request deadline. The work itself is not cancelled: it is shared
    * (single-flight) and its answer fills the cache for the next caller.
    */
