@@ -53,7 +53,8 @@ export class ManagedIdentityAssertion {
       identity: options.identity,
       label: options.bound ? 'fic_leg1_bound' : 'fic_leg1',
       fetch: (signal) => this.#fetch(signal),
-      expiresOn: (value) => value.expiresOn,
+      // A bound assertion is only usable while the certificate its cnf names is.
+      expiresOn: (value) => Math.min(value.expiresOn, value.binding?.notAfter ?? Number.POSITIVE_INFINITY),
     })
   }
 
@@ -61,9 +62,17 @@ export class ManagedIdentityAssertion {
     return this.#value.current(signal)
   }
 
-  /** Leg 2 was refused: forget the assertion; with `binding`, also the IMDS v2 certificate it is bound to. */
+  /**
+   * Leg 2 was refused: forget the assertion; with `binding`, also the IMDS v2 certificate it is
+   * bound to. A binding that is not this assertion's (another credential's, or an older bundle's)
+   * is ignored.
+   */
   invalidate(binding?: BindingCertificate): void {
     const options = this.#options
+    if (binding) {
+      const current = this.#value.peek()
+      if (!options.bound || (current?.binding && current.binding.x5tS256 !== binding.x5tS256)) return
+    }
     this.#value.invalidate()
     if (options.bound && binding) {
       // Ignored by the binding credential when it has already moved on to another certificate.
