@@ -85,3 +85,10 @@ export class SidecarError extends Error {
 export function isSidecarError(value: unknown): value is SidecarError {
   return value instanceof SidecarError
 }
+
+/** Code and message only, for logs: SidecarError messages never carry secrets. */
+export function describeError(error: unknown): string {
+  if (error instanceof SidecarError)
+    return `${error.code}${error.reason ? `/${error.reason}` : ''}: ${error.message}`
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+}

@@ -1,6 +1,7 @@
+import { untilAborted } from '../abort.ts'
 import type { Timer } from '../clock.ts'
 import type { ManagedIdentitySelector } from '../config/types.ts'
-import { SidecarError } from '../errors.ts'
+import { SidecarError, describeError } from '../errors.ts'
 import { BindingStore } from '../pki/binding-store.ts'
 import { buildCsr } from '../pki/csr.ts'
 import { KeyPool, softwareKeyFromPrivatePem, type BindingKey, type KeyProvider } from '../pki/key-provider.ts'
@@ -446,31 +447,4 @@ function sameId(a: string, b: string): boolean {
 
 function clamp(value: number, min: number, max: number): number {
   return Math.min(max, Math.max(min, value))
-}
-
-/** Code and message only: SidecarError messages never carry secrets; anything else is summarised. */
-function describeError(error: unknown): string {
-  if (error instanceof SidecarError)
-    return `${error.code}${error.reason ? `/${error.reason}` : ''}: ${error.message}`
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error)
-}
-
-/** The shared mint goes on for other callers when one caller gives up. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise
-  if (signal.aborted) return Promise.reject(signal.reason)
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(value)
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(error)
-      },
-    )
-  })
 }

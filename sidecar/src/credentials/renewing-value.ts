@@ -1,5 +1,6 @@
+import { untilAborted } from '../abort.ts'
 import type { Timer } from '../clock.ts'
-import { SidecarError } from '../errors.ts'
+import { SidecarError, describeError } from '../errors.ts'
 import type { Runtime } from '../runtime.ts'
 
 export interface RenewingValueOptions<T> {
@@ -162,31 +163,4 @@ export class RenewingValue<T> {
 
 function closedError(options: { identity: string }): SidecarError {
   return new SidecarError('shutting_down', `identity ${options.identity}: credential is closed`)
-}
-
-/** Code and message only: SidecarError messages never carry secrets. */
-export function describeError(error: unknown): string {
-  if (error instanceof SidecarError)
-    return `${error.code}${error.reason ? `/${error.reason}` : ''}: ${error.message}`
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error)
-}
-
-/** The shared fetch goes on for other callers when one caller gives up. */
-export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise
-  if (signal.aborted) return Promise.reject(signal.reason)
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(value)
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(error)
-      },
-    )
-  })
 }

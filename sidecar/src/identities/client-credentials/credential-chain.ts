@@ -1,5 +1,5 @@
-import { isSidecarError, SidecarError } from '../../errors.ts'
-import { describeError, untilAborted } from '../../credentials/renewing-value.ts'
+import { untilAborted } from '../../abort.ts'
+import { isSidecarError, SidecarError, describeError } from '../../errors.ts'
 import type { BindingCertificate } from '../../tokens/types.ts'
 import type { AppContext, ClientCredential } from './client-credential.ts'
 
