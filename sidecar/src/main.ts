@@ -15,11 +15,15 @@ const usage = `Usage:
 
 /** The command line. Returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv[0] && !argv[0].startsWith('-') ? [argv[0], ...argv.slice(1)] : ['run', ...argv]
+  const [command, ...rest] =
+    argv[0] && !argv[0].startsWith('-') ? [argv[0], ...argv.slice(1)] : ['run', ...argv]
   try {
     switch (command) {
       case 'run': {
-        const { values } = parseArgs({ args: rest, options: { config: { type: 'string' }, help: { type: 'boolean' } } })
+        const { values } = parseArgs({
+          args: rest,
+          options: { config: { type: 'string' }, help: { type: 'boolean' } },
+        })
         if (values.help) return printUsage(0)
         return await runDaemonProcess(await configFrom(values.config))
       }

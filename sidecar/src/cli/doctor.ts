@@ -10,23 +10,34 @@ const probeResource = 'https://management.azure.com'
  * Probes each identity's whole credential path (IMDS v1 or v2, Entra) the way the daemon would and
  * prints one line per step. Never prints a token, assertion or key. Exit 0 when every identity works.
  */
-export async function runDoctor(config: SidecarConfig, out: NodeJS.WritableStream = process.stdout): Promise<number> {
+export async function runDoctor(
+  config: SidecarConfig,
+  out: NodeJS.WritableStream = process.stdout,
+): Promise<number> {
   const { tokens, identities, runtime, closeIdentities } = buildCore({ config, logger: silentLogger() })
-  out.write(`credential-sidecar doctor\n  IMDS endpoint: ${config.upstream.imdsEndpoint}\n  authority host: ${config.upstream.authorityHost}\n\n`)
+  out.write(
+    `credential-sidecar doctor\n  IMDS endpoint: ${config.upstream.imdsEndpoint}\n  authority host: ${config.upstream.authorityHost}\n\n`,
+  )
   let failures = 0
   for (const identity of identities.values()) {
     out.write(`${identity.name} (${describePath(identity.config)})\n`)
     const started = performance.now()
     try {
-      const binding = await tokens.withDeadline(identity.currentBinding(AbortSignal.timeout(config.upstream.requestDeadlineMs)))
+      const binding = await tokens.withDeadline(
+        identity.currentBinding(AbortSignal.timeout(config.upstream.requestDeadlineMs)),
+      )
       if (binding) {
         const hours = ((binding.notAfter - runtime.clock.now()) / 3600_000).toFixed(1)
-        out.write(`  ok    credential: certificate x5t#S256=${binding.x5tS256}, ${hours} h left, key ${binding.keyProtection}\n`)
+        out.write(
+          `  ok    credential: certificate x5t#S256=${binding.x5tS256}, ${hours} h left, key ${binding.keyProtection}\n`,
+        )
       }
       const resource = identity.config.warmResource ?? probeResource
       const served = await tokens.getToken(identity, normaliseScope({ resource }))
       const minutes = Math.round((served.token.expiresOn - runtime.clock.now()) / 60_000)
-      out.write(`  ok    token: ${served.token.tokenType} for ${resource}, expires in ${minutes} min (${Math.round(performance.now() - started)} ms)\n`)
+      out.write(
+        `  ok    token: ${served.token.tokenType} for ${resource}, expires in ${minutes} min (${Math.round(performance.now() - started)} ms)\n`,
+      )
     } catch (error) {
       failures++
       out.write(`  FAIL  ${error instanceof Error ? error.message : String(error)}\n`)
@@ -34,7 +45,9 @@ export async function runDoctor(config: SidecarConfig, out: NodeJS.WritableStrea
   }
   await closeIdentities()
   await runtime.dispatcher.close()
-  out.write(`\n${failures === 0 ? 'all identities work' : `${failures} identit${failures === 1 ? 'y' : 'ies'} failed`}\n`)
+  out.write(
+    `\n${failures === 0 ? 'all identities work' : `${failures} identit${failures === 1 ? 'y' : 'ies'} failed`}\n`,
+  )
   return failures === 0 ? 0 : 1
 }
 

@@ -45,7 +45,10 @@ export async function runDaemonProcess(config: SidecarConfig): Promise<number> {
       stop('uncaughtException', 1)
     })
     process.on('unhandledRejection', (reason) => {
-      logger.fatal({ error: reason instanceof Error ? reason.message : String(reason) }, 'unhandled rejection')
+      logger.fatal(
+        { error: reason instanceof Error ? reason.message : String(reason) },
+        'unhandled rejection',
+      )
       stop('unhandledRejection', 1)
     })
   })

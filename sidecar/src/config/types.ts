@@ -31,8 +31,18 @@ export interface ManagedIdentityConfig extends IdentityCommon {
 }
 
 export type CertificateSource =
-  | { sourceType: 'Path'; certificateDiskPath: string; certificatePassword?: string; useBoundCredential: boolean }
-  | { sourceType: 'Base64Encoded'; base64EncodedValue: string; certificatePassword?: string; useBoundCredential: boolean }
+  | {
+      sourceType: 'Path'
+      certificateDiskPath: string
+      certificatePassword?: string
+      useBoundCredential: boolean
+    }
+  | {
+      sourceType: 'Base64Encoded'
+      base64EncodedValue: string
+      certificatePassword?: string
+      useBoundCredential: boolean
+    }
 
 export type ClientCredentialConfig =
   | CertificateSource

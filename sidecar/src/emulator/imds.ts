@@ -17,7 +17,10 @@ export interface EmulatedImds {
  * `Metadata: true` check, numbers as strings, 400 "Identity not found", `Server: IMDS/…`, and
  * scriptable faults. IMDS v2 routes (`imds-v2.ts`) are mounted on the same host, as on a real VM.
  */
-export async function startEmulatedImds(state: EmulatorState, options: { extraRoutes?: Hono[] } = {}): Promise<EmulatedImds> {
+export async function startEmulatedImds(
+  state: EmulatorState,
+  options: { extraRoutes?: Hono[] } = {},
+): Promise<EmulatedImds> {
   const app = new Hono()
   app.use(async function imdsServerHeaderMiddleware(c, next) {
     await next()
@@ -39,17 +42,26 @@ async function tokenV1(c: Context, state: EmulatorState): Promise<Response> {
   const endpoint: EmulatedEndpoint = 'imds.token'
   state.calls.record(endpoint)
   if (c.req.header('Metadata') !== 'true') {
-    return c.json({ error: 'invalid_request', error_description: 'Required metadata header not specified' }, 400)
+    return c.json(
+      { error: 'invalid_request', error_description: 'Required metadata header not specified' },
+      400,
+    )
   }
   const fault = state.faults.take(endpoint)
   if (fault) return answerFault(fault)
   const apiVersion = c.req.query('api-version')
   if (!apiVersion) {
-    return c.json({ error: 'invalid_request', error_description: 'Required query variable api-version is missing' }, 400)
+    return c.json(
+      { error: 'invalid_request', error_description: 'Required query variable api-version is missing' },
+      400,
+    )
   }
   const resource = c.req.query('resource')
   if (!resource) {
-    return c.json({ error: 'invalid_request', error_description: 'Required query variable resource is missing' }, 400)
+    return c.json(
+      { error: 'invalid_request', error_description: 'Required query variable resource is missing' },
+      400,
+    )
   }
   const identity = resolveIdentity(state, {
     clientId: c.req.query('client_id'),
@@ -57,7 +69,10 @@ async function tokenV1(c: Context, state: EmulatorState): Promise<Response> {
     resourceId: c.req.query('msi_res_id') ?? c.req.query('mi_res_id'),
   })
   if (identity === 'ambiguous') {
-    return c.json({ error: 'invalid_request', error_description: 'Multiple identity selectors specified' }, 400)
+    return c.json(
+      { error: 'invalid_request', error_description: 'Multiple identity selectors specified' },
+      400,
+    )
   }
   if (!identity) return c.json({ error: 'invalid_request', error_description: 'Identity not found' }, 400)
   if (!isKnownResource(resource)) {
@@ -105,10 +120,14 @@ export function resolveIdentity(
   const given = [selector.clientId, selector.objectId, selector.resourceId].filter((v) => v !== undefined)
   if (given.length > 1) return 'ambiguous'
   const lower = (v: string) => v.toLowerCase()
-  if (selector.clientId) return state.managedIdentities.find((i) => lower(i.clientId) === lower(selector.clientId ?? ''))
-  if (selector.objectId) return state.managedIdentities.find((i) => lower(i.objectId) === lower(selector.objectId ?? ''))
+  if (selector.clientId)
+    return state.managedIdentities.find((i) => lower(i.clientId) === lower(selector.clientId ?? ''))
+  if (selector.objectId)
+    return state.managedIdentities.find((i) => lower(i.objectId) === lower(selector.objectId ?? ''))
   if (selector.resourceId) {
-    return state.managedIdentities.find((i) => !i.systemAssigned && lower(i.resourceId) === lower(selector.resourceId ?? ''))
+    return state.managedIdentities.find(
+      (i) => !i.systemAssigned && lower(i.resourceId) === lower(selector.resourceId ?? ''),
+    )
   }
   return state.managedIdentities.find((i) => i.systemAssigned)
 }
@@ -124,7 +143,10 @@ function isKnownResource(resource: string): boolean {
 
 export async function answerFault(fault: Fault): Promise<Response> {
   if (fault.delayMs) await new Promise((resolve) => setTimeout(resolve, fault.delayMs))
-  const body = fault.body ?? { error: fault.status === 429 ? 'too_many_requests' : 'server_error', error_description: `Emulated fault ${fault.status}` }
+  const body = fault.body ?? {
+    error: fault.status === 429 ? 'too_many_requests' : 'server_error',
+    error_description: `Emulated fault ${fault.status}`,
+  }
   return new Response(JSON.stringify(body), {
     status: fault.status,
     headers: { 'content-type': 'application/json; charset=utf-8', ...fault.headers },

@@ -60,7 +60,10 @@ export interface EmulatorState {
   readonly settings: EmulatorSettings
 }
 
-export async function createEmulatorState(clock: Clock, overrides: Partial<EmulatorSettings> = {}): Promise<EmulatorState> {
+export async function createEmulatorState(
+  clock: Clock,
+  overrides: Partial<EmulatorSettings> = {},
+): Promise<EmulatorState> {
   const tenantId = randomUUID()
   const subscription = randomUUID()
   const userAssigned = (name: string): EmulatedManagedIdentity => ({

@@ -1,4 +1,13 @@
-import { generateKeyPair, exportJWK, SignJWT, jwtVerify, createLocalJWKSet, type JWK, type JWTPayload, type CryptoKey } from 'jose'
+import {
+  generateKeyPair,
+  exportJWK,
+  SignJWT,
+  jwtVerify,
+  createLocalJWKSet,
+  type JWK,
+  type JWTPayload,
+  type CryptoKey,
+} from 'jose'
 import { randomUUID } from 'node:crypto'
 import type { Clock } from '../clock.ts'
 
@@ -24,7 +33,10 @@ export class TokenMinter {
   }
 
   /** Mints an access token. `claims` must include aud, iss, tid, sub; exp is now + lifetimeSec. */
-  async mint(claims: JWTPayload & { aud: string; iss: string; tid: string; sub: string }, lifetimeSec: number): Promise<string> {
+  async mint(
+    claims: JWTPayload & { aud: string; iss: string; tid: string; sub: string },
+    lifetimeSec: number,
+  ): Promise<string> {
     const now = Math.floor(this.#clock.now() / 1000)
     return new SignJWT({ ...claims, uti: randomUUID() })
       .setProtectedHeader({ alg: 'RS256', typ: 'JWT', kid: this.#publicJwk.kid ?? '' })

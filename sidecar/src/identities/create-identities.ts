@@ -1,4 +1,9 @@
-import type { IdentityConfig, ManagedIdentityConfig, ManagedIdentitySelector, SidecarConfig } from '../config/types.ts'
+import type {
+  IdentityConfig,
+  ManagedIdentityConfig,
+  ManagedIdentitySelector,
+  SidecarConfig,
+} from '../config/types.ts'
 import { ImdsV2BindingCredential, selectorKey } from '../credentials/imds-v2-binding.ts'
 import { SoftwareKeyProvider, type KeyProvider } from '../pki/key-provider.ts'
 import type { Runtime } from '../runtime.ts'
@@ -65,7 +70,8 @@ export function createIdentities(config: SidecarConfig, runtime: Runtime): Ident
     },
   }
   const identities = new Map<string, Identity>()
-  for (const [name, identityConfig] of config.identities) identities.set(name, createIdentity(identityConfig, sources))
+  for (const [name, identityConfig] of config.identities)
+    identities.set(name, createIdentity(identityConfig, sources))
   return {
     identities,
     close: async () => {
@@ -79,7 +85,9 @@ export function createIdentities(config: SidecarConfig, runtime: Runtime): Ident
 
 function createIdentity(config: IdentityConfig, sources: IdentitySources): Identity {
   if (config.kind === 'managedIdentity') {
-    return usesImdsV2(config) ? managedIdentityBound(config, sources) : new ManagedIdentityBearer(config, sources.imdsV1)
+    return usesImdsV2(config)
+      ? managedIdentityBound(config, sources)
+      : new ManagedIdentityBearer(config, sources.imdsV1)
   }
   return createConfidentialClient(config, sources)
 }
@@ -101,7 +109,8 @@ function managedIdentityBound(config: ManagedIdentityConfig, sources: IdentitySo
 function bindingStoresBySelector(config: SidecarConfig): Map<string, string> {
   const stores = new Map<string, string>()
   for (const identity of config.identities.values()) {
-    if (identity.kind !== 'managedIdentity' || identity.bindingStore === undefined || !usesImdsV2(identity)) continue
+    if (identity.kind !== 'managedIdentity' || identity.bindingStore === undefined || !usesImdsV2(identity))
+      continue
     const key = selectorKey(identity.selector)
     if (!stores.has(key)) stores.set(key, identity.bindingStore)
   }

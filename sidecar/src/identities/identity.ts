@@ -20,7 +20,11 @@ export interface Identity {
   currentBinding(signal: AbortSignal): Promise<BindingCertificate | undefined>
 
   /** Fetches a new token for `scope` (normalised `<resource>/.default`) with that binding. */
-  acquireToken(scope: string, binding: BindingCertificate | undefined, signal: AbortSignal): Promise<AcquiredToken>
+  acquireToken(
+    scope: string,
+    binding: BindingCertificate | undefined,
+    signal: AbortSignal,
+  ): Promise<AcquiredToken>
 
   /**
    * Upstream rejected `binding` (invalid_client, TLS failure): forget it so the next

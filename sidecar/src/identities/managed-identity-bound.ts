@@ -18,7 +18,10 @@ export class ManagedIdentityBound implements Identity {
   readonly #credential: ImdsV2BindingCredential
   readonly #entra: EntraTokenClient
 
-  constructor(config: ManagedIdentityConfig, deps: { credential: ImdsV2BindingCredential; entra: EntraTokenClient }) {
+  constructor(
+    config: ManagedIdentityConfig,
+    deps: { credential: ImdsV2BindingCredential; entra: EntraTokenClient },
+  ) {
     this.name = config.name
     this.config = config
     this.tokenType = config.protocolScheme === 'MTLS_POP' ? 'mtls_pop' : 'Bearer'
@@ -30,7 +33,11 @@ export class ManagedIdentityBound implements Identity {
     return (await this.#credential.current(signal)).binding
   }
 
-  async acquireToken(scope: string, binding: BindingCertificate | undefined, signal: AbortSignal): Promise<AcquiredToken> {
+  async acquireToken(
+    scope: string,
+    binding: BindingCertificate | undefined,
+    signal: AbortSignal,
+  ): Promise<AcquiredToken> {
     // Client id and token endpoint belong to the identity, not to one certificate: take them from
     // the current binding even if `binding` was renewed meanwhile (it is still valid).
     const current = await this.#credential.current(signal)

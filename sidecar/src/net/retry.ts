@@ -26,7 +26,8 @@ export function imdsRetryPolicy(options: { retryNotFound?: boolean } = {}): Retr
   const retryNotFound = options.retryNotFound ?? true
   return {
     isRetryable(failure) {
-      if (failure.kind === 'transport') return failure.reason === 'timeout' || failure.reason === 'connect_failure'
+      if (failure.kind === 'transport')
+        return failure.reason === 'timeout' || failure.reason === 'connect_failure'
       const s = failure.status
       return (s === 404 && retryNotFound) || s === 408 || s === 410 || s === 429 || (s >= 500 && s <= 599)
     },
@@ -41,7 +42,8 @@ export function imdsRetryPolicy(options: { retryNotFound?: boolean } = {}): Retr
 export function entraRetryPolicy(): RetryPolicy {
   return {
     isRetryable(failure) {
-      if (failure.kind === 'transport') return failure.reason === 'connect_failure' || failure.reason === 'timeout'
+      if (failure.kind === 'transport')
+        return failure.reason === 'connect_failure' || failure.reason === 'timeout'
       return failure.status >= 500 && failure.status <= 599
     },
     baseDelayMs(retry) {
@@ -81,7 +83,11 @@ export async function sendWithRetry(
     try {
       const res = await attempt()
       if (res.status < 400) return res
-      failure = { kind: 'status', status: res.status, retryAfterMs: parseRetryAfterMs(res.headers['retry-after'], ctx.clock.now()) }
+      failure = {
+        kind: 'status',
+        status: res.status,
+        retryAfterMs: parseRetryAfterMs(res.headers['retry-after'], ctx.clock.now()),
+      }
       outcome = { res }
     } catch (error) {
       if (!isSidecarError(error) || !error.reason) throw error

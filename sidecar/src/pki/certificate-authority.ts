@@ -54,7 +54,10 @@ export class CertificateAuthority {
       { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
       { name: 'subjectKeyIdentifier' },
     ])
-    cert.sign(forge.pki.privateKeyFromPem(keys.privateKeyPem) as forge.pki.rsa.PrivateKey, forge.md.sha256.create())
+    cert.sign(
+      forge.pki.privateKeyFromPem(keys.privateKeyPem) as forge.pki.rsa.PrivateKey,
+      forge.md.sha256.create(),
+    )
     return new CertificateAuthority(forge.pki.certificateToPem(cert), keys.privateKeyPem)
   }
 
@@ -77,7 +80,9 @@ export class CertificateAuthority {
     if (options.serverNames?.length) {
       extensions.push({
         name: 'subjectAltName',
-        altNames: options.serverNames.map((n) => (/^[\d.]+$|:/.test(n) ? { type: 7, ip: n } : { type: 2, value: n })),
+        altNames: options.serverNames.map((n) =>
+          /^[\d.]+$|:/.test(n) ? { type: 7, ip: n } : { type: 2, value: n },
+        ),
       })
     }
     cert.setExtensions(extensions)
@@ -86,7 +91,9 @@ export class CertificateAuthority {
   }
 
   /** Generates a fresh RSA-2048 key and issues a certificate for it. */
-  async issueWithNewKey(options: Omit<IssueOptions, 'publicKeyPem'>): Promise<RsaKeyPair & { certificatePem: string; x5tS256: string }> {
+  async issueWithNewKey(
+    options: Omit<IssueOptions, 'publicKeyPem'>,
+  ): Promise<RsaKeyPair & { certificatePem: string; x5tS256: string }> {
     const keys = await generateRsaKeyPair(2048)
     const certificatePem = this.issue({ ...options, publicKeyPem: keys.publicKeyPem })
     return { ...keys, certificatePem, x5tS256: x5tS256(certificatePem) }

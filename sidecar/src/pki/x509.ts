@@ -48,5 +48,9 @@ export function publicKeysMatch(certificate: string | Buffer, keyPem: string): b
 
 /** Splits a PEM bundle into its certificate blocks (leaf first, as files usually hold them). */
 export function splitPemCertificates(pem: string): string[] {
-  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.map((block) => `${block}\n`) ?? []
+  return (
+    pem
+      .match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)
+      ?.map((block) => `${block}\n`) ?? []
+  )
 }

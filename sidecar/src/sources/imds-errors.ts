@@ -24,13 +24,23 @@ export function imdsFailure(res: HttpResponse, endpoint: string): SidecarError {
       ...(identityNotFound ? { reason: 'identity_not_found' as const } : {}),
     })
   }
-  if (res.status === 429 || res.status >= 500 || res.status === 404 || res.status === 410 || res.status === 408) {
+  if (
+    res.status === 429 ||
+    res.status >= 500 ||
+    res.status === 404 ||
+    res.status === 410 ||
+    res.status === 408
+  ) {
     const retryAfter = Number(res.headers['retry-after'])
-    return new SidecarError('upstream_unavailable', `IMDS is not available (${res.status}${said}) after retries`, {
-      upstream,
-      reason: res.status === 429 ? 'throttled' : 'server_error',
-      retryAfterSeconds: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : 5,
-    })
+    return new SidecarError(
+      'upstream_unavailable',
+      `IMDS is not available (${res.status}${said}) after retries`,
+      {
+        upstream,
+        reason: res.status === 429 ? 'throttled' : 'server_error',
+        retryAfterSeconds: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : 5,
+      },
+    )
   }
   return new SidecarError('upstream_error', `IMDS refused the request (${res.status}${said})`, { upstream })
 }
@@ -38,7 +48,9 @@ export function imdsFailure(res: HttpResponse, endpoint: string): SidecarError {
 function safeJson(text: string): Record<string, unknown> | undefined {
   try {
     const value: unknown = JSON.parse(text)
-    return value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined
+    return value && typeof value === 'object' && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined
   } catch {
     return undefined
   }

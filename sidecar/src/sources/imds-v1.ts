@@ -23,7 +23,11 @@ export class ImdsV1Client {
     this.#endpoint = options.imdsEndpoint.replace(/\/+$/, '')
   }
 
-  async getToken(selector: ManagedIdentitySelector, resource: string, signal: AbortSignal): Promise<AcquiredToken> {
+  async getToken(
+    selector: ManagedIdentitySelector,
+    resource: string,
+    signal: AbortSignal,
+  ): Promise<AcquiredToken> {
     const url = new URL(`${this.#endpoint}/metadata/identity/oauth2/token`)
     url.searchParams.set('api-version', apiVersion)
     url.searchParams.set('resource', resource)
@@ -56,7 +60,15 @@ export class ImdsV1Client {
         random,
         signal,
         onRetry: ({ retry, delayMs, failure }) =>
-          logger.info({ endpoint, retry, delay_ms: delayMs, failure: failure.kind === 'status' ? failure.status : failure.reason }, 'retrying IMDS'),
+          logger.info(
+            {
+              endpoint,
+              retry,
+              delay_ms: delayMs,
+              failure: failure.kind === 'status' ? failure.status : failure.reason,
+            },
+            'retrying IMDS',
+          ),
       },
     )
     if (res.status !== 200) throw imdsFailure(res, endpoint)
@@ -89,13 +101,18 @@ function parseTokenResponse(res: HttpResponse, endpoint: string, now: number): A
   if (typeof accessToken !== 'string' || accessToken === '') throw malformed('an access_token')
   const tokenType = typeof body['token_type'] === 'string' ? body['token_type'] : 'Bearer'
   if (tokenType.toLowerCase() !== 'bearer') {
-    throw new SidecarError('upstream_error', `${endpoint} answered token_type "${tokenType}" where Bearer was expected`, {
-      reason: 'token_type_mismatch',
-      upstream: { endpoint, status: res.status },
-    })
+    throw new SidecarError(
+      'upstream_error',
+      `${endpoint} answered token_type "${tokenType}" where Bearer was expected`,
+      {
+        reason: 'token_type_mismatch',
+        upstream: { endpoint, status: res.status },
+      },
+    )
   }
   const expiresIn = parseSeconds(body['expires_in'])
-  const expiresOn = parseExpiry(body['expires_on'], now) ?? (expiresIn === undefined ? undefined : now + expiresIn * 1000)
+  const expiresOn =
+    parseExpiry(body['expires_on'], now) ?? (expiresIn === undefined ? undefined : now + expiresIn * 1000)
   if (expiresOn === undefined) throw malformed('a readable expires_on or expires_in')
   const refreshIn = parseSeconds(body['refresh_in'])
   const token: AcquiredToken = { tokenType: 'Bearer', accessToken, expiresOn }

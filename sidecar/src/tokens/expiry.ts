@@ -6,7 +6,12 @@
  */
 export function parseExpiry(value: unknown, nowMs: number): number | undefined {
   if (value === undefined || value === null || value === '') return undefined
-  const seconds = typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : undefined
+  const seconds =
+    typeof value === 'number'
+      ? value
+      : typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value)
+        ? Number(value)
+        : undefined
   if (seconds !== undefined) {
     if (!Number.isFinite(seconds) || seconds < 0) return undefined
     return seconds >= 978307200 ? Math.round(seconds * 1000) : Math.round(nowMs + seconds * 1000)

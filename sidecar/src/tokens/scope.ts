@@ -15,10 +15,16 @@ const defaultSuffix = '/.default'
  * `resource=R` and `scope=R/.default` name the same thing (and the same cache entry). The trailing
  * `/` is trimmed as MSAL does when it turns a resource into a scope.
  */
-export function normaliseScope(input: { resource?: string | undefined; scope?: string | undefined }): NormalisedScope {
+export function normaliseScope(input: {
+  resource?: string | undefined
+  scope?: string | undefined
+}): NormalisedScope {
   const { resource, scope } = input
   if ((resource === undefined) === (scope === undefined)) {
-    throw new SidecarError('invalid_request', 'Give exactly one of the query parameters "resource" or "scope"')
+    throw new SidecarError(
+      'invalid_request',
+      'Give exactly one of the query parameters "resource" or "scope"',
+    )
   }
   if (scope !== undefined) {
     const trimmed = scope.trim()
@@ -36,9 +42,11 @@ export function normaliseScope(input: { resource?: string | undefined; scope?: s
 function fromResource(raw: string, parameter: string): NormalisedScope {
   const resource = raw.trim().replace(/\/+$/, '')
   if (!resource) throw new SidecarError('invalid_request', `${parameter} is empty`)
-  if (resource.length > maxLength) throw new SidecarError('invalid_request', `${parameter} is longer than ${maxLength} characters`)
+  if (resource.length > maxLength)
+    throw new SidecarError('invalid_request', `${parameter} is longer than ${maxLength} characters`)
   // Control characters and whitespace never belong in a resource URI or app id.
   // eslint-disable-next-line no-control-regex
-  if (/[\s\u0000-\u001f\u007f]/.test(resource)) throw new SidecarError('invalid_request', `${parameter} contains whitespace or control characters`)
+  if (/[\s\u0000-\u001f\u007f]/.test(resource))
+    throw new SidecarError('invalid_request', `${parameter} contains whitespace or control characters`)
   return { resource, scope: `${resource}${defaultSuffix}` }
 }

@@ -125,7 +125,11 @@ export class TokenCache {
         // Keep serving the valid token; try again after a cooldown, not on every request.
         this.#metrics.cache.inc({ event: 'refresh_failure' })
         this.#logger.warn(
-          { key: redactKey(key), err: describe(error), servable_until: new Date(stale.servableUntil).toISOString() },
+          {
+            key: redactKey(key),
+            err: describe(error),
+            servable_until: new Date(stale.servableUntil).toISOString(),
+          },
           'token refresh failed; serving the cached token until it expires',
         )
         fetchOptions.ttl = Math.max(minTtlMs, Math.min(this.#cooldownMs, stale.servableUntil - now))
@@ -140,10 +144,13 @@ export class TokenCache {
     const now = this.#clock.now()
     const servableUntil = token.expiresOn - this.#bufferMs
     if (servableUntil <= now) {
-      throw new Error(`upstream returned a token that expires within the ${this.#bufferMs / 1000}s expiry buffer`)
+      throw new Error(
+        `upstream returned a token that expires within the ${this.#bufferMs / 1000}s expiry buffer`,
+      )
     }
     const lifetime = token.expiresOn - now
-    let refreshAt = token.refreshOn ?? (lifetime >= twoHoursMs ? now + lifetime / 2 : servableUntil - this.#bufferMs)
+    let refreshAt =
+      token.refreshOn ?? (lifetime >= twoHoursMs ? now + lifetime / 2 : servableUntil - this.#bufferMs)
     // Jitter: up to 10 % earlier, so many tokens acquired together do not refresh together.
     refreshAt = now + Math.max(0, refreshAt - now) * (0.9 + 0.1 * this.#random())
     refreshAt = Math.round(Math.max(now, Math.min(refreshAt, servableUntil)))

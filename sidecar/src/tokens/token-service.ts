@@ -47,7 +47,10 @@ export class TokenService {
     const resolved = name ?? this.#defaultIdentity
     const identity = this.#identities.get(resolved)
     if (!identity) {
-      throw new SidecarError('unknown_identity', `No identity named "${resolved}" is configured (known: ${[...this.#identities.keys()].join(', ')})`)
+      throw new SidecarError(
+        'unknown_identity',
+        `No identity named "${resolved}" is configured (known: ${[...this.#identities.keys()].join(', ')})`,
+      )
     }
     return identity
   }
@@ -79,9 +82,13 @@ export class TokenService {
     const deadline = new Promise<never>((_, reject) => {
       timer = this.#runtime.clock.setTimer(this.#deadlineMs, () =>
         reject(
-          new SidecarError('upstream_unavailable', `No answer from upstream within ${this.#deadlineMs} ms; still trying in the background`, {
-            retryAfterSeconds: 5,
-          }),
+          new SidecarError(
+            'upstream_unavailable',
+            `No answer from upstream within ${this.#deadlineMs} ms; still trying in the background`,
+            {
+              retryAfterSeconds: 5,
+            },
+          ),
         ),
       )
     })
@@ -120,7 +127,11 @@ export class TokenService {
 }
 
 /** identity + token type + binding thumbprint (empty when unbound) + normalised scope. */
-export function cacheKey(identity: Identity, binding: BindingCertificate | undefined, scope: NormalisedScope): string {
+export function cacheKey(
+  identity: Identity,
+  binding: BindingCertificate | undefined,
+  scope: NormalisedScope,
+): string {
   return `${identity.name}\n${identity.tokenType}\n${binding?.x5tS256 ?? ''}\n${scope.scope.toLowerCase()}`
 }
 
