@@ -4,8 +4,7 @@ import { normaliseScope } from '../../tokens/scope.ts'
 import type { TokenService } from '../../tokens/token-service.ts'
 import { callerGuard } from '../caller-guard.ts'
 import { singleQuery } from '../wire.ts'
-import { compatClientId, compatIdentity } from './compat-identity.ts'
-import { oneOf } from './imds-compat.ts'
+import { compatClientId, compatIdentity, oneOf } from './compat-identity.ts'
 
 export interface AppServiceCompatRoutesDeps {
   tokens: TokenService

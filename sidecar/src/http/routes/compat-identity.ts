@@ -83,3 +83,10 @@ function unverifiedClaims(token: string): Record<string, unknown> | undefined {
     return undefined
   }
 }
+
+/** Two spellings of one selector: either may be given, not both. */
+export function oneOf(a: string | undefined, b: string | undefined): string | undefined {
+  if (a !== undefined && b !== undefined)
+    throw new SidecarError('invalid_request', 'Multiple identity selectors specified')
+  return a ?? b
+}

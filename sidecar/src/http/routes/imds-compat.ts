@@ -4,7 +4,7 @@ import { SidecarError } from '../../errors.ts'
 import { normaliseScope } from '../../tokens/scope.ts'
 import type { TokenService } from '../../tokens/token-service.ts'
 import { singleQuery } from '../wire.ts'
-import { compatClientId, compatIdentity, compatNotBefore } from './compat-identity.ts'
+import { compatClientId, compatIdentity, compatNotBefore, oneOf } from './compat-identity.ts'
 
 export interface ImdsCompatRoutesDeps {
   tokens: TokenService
@@ -80,11 +80,4 @@ export function imdsCompatRoutes(deps: ImdsCompatRoutesDeps): Hono {
   app.get(`${path}/`, token)
 
   return app
-}
-
-/** Two spellings of one selector: either may be given, not both. */
-export function oneOf(a: string | undefined, b: string | undefined): string | undefined {
-  if (a !== undefined && b !== undefined)
-    throw new SidecarError('invalid_request', 'Multiple identity selectors specified')
-  return a ?? b
 }
