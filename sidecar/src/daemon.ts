@@ -89,7 +89,7 @@ export class Daemon {
     })
 
     for (const identity of identities.values()) identity.start()
-    const listener = refuseMalformedHost(getRequestListener(app.fetch))
+    const listener = refuseUnparseable(getRequestListener(app.fetch))
     // Host is checked by the caller guard, which answers in the OAuth error shape.
     const serverOptions = { requireHostHeader: false }
     const servers: Server[] = []
@@ -249,16 +249,19 @@ export function buildCore(options: DaemonOptions): Core {
 }
 
 /**
- * A Host header that is missing or not a host[:port] cannot even become a URL for the app, so
- * answer it here, in the same error shape the caller guard uses.
+ * Requests the app cannot even turn into a URL (no or malformed Host, a backslash in the path)
+ * would get @hono/node-server's empty 400; answer them here in the OAuth error shape instead.
  */
-function refuseMalformedHost(listener: (req: IncomingMessage, res: ServerResponse) => unknown) {
+function refuseUnparseable(listener: (req: IncomingMessage, res: ServerResponse) => unknown) {
   return (req: IncomingMessage, res: ServerResponse) => {
-    if (hostnameOf(req.headers.host) !== undefined) return void listener(req, res)
-    const answer = errorResponse(
-      new SidecarError('forbidden', 'The Host header is missing or malformed'),
-      randomUUID(),
-    )
+    let error: SidecarError | undefined
+    if (hostnameOf(req.headers.host) === undefined) {
+      error = new SidecarError('forbidden', 'The Host header is missing or malformed')
+    } else if (!req.url?.startsWith('/') || req.url.includes('\\')) {
+      error = new SidecarError('invalid_request', 'The request target is not a valid path')
+    }
+    if (!error) return void listener(req, res)
+    const answer = errorResponse(error, randomUUID())
     res.writeHead(answer.status, Object.fromEntries(answer.headers))
     void answer.text().then((body) => res.end(body))
   }

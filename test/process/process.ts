@@ -50,7 +50,8 @@ export function startProcess(
     }
   })
   child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk.toString('utf8')))
-  const exit = once(child, 'exit').then(([code, signal]) => ({
+  // 'close', not 'exit': exit can fire before the child's stdout has been read to the end.
+  const exit = once(child, 'close').then(([code, signal]) => ({
     code: code as number | null,
     signal: signal as NodeJS.Signals | null,
   }))

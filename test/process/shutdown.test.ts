@@ -134,3 +134,18 @@ test('readiness is 503 at once after SIGTERM, even with nothing in flight', asyn
   assert.equal(ready.status, 503)
   assert.deepEqual(await proc.exit, { code: 0, signal: null })
 })
+
+test('SIGTERM while starting (a warm identity not ready yet) still drains and exits 0', async (t) => {
+  const emulator = await startEmulator({ settings: { imdsV2Enabled: false } })
+  t.after(() => emulator.close())
+  const file = join(mkdtempSync(join(tmpdir(), 'sidecar-proc-')), 'config.yaml')
+  writeFileSync(
+    file,
+    `listen:\n  port: 0\nupstream:\n  imdsEndpoint: ${emulator.imdsUrl}\nidentities:\n  mi:\n    managedIdentity: {}\n    protocolScheme: MTLS_POP\n    warm: true\n`,
+  )
+  const proc = startProcess(t, ['--config', file])
+  await proc.waitFor('listening')
+  proc.child.kill('SIGTERM')
+  assert.deepEqual(await proc.exit, { code: 0, signal: null })
+  assert.ok(proc.stdout.some((l) => l.includes('"msg":"draining"')))
+})

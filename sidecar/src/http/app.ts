@@ -27,8 +27,6 @@ export interface AppDeps {
   callers: CallerPolicy
   /** Proxy mode (`downstreamApis`); /downstream/* is not served without it. */
   downstream?: DownstreamProxy
-  /** More token routes (compat, proxy), mounted behind the same guard. */
-  extraTokenRoutes?: (guard: ReturnType<typeof callerGuard>) => Hono
 }
 
 type Env = { Variables: { correlationId: string } }
@@ -51,7 +49,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
     } finally {
       readiness.requestFinished()
     }
-    c.res.headers.set('cache-control', 'no-store')
+    // Token answers must never be cached; a proxied resource's answer keeps its own policy.
+    if (!c.req.path.startsWith('/downstream/') || !c.res.headers.has('cache-control')) {
+      c.res.headers.set('cache-control', 'no-store')
+    }
     const route = c.req.routePath === '/*' ? 'unmatched' : c.req.routePath
     runtime.metrics.requests.inc({ route, status: String(c.res.status) })
     // Path only: the query names resources, never secrets, but keep lines short and uniform.
@@ -96,7 +97,6 @@ export function createApp(deps: AppDeps): Hono<Env> {
   )
   if (deps.downstream) token.route('/', downstreamRoutes({ proxy: deps.downstream, guard }))
   app.route('/', token)
-  if (deps.extraTokenRoutes) app.route('/', deps.extraTokenRoutes(guard))
 
   app.notFound(() => {
     throw new SidecarError('not_found', 'No such route')
