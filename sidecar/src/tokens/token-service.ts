@@ -9,6 +9,8 @@ export interface ServedToken {
   identity: Identity
   scope: NormalisedScope
   token: CachedToken
+  /** The cache entry it came from (identity, type, binding thumbprint, scope). */
+  cacheKey: string
 }
 
 export interface TokenServiceOptions {
@@ -60,8 +62,8 @@ export class TokenService {
   }
 
   async getToken(identity: Identity, scope: NormalisedScope): Promise<ServedToken> {
-    const token = await this.withDeadline(this.#acquire(identity, scope))
-    return { identity, scope, token }
+    const { token, key } = await this.withDeadline(this.#acquire(identity, scope))
+    return { identity, scope, token, cacheKey: key }
   }
 
   /**
@@ -69,8 +71,7 @@ export class TokenService {
    * (proxy mode retries once with it). A token that was already replaced is left alone.
    */
   invalidate(served: ServedToken): void {
-    const key = cacheKey(served.identity, served.token.binding, served.scope)
-    this.#cache.invalidate(key, served.token.accessToken)
+    this.#cache.invalidate(served.cacheKey, served.token.accessToken)
   }
 
   /**
@@ -103,14 +104,18 @@ export class TokenService {
     this.#closing.abort(new SidecarError('shutting_down', 'The sidecar is shutting down'))
   }
 
-  async #acquire(identity: Identity, scope: NormalisedScope): Promise<CachedToken> {
+  async #acquire(identity: Identity, scope: NormalisedScope): Promise<{ token: CachedToken; key: string }> {
     const signal = this.#closing.signal
     for (let attempt = 0; ; attempt++) {
       const binding = await identity.currentBinding(signal)
       try {
-        return await this.#cache.get(cacheKey(identity, binding, scope), (fetchSignal) =>
+        // The key holds the binding asked for, not the one on the answer: an unbound answer
+        // (private_key_jwt) may come from an identity whose certificate is still part of its key.
+        const key = cacheKey(identity, binding, scope)
+        const token = await this.#cache.get(key, (fetchSignal) =>
           identity.acquireToken(scope.scope, binding, AbortSignal.any([fetchSignal, signal])),
         )
+        return { token, key }
       } catch (error) {
         if (attempt === 0 && binding && isBindingRejected(error)) {
           this.#runtime.logger.warn(

@@ -1,0 +1,104 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Agent } from 'undici'
+import type { ManagedIdentityConfig } from '../../sidecar/src/config/types.ts'
+import { SidecarError } from '../../sidecar/src/errors.ts'
+import type { CredentialBundle, Identity } from '../../sidecar/src/identities/identity.ts'
+import { silentLogger } from '../../sidecar/src/log.ts'
+import { Metrics } from '../../sidecar/src/metrics.ts'
+import { normaliseScope } from '../../sidecar/src/tokens/scope.ts'
+import { TokenCache } from '../../sidecar/src/tokens/token-cache.ts'
+import { TokenService } from '../../sidecar/src/tokens/token-service.ts'
+import type { AcquiredToken, BindingCertificate } from '../../sidecar/src/tokens/types.ts'
+import { FakeClock } from '../support/fake-clock.ts'
+
+/** An identity whose certificate is part of its cache key but whose answers carry no binding (private_key_jwt). */
+class CertificateAssertionIdentity implements Identity {
+  readonly name = 'app'
+  readonly config = { name: 'app' } as ManagedIdentityConfig
+  readonly tokenType = 'Bearer' as const
+  acquired = 0
+  invalidated: string[] = []
+  rejectNext: SidecarError | undefined
+  binding: BindingCertificate = {
+    x5tS256: 'cert-1',
+    certificatePem: '',
+    privateKeyPem: '',
+    notAfter: 0,
+    keyProtection: 'software',
+  }
+  readonly clock: FakeClock
+  constructor(clock: FakeClock) {
+    this.clock = clock
+  }
+  async currentBinding() {
+    return this.binding
+  }
+  async acquireToken(): Promise<AcquiredToken> {
+    this.acquired++
+    const rejection = this.rejectNext
+    this.rejectNext = undefined
+    if (rejection) throw rejection
+    return {
+      tokenType: 'Bearer',
+      accessToken: `token-${this.acquired}-${this.binding.x5tS256}`,
+      expiresOn: this.clock.now() + 3600_000,
+    }
+  }
+  invalidateBinding(binding: BindingCertificate) {
+    this.invalidated.push(binding.x5tS256)
+    this.binding = { ...this.binding, x5tS256: 'cert-2' }
+  }
+  async credentialBundle(): Promise<CredentialBundle> {
+    throw new SidecarError('no_bound_credential', 'none')
+  }
+  start() {}
+  async close() {}
+}
+
+function setup() {
+  const clock = new FakeClock()
+  const logger = silentLogger()
+  const metrics = new Metrics()
+  const identity = new CertificateAssertionIdentity(clock)
+  const runtime = {
+    clock,
+    random: () => 0.5,
+    logger,
+    metrics,
+    dispatcher: new Agent(),
+    extraCaPem: [],
+    timeoutMs: 1000,
+  }
+  const cache = new TokenCache({ clock, random: () => 0.5, logger, metrics, maxTokens: 10 })
+  const service = new TokenService({
+    runtime,
+    identities: new Map([['app', identity]]),
+    defaultIdentity: 'app',
+    cache,
+    requestDeadlineMs: 5000,
+  })
+  return { identity, service }
+}
+
+test('invalidate drops the entry a token came from, even when the answer carried no binding', async () => {
+  const { identity, service } = setup()
+  const scope = normaliseScope({ resource: 'https://graph.microsoft.com' })
+  const first = await service.getToken(identity, scope)
+  assert.equal((await service.getToken(identity, scope)).token.accessToken, first.token.accessToken)
+  service.invalidate(first)
+  const second = await service.getToken(identity, scope)
+  assert.notEqual(second.token.accessToken, first.token.accessToken)
+  assert.equal(identity.acquired, 2)
+  service.invalidate(first) // a stale report leaves the newer token alone
+  assert.equal((await service.getToken(identity, scope)).token.accessToken, second.token.accessToken)
+})
+
+test('a rejected binding is invalidated and the request retried once with the new one', async () => {
+  const { identity, service } = setup()
+  identity.rejectNext = new SidecarError('upstream_error', 'invalid_client', { reason: 'invalid_client' })
+  const served = await service.getToken(identity, normaliseScope({ resource: 'https://x' }))
+  assert.deepEqual(identity.invalidated, ['cert-1'])
+  assert.match(served.token.accessToken, /cert-2$/)
+  assert.equal(identity.acquired, 2)
+})
