@@ -8,7 +8,7 @@ import {
   jwtBearerAssertionType,
   jwtPopAssertionType,
   managedIdentityMtlsRequest,
-  normaliseScope,
+  scopeForResource,
   resourceOfScope,
 } from '../../sidecar/src/sources/entra/requests.ts'
 import type { BindingCertificate } from '../../sidecar/src/tokens/types.ts'
@@ -27,11 +27,14 @@ const common = {
 }
 
 test('scope normalisation: resource → <resource>/.default, scope passed through', () => {
-  assert.equal(normaliseScope('https://graph.microsoft.com'), 'https://graph.microsoft.com/.default')
-  assert.equal(normaliseScope('https://graph.microsoft.com/'), 'https://graph.microsoft.com/.default')
-  assert.equal(normaliseScope('https://graph.microsoft.com//'), 'https://graph.microsoft.com/.default')
-  assert.equal(normaliseScope('https://graph.microsoft.com/.default'), 'https://graph.microsoft.com/.default')
-  assert.equal(normaliseScope('api://AzureADTokenExchange'), 'api://AzureADTokenExchange/.default')
+  assert.equal(scopeForResource('https://graph.microsoft.com'), 'https://graph.microsoft.com/.default')
+  assert.equal(scopeForResource('https://graph.microsoft.com/'), 'https://graph.microsoft.com/.default')
+  assert.equal(scopeForResource('https://graph.microsoft.com//'), 'https://graph.microsoft.com/.default')
+  assert.equal(
+    scopeForResource('https://graph.microsoft.com/.default'),
+    'https://graph.microsoft.com/.default',
+  )
+  assert.equal(scopeForResource('api://AzureADTokenExchange'), 'api://AzureADTokenExchange/.default')
   assert.equal(resourceOfScope('https://graph.microsoft.com/.default'), 'https://graph.microsoft.com')
 })
 

@@ -1,7 +1,7 @@
 import type { ManagedIdentitySelector } from '../config/types.ts'
 import { isSidecarError } from '../errors.ts'
 import type { Runtime } from '../runtime.ts'
-import { managedIdentityMtlsRequest, normaliseScope, resourceOfScope } from '../sources/entra/requests.ts'
+import { managedIdentityMtlsRequest, resourceOfScope, scopeForResource } from '../sources/entra/requests.ts'
 import type { EntraTokenClient } from '../sources/entra/token-client.ts'
 import type { ImdsV1Client } from '../sources/imds-v1.ts'
 import type { BindingCertificate } from '../tokens/types.ts'
@@ -91,7 +91,7 @@ export class ManagedIdentityAssertion {
 
   async #fetch(signal: AbortSignal): Promise<FederatedAssertion> {
     const options = this.#options
-    const scope = normaliseScope(options.tokenExchangeUrl)
+    const scope = scopeForResource(options.tokenExchangeUrl)
     if (!options.bound) {
       const token = await options.imdsV1.getToken(options.selector, resourceOfScope(scope), signal)
       return { assertion: token.accessToken, expiresOn: token.expiresOn }

@@ -1,5 +1,6 @@
 import type { ManagedIdentityConfig } from '../config/types.ts'
 import { SidecarError } from '../errors.ts'
+import { resourceOfScope } from '../sources/entra/requests.ts'
 import type { ImdsV1Client } from '../sources/imds-v1.ts'
 import type { AcquiredToken } from '../tokens/types.ts'
 import type { CredentialBundle, Identity } from './identity.ts'
@@ -23,7 +24,7 @@ export class ManagedIdentityBearer implements Identity {
 
   acquireToken(scope: string, _binding: undefined, signal: AbortSignal): Promise<AcquiredToken> {
     // IMDS v1 takes a resource, not a scope.
-    return this.#imds.getToken(this.config.selector, scope.replace(/\/\.default$/, ''), signal)
+    return this.#imds.getToken(this.config.selector, resourceOfScope(scope), signal)
   }
 
   invalidateBinding(): void {}

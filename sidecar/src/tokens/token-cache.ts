@@ -1,3 +1,4 @@
+import { describeError } from '../errors.ts'
 import { LRUCache } from 'lru-cache'
 import type { Clock, Random } from '../clock.ts'
 import type { Logger } from '../log.ts'
@@ -127,7 +128,7 @@ export class TokenCache {
         this.#logger.warn(
           {
             key: redactKey(key),
-            err: describe(error),
+            err: describeError(error),
             servable_until: new Date(stale.servableUntil).toISOString(),
           },
           'token refresh failed; serving the cached token until it expires',
@@ -161,12 +162,4 @@ export class TokenCache {
 /** Cache keys hold identity, type, thumbprint and scope: no secrets, but keep logs short. */
 function redactKey(key: string): string {
   return key.length > 200 ? `${key.slice(0, 200)}…` : key
-}
-
-function describe(error: unknown): { code?: string; message: string } {
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code
-    return typeof code === 'string' ? { code, message: error.message } : { message: error.message }
-  }
-  return { message: String(error) }
 }

@@ -11,19 +11,20 @@ export const jwtBearerAssertionType = 'urn:ietf:params:oauth:client-assertion-ty
 export const jwtPopAssertionType = 'urn:ietf:params:oauth:client-assertion-type:jwt-pop'
 
 /**
- * `<resource>/.default` for a resource; a value that already is a scope (`…/.default`) is passed
+ * `<resource>/.default` for a resource (lenient: for values the daemon built itself; caller input is
+ * validated by `tokens/scope.ts` normaliseScope); a value that already is a scope (`…/.default`) is passed
  * through. The resource's trailing `/` is trimmed first, as MSAL.NET does
  * (`ManagedIdentity/V2/TokenRequestBuilder.cs`: `resource.TrimEnd('/') + "/.default"`).
  *
- * @example normaliseScope('https://graph.microsoft.com/') // 'https://graph.microsoft.com/.default'
+ * @example scopeForResource('https://graph.microsoft.com/') // 'https://graph.microsoft.com/.default'
  */
-export function normaliseScope(resourceOrScope: string): string {
+export function scopeForResource(resourceOrScope: string): string {
   const value = resourceOrScope.trim()
   if (value.endsWith('/.default')) return value
   return `${value.replace(/\/+$/, '')}/.default`
 }
 
-/** The resource a `…/.default` scope names (inverse of `normaliseScope`). */
+/** The resource a `…/.default` scope names (inverse of `scopeForResource`). */
 export function resourceOfScope(scope: string): string {
   return scope.endsWith('/.default') ? scope.slice(0, -'/.default'.length) : scope
 }
@@ -51,7 +52,7 @@ export function managedIdentityMtlsRequest(
     form: {
       grant_type: 'client_credentials',
       client_id: options.clientId,
-      scope: normaliseScope(options.scope),
+      scope: scopeForResource(options.scope),
       token_type: options.tokenType === 'mtls_pop' ? 'mtls_pop' : 'bearer',
     },
     clientCertificate: options.binding,
@@ -72,7 +73,7 @@ export function boundCertificateRequest(
   const form: Record<string, string> = {
     grant_type: 'client_credentials',
     client_id: options.clientId,
-    scope: normaliseScope(options.scope),
+    scope: scopeForResource(options.scope),
     client_info: '2',
   }
   if (options.tokenType === 'mtls_pop') form['token_type'] = 'mtls_pop'
@@ -98,7 +99,7 @@ export function certificateAssertionRequest(
     form: {
       grant_type: 'client_credentials',
       client_id: options.clientId,
-      scope: normaliseScope(options.scope),
+      scope: scopeForResource(options.scope),
       client_assertion_type: jwtBearerAssertionType,
       client_assertion: options.assertion,
     },
@@ -123,7 +124,7 @@ export function federatedAssertionRequest(
   const form: Record<string, string> = {
     grant_type: 'client_credentials',
     client_id: options.clientId,
-    scope: normaliseScope(options.scope),
+    scope: scopeForResource(options.scope),
     client_assertion_type: options.binding ? jwtPopAssertionType : jwtBearerAssertionType,
     client_assertion: options.assertion,
   }
@@ -148,7 +149,7 @@ export function clientSecretRequest(
     form: {
       grant_type: 'client_credentials',
       client_id: options.clientId,
-      scope: normaliseScope(options.scope),
+      scope: scopeForResource(options.scope),
       client_secret: options.clientSecret,
     },
     expectedTokenType: 'Bearer',

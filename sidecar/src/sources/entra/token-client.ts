@@ -1,3 +1,4 @@
+import { parseSeconds } from '../../tokens/expiry.ts'
 import { randomUUID } from 'node:crypto'
 import { Agent, type Dispatcher } from 'undici'
 import { SidecarError, type ErrorReason, type UpstreamErrorDetail } from '../../errors.ts'
@@ -163,9 +164,9 @@ export class EntraTokenClient {
       })
     const accessToken = json['access_token']
     if (typeof accessToken !== 'string' || accessToken === '') throw malformed('no access_token')
-    const expiresIn = seconds(json['expires_in'])
+    const expiresIn = parseSeconds(json['expires_in'])
     if (expiresIn === undefined || expiresIn <= 0) throw malformed('no usable expires_in')
-    const refreshIn = seconds(json['refresh_in'])
+    const refreshIn = parseSeconds(json['refresh_in'])
     // Entra may omit token_type for Bearer; an absent value can never satisfy an mtls_pop request.
     const rawType = json['token_type'] ?? 'Bearer'
     if (typeof rawType !== 'string') throw malformed('a token_type that is not a string')
@@ -249,13 +250,6 @@ function parseTokenType(value: string): TokenType | string {
   if (lower === 'bearer') return 'Bearer'
   if (lower === 'mtls_pop') return 'mtls_pop'
   return value
-}
-
-/** Entra sends numbers, MSAL's IMDS-style answers numeric strings ("3599"): accept both. */
-function seconds(value: unknown): number | undefined {
-  if (typeof value === 'number' && Number.isFinite(value)) return value
-  if (typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value)) return Number(value)
-  return undefined
 }
 
 function upstreamDetail(
