@@ -2,19 +2,38 @@ import { SidecarError, type UpstreamErrorDetail } from '../errors.ts'
 import type { HttpResponse } from '../net/http.ts'
 
 /**
- * Turns a non-2xx IMDS answer into a SidecarError. IMDS error bodies are `{error, error_description}`
- * or sometimes `{message, correlationId}`; 400 means the request is wrong (identity not found,
- * bad resource), 5xx/429/404/410 after retries mean IMDS is not available now.
+ * What an IMDS error answer says. IMDS error bodies are `{error, error_description}` or sometimes
+ * `{message, correlationId}` (or not JSON). Only those short fields are kept, clipped: never a
+ * body that might echo a CSR or certificate. Shared by IMDS v1 and v2.
+ */
+export function imdsErrorDetail(endpoint: string, res: HttpResponse): UpstreamErrorDetail {
+  const detail: UpstreamErrorDetail = { endpoint, status: res.status }
+  let body: Record<string, unknown> = {}
+  try {
+    const parsed: unknown = JSON.parse(res.text)
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed))
+      body = parsed as Record<string, unknown>
+  } catch {
+    // Not JSON: status alone.
+  }
+  const clip = (v: unknown) => (typeof v === 'string' && v !== '' ? v.slice(0, 300) : undefined)
+  const error = clip(body['error'])
+  const description = clip(body['error_description']) ?? clip(body['message'])
+  const correlationId = clip(body['correlation_id']) ?? clip(body['correlationId'])
+  if (error) detail.error = error
+  if (description) detail.errorDescription = description
+  if (correlationId) detail.correlationId = correlationId
+  return detail
+}
+
+/**
+ * Turns a non-2xx IMDS v1 answer into a SidecarError: 400 means the request is wrong (identity
+ * not found, bad resource), 5xx/429/404/410/408 after retries mean IMDS is not available now.
  */
 export function imdsFailure(res: HttpResponse, endpoint: string): SidecarError {
-  const body = safeJson(res.text)
-  const error = str(body?.['error'])
-  const description = str(body?.['error_description']) ?? str(body?.['message'])
-  const upstream: UpstreamErrorDetail = { endpoint, status: res.status }
-  if (error) upstream.error = error
-  if (description) upstream.errorDescription = description
-  const correlationId = str(body?.['correlation_id']) ?? str(body?.['correlationId'])
-  if (correlationId) upstream.correlationId = correlationId
+  const upstream = imdsErrorDetail(endpoint, res)
+  const error = upstream.error
+  const description = upstream.errorDescription
   const said = description ? `: ${description}` : error ? `: ${error}` : ''
 
   if (res.status === 400) {
@@ -43,19 +62,4 @@ export function imdsFailure(res: HttpResponse, endpoint: string): SidecarError {
     )
   }
   return new SidecarError('upstream_error', `IMDS refused the request (${res.status}${said})`, { upstream })
-}
-
-function safeJson(text: string): Record<string, unknown> | undefined {
-  try {
-    const value: unknown = JSON.parse(text)
-    return value && typeof value === 'object' && !Array.isArray(value)
-      ? (value as Record<string, unknown>)
-      : undefined
-  } catch {
-    return undefined
-  }
-}
-
-function str(value: unknown): string | undefined {
-  return typeof value === 'string' && value !== '' ? value : undefined
 }

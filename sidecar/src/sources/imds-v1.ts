@@ -7,6 +7,7 @@ import type { Runtime } from '../runtime.ts'
 import { parseExpiry, parseSeconds } from '../tokens/expiry.ts'
 import type { AcquiredToken } from '../tokens/types.ts'
 import { imdsFailure } from './imds-errors.ts'
+import { imdsSelectorParam } from './imds-selector.ts'
 
 const apiVersion = '2018-02-01'
 
@@ -31,7 +32,8 @@ export class ImdsV1Client {
     const url = new URL(`${this.#endpoint}/metadata/identity/oauth2/token`)
     url.searchParams.set('api-version', apiVersion)
     url.searchParams.set('resource', resource)
-    appendV1Selector(url, selector)
+    const param = imdsSelectorParam(selector, 'msi_res_id')
+    if (param) url.searchParams.set(param[0], param[1])
     const endpoint = describeEndpoint(url)
     const { clock, random, logger, metrics, dispatcher, timeoutMs } = this.#runtime
 
@@ -73,20 +75,6 @@ export class ImdsV1Client {
     )
     if (res.status !== 200) throw imdsFailure(res, endpoint)
     return parseTokenResponse(res, endpoint, clock.now())
-  }
-}
-
-/** IMDS v1 spells the resource-id selector `msi_res_id` (v2 spells it `mi_res_id`). */
-export function appendV1Selector(url: URL, selector: ManagedIdentitySelector): void {
-  switch (selector.kind) {
-    case 'system':
-      return
-    case 'clientId':
-      return url.searchParams.set('client_id', selector.value)
-    case 'objectId':
-      return url.searchParams.set('object_id', selector.value)
-    case 'resourceId':
-      return url.searchParams.set('msi_res_id', selector.value)
   }
 }
 

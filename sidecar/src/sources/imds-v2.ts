@@ -1,7 +1,7 @@
 import { randomUUID, X509Certificate } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { ManagedIdentitySelector } from '../config/types.ts'
-import { SidecarError, type ErrorReason, type UpstreamErrorDetail } from '../errors.ts'
+import { SidecarError, type ErrorReason } from '../errors.ts'
 import {
   describeEndpoint,
   parseJsonObject,
@@ -12,6 +12,8 @@ import {
 import { imdsRetryPolicy, sendWithRetry, type RetryPolicy } from '../net/retry.ts'
 import { cuIdJson } from '../pki/csr.ts'
 import type { Runtime } from '../runtime.ts'
+import { imdsErrorDetail } from './imds-errors.ts'
+import { imdsSelectorParam } from './imds-selector.ts'
 
 /**
  * The IMDS v2 credential endpoint (MSAL.NET `ManagedIdentity/V2/ImdsV2ManagedIdentitySource.cs`):
@@ -150,7 +152,7 @@ export class ImdsV2Client {
     )
     const endpoint = describeEndpoint(url)
     if (res.status === 400) {
-      const detail = upstreamDetail(endpoint, res)
+      const detail = imdsErrorDetail(endpoint, res)
       const text = `${detail.error ?? ''} ${detail.errorDescription ?? ''}`
       if (/attestation/i.test(text)) {
         throw new SidecarError(
@@ -211,7 +213,7 @@ export class ImdsV2Client {
   #url(path: string, selector: ManagedIdentitySelector): URL {
     const url = new URL(this.#base + path)
     url.searchParams.set('cred-api-version', IMDS_V2_API_VERSION)
-    const param = selectorQueryParam(selector)
+    const param = imdsSelectorParam(selector, 'mi_res_id')
     if (param) url.searchParams.set(param[0], param[1])
     return url
   }
@@ -263,7 +265,7 @@ export class ImdsV2Client {
   }
 
   #statusError(endpoint: string, res: HttpResponse): SidecarError {
-    const detail = upstreamDetail(endpoint, res)
+    const detail = imdsErrorDetail(endpoint, res)
     const said = detail.errorDescription ?? detail.error ?? `status ${res.status}`
     if (res.status === 429 || res.status >= 500) {
       const retryAfterMs = parseRetryAfterMs(res.headers['retry-after'], this.#runtime.clock.now())
@@ -294,20 +296,6 @@ export class ImdsV2Client {
   }
 }
 
-/** IMDS v2 selector query parameter. v2 spells the resource id `mi_res_id` (v1: `msi_res_id`). */
-export function selectorQueryParam(selector: ManagedIdentitySelector): [string, string] | undefined {
-  switch (selector.kind) {
-    case 'system':
-      return undefined
-    case 'clientId':
-      return ['client_id', selector.value]
-    case 'objectId':
-      return ['object_id', selector.value]
-    case 'resourceId':
-      return ['mi_res_id', selector.value]
-  }
-}
-
 /**
  * Token URL for the bound leg: `mtls_authentication_endpoint` with trailing slashes trimmed, then
  * `/{tenant_id}/oauth2/v2.0/token` (MSAL `CreateRequestAsync`). Must be https: the leg presents
@@ -334,28 +322,4 @@ function malformed(endpoint: string, status: number, what: string): SidecarError
     reason: 'malformed_response',
     upstream: { endpoint, status },
   })
-}
-
-/**
- * IMDS error bodies are `{error, error_description}` or `{message, correlationId}` (or not JSON).
- * Only those short fields are kept: never a body that might echo a CSR or certificate.
- */
-function upstreamDetail(endpoint: string, res: HttpResponse): UpstreamErrorDetail {
-  const detail: UpstreamErrorDetail = { endpoint, status: res.status }
-  let body: Record<string, unknown> = {}
-  try {
-    const parsed: unknown = JSON.parse(res.text)
-    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed))
-      body = parsed as Record<string, unknown>
-  } catch {
-    // Not JSON: status alone.
-  }
-  const clip = (v: unknown) => (typeof v === 'string' && v !== '' ? v.slice(0, 300) : undefined)
-  const error = clip(body['error'])
-  const description = clip(body['error_description']) ?? clip(body['message'])
-  const correlationId = clip(body['correlation_id']) ?? clip(body['correlationId'])
-  if (error) detail.error = error
-  if (description) detail.errorDescription = description
-  if (correlationId) detail.correlationId = correlationId
-  return detail
 }
