@@ -1,7 +1,6 @@
 import { chmodSync, readFileSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { rootCertificates } from 'node:tls'
 import { getRequestListener } from '@hono/node-server'
 import { Agent, type Dispatcher } from 'undici'
 import { SystemClock, type Clock, type Random } from './clock.ts'
@@ -19,6 +18,7 @@ import { createIdentities } from './identities/create-identities.ts'
 import type { Identity } from './identities/identity.ts'
 import { createLogger, type Logger } from './log.ts'
 import { Metrics } from './metrics.ts'
+import { trustedCas } from './net/trusted-cas.ts'
 import type { Runtime } from './runtime.ts'
 import { normaliseScope } from './tokens/scope.ts'
 import { TokenCache } from './tokens/token-cache.ts'
@@ -218,14 +218,13 @@ export interface Core {
 export function buildCore(options: DaemonOptions): Core {
   const { config } = options
   const extraCaPem = config.upstream.caFile ? [readFileSync(config.upstream.caFile, 'utf8')] : []
+  const ca = trustedCas(extraCaPem)
   const runtime: Runtime = {
     clock: options.clock ?? new SystemClock(),
     random: options.random ?? Math.random,
     logger: options.logger ?? createLogger({ level: config.log.level }),
     metrics: new Metrics(),
-    dispatcher:
-      options.dispatcher ??
-      new Agent(extraCaPem.length ? { connect: { ca: [...rootCertificates, ...extraCaPem] } } : {}),
+    dispatcher: options.dispatcher ?? new Agent(ca ? { connect: { ca } } : {}),
     extraCaPem,
     timeoutMs: config.upstream.timeoutMs,
   }

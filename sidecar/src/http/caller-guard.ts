@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { isIP } from 'node:net'
 import type { MiddlewareHandler } from 'hono'
+import { isLoopbackHost } from '../config/urls.ts'
 import { SidecarError } from '../errors.ts'
 
 export interface CallerGuardOptions {
@@ -68,10 +69,4 @@ export function localHostPolicy(boundHost: string): (hostname: string) => boolea
   const bound = boundHost.toLowerCase().replace(/^\[|\]$/g, '')
   const nonLoopback = !isLoopbackHost(bound)
   return (hostname) => hostname === bound || isLoopbackHost(hostname) || (nonLoopback && isIP(hostname) !== 0)
-}
-
-export function isLoopbackHost(host: string): boolean {
-  const h = host.toLowerCase().replace(/^\[|\]$/g, '')
-  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true
-  return isIP(h) === 4 && h.startsWith('127.')
 }

@@ -1,10 +1,10 @@
 import { Readable } from 'node:stream'
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web'
-import { rootCertificates } from 'node:tls'
 import { Agent, request, type Dispatcher } from 'undici'
 import type { DownstreamApiConfig } from '../../config/types.ts'
 import { SidecarError, type ErrorReason } from '../../errors.ts'
 import type { Runtime } from '../../runtime.ts'
+import { trustedCas } from '../../net/trusted-cas.ts'
 import { normaliseScope, type NormalisedScope } from '../../tokens/scope.ts'
 import type { ServedToken, TokenService } from '../../tokens/token-service.ts'
 import type { BindingCertificate } from '../../tokens/types.ts'
@@ -175,13 +175,9 @@ function apiScope(api: DownstreamApiConfig): NormalisedScope {
 }
 
 function mtlsAgent(binding: BindingCertificate, extraCaPem: readonly string[]): Agent {
+  const ca = trustedCas(extraCaPem)
   return new Agent({
-    connect: {
-      cert: binding.certificatePem,
-      key: binding.privateKeyPem,
-      // Node's `ca` replaces the default roots: add them back so public resources still verify.
-      ...(extraCaPem.length > 0 ? { ca: [...rootCertificates, ...extraCaPem] } : {}),
-    },
+    connect: { cert: binding.certificatePem, key: binding.privateKeyPem, ...(ca ? { ca } : {}) },
   })
 }
 

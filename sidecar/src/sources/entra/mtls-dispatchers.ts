@@ -1,16 +1,7 @@
-import { rootCertificates } from 'node:tls'
 import { LRUCache } from 'lru-cache'
 import { Agent, type Dispatcher } from 'undici'
+import { trustedCas } from '../../net/trusted-cas.ts'
 import type { BindingCertificate } from '../../tokens/types.ts'
-
-/**
- * The CA list for Entra connections: the system roots plus `upstream.caFile`. Node's `ca` option
- * replaces the default roots, so with extra CAs the public roots must be added back or public
- * endpoints stop verifying. Undefined means "Node's defaults".
- */
-export function trustedCas(extraCaPem: readonly string[]): string[] | undefined {
-  return extraCaPem.length === 0 ? undefined : [...rootCertificates, ...extraCaPem]
-}
 
 export interface MtlsDispatchersOptions {
   extraCaPem: readonly string[]

@@ -12,7 +12,8 @@ import {
 import { entraRetryPolicy, sendWithRetry } from '../../net/retry.ts'
 import type { Runtime } from '../../runtime.ts'
 import type { AcquiredToken, BindingCertificate, TokenType } from '../../tokens/types.ts'
-import { MtlsDispatchers, trustedCas } from './mtls-dispatchers.ts'
+import { trustedCas } from '../../net/trusted-cas.ts'
+import { MtlsDispatchers } from './mtls-dispatchers.ts'
 
 /** One token request to an Entra token endpoint; `sources/entra/requests.ts` builds these. */
 export interface EntraTokenRequest {
