@@ -366,8 +366,8 @@ test('one agent per certificate; evictBinding drops it', async (t) => {
 
 test('an mTLS server that refuses the handshake surfaces reason tls_failure', async (t) => {
   const { createServer } = await import('node:https')
-  const { listenOnLoopback, closeServer, issueLoopbackServerCertificate } =
-    await import('../../sidecar/src/emulator/entra.ts')
+  const { issueLoopbackServerCertificate } = await import('../../sidecar/src/emulator/entra.ts')
+  const { listenOnLoopback, closeServer } = await import('../../sidecar/src/emulator/loopback-server.ts')
   const f = await startEntraFixture(t)
   const { cert, key } = await issueLoopbackServerCertificate(f.state)
   // Demands a client certificate from a CA the client's certificate is not from.

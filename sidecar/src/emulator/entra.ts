@@ -1,13 +1,13 @@
 import { randomUUID, X509Certificate, type KeyObject } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { createServer, type Server } from 'node:https'
-import type { AddressInfo } from 'node:net'
+import { createServer } from 'node:https'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { TLSSocket } from 'node:tls'
 import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose'
 import { x5tS256 } from '../pki/x509.ts'
 import { entraRegistry, tokenExchangeAudience } from './entra-registry.ts'
 import { EntraRefusal, entraErrorBody, sendFault, sendJson } from './entra-responses.ts'
+import { closeServer, listenOnLoopback } from './loopback-server.ts'
 import type { EmulatedApp, EmulatorState } from './state.ts'
 
 export { registerApp, registerWorkloadIssuer, tokenExchangeAudience } from './entra-registry.ts'
@@ -48,23 +48,6 @@ export async function issueLoopbackServerCertificate(
     validityMs: 365 * 24 * 3600_000,
   })
   return { cert: issued.certificatePem, key: issued.privateKeyPem }
-}
-
-/** Listens on 127.0.0.1 at a free port; resolves with the https base URL. */
-export async function listenOnLoopback(server: Server): Promise<string> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-  return `https://127.0.0.1:${(server.address() as AddressInfo).port}`
-}
-
-export async function closeServer(server: Server): Promise<void> {
-  server.closeAllConnections()
-  await new Promise<void>((resolve) => server.close(() => resolve()))
 }
 
 /**

@@ -1,7 +1,8 @@
 import { Hono, type Context } from 'hono'
-import { serve, type ServerType } from '@hono/node-server'
-import type { AddressInfo } from 'node:net'
+import { createAdaptorServer } from '@hono/node-server'
+import type { Server } from 'node:http'
 import type { EmulatedEndpoint, Fault } from './faults.ts'
+import { closeServer, listenOnLoopback } from './loopback-server.ts'
 import type { EmulatedManagedIdentity, EmulatorState } from './state.ts'
 
 /** What the real IMDS puts in its Server header; IMDS v2 clients check for "IMDS". */
@@ -30,10 +31,10 @@ export async function startEmulatedImds(
   for (const routes of options.extraRoutes ?? []) app.route('/', routes)
   app.notFound((c) => c.json({ error: 'not_found', error_description: 'Not found' }, 404))
 
-  const server = await listen(app)
-  const { port } = server.address() as AddressInfo
+  const server = createAdaptorServer({ fetch: app.fetch }) as Server
+  const url = await listenOnLoopback(server, 'http')
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     close: () => closeServer(server),
   }
 }
@@ -150,18 +151,5 @@ export async function answerFault(fault: Fault): Promise<Response> {
   return new Response(JSON.stringify(body), {
     status: fault.status,
     headers: { 'content-type': 'application/json; charset=utf-8', ...fault.headers },
-  })
-}
-
-export function listen(app: Hono): Promise<ServerType & { address(): AddressInfo | string | null }> {
-  return new Promise((resolve) => {
-    const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(server as never))
-  })
-}
-
-export function closeServer(server: ServerType): Promise<void> {
-  return new Promise((resolve) => {
-    if ('closeAllConnections' in server) server.closeAllConnections()
-    server.close(() => resolve())
   })
 }
