@@ -14,7 +14,6 @@ export const errorStatus = {
   /** Host header or X-Forwarded-For says the request did not come from a local caller. */
   forbidden: 403,
   not_found: 404,
-  method_not_allowed: 405,
   /** /credential for an identity whose credential is not bound to a certificate. */
   no_bound_credential: 409,
   /** Upstream refused (invalid_client, attestation demanded) or answered something we cannot use. */

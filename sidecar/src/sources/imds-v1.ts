@@ -107,5 +107,3 @@ function parseTokenResponse(res: HttpResponse, endpoint: string, now: number): A
   if (refreshIn !== undefined) token.refreshOn = now + refreshIn * 1000
   return token
 }
-
-export type { HttpResponse }
