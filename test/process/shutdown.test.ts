@@ -33,40 +33,39 @@ test('the real entry point logs listening with the real port, then ready', async
   assert.deepEqual(await proc.exit, { code: 0, signal: null })
 })
 
-test('SIGTERM: readiness turns 503 at once, the in-flight request finishes, exit 0', async (t) => {
+/**
+ * A ready daemon with one token request held in flight (IMDS answers it after `imdsDelayMs`),
+ * then SIGTERM: resolves once the daemon logs that it is draining.
+ */
+async function drainingWithRequestInFlight(t: import('node:test').TestContext, imdsDelayMs: number) {
   const { emulator, file } = await configFile(t)
   const proc = startProcess(t, ['--config', file])
   const { url } = await proc.waitFor('listening')
   await proc.waitFor('ready')
-  // Hold a token request in flight: IMDS answers it after 1.5 s.
-  emulator.state.faults.script('imds.token', [{ status: 500, delayMs: 1500 }])
+  emulator.state.faults.script('imds.token', [{ status: 500, delayMs: imdsDelayMs }])
   const inflight = fetch(`${url}/token?resource=https://management.azure.com`, {
     headers: { Metadata: 'true' },
   })
+  inflight.catch(() => undefined) // a test may end the process before it answers
   await new Promise((r) => setTimeout(r, 300))
-  const started = Date.now()
+  const signalledAt = Date.now()
   proc.child.kill('SIGTERM')
   await proc.waitFor('draining')
+  return { proc, url: url as string, inflight, signalledAt }
+}
+
+test('SIGTERM: readiness turns 503 at once, the in-flight request finishes, exit 0', async (t) => {
+  const { proc, inflight, signalledAt } = await drainingWithRequestInFlight(t, 1500)
   const res = await inflight
   assert.equal(res.status, 200, 'the in-flight request completed')
   const exit = await proc.exit
   assert.deepEqual(exit, { code: 0, signal: null })
-  assert.ok(Date.now() - started < 3000 + 1000, 'within shutdownGraceMs')
+  assert.ok(Date.now() - signalledAt < 3000 + 1000, 'within shutdownGraceMs')
 })
 
 test('readiness is 503 while draining', async (t) => {
-  const { emulator, file } = await configFile(t)
-  const proc = startProcess(t, ['--config', file])
-  const { url } = await proc.waitFor('listening')
-  await proc.waitFor('ready')
-  emulator.state.faults.script('imds.token', [{ status: 500, delayMs: 1500 }])
-  // Keep a connection open so the server stays up while draining, then ask /readyz on it.
-  const inflight = fetch(`${url}/token?resource=https://management.azure.com`, {
-    headers: { Metadata: 'true' },
-  })
-  await new Promise((r) => setTimeout(r, 300))
-  proc.child.kill('SIGTERM')
-  await proc.waitFor('draining')
+  // The held request keeps the daemon draining (not yet closed) while /readyz is asked.
+  const { proc, url, inflight } = await drainingWithRequestInFlight(t, 1500)
   const { request, Agent } = await import('undici')
   const agent = new Agent()
   t.after(() => agent.close())
@@ -84,20 +83,10 @@ test('readiness is 503 while draining', async (t) => {
 })
 
 test('a second signal exits 1 at once', async (t) => {
-  const { emulator, file } = await configFile(t)
-  const proc = startProcess(t, ['--config', file])
-  const { url } = await proc.waitFor('listening')
-  await proc.waitFor('ready')
-  emulator.state.faults.script('imds.token', [{ status: 500, delayMs: 2500 }])
-  const inflight = fetch(`${url}/token?resource=https://management.azure.com`, {
-    headers: { Metadata: 'true' },
-  }).catch(() => undefined)
-  await new Promise((r) => setTimeout(r, 300))
-  proc.child.kill('SIGTERM')
-  await proc.waitFor('draining')
+  const { proc, inflight } = await drainingWithRequestInFlight(t, 2500)
   proc.child.kill('SIGINT')
   assert.equal((await proc.exit).code, 1)
-  await inflight
+  await inflight.catch(() => undefined)
 })
 
 test('a config error exits 1 naming file, line, column and key path', async (t) => {
