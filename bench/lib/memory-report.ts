@@ -1,0 +1,14 @@
+/**
+ * Preloaded (`--expose-gc --import`) into the daemon and the baseline alike: on SIGUSR2, collect
+ * garbage and append `{rss, heapUsed}` (bytes) to the file named by BENCH_MEMORY_FILE.
+ */
+import { appendFileSync } from 'node:fs'
+
+const file = process.env['BENCH_MEMORY_FILE']
+if (file) {
+  process.on('SIGUSR2', () => {
+    ;(globalThis as { gc?: () => void }).gc?.()
+    const { rss, heapUsed } = process.memoryUsage()
+    appendFileSync(file, `${JSON.stringify({ rss, heapUsed })}\n`)
+  })
+}
