@@ -5,7 +5,8 @@ import { getRequestListener } from '@hono/node-server'
 import { Agent, type Dispatcher } from 'undici'
 import { SystemClock, type Clock, type Random } from './clock.ts'
 import type { SidecarConfig } from './config/types.ts'
-import { createApp } from './http/app.ts'
+import { createApp, type CallerPolicy } from './http/app.ts'
+import { fastLane, type FastLaneStatus } from './http/fast-lane.ts'
 import { hostnameOf, localHostPolicy } from './http/caller-guard.ts'
 import { errorResponse } from './http/error-response.ts'
 import { SidecarError } from './errors.ts'
@@ -42,6 +43,8 @@ export class Daemon {
   readonly runtime: Runtime
   readonly tokens: TokenService
   readonly readiness: Readiness
+  /** How many cache hits the fast lane answered itself (tests prove which path served). */
+  readonly fastLane: FastLaneStatus
   readonly #servers: Server[]
   readonly #closeIdentities: () => Promise<void>
   readonly #downstream: DownstreamProxy
@@ -54,6 +57,7 @@ export class Daemon {
     runtime: Runtime
     tokens: TokenService
     readiness: Readiness
+    fastLane: FastLaneStatus
     servers: Server[]
     closeIdentities: () => Promise<void>
     downstream: DownstreamProxy
@@ -63,6 +67,7 @@ export class Daemon {
     this.runtime = init.runtime
     this.tokens = init.tokens
     this.readiness = init.readiness
+    this.fastLane = init.fastLane
     this.#servers = init.servers
     this.#closeIdentities = init.closeIdentities
     this.#downstream = init.downstream
@@ -75,26 +80,30 @@ export class Daemon {
     const secretFile = config.callers.secretFile ? new SecretFile(config.callers.secretFile) : undefined
     const readiness = new Readiness()
     const downstream = new DownstreamProxy({ runtime, tokens, apis: config.downstreamApis })
-    const app = createApp({
-      runtime,
-      tokens,
-      readiness,
-      downstream,
-      callers: {
-        requireMetadataHeader: config.callers.requireMetadataHeader,
-        exposePrivateKey: config.callers.exposePrivateKey,
-        secret: () => secretFile?.current(),
-        hostAllowed: localHostPolicy(config.listen.host),
-      },
-    })
+    const appCallers: CallerPolicy = {
+      requireMetadataHeader: config.callers.requireMetadataHeader,
+      exposePrivateKey: config.callers.exposePrivateKey,
+      secret: () => secretFile?.current(),
+      hostAllowed: localHostPolicy(config.listen.host),
+    }
+    const app = createApp({ runtime, tokens, readiness, downstream, callers: appCallers })
 
     for (const identity of identities.values()) identity.start()
-    const listener = refuseUnparseable(getRequestListener(app.fetch))
+    // Cache hits are answered by the fast lane; everything else goes to the hono app.
+    const lane = fastLane(
+      { runtime, tokens, readiness, callers: appCallers },
+      refuseUnparseable(getRequestListener(app.fetch)),
+    )
+    const listener = lane.listener
     // Host is checked by the caller guard, which answers in the OAuth error shape.
     const serverOptions = { requireHostHeader: false }
     const servers: Server[] = []
     const tcp = hardened(createServer(serverOptions, listener), config.upstream.requestDeadlineMs)
-    await listenOn(tcp, { host: config.listen.host, port: config.listen.port })
+    await listenOn(tcp, {
+      host: config.listen.host,
+      port: config.listen.port,
+      backlog: config.listen.backlog,
+    })
     servers.push(tcp)
     const address = tcp.address() as AddressInfo
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
@@ -102,7 +111,7 @@ export class Daemon {
     if (config.listen.socket) {
       rmSync(config.listen.socket, { force: true })
       const unix = hardened(createServer(serverOptions, listener), config.upstream.requestDeadlineMs)
-      await listenOn(unix, { path: config.listen.socket })
+      await listenOn(unix, { path: config.listen.socket, backlog: config.listen.backlog })
       chmodSync(config.listen.socket, 0o660)
       servers.push(unix)
     }
@@ -121,6 +130,7 @@ export class Daemon {
       runtime,
       tokens,
       readiness,
+      fastLane: lane.status,
       servers,
       closeIdentities,
       downstream,
@@ -275,7 +285,10 @@ function hardened(server: Server, requestDeadlineMs: number): Server {
   return server
 }
 
-function listenOn(server: Server, where: { host: string; port: number } | { path: string }): Promise<void> {
+function listenOn(
+  server: Server,
+  where: ({ host: string; port: number } | { path: string }) & { backlog: number },
+): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject)
     server.listen(where, () => {

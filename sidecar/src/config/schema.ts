@@ -67,6 +67,7 @@ const listenSchema = strict({
   port: z.number().int().min(0).max(65535).optional(),
   socket: text.optional(),
   allowNonLoopback: flag.optional(),
+  backlog: positiveInteger.optional(),
 })
 
 const callersSchema = strict({

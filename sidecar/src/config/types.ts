@@ -87,6 +87,8 @@ export interface SidecarConfig {
     port: number
     socket?: string
     allowNonLoopback: boolean
+    /** Pending-connection queue length passed to listen() (the kernel caps it at somaxconn). */
+    backlog: number
   }
   callers: {
     requireMetadataHeader: boolean

@@ -91,6 +91,7 @@ export class ImdsV2BindingCredential {
   #renewAt: number | undefined
   #renewFailures = 0
   #storeLoad: Promise<void> | undefined
+  #storeLoaded = false
   #storeOps: Promise<void> = Promise.resolve()
   #started = false
   #closed = false
@@ -126,6 +127,12 @@ export class ImdsV2BindingCredential {
     const usable = this.#usable()
     if (usable) return usable
     return untilAborted(this.#mint('cold'), signal)
+  }
+
+  /** What `current` would answer without waiting, if it would not wait; never mints. */
+  peek(): ImdsV2Binding | undefined {
+    if (this.#closed || !this.#storeLoaded) return undefined
+    return this.#usable()
   }
 
   /**
@@ -354,7 +361,9 @@ export class ImdsV2BindingCredential {
   }
 
   #loadStoreOnce(): Promise<void> {
-    this.#storeLoad ??= this.#loadStore()
+    this.#storeLoad ??= this.#loadStore().finally(() => {
+      this.#storeLoaded = true
+    })
     return this.#storeLoad
   }
 

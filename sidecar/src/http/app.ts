@@ -29,7 +29,7 @@ export interface AppDeps {
   downstream?: DownstreamProxy
 }
 
-type Env = { Variables: { correlationId: string } }
+type Env = { Variables: { correlationId: string | undefined } }
 
 /**
  * The daemon's HTTP surface, built separately from listening (`daemon.ts` serves it) so route
@@ -40,8 +40,6 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const app = new Hono<Env>()
 
   app.use(async function requestContext(c, next) {
-    const correlationId = randomUUID()
-    c.set('correlationId', correlationId)
     const started = performance.now()
     readiness.requestStarted()
     try {
@@ -54,18 +52,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
       c.res.headers.set('cache-control', 'no-store')
     }
     const route = c.req.routePath === '/*' ? 'unmatched' : c.req.routePath
-    runtime.metrics.requests.inc({ route, status: String(c.res.status) })
-    // Path only: the query names resources, never secrets, but keep lines short and uniform.
-    runtime.logger.info(
-      {
-        method: c.req.method,
-        path: c.req.path,
-        status: c.res.status,
-        ms: Math.round(performance.now() - started),
-        correlation_id: correlationId,
-      },
-      'request',
-    )
+    runtime.metrics.countRequest(route, c.res.status)
+    logRequest(runtime, c.req.method, c.req.path, c.res.status, started, c.get('correlationId'))
   })
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
@@ -102,11 +90,41 @@ export function createApp(deps: AppDeps): Hono<Env> {
     throw new SidecarError('not_found', 'No such route')
   })
   app.onError((error, c) => {
+    // Created only here: an error answer is what carries a correlation id.
     const correlationId = c.get('correlationId') ?? randomUUID()
+    c.set('correlationId', correlationId)
     logError(runtime, error, correlationId)
     return errorResponse(error, correlationId)
   })
   return app
+}
+
+/**
+ * The access log line. Successful answers are logged at debug only: at info, one synchronous JSON
+ * line per cache hit was the largest single cost of a cached /token. Failures are logged at info or
+ * above by `logError` (with their correlation id) and here again at info with the status.
+ */
+export function logRequest(
+  runtime: Runtime,
+  method: string,
+  path: string,
+  status: number,
+  started: number,
+  correlationId: string | undefined,
+): void {
+  const level = status >= 400 ? 'info' : 'debug'
+  if (!runtime.logger.isLevelEnabled(level)) return
+  // Path only: the query names resources, never secrets, but keep lines short and uniform.
+  runtime.logger[level](
+    {
+      method,
+      path,
+      status,
+      ms: Math.round(performance.now() - started),
+      ...(correlationId === undefined ? {} : { correlation_id: correlationId }),
+    },
+    'request',
+  )
 }
 
 function logError(runtime: Runtime, error: unknown, correlationId: string): void {

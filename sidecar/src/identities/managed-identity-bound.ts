@@ -29,6 +29,11 @@ export class ManagedIdentityBound implements Identity {
     this.#entra = deps.entra
   }
 
+  bindingIfKnown(): { binding: BindingCertificate } | undefined {
+    const usable = this.#credential.peek()
+    return usable && { binding: usable.binding }
+  }
+
   async currentBinding(signal: AbortSignal): Promise<BindingCertificate> {
     return (await this.#credential.current(signal)).binding
   }

@@ -69,22 +69,35 @@ export class TokenCache {
    * none or it is due for refresh. A due-but-valid token is returned at once while the refresh runs.
    */
   async get(key: string, acquire: Acquire): Promise<CachedToken> {
-    const now = this.#clock.now()
+    const hit = this.peekFresh(key)
+    if (hit) return hit
     const cached = this.#lru.peek(key, { allowStale: true })
-    const servable = cached !== undefined && now < cached.servableUntil
-    // lru-cache's TTL runs out at refreshAt (or at the end of a failed refresh's cooldown).
-    if (servable && this.#lru.getRemainingTTL(key) > 0) {
-      this.#metrics.cache.inc({ event: 'hit' })
-      this.#lru.get(key) // touch for LRU order
-      return cached
-    }
-    this.#metrics.cache.inc({ event: servable ? 'refresh' : 'miss' })
+    const servable = cached !== undefined && this.#clock.now() < cached.servableUntil
+    this.#metrics.countCacheEvent(servable ? 'refresh' : 'miss')
     const result = await this.#lru.fetch(key, { context: acquire, allowStale: servable, forceRefresh: true })
     if (result === undefined || this.#clock.now() >= result.servableUntil) {
       // Only reachable if the upstream answered with an already-expired token.
       throw new Error('token cache produced no servable token')
     }
     return result
+  }
+
+  /**
+   * The token for `key` when it is servable and not yet due for refresh (a hit, counted as one),
+   * else undefined: synchronous, no timer, no promise, so a hit can be answered on the spot.
+   */
+  peekFresh(key: string): CachedToken | undefined {
+    const cached = this.#lru.peek(key, { allowStale: true })
+    // lru-cache's TTL runs out at refreshAt (or at the end of a failed refresh's cooldown).
+    if (
+      cached === undefined ||
+      this.#clock.now() >= cached.servableUntil ||
+      this.#lru.getRemainingTTL(key) <= 0
+    )
+      return undefined
+    this.#metrics.countCacheEvent('hit')
+    this.#lru.get(key) // touch for LRU order
+    return cached
   }
 
   /**
@@ -124,7 +137,7 @@ export class TokenCache {
       const now = this.#clock.now()
       if (stale && now < stale.servableUntil) {
         // Keep serving the valid token; try again after a cooldown, not on every request.
-        this.#metrics.cache.inc({ event: 'refresh_failure' })
+        this.#metrics.countCacheEvent('refresh_failure')
         this.#logger.warn(
           {
             key: redactKey(key),

@@ -62,8 +62,23 @@ export class TokenService {
   }
 
   async getToken(identity: Identity, scope: NormalisedScope): Promise<ServedToken> {
+    // A hit needs no deadline timer, no race and no await: the answer is already in memory.
+    const hit = this.peek(identity, scope)
+    if (hit) return hit
     const { token, key } = await this.withDeadline(this.#acquire(identity, scope))
     return { identity, scope, token, cacheKey: key }
+  }
+
+  /**
+   * A fresh cache hit for `identity` and `scope`, synchronously, or undefined when answering needs
+   * `getToken` (a miss, a refresh due, a binding that is not known without waiting).
+   */
+  peek(identity: Identity, scope: NormalisedScope): ServedToken | undefined {
+    const known = identity.bindingIfKnown()
+    if (known === undefined) return undefined
+    const key = cacheKey(identity, known.binding, scope)
+    const token = this.#cache.peekFresh(key)
+    return token && { identity, scope, token, cacheKey: key }
   }
 
   /**
