@@ -2,9 +2,6 @@ import { parseArgs } from 'node:util'
 import { describeConfig } from './config/describe.ts'
 import { defaultConfig, isConfigError, loadConfigFile } from './config/load.ts'
 import type { SidecarConfig } from './config/types.ts'
-import { runDaemonProcess } from './cli/run.ts'
-import { runDemo } from './cli/demo.ts'
-import { runDoctor } from './cli/doctor.ts'
 
 const usage = `Usage:
   credential-sidecar [--config FILE]          run the daemon (FILE also from CREDENTIAL_SIDECAR_CONFIG)
@@ -25,6 +22,9 @@ export async function main(argv: string[]): Promise<number> {
           options: { config: { type: 'string' }, help: { type: 'boolean' } },
         })
         if (values.help) return printUsage(0)
+        // Each command loads only its own modules: the daemon never loads the emulator (demo) and
+        // its node-forge CA, which cost start-up time and resident memory.
+        const { runDaemonProcess } = await import('./cli/run.ts')
         return await runDaemonProcess(await configFrom(values.config))
       }
       case 'check-config': {
@@ -36,10 +36,12 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'doctor': {
         const { values } = parseArgs({ args: rest, options: { config: { type: 'string' } } })
+        const { runDoctor } = await import('./cli/doctor.ts')
         return await runDoctor(await configFrom(values.config))
       }
       case 'demo': {
         const { values } = parseArgs({ args: rest, options: { port: { type: 'string' } } })
+        const { runDemo } = await import('./cli/demo.ts')
         return await runDemo({ port: values.port === undefined ? 7780 : Number(values.port) })
       }
       case 'help':
