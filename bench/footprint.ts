@@ -23,7 +23,7 @@ import { fixed, interleaved, knob, median } from './lib/stats.ts'
 const rounds = knob('BENCH_ROUNDS', 2, 10)
 const tokens = knob('BENCH_TOKENS', 10_000, 10_000)
 const memoryFile = join(scratch, 'memory.jsonl')
-const preload = ['--expose-gc', '--import', join(import.meta.dirname, 'lib', 'memory-report.ts')]
+const preload = ['--expose-gc', '--import', join(import.meta.dirname, 'lib', 'memory-report.mjs')]
 const env = { BENCH_MEMORY_FILE: memoryFile }
 
 console.log(`footprint vs a bare node:http process — ${machine()}`)

@@ -106,7 +106,7 @@ export async function startBare(
   const bodyFile = join(scratch, `body-${counter++}.json`)
   writeFileSync(bodyFile, JSON.stringify({ body, headers }))
   const started = await startLogged(
-    [...nodeArgs, join(here, 'bare-server.ts'), bodyFile],
+    [...nodeArgs, join(here, 'bare-server.mjs'), bodyFile],
     (line) => line['msg'] === 'listening',
   )
   return { ...started, port: Number(started.line['port']) }

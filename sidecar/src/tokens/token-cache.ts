@@ -129,9 +129,20 @@ export class TokenCache {
     fetchOptions: LRUCache.FetcherFetchOptions<string, CachedToken, Acquire>,
     acquire: Acquire,
   ): Promise<CachedToken> {
+    const started = this.#clock.now()
     try {
       const token = this.#toCached(await acquire(signal))
       fetchOptions.ttl = Math.max(minTtlMs, token.refreshAt - this.#clock.now())
+      // Successful requests are logged at debug; a token fetched from upstream stays visible at info.
+      this.#logger.info(
+        {
+          key: redactKey(key),
+          event: stale ? 'refresh' : 'miss',
+          ms: this.#clock.now() - started,
+          refresh_at: new Date(token.refreshAt).toISOString(),
+        },
+        'token acquired from upstream',
+      )
       return token
     } catch (error) {
       const now = this.#clock.now()

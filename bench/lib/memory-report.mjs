@@ -1,4 +1,5 @@
 /**
+ * Plain JavaScript so that preloading it adds no type stripping to either process.
  * Preloaded (`--expose-gc --import`) into the daemon and the baseline alike: on SIGUSR2, collect
  * garbage and append `{rss, heapUsed}` (bytes) to the file named by BENCH_MEMORY_FILE.
  */
@@ -7,7 +8,7 @@ import { appendFileSync } from 'node:fs'
 const file = process.env['BENCH_MEMORY_FILE']
 if (file) {
   process.on('SIGUSR2', () => {
-    ;(globalThis as { gc?: () => void }).gc?.()
+    globalThis.gc?.()
     const { rss, heapUsed } = process.memoryUsage()
     appendFileSync(file, `${JSON.stringify({ rss, heapUsed })}\n`)
   })
