@@ -76,7 +76,7 @@ export class Daemon {
 
   static async start(options: DaemonOptions): Promise<Daemon> {
     const { config } = options
-    const { runtime, identities, tokens, closeIdentities } = buildCore(options)
+    const { runtime, identities, tokens, closeIdentities } = await buildCore(options)
     const secretFile = config.callers.secretFile ? new SecretFile(config.callers.secretFile) : undefined
     const readiness = new Readiness()
     const downstream = new DownstreamProxy({ runtime, tokens, apis: config.downstreamApis })
@@ -225,7 +225,7 @@ export interface Core {
 }
 
 /** Everything but the HTTP surface: shared by the daemon and `doctor`. */
-export function buildCore(options: DaemonOptions): Core {
+export async function buildCore(options: DaemonOptions): Promise<Core> {
   const { config } = options
   const extraCaPem = config.upstream.caFile ? [readFileSync(config.upstream.caFile, 'utf8')] : []
   const ca = trustedCas(extraCaPem)
@@ -238,7 +238,7 @@ export function buildCore(options: DaemonOptions): Core {
     extraCaPem,
     timeoutMs: config.upstream.timeoutMs,
   }
-  const identitySet = createIdentities(config, runtime)
+  const identitySet = await createIdentities(config, runtime)
   const identities = identitySet.identities
   const cache = new TokenCache({
     clock: runtime.clock,

@@ -32,10 +32,16 @@ test('while a warm identity keeps failing, /readyz is 503 and says why', async (
     configYaml: () => warmPop,
     emulator: { settings: { imdsV2Enabled: false } },
   })
-  await new Promise((r) => setTimeout(r, 300))
-  const res = await fetch(`${stack.url}/readyz`)
+  // The first failure needs IMDS v2's answers (and retries): poll rather than guess how long that takes.
+  let res: Response
+  let body: Record<string, any>
+  for (let waited = 0; ; waited += 100) {
+    await new Promise((r) => setTimeout(r, 100))
+    res = await fetch(`${stack.url}/readyz`)
+    body = await json(res)
+    if (body.waiting_for?.mi !== 'starting' || waited > 10_000) break
+  }
   assert.equal(res.status, 503)
-  const body = await json(res)
   assert.equal(body.status, 'starting')
   assert.match(body.waiting_for.mi, /IMDS v2/)
   assert.ok(stack.logs.records.some((r) => r['msg'] === 'warming identity failed'))

@@ -14,7 +14,7 @@ export async function runDoctor(
   config: SidecarConfig,
   out: NodeJS.WritableStream = process.stdout,
 ): Promise<number> {
-  const { tokens, identities, runtime, closeIdentities } = buildCore({ config, logger: silentLogger() })
+  const { tokens, identities, runtime, closeIdentities } = await buildCore({ config, logger: silentLogger() })
   out.write(
     `credential-sidecar doctor\n  IMDS endpoint: ${config.upstream.imdsEndpoint}\n  authority host: ${config.upstream.authorityHost}\n\n`,
   )
