@@ -28,6 +28,8 @@ export async function startEmulatedImds(
     c.res.headers.set('Server', imdsServerHeader)
   })
   app.get('/metadata/identity/oauth2/token', (c) => tokenV1(c, state))
+  // @azure/identity and msal-node canonicalise the endpoint to end in "/"; IMDS answers both.
+  app.get('/metadata/identity/oauth2/token/', (c) => tokenV1(c, state))
   for (const routes of options.extraRoutes ?? []) app.route('/', routes)
   app.notFound((c) => c.json({ error: 'not_found', error_description: 'Not found' }, 404))
 

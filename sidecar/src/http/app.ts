@@ -4,6 +4,7 @@ import { SidecarError } from '../errors.ts'
 import type { Runtime } from '../runtime.ts'
 import type { TokenService } from '../tokens/token-service.ts'
 import { callerGuard } from './caller-guard.ts'
+import { routedPath } from './compat-path.ts'
 import { errorResponse } from './error-response.ts'
 import type { Readiness } from './readiness.ts'
 import { appServiceCompatRoutes } from './routes/app-service-compat.ts'
@@ -37,7 +38,7 @@ type Env = { Variables: { correlationId: string } }
  */
 export function createApp(deps: AppDeps): Hono<Env> {
   const { runtime, tokens, readiness, callers } = deps
-  const app = new Hono<Env>()
+  const app = new Hono<Env>({ getPath: routedPath })
 
   app.use(async function requestContext(c, next) {
     const correlationId = randomUUID()
