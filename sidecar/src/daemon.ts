@@ -81,6 +81,7 @@ export class Daemon {
       tokens,
       readiness,
       downstream,
+      agentIdSidecar: config.compat.agentIdSidecar,
       callers: {
         requireMetadataHeader: config.callers.requireMetadataHeader,
         exposePrivateKey: config.callers.exposePrivateKey,
