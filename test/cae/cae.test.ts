@@ -19,7 +19,12 @@ test('confidential client: capabilities on every request, claims merged with the
     register: () => ({ clientSecrets: [secret] }),
     env: { APP_SECRET: secret },
     identity: () =>
-      ['    clientCapabilities: [cp1]', '    clientCredentials:', '      - sourceType: ClientSecret', '        clientSecret: ${APP_SECRET}'].join('\n'),
+      [
+        '    clientCapabilities: [cp1]',
+        '    clientCredentials:',
+        '      - sourceType: ClientSecret',
+        '        clientSecret: ${APP_SECRET}',
+      ].join('\n'),
   })
   const first = await stack.token(mgmt)
   assert.equal(first.status, 200)
@@ -51,7 +56,8 @@ test('confidential client: capabilities on every request, claims merged with the
 
 test('managed identity mTLS leg (IMDS v2 → Entra mTLS) carries the claims merged with capabilities', async (t) => {
   const stack = await startStack(t, {
-    configYaml: () => 'identities:\n  mi:\n    managedIdentity: {}\n    protocolScheme: MTLS_POP\n    clientCapabilities: [cp1]\n',
+    configYaml: () =>
+      'identities:\n  mi:\n    managedIdentity: {}\n    protocolScheme: MTLS_POP\n    clientCapabilities: [cp1]\n',
   })
   const first = await json(await stack.get(`/token?resource=${mgmt}`))
   assert.equal(first.token_type, 'mtls_pop')
@@ -60,7 +66,9 @@ test('managed identity mTLS leg (IMDS v2 → Entra mTLS) carries the claims merg
   const body = await json(res)
   assert.notEqual(body.access_token, first.access_token)
   assert.equal(body.token_type, 'mtls_pop')
-  const sent = stack.emulator.state.calls.caeParameters('entra.mtls.token').map((c) => JSON.parse(c['claims'] ?? 'null'))
+  const sent = stack.emulator.state.calls
+    .caeParameters('entra.mtls.token')
+    .map((c) => JSON.parse(c['claims'] ?? 'null'))
   assert.deepEqual(sent, [
     { access_token: { xms_cc: { values: ['cp1'] } } },
     { access_token: { nbf: { essential: true, value: '1763720000' }, xms_cc: { values: ['cp1'] } } },
@@ -76,7 +84,9 @@ test('IMDS v1: a matching token_sha256_to_refresh bypasses the cache and goes up
   const first = await json(await stack.get(`/token?resource=${mgmt}`))
   const hash = sha256(first.access_token)
   // Not the cached token's hash: served from cache.
-  const other = await json(await stack.get(`/token?resource=${mgmt}&token_sha256_to_refresh=${sha256('some other token')}`))
+  const other = await json(
+    await stack.get(`/token?resource=${mgmt}&token_sha256_to_refresh=${sha256('some other token')}`),
+  )
   assert.equal(other.access_token, first.access_token)
   assert.equal(stack.emulator.state.calls.count('imds.token'), 1)
   const res = await stack.get(`/token?resource=${mgmt}&token_sha256_to_refresh=${hash.toUpperCase()}`)
@@ -120,12 +130,16 @@ test('1000 concurrent forced refreshes of one entry make one upstream call and s
   assert.equal(tokens.size, 1, 'every caller got the same new token')
   assert.ok(!tokens.has(first.access_token))
   // Claims alone within the window: still the shared answer, no new call.
-  const again = await json(await stack.get(`/token?resource=${mgmt}&claims=${encodeURIComponent(challengeB64)}`))
+  const again = await json(
+    await stack.get(`/token?resource=${mgmt}&claims=${encodeURIComponent(challengeB64)}`),
+  )
   assert.ok(tokens.has(again.access_token))
   assert.equal(stack.emulator.state.calls.count('imds.token'), 2)
   // After the window a new challenge is served by a new upstream call.
   await clock.advance(6_000)
-  const later = await json(await stack.get(`/token?resource=${mgmt}&claims=${encodeURIComponent(challengeB64)}`))
+  const later = await json(
+    await stack.get(`/token?resource=${mgmt}&claims=${encodeURIComponent(challengeB64)}`),
+  )
   assert.ok(!tokens.has(later.access_token))
   assert.equal(stack.emulator.state.calls.count('imds.token'), 3)
 })
@@ -134,7 +148,9 @@ test('a failed forced refresh answers the error, never the refused token', async
   const clock = new FakeClock(Date.now())
   const stack = await startStack(t, { clock })
   const first = await json(await stack.get(`/token?resource=${mgmt}`))
-  stack.emulator.state.faults.script('imds.token', [{ status: 400, body: { error: 'invalid_request', error_description: 'Identity not found' } }])
+  stack.emulator.state.faults.script('imds.token', [
+    { status: 400, body: { error: 'invalid_request', error_description: 'Identity not found' } },
+  ])
   const res = await stack.get(`/token?resource=${mgmt}&token_sha256_to_refresh=${sha256(first.access_token)}`)
   assert.equal(res.status, 400)
   assert.doesNotMatch(JSON.stringify(await json(res)), new RegExp(first.access_token.slice(-20)))
@@ -155,7 +171,9 @@ test('malformed CAE parameters are refused with 400 before anything goes upstrea
     assert.equal(res.status, 400, query.slice(0, 60))
     assert.equal((await json(res)).error, 'invalid_request')
   }
-  const imds = await stack.get(`/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${mgmt}&xms_cc=${encodeURIComponent('cp1,<x>')}`)
+  const imds = await stack.get(
+    `/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${mgmt}&xms_cc=${encodeURIComponent('cp1,<x>')}`,
+  )
   assert.equal(imds.status, 400)
   assert.equal(stack.emulator.state.calls.count('imds.token'), 0)
 })

@@ -42,7 +42,9 @@ test('tokenCredential() in a real Azure pipeline answers a CAE challenge (401 in
   t.after(() => sidecar.close())
   const sent: string[] = []
   const pipeline = createEmptyPipeline()
-  pipeline.addPolicy(bearerTokenAuthenticationPolicy({ credential: sidecar.tokenCredential(), scopes: demoScope }))
+  pipeline.addPolicy(
+    bearerTokenAuthenticationPolicy({ credential: sidecar.tokenCredential(), scopes: demoScope }),
+  )
   pipeline.addPolicy(
     {
       name: 'record-authorization',
@@ -78,5 +80,7 @@ test('tokenCredential() in a real Azure pipeline answers a CAE challenge (401 in
   assert.notEqual(sent[2], sent[1], 'a new token after the challenge')
   assert.equal(stack.emulator.state.calls.count('imds.token'), 2)
   const refused = (sent[1] ?? '').replace(/^Bearer /, '')
-  assert.deepEqual(stack.emulator.state.calls.caeParameters('imds.token')[1], { token_sha256_to_refresh: sha256(refused) })
+  assert.deepEqual(stack.emulator.state.calls.caeParameters('imds.token')[1], {
+    token_sha256_to_refresh: sha256(refused),
+  })
 })

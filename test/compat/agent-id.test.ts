@@ -21,7 +21,12 @@ async function startEchoResource(t: TestContext) {
   const server = createServer(async (req, res) => {
     const chunks: Buffer[] = []
     for await (const chunk of req) chunks.push(chunk as Buffer)
-    seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString() })
+    seen.push({
+      method: req.method ?? '',
+      url: req.url ?? '',
+      headers: req.headers,
+      body: Buffer.concat(chunks).toString(),
+    })
     res.writeHead(201, { 'content-type': 'application/json', 'x-resource': 'yes' })
     res.end(JSON.stringify({ method: req.method, url: req.url }))
   })
@@ -61,13 +66,21 @@ test('AuthorizationHeaderUnauthenticated: {"authorizationHeader"} without a Meta
   assert.equal(stack.emulator.state.calls.count('imds.token'), 1)
   // optionsOverride.Scopes picks another (single, .default) scope, as the container allows.
   const graph = await json(
-    await plain(`${stack.url}/AuthorizationHeaderUnauthenticated/arm?optionsOverride.Scopes=https://graph.microsoft.com/.default&optionsOverride.RequestAppToken=true`),
+    await plain(
+      `${stack.url}/AuthorizationHeaderUnauthenticated/arm?optionsOverride.Scopes=https://graph.microsoft.com/.default&optionsOverride.RequestAppToken=true`,
+    ),
   )
   assert.match(graph.authorizationHeader, /^Bearer /)
   assert.notEqual(graph.authorizationHeader, body.authorizationHeader)
   // A claims challenge (optionsOverride.AcquireTokenOptions.Claims) forces a fresh token.
-  const claims = encodeURIComponent(JSON.stringify({ access_token: { nbf: { essential: true, value: '1' } } }))
-  const fresh = await json(await plain(`${stack.url}/AuthorizationHeaderUnauthenticated/arm?optionsOverride.AcquireTokenOptions.Claims=${claims}`))
+  const claims = encodeURIComponent(
+    JSON.stringify({ access_token: { nbf: { essential: true, value: '1' } } }),
+  )
+  const fresh = await json(
+    await plain(
+      `${stack.url}/AuthorizationHeaderUnauthenticated/arm?optionsOverride.AcquireTokenOptions.Claims=${claims}`,
+    ),
+  )
   assert.notEqual(fresh.authorizationHeader, body.authorizationHeader)
 })
 
@@ -106,7 +119,9 @@ test('AgentID routes keep every caller check but Metadata, and refuse what they 
 
 test('the AgentID routes are not served unless compat.agentIdSidecar is true', async (t) => {
   const resource = await startEchoResource(t)
-  const stack = await startStack(t, { configYaml: () => agentIdYaml(resource.url).replace('agentIdSidecar: true', 'agentIdSidecar: false') })
+  const stack = await startStack(t, {
+    configYaml: () => agentIdYaml(resource.url).replace('agentIdSidecar: true', 'agentIdSidecar: false'),
+  })
   assert.equal((await plain(`${stack.url}/AuthorizationHeaderUnauthenticated/arm`)).status, 404)
   assert.equal((await plain(`${stack.url}/DownstreamApiUnauthenticated/arm`, { method: 'POST' })).status, 404)
 })
@@ -116,7 +131,11 @@ test('DownstreamApiUnauthenticated: calls the api with the token and answers {st
   const stack = await startStack(t, { configYaml: () => agentIdYaml(resource.url) })
   const res = await plain(
     `${stack.url}/DownstreamApiUnauthenticated/arm?optionsOverride.RelativePath=${encodeURIComponent('items/1?expand=all')}&optionsOverride.HttpMethod=Put`,
-    { method: 'POST', headers: { 'content-type': 'application/json', cookie: 'session=caller' }, body: '{"name":"one"}' },
+    {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', cookie: 'session=caller' },
+      body: '{"name":"one"}',
+    },
   )
   assert.equal(res.status, 200)
   const body = await json(res)
@@ -130,7 +149,10 @@ test('DownstreamApiUnauthenticated: calls the api with the token and answers {st
   assert.equal(seen.body, '{"name":"one"}')
   assert.equal(seen.headers.cookie, undefined, "the caller's cookies stay behind")
   // The path cannot leave baseUrl, and the host is never the caller's choice.
-  const escape = await plain(`${stack.url}/DownstreamApiUnauthenticated/arm?optionsOverride.RelativePath=${encodeURIComponent('../../admin')}`, { method: 'POST' })
+  const escape = await plain(
+    `${stack.url}/DownstreamApiUnauthenticated/arm?optionsOverride.RelativePath=${encodeURIComponent('../../admin')}`,
+    { method: 'POST' },
+  )
   assert.equal(escape.status, 400)
   assert.equal(resource.seen.length, 1)
 })
@@ -157,7 +179,10 @@ test('MTLS_POP api: the authorization header comes with its binding certificate;
   assert.ok(header.bindingCertificate['x5t#S256'])
   assert.match(header.bindingCertificate.certificate, /BEGIN CERTIFICATE/)
   assert.match(header.bindingCertificate.private_key, /BEGIN PRIVATE KEY/)
-  const res = await plain(`${stack.url}/DownstreamApiUnauthenticated/demo?optionsOverride.RelativePath=api/whoami`, { method: 'POST' })
+  const res = await plain(
+    `${stack.url}/DownstreamApiUnauthenticated/demo?optionsOverride.RelativePath=api/whoami`,
+    { method: 'POST' },
+  )
   const body = await json(res)
   assert.equal(body.statusCode, 200, body.content)
   const content = JSON.parse(body.content)

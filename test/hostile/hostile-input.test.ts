@@ -41,7 +41,11 @@ test('503 after a connection failure (nothing listening upstream) carries Retry-
     `listen:\n  host: 127.0.0.1\n  port: 0\nupstream:\n  imdsEndpoint: http://127.0.0.1:${port}\nidentities:\n  mi:\n    managedIdentity: {}\n`,
     { source: 'test.yaml', env: {} },
   )
-  const daemon = await Daemon.start({ config, clock, logger: createLogger({ level: 'silent', destination: new LogCapture() }) })
+  const daemon = await Daemon.start({
+    config,
+    clock,
+    logger: createLogger({ level: 'silent', destination: new LogCapture() }),
+  })
   t.after(() => daemon.shutdown(1000))
   let settled = false
   const pending = fetch(`${daemon.url}/token?resource=${mgmt}`, { headers: { Metadata: 'true' } }).finally(
@@ -114,9 +118,12 @@ test('//metadata/identity/oauth2/token and //msi/token are served (msal-node and
   const stack = await startStack(t, {
     configYaml: () => `callers:\n  secretFile: ${file}\nidentities:\n  mi:\n    managedIdentity: {}\n`,
   })
-  const imds = await request(`${stack.url}//metadata/identity/oauth2/token/?api-version=2018-02-01&resource=${mgmt}`, {
-    headers: { Metadata: 'true', 'X-IDENTITY-HEADER': 'hostile-secret' },
-  })
+  const imds = await request(
+    `${stack.url}//metadata/identity/oauth2/token/?api-version=2018-02-01&resource=${mgmt}`,
+    {
+      headers: { Metadata: 'true', 'X-IDENTITY-HEADER': 'hostile-secret' },
+    },
+  )
   assert.equal(imds.statusCode, 200)
   assert.equal(((await imds.body.json()) as { token_type: string }).token_type, 'Bearer')
   const appService = await request(`${stack.url}//msi/token?api-version=2019-08-01&resource=${mgmt}`, {
@@ -136,9 +143,12 @@ test('//metadata/identity/oauth2/token and //msi/token are served (msal-node and
 
 test("the emulator's IMDS answers the trailing-slash path @azure/identity uses", async (t) => {
   const stack = await startStack(t)
-  const res = await fetch(`${stack.emulator.imdsUrl}/metadata/identity/oauth2/token/?api-version=2018-02-01&resource=${mgmt}`, {
-    headers: { Metadata: 'true' },
-  })
+  const res = await fetch(
+    `${stack.emulator.imdsUrl}/metadata/identity/oauth2/token/?api-version=2018-02-01&resource=${mgmt}`,
+    {
+      headers: { Metadata: 'true' },
+    },
+  )
   assert.equal(res.status, 200)
   assert.equal((await json(res)).token_type, 'Bearer')
 })
@@ -172,13 +182,20 @@ test('listen.socket refuses a socket another process listens on, and replaces a 
   // A stale socket: the file stays behind when its listener dies without unlinking it.
   const stale = join(dir, 'stale.sock')
   const { execFileSync } = await import('node:child_process')
-  execFileSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stale)}, () => process.exit(0))`])
+  execFileSync(process.execPath, [
+    '-e',
+    `require('net').createServer().listen(${JSON.stringify(stale)}, () => process.exit(0))`,
+  ])
   assert.ok(lstatSync(stale).isSocket(), 'stale socket left behind')
   await new Promise<void>((resolve) => other.close(() => resolve()))
   const daemon = await startWithSocket(stale)
   t.after(() => daemon.shutdown(1000))
   assert.equal(statSync(stale).mode & 0o777, 0o660)
-  assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('.')), [], 'no temporary directory left behind')
+  assert.deepEqual(
+    readdirSync(dir).filter((n) => n.startsWith('.')),
+    [],
+    'no temporary directory left behind',
+  )
   const agent = new Agent({ connect: { socketPath: stale } })
   t.after(() => agent.close())
   const res = await request('http://localhost/healthz', { dispatcher: agent })
@@ -208,7 +225,10 @@ test('listen.socket: the socket is never reachable with a mode wider than 0660, 
   await new Promise((resolve) => setTimeout(resolve, 20))
   clearInterval(watcher)
   assert.ok(seen.length > 0)
-  assert.ok(seen.every((mode) => mode === 0o660), `modes seen: ${seen.map((m) => m.toString(8)).join(',')}`)
+  assert.ok(
+    seen.every((mode) => mode === 0o660),
+    `modes seen: ${seen.map((m) => m.toString(8)).join(',')}`,
+  )
   await daemon.shutdown(1000)
   assert.throws(() => lstatSync(path), /ENOENT/, 'our socket is removed on shutdown')
 })
