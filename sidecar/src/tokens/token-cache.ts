@@ -152,7 +152,14 @@ export class TokenCache {
     // A background refresh already in flight is handed back by lru-cache instead of ours: wait for
     // it, then ask again, so that the answer really comes from a request made after the refusal.
     for (let attempt = 0; attempt < 3; attempt++) {
-      const result = await this.#lru.fetch(key, { context, allowStale: false, forceRefresh: true })
+      let result: CachedToken | undefined
+      try {
+        result = await this.#lru.fetch(key, { context, allowStale: false, forceRefresh: true })
+      } catch (error) {
+        // Another caller's refresh failing is not ours to report: run our own next.
+        if (context.ran) throw error
+        continue
+      }
       if (context.ran) {
         if (result === undefined) throw new Error('token cache produced no token')
         return result
