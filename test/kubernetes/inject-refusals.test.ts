@@ -64,11 +64,16 @@ test('inject refuses malformed YAML with file:line:col, and workloads with no po
   refused('a: [1, 2\n', /^in\.yaml:\d+:\d+: not valid YAML/)
   refused(
     'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  replicas: 1\n',
-    /Deployment d\): no pod spec at spec\.template\.spec/,
+    /Deployment d\): no pod spec \(a mapping\) at spec\.template\.spec/,
   )
   refused(pod('  containers: []\n'), /spec\.containers is missing or empty/)
   refused(pod('  containers:\n    - just-a-string\n'), /spec\.containers\[0\] is not a container/)
   refused(pod(`  initContainers: {}\n${app}`), /initContainers is not a list/)
+  refused(pod(`  os:\n    name: windows\n${app}`), /a Windows pod/)
+  refused(
+    `base: &base\n  name: app\n  image: app:1\n---\n${pod('  containers:\n    - &c {name: app, image: app:1}\n    - *c\n')}`,
+    /spec\.containers\[1\] is a YAML alias/,
+  )
 })
 
 test('a refusal in any document refuses the whole stream: nothing is half-injected', () => {

@@ -1,4 +1,4 @@
-import { isMap, isNode, isScalar, isSeq, type Document, type YAMLMap, type YAMLSeq } from 'yaml'
+import { isAlias, isMap, isNode, isScalar, isSeq, type Document, type YAMLMap, type YAMLSeq } from 'yaml'
 import { appEnvironment, isSidecarWiring, type AppEnvVar } from './app-environment.ts'
 import { opsPort, sidecarContainerName, sidecarUid, tokenPort } from './layout.ts'
 import type { InjectOptions } from './options.ts'
@@ -22,11 +22,14 @@ export function injectPod(
   what: string,
 ): void {
   const spec = root.getIn(location.spec, true)
-  if (!isMap(spec)) throw new InjectRefusal(`${what}: no pod spec at ${location.spec.join('.')}`)
+  if (!isMap(spec)) throw new InjectRefusal(`${what}: no pod spec (a mapping) at ${location.spec.join('.')}`)
   if (spec.get('hostNetwork') === true)
     throw new InjectRefusal(
       `${what}: hostNetwork pods share the node's loopback, where the sidecar's port ${tokenPort} would serve every process on the node; run the sidecar as a node service instead`,
     )
+
+  if (spec.getIn(['os', 'name']) === 'windows')
+    throw new InjectRefusal(`${what}: a Windows pod; the sidecar's image is Linux`)
 
   const containers = spec.get('containers', true)
   if (!isSeq(containers) || containers.items.length === 0)
@@ -57,11 +60,15 @@ export function injectPod(
   for (const volume of sidecarVolumes(options)) volumes.items.push(document.createNode(volume))
   if (volumes.items.length === 0) spec.delete('volumes')
   if (options.secret) ensureFsGroup(document, spec, what)
-  if (options.workloadIdentity) labelForWorkloadIdentity(document, root, location, others)
+  if (options.workloadIdentity) labelForWorkloadIdentity(document, root, location, others, what)
 }
 
 function containerMaps(seq: YAMLSeq, where: string): YAMLMap[] {
   return seq.items.map((item, index) => {
+    if (isAlias(item))
+      throw new InjectRefusal(
+        `${where}[${index}] is a YAML alias; expand it first (inject would change every use of it)`,
+      )
     if (!isMap(item)) throw new InjectRefusal(`${where}[${index}] is not a container (a mapping)`)
     return item
   })
@@ -138,10 +145,11 @@ function labelForWorkloadIdentity(
   root: YAMLMap,
   location: PodLocation,
   others: YAMLMap[],
+  what: string,
 ): void {
-  const metadata = mapAt(document, root, location.metadata)
-  mapAt(document, metadata, ['labels']).set(workloadIdentityLabel, document.createNode('true'))
-  const annotations = mapAt(document, metadata, ['annotations'])
+  const metadata = mapAt(document, root, location.metadata, what)
+  mapAt(document, metadata, ['labels'], what).set(workloadIdentityLabel, document.createNode('true'))
+  const annotations = mapAt(document, metadata, ['annotations'], what)
   const existing = annotations.get(workloadIdentitySkipAnnotation)
   const names =
     typeof existing === 'string'
@@ -161,7 +169,7 @@ function labelForWorkloadIdentity(
  * The mapping at `path` under `map`, creating plain mappings on the way (`setIn` would create
  * YAML 1.1 `!!omap`s, which kubectl does not read as objects).
  */
-function mapAt(document: Document.Parsed, map: YAMLMap, path: string[]): YAMLMap {
+function mapAt(document: Document.Parsed, map: YAMLMap, path: string[], what: string): YAMLMap {
   let current = map
   for (const key of path) {
     let next: unknown = current.get(key, true)
@@ -169,7 +177,7 @@ function mapAt(document: Document.Parsed, map: YAMLMap, path: string[]): YAMLMap
       next = document.createNode({})
       current.set(key, next)
     }
-    if (!isMap(next)) throw new InjectRefusal(`${key} is not a mapping`)
+    if (!isMap(next)) throw new InjectRefusal(`${what}: ${key} is not a mapping`)
     current = next
   }
   return current
