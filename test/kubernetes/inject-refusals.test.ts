@@ -161,3 +161,16 @@ test('the command: usage errors exit 2 with a hint; --help exits 0', async () =>
   assert.equal(help.code, 0)
   assert.match(help.stdout, /--config-map NAME/)
 })
+
+test("a user's empty volumes list stays; the one inject emptied when the secret went away does not", () => {
+  const withEmpty = pod(`  volumes: []\n${app}`)
+  const once = injectYaml(withEmpty, options)
+  assert.match(once, /\n {2}volumes: \[\]\n/)
+  assert.equal(injectYaml(once, options), once)
+
+  const withFsGroup = pod(`  securityContext:\n    fsGroup: 1\n${app}`)
+  assert.equal(
+    injectYaml(injectYaml(withFsGroup, { ...options, secret: 's' }), options),
+    injectYaml(withFsGroup, options),
+  )
+})

@@ -53,12 +53,17 @@ export function injectPod(
   const wiring = appEnvironment(options)
   for (const container of others) wireContainer(document, container, wiring, what)
 
+  const hadVolumes = spec.has('volumes')
   const volumes = seqIn(document, spec, 'volumes', what)
+  const before = volumes.items.length
   volumes.items = volumes.items.filter(
     (item) => !(isMap(item) && sidecarVolumeNames.includes(String(item.get('name')))),
   )
+  const removedOurs = volumes.items.length < before
   for (const volume of sidecarVolumes(options)) volumes.items.push(document.createNode(volume))
-  if (volumes.items.length === 0) spec.delete('volumes')
+  // An empty list only `inject` would have left behind goes; a user's own `volumes: []` stays.
+  if (volumes.items.length === 0 && (!hadVolumes || removedOurs)) spec.delete('volumes')
+  else if (volumes.items.length === 0) volumes.flow = true // `[]`: an empty block list would print as null
   if (options.secret) ensureFsGroup(document, spec, what)
   if (options.workloadIdentity) labelForWorkloadIdentity(document, root, location, others, what)
 }
