@@ -149,3 +149,11 @@ test('golden: injecting again with other options refreshes the sidecar and takes
     'the same as injecting the original with the new options',
   )
 })
+
+test('golden: --workload-identity labels the pod template (not the CronJob) and skips every other container', async () => {
+  const [cronJob] = readObjects(await readFile(join(goldenDir, 'workload-identity-cronjob.out.yaml'), 'utf8'))
+  assert.equal(cronJob!['metadata']['labels']['azure.workload.identity/use'], 'false')
+  const { metadata } = podOf(cronJob!)!
+  assert.equal(metadata['labels']['azure.workload.identity/use'], 'true')
+  assert.equal(metadata['annotations']['azure.workload.identity/skip-containers'], 'fetch-inputs;report')
+})

@@ -178,7 +178,14 @@ function mapAt(document: Document.Parsed, map: YAMLMap, path: string[], what: st
   let current = map
   for (const key of path) {
     let next: unknown = current.get(key, true)
-    if (next === undefined || (isScalar(next) && next.value === null)) {
+    if (next === undefined) {
+      next = document.createNode({})
+      // A new pod template `metadata` reads best where people write it: before `spec`.
+      const specIndex = current.items.findIndex((pair) => isScalar(pair.key) && pair.key.value === 'spec')
+      if (key === 'metadata' && specIndex >= 0)
+        current.items.splice(specIndex, 0, document.createPair(key, next))
+      else current.set(key, next)
+    } else if (isScalar(next) && next.value === null) {
       next = document.createNode({})
       current.set(key, next)
     }
