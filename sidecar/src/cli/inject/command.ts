@@ -17,11 +17,11 @@ export async function runInject(args: string[], io: CommandIo): Promise<number> 
     commandLine = parseInjectCommandLine(args)
   } catch (error) {
     if (!(error instanceof InjectUsageError)) throw error
-    io.stderr.write(`credential-sidecar inject: ${error.message}\n${injectUsage}`)
+    io.stderr.write(`credential-sidecar inject: ${error.message}\n${injectUsage()}`)
     return 2
   }
   if (commandLine === 'help') {
-    io.stdout.write(injectUsage)
+    io.stdout.write(injectUsage())
     return 0
   }
   const { input, options } = commandLine

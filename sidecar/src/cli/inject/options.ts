@@ -25,7 +25,8 @@ export interface InjectCommandLine {
   options: InjectOptions
 }
 
-export const injectUsage = `Usage: credential-sidecar inject FILE|- [options] > OUTPUT
+/** Read when asked for, not at import: it names the package version. */
+export const injectUsage = (): string => `Usage: credential-sidecar inject FILE|- [options] > OUTPUT
   Reads Kubernetes YAML and writes it back with the credential sidecar added to every
   Pod, Deployment, StatefulSet, DaemonSet, Job and CronJob (other documents unchanged).
 
