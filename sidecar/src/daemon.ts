@@ -1,4 +1,4 @@
-import { chmodSync, readFileSync, rmSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { getRequestListener } from '@hono/node-server'
@@ -20,6 +20,7 @@ import type { Identity } from './identities/identity.ts'
 import { createLogger, type Logger } from './log.ts'
 import { Metrics } from './metrics.ts'
 import { trustedCas } from './net/trusted-cas.ts'
+import { listenOnUnixSocket } from './net/unix-socket.ts'
 import type { Runtime } from './runtime.ts'
 import { normaliseScope } from './tokens/scope.ts'
 import { TokenCache } from './tokens/token-cache.ts'
@@ -86,7 +87,14 @@ export class Daemon {
       secret: () => secretFile?.current(),
       hostAllowed: localHostPolicy(config.listen.host),
     }
-    const app = createApp({ runtime, tokens, readiness, downstream, callers: appCallers })
+    const app = createApp({
+      runtime,
+      tokens,
+      readiness,
+      downstream,
+      agentIdSidecar: config.compat.agentIdSidecar,
+      callers: appCallers,
+    })
 
     for (const identity of identities.values()) identity.start()
     // Cache hits are answered by the fast lane; everything else goes to the hono app.
@@ -109,10 +117,14 @@ export class Daemon {
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
     const url = `http://${host}:${address.port}`
     if (config.listen.socket) {
-      rmSync(config.listen.socket, { force: true })
       const unix = hardened(createServer(serverOptions, listener), config.upstream.requestDeadlineMs)
-      await listenOn(unix, { path: config.listen.socket, backlog: config.listen.backlog })
-      chmodSync(config.listen.socket, 0o660)
+      try {
+        await listenOnUnixSocket(unix, config.listen.socket, config.listen.backlog)
+      } catch (error) {
+        // Start failed: release the TCP port too, or the process would linger half-started.
+        await new Promise<void>((resolve) => tcp.close(() => resolve()))
+        throw error
+      }
       servers.push(unix)
     }
     readiness.markListening()
@@ -285,10 +297,7 @@ function hardened(server: Server, requestDeadlineMs: number): Server {
   return server
 }
 
-function listenOn(
-  server: Server,
-  where: ({ host: string; port: number } | { path: string }) & { backlog: number },
-): Promise<void> {
+function listenOn(server: Server, where: { host: string; port: number; backlog: number }): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject)
     server.listen(where, () => {

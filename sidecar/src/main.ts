@@ -8,6 +8,7 @@ const usage = `Usage:
   credential-sidecar check-config FILE        validate a config and print the resolved identities
   credential-sidecar doctor [--config FILE]   probe IMDS and each identity's credential path
   credential-sidecar demo [--port N]          run the built-in emulator and the daemon wired to it
+  credential-sidecar inject FILE|- [options]  add the sidecar to Kubernetes workloads (inject --help)
 `
 
 /** The command line. Returns the process exit code. */
@@ -43,6 +44,10 @@ export async function main(argv: string[]): Promise<number> {
         const { values } = parseArgs({ args: rest, options: { port: { type: 'string' } } })
         const { runDemo } = await import('./cli/demo.ts')
         return await runDemo({ port: values.port === undefined ? 7780 : Number(values.port) })
+      }
+      case 'inject': {
+        const { runInject } = await import('./cli/inject/command.ts')
+        return await runInject(rest, process)
       }
       case 'help':
         return printUsage(0)

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 
-export type CacheEvent = 'hit' | 'miss' | 'refresh' | 'refresh_failure'
+export type CacheEvent =
+  'hit' | 'miss' | 'refresh' | 'refresh_failure' | 'forced_refresh' | 'forced_refresh_shared'
 
 /**
  * Counts kept as plain numbers on the hot path and handed to prom-client only when scraped: an

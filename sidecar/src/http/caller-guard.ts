@@ -17,6 +17,12 @@ export interface CallerGuardOptions {
 export type HeaderLookup = (name: string) => string | undefined
 
 /**
+ * Headers a reverse proxy adds (RFC 7239 and the de-facto ones): their presence means the request
+ * was relayed for someone else, and a local credential must not be handed to a remote caller.
+ */
+export const forwardingHeaders = ['x-forwarded-for', 'forwarded', 'x-forwarded-host', 'x-real-ip'] as const
+
+/**
  * The caller checks for token routes, as one pure decision over header values so the hono
  * middleware and the fast lane (`fast-lane.ts`) cannot drift apart. Returns the refusal, or
  * undefined when the caller may proceed. Checks run from the most to the least telling of an attack:
@@ -25,10 +31,11 @@ export type HeaderLookup = (name: string) => string | undefined
  * secret (401).
  */
 export function checkCaller(options: CallerGuardOptions, header: HeaderLookup): SidecarError | undefined {
-  if (header('x-forwarded-for') !== undefined) {
+  const forwarded = forwardingHeaders.find((name) => header(name) !== undefined)
+  if (forwarded !== undefined) {
     return new SidecarError(
       'forbidden',
-      'Forwarded requests are refused: the sidecar serves local callers only',
+      `Forwarded requests are refused (${forwarded} header): the sidecar serves local callers only`,
     )
   }
   const hostname = hostnameOf(header('host'))
