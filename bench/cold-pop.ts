@@ -9,7 +9,7 @@
  *   npx node bench/cold-pop.ts      (BENCH_ROUNDS)
  */
 import { daemonYaml } from './lib/daemon-yaml.ts'
-import { machine, startDaemon, startEmulatorProcess } from './lib/processes.ts'
+import { cpuMs, machine, startDaemon, startEmulatorProcess } from './lib/processes.ts'
 import { fixed, knob, median } from './lib/stats.ts'
 import { performance } from 'node:perf_hooks'
 
@@ -20,6 +20,8 @@ console.log(`cold mTLS PoP GET /token, fresh daemon per sample, emulator in its 
 const emulator = await startEmulatorProcess()
 
 interface Sample {
+  /** CPU the daemon process used while answering (10 ms ticks). */
+  daemonCpuMs: number
   endToEndMs: number
   upstreamMs: number
   upstreamCalls: number
@@ -46,16 +48,19 @@ async function cold(): Promise<Sample> {
   // Let start-up work (a pre-generated binding key) finish: the request is what is measured.
   await new Promise((resolve) => setTimeout(resolve, 500))
   const before = await upstreamSeconds(daemon.url)
+  const cpuBefore = cpuMs(daemon.pid)
   const started = performance.now()
   const res = await fetch(`${daemon.url}/token?resource=${encodeURIComponent(resource)}`, {
     headers: { Metadata: 'true' },
   })
   const body = (await res.json()) as { token_type?: string }
   const endToEndMs = performance.now() - started
+  const daemonCpuMs = cpuMs(daemon.pid) - cpuBefore
   if (res.status !== 200 || body.token_type !== 'mtls_pop') throw new Error(`unexpected answer ${res.status}`)
   const after = await upstreamSeconds(daemon.url)
   await daemon.stop()
   return {
+    daemonCpuMs,
     endToEndMs,
     upstreamMs: (after.seconds - before.seconds) * 1000,
     upstreamCalls: after.calls - before.calls,
@@ -76,6 +81,9 @@ console.log(
 )
 console.log(
   `  daemon's own share     ${fixed(own)} ms  (${range(results.map((r) => r.endToEndMs - r.upstreamMs))})`,
+)
+console.log(
+  `  daemon CPU time        ${fixed(median(results.map((r) => r.daemonCpuMs)), 0)} ms  (${range(results.map((r) => r.daemonCpuMs))}; /proc utime+stime, 10 ms ticks, load-independent)`,
 )
 console.log(`  ratio end-to-end / upstream round trips: ${fixed(e2e / upstream, 2)}`)
 await emulator.stop()

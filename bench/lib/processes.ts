@@ -174,6 +174,18 @@ export function rssMb(pid: number): number {
   return kb / 1024
 }
 
+/**
+ * CPU time a process has used (user + system, ms), from /proc. The kernel counts in clock ticks
+ * (10 ms at the usual USER_HZ of 100), so differences are exact only to a tick; unlike wall time it
+ * does not grow when other processes load the machine.
+ */
+export function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // Fields after the command name (which may hold spaces): utime is the 14th field, stime the 15th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * 10
+}
+
 /** The machine, for the record. */
 export function machine(): string {
   const cpu = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU'

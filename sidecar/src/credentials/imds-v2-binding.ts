@@ -4,6 +4,7 @@ import type { ManagedIdentitySelector } from '../config/types.ts'
 import { SidecarError, describeError } from '../errors.ts'
 import { BindingStore } from '../pki/binding-store.ts'
 import { buildCsr } from '../pki/csr.ts'
+import { preloadForge } from '../pki/forge.ts'
 import { KeyPool, softwareKeyFromPrivatePem, type BindingKey, type KeyProvider } from '../pki/key-provider.ts'
 import { certificateInfo, publicKeysMatch, type CertificateInfo } from '../pki/x509.ts'
 import type { Runtime } from '../runtime.ts'
@@ -110,6 +111,8 @@ export class ImdsV2BindingCredential {
   start(): void {
     if (this.#started || this.#closed) return
     this.#started = true
+    // The CSR needs node-forge (loaded on first use): load it now, off the first request's path.
+    setImmediate(preloadForge)
     void this.#pool.prefill()
     void this.#loadStoreOnce()
   }

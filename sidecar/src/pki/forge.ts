@@ -11,6 +11,11 @@ export function nodeForge(): typeof forge {
   return require('node-forge') as typeof forge
 }
 
+/** Loads node-forge ahead of need (an identity that will build CSRs), so no request waits for it. */
+export function preloadForge(): void {
+  nodeForge()
+}
+
 /** An object whose properties are read from `load()` on first access, so importing costs nothing. */
 export function lazyNamespace<T extends object>(load: () => T): T {
   return new Proxy({} as T, { get: (_target, key) => Reflect.get(load(), key) })
