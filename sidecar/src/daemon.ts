@@ -19,7 +19,7 @@ import { createIdentities } from './identities/create-identities.ts'
 import type { Identity } from './identities/identity.ts'
 import { createLogger, type Logger } from './log.ts'
 import { Metrics } from './metrics.ts'
-import { trustedCas } from './net/trusted-cas.ts'
+import { tlsConnectOptions, trustedCas } from './net/trusted-cas.ts'
 import { listenOnUnixSocket } from './net/unix-socket.ts'
 import type { Runtime } from './runtime.ts'
 import { normaliseScope } from './tokens/scope.ts'
@@ -246,7 +246,7 @@ export async function buildCore(options: DaemonOptions): Promise<Core> {
     random: options.random ?? Math.random,
     logger: options.logger ?? createLogger({ level: config.log.level }),
     metrics: new Metrics(),
-    dispatcher: options.dispatcher ?? new Agent(ca ? { connect: { ca } } : {}),
+    dispatcher: options.dispatcher ?? new Agent(ca ? { connect: tlsConnectOptions(ca) } : {}),
     extraCaPem,
     timeoutMs: config.upstream.timeoutMs,
   }

@@ -1,4 +1,4 @@
-import { rootCertificates } from 'node:tls'
+import { createSecureContext, rootCertificates, type SecureContextOptions } from 'node:tls'
 
 /**
  * The CA list for upstream TLS: the system roots plus `upstream.caFile`. Node's `ca` option
@@ -7,4 +7,23 @@ import { rootCertificates } from 'node:tls'
  */
 export function trustedCas(extraCaPem: readonly string[]): string[] | undefined {
   return extraCaPem.length === 0 ? undefined : [...rootCertificates, ...extraCaPem]
+}
+
+/**
+ * undici `connect` options for `tls` (client certificate, versions) trusting `ca` (undefined: Node's
+ * defaults), with the secure context built once, here. Given as plain options, Node builds a new
+ * context for every TLS connection, parsing each of the ~140 root certificates again: tens of ms of
+ * CPU on the cold path. An option Node refuses is left for the connection to report, as before.
+ */
+export function tlsConnectOptions(
+  ca: readonly string[] | undefined,
+  tls: SecureContextOptions = {},
+): SecureContextOptions | { secureContext: ReturnType<typeof createSecureContext> } {
+  const options: SecureContextOptions = ca ? { ...tls, ca: [...ca] } : tls
+  if (Object.keys(options).length === 0) return {}
+  try {
+    return { secureContext: createSecureContext(options) }
+  } catch {
+    return options
+  }
 }
