@@ -175,12 +175,13 @@ export function rssMb(pid: number): number {
 }
 
 /**
- * CPU time a process has used (user + system, ms), from /proc. The kernel counts in clock ticks
- * (10 ms at the usual USER_HZ of 100), so differences are exact only to a tick; unlike wall time it
- * does not grow when other processes load the machine.
+ * CPU time a process has used (user + system, ms), from /proc; with `mainThread`, only its main
+ * thread's (the event loop: not libuv's pool, where key generation runs). The kernel counts in clock
+ * ticks (10 ms at the usual USER_HZ of 100), so differences are exact only to a tick; unlike wall
+ * time it does not grow when other processes load the machine.
  */
-export function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+export function cpuMs(pid: number, mainThread = false): number {
+  const stat = readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8')
   // Fields after the command name (which may hold spaces): utime is the 14th field, stime the 15th.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   return (Number(fields[11]) + Number(fields[12])) * 10
