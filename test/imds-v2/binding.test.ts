@@ -16,7 +16,7 @@ import { BindingStore } from '../../sidecar/src/pki/binding-store.ts'
 import { SoftwareKeyProvider, type BindingKey, type KeyProvider } from '../../sidecar/src/pki/key-provider.ts'
 import { ImdsV2Client } from '../../sidecar/src/sources/imds-v2.ts'
 import { FakeClock } from '../support/fake-clock.ts'
-import { setup, waitFor } from './support.ts'
+import { driveUntilSettled, setup, waitFor } from './support.ts'
 
 const DAY = 24 * 3600_000
 const system: ManagedIdentitySelector = { kind: 'system' }
@@ -328,16 +328,16 @@ test('a caller that gives up does not cancel the shared mint', async (t) => {
   assert.equal(imds.state.calls.count('imds.issuecredential'), 1)
 })
 
-test('no IMDS v2 on this host: current() fails with imds_v2_unavailable', async (t) => {
-  const { make, keys } = await fixture(t, { settings: { imdsV2Enabled: false } })
+test('no IMDS v2 on this host: current() fails with imds_v2_unavailable after the IMDS retries', async (t) => {
+  const clock = new FakeClock()
+  const { imds, make, keys } = await fixture(t, { clock, settings: { imdsV2Enabled: false } })
   const credential = make()
   await credential.prepared()
-  for (let i = 0; i < 3; i++) {
-    await assert.rejects(
-      credential.current(),
-      (e: unknown) => e instanceof SidecarError && e.reason === 'imds_v2_unavailable',
-    )
-  }
+  await assert.rejects(
+    driveUntilSettled(clock, credential.current(), 500),
+    (e: unknown) => e instanceof SidecarError && e.reason === 'imds_v2_unavailable',
+  )
+  assert.equal(imds.state.calls.count('imds.getplatformmetadata'), 4, '404 retried like MSAL: 3 retries')
   await new Promise((resolve) => setTimeout(resolve, 300)) // let any background keygen finish
   assert.ok(
     keys.keys.length <= 2,
