@@ -7,6 +7,8 @@ import {
   boundCertificateRequest,
 } from '../../sidecar/src/sources/entra/requests.ts'
 import { registerApp } from '../../sidecar/src/emulator/entra.ts'
+import { signClientAssertion } from '../../sidecar/src/sources/entra/client-assertion.ts'
+import type { BindingCertificate } from '../../sidecar/src/tokens/types.ts'
 import { counterTotal, issueClientCertificate, rejectsWith, startEntraFixture, toBinding } from './helpers.ts'
 
 const resource = 'https://management.azure.com'
@@ -297,18 +299,48 @@ test('bound confidential client ("SNI"): registered certificate over mTLS → mt
   assert.deepEqual(claims['cnf'], { 'x5t#S256': cert.x5tS256 })
   assert.equal(claims['appid'], app.clientId)
 
-  const bearer = await f.client.requestToken(
+  // Bearer over mTLS: the same certificate also signs a jwt-bearer assertion (x5c, aud = mTLS endpoint).
+  const boundBearer = (assertion: string, certificate = cert) =>
     boundCertificateRequest({
       tokenEndpoint: f.mtlsTokenUrl,
       clientId: app.clientId,
       scope: resource,
-      certificate: cert,
+      certificate,
       tokenType: 'Bearer',
       identityName: 'app',
-    }),
-    signal(),
-  )
+      assertion,
+    })
+  const sign = (certificate: BindingCertificate, tokenEndpoint = f.mtlsTokenUrl) =>
+    signClientAssertion({
+      clientId: app.clientId,
+      tokenEndpoint,
+      certificatePem: certificate.certificatePem,
+      privateKeyPem: certificate.privateKeyPem,
+      sendX5C: true,
+      clock: f.clock,
+    })
+  const bearer = await f.client.requestToken(boundBearer(await sign(cert)), signal())
   assert.equal(bearer.tokenType, 'Bearer')
+  const claims2 = await f.state.tokens.verify(bearer.accessToken, { audience: resource })
+  assert.equal(claims2['cnf'], undefined)
+
+  // Entra requires the assertion for this flow.
+  const withoutAssertion = boundBearer('x')
+  delete withoutAssertion.form['client_assertion']
+  delete withoutAssertion.form['client_assertion_type']
+  const missing = asSidecarError(await rejectsWith(f.client.requestToken(withoutAssertion, signal())))
+  assert.deepEqual(missing.upstream?.errorCodes, [7000218])
+  // No x5c: refused.
+  const noX5c = await signClientAssertion({
+    clientId: app.clientId,
+    tokenEndpoint: f.mtlsTokenUrl,
+    certificatePem: cert.certificatePem,
+    privateKeyPem: cert.privateKeyPem,
+    sendX5C: false,
+    clock: f.clock,
+  })
+  const refusedNoX5c = asSidecarError(await rejectsWith(f.client.requestToken(boundBearer(noX5c), signal())))
+  assert.deepEqual(refusedNoX5c.upstream?.errorCodes, [700027])
 
   const stranger = await issueClientCertificate(f.state, 'other')
   const error = asSidecarError(

@@ -20,7 +20,8 @@ const fileCheckIntervalMs = 1000
  * An app certificate from a file (`Path`) or from config (`Base64Encoded`).
  *
  * - Presented over mTLS (`useBoundCredential: true`, or `protocolScheme: MTLS_POP`, which needs the
- *   TLS handshake): `boundCertificateRequest` on the mTLS host, no client assertion.
+ *   TLS handshake): `boundCertificateRequest` on the mTLS host; for Bearer with a jwt-bearer client
+ *   assertion (x5c) signed by the same certificate as well, for mtls_pop with none.
  * - Otherwise a private_key_jwt signed with it to the regular endpoint (Bearer).
  *
  * `load` returns the certificate in both modes, so it is part of the token cache key: a rotated
@@ -60,6 +61,19 @@ export class CertificateCredential implements ClientCredential {
     const app = this.#app
     const certificate = await this.#certificate()
     if (this.#overMtls) {
+      // Bearer over mTLS still proves the certificate in the body too: a private_key_jwt whose
+      // aud is the mTLS token endpoint it is posted to, always with x5c (requests.ts).
+      const assertion =
+        app.tokenType === 'Bearer'
+          ? await signClientAssertion({
+              clientId: app.clientId,
+              tokenEndpoint: app.mtlsTokenEndpoint,
+              certificatePem: certificate.chainPem,
+              privateKeyPem: certificate.binding.privateKeyPem,
+              sendX5C: true,
+              clock: app.runtime.clock,
+            })
+          : undefined
       return app.entra.requestToken(
         boundCertificateRequest({
           tokenEndpoint: app.mtlsTokenEndpoint,
@@ -69,6 +83,7 @@ export class CertificateCredential implements ClientCredential {
           allowBearerFallback: app.allowBearerFallback,
           certificate: certificate.binding,
           tokenType: app.tokenType,
+          ...(assertion === undefined ? {} : { assertion }),
         }),
         signal,
       )
