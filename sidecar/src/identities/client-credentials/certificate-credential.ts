@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises'
 import type { CertificateSource } from '../../config/types.ts'
-import { SidecarError } from '../../errors.ts'
+import { isSidecarError, SidecarError } from '../../errors.ts'
 import {
   CertificateLoadError,
   decodeBase64Certificate,
@@ -74,20 +74,48 @@ export class CertificateCredential implements ClientCredential {
               clock: app.runtime.clock,
             })
           : undefined
-      return app.entra.requestToken(
-        boundCertificateRequest({
-          tokenEndpoint: app.mtlsTokenEndpoint,
-          clientId: app.clientId,
-          scope,
-          identityName: app.identityName,
-          allowBearerFallback: app.allowBearerFallback,
-          certificate: certificate.binding,
-          tokenType: app.tokenType,
-          ...(assertion === undefined ? {} : { assertion }),
-        }),
-        signal,
-      )
+      try {
+        return await app.entra.requestToken(
+          boundCertificateRequest({
+            tokenEndpoint: app.mtlsTokenEndpoint,
+            clientId: app.clientId,
+            scope,
+            identityName: app.identityName,
+            allowBearerFallback: app.allowBearerFallback,
+            certificate: certificate.binding,
+            tokenType: app.tokenType,
+            ...(assertion === undefined ? {} : { assertion }),
+          }),
+          signal,
+        )
+      } catch (error) {
+        if (!app.allowBearerFallback || !isSidecarError(error) || error.reason !== 'binding_not_allowed')
+          throw error
+        // Entra refuses bound tokens for the tenant (AADSTS3921996): a genuine Bearer token with a
+        // private_key_jwt on the regular endpoint instead, as Azure.Identity for .NET falls back.
+        app.runtime.logger.warn(
+          {
+            identity: app.identityName,
+            credential: this.label,
+            event: 'bearer_fallback',
+            aadsts: error.upstream?.errorCodes,
+            via: 'private_key_jwt',
+          },
+          'Entra does not allow bound tokens for this tenant; serving a Bearer token obtained with a client assertion because allowBearerFallback is on',
+        )
+        app.runtime.metrics.bearerFallbacks.inc({ identity: app.identityName })
+      }
     }
+    return this.#assertionToken(certificate, scope, signal)
+  }
+
+  /** Bearer with a private_key_jwt to the regular endpoint (not bound). */
+  async #assertionToken(
+    certificate: AppCertificate,
+    scope: string,
+    signal: AbortSignal,
+  ): Promise<AcquiredToken> {
+    const app = this.#app
     const assertion = await signClientAssertion({
       clientId: app.clientId,
       tokenEndpoint: app.tokenEndpoint,

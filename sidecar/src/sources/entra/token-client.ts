@@ -13,6 +13,7 @@ import { entraRetryPolicy, sendWithRetry } from '../../net/retry.ts'
 import type { Runtime } from '../../runtime.ts'
 import type { AcquiredToken, BindingCertificate, TokenType } from '../../tokens/types.ts'
 import { trustedCas } from '../../net/trusted-cas.ts'
+import { bindingNotAllowedCode, entraConfigurationProblem } from './configuration-errors.ts'
 import { MtlsDispatchers } from './mtls-dispatchers.ts'
 
 /** One token request to an Entra token endpoint; `sources/entra/requests.ts` builds these. */
@@ -134,7 +135,7 @@ export class EntraTokenClient {
       }
       throw error
     }
-    if (res.status >= 400) throw this.#errorFor(res, endpoint)
+    if (res.status >= 400) throw this.#errorFor(res, endpoint, req.identityName)
     return this.#tokenFrom(res, req, endpoint)
   }
 
@@ -168,8 +169,9 @@ export class EntraTokenClient {
     const expiresIn = parseSeconds(json['expires_in'])
     if (expiresIn === undefined || expiresIn <= 0) throw malformed('no usable expires_in')
     const refreshIn = parseSeconds(json['refresh_in'])
-    // Entra may omit token_type for Bearer; an absent value can never satisfy an mtls_pop request.
-    const rawType = json['token_type'] ?? 'Bearer'
+    // MSAL treats a success without token_type as an error (upstream-protocol.md §7), not as Bearer.
+    const rawType = json['token_type']
+    if (rawType === undefined || rawType === null || rawType === '') throw malformed('no token_type')
     if (typeof rawType !== 'string') throw malformed('a token_type that is not a string')
     const answered = parseTokenType(rawType)
 
@@ -201,7 +203,7 @@ export class EntraTokenClient {
     return token
   }
 
-  #errorFor(res: HttpResponse, endpoint: string): SidecarError {
+  #errorFor(res: HttpResponse, endpoint: string, identity: string): SidecarError {
     const status = res.status
     const retryAfterMs = parseRetryAfterMs(res.headers['retry-after'], this.#runtime.clock.now())
     const retryAfterSeconds = retryAfterMs === undefined ? undefined : Math.ceil(retryAfterMs / 1000)
@@ -220,6 +222,18 @@ export class EntraTokenClient {
         upstream,
         ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
       })
+    }
+    // Before the invalid_client check: re-minting the certificate does not fix an Entra setting.
+    const problem = entraConfigurationProblem(upstream.errorCodes, identity)
+    if (problem) {
+      return new SidecarError(
+        'upstream_error',
+        `${endpoint} refused with AADSTS${problem.code}: ${problem.advice}${what}`,
+        {
+          reason: problem.code === bindingNotAllowedCode ? 'binding_not_allowed' : 'entra_configuration',
+          upstream,
+        },
+      )
     }
     if (!upstream.error) {
       return new SidecarError('upstream_error', `${endpoint} answered ${status} without an OAuth error`, {
