@@ -32,7 +32,7 @@ export interface EmulatedApp {
 }
 
 export interface EmulatorSettings {
-  /** Lifetime of IMDS v2 binding certificates (real: about 7 days). */
+  /** Lifetime of IMDS v2 binding certificates from issuance (real: about 7 days; other platforms hours). */
   bindingCertificateValidityMs: number
   accessTokenLifetimeSec: number
   /** When set, Entra answers include refresh_in (seconds). */
