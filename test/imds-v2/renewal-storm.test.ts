@@ -20,6 +20,9 @@ test('60-second certificates: 18 requests in 12 s cause one issuecredential and 
     const body = await json(res)
     assert.equal(res.status, 200, JSON.stringify(body))
     served.add(body.binding_certificate['x5t#S256'])
+    // A PoP token expires with its certificate: no caller keeps it past not_after.
+    assert.ok(body.expires_on <= body.binding_certificate.not_after, 'expires_on ≤ the certificate not_after')
+    assert.ok(body.refresh_on < body.binding_certificate.not_after)
     await clock.advance(Math.round(12_000 / 18))
   }
   t.diagnostic(

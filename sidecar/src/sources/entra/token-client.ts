@@ -196,8 +196,17 @@ export class EntraTokenClient {
     }
 
     const now = this.#runtime.clock.now()
-    const token: AcquiredToken = { tokenType, accessToken, expiresOn: now + expiresIn * 1000 }
-    if (refreshIn !== undefined && refreshIn > 0) token.refreshOn = now + refreshIn * 1000
+    // A PoP token is useless once its certificate has expired (the TLS handshake fails): with a
+    // short-lived certificate it expires with it, so callers and the cache never hold it longer.
+    const boundUntil =
+      tokenType === 'mtls_pop' && req.clientCertificate ? req.clientCertificate.notAfter : Infinity
+    const token: AcquiredToken = {
+      tokenType,
+      accessToken,
+      expiresOn: Math.min(now + expiresIn * 1000, boundUntil),
+    }
+    if (refreshIn !== undefined && refreshIn > 0)
+      token.refreshOn = Math.min(now + refreshIn * 1000, boundUntil)
     // Also for a Bearer token obtained over mTLS: it was minted for this certificate (tokens/types.ts).
     if (req.clientCertificate) token.binding = req.clientCertificate
     return token
