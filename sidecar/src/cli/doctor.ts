@@ -1,6 +1,7 @@
-import type { IdentityConfig, SidecarConfig } from '../config/types.ts'
+import type { IdentityConfig, ManagedIdentitySelector, SidecarConfig } from '../config/types.ts'
 import { buildCore } from '../daemon.ts'
 import { silentLogger } from '../log.ts'
+import { ImdsV2Client } from '../sources/imds-v2.ts'
 import { normaliseScope } from '../tokens/scope.ts'
 
 /** The resource doctor asks a token for when an identity names no warmResource. */
@@ -18,11 +19,21 @@ export async function runDoctor(
   out.write(
     `credential-sidecar doctor\n  IMDS endpoint: ${config.upstream.imdsEndpoint}\n  authority host: ${config.upstream.authorityHost}\n\n`,
   )
+  // The probe is the one place where a 404 from getplatformmetadata means "no IMDS v2" at once;
+  // the acquisition path retries it (MSAL's ImdsProbe vs Imds retry conditions).
+  const imdsV2 = new ImdsV2Client({ runtime, imdsEndpoint: config.upstream.imdsEndpoint })
   let failures = 0
   for (const identity of identities.values()) {
     out.write(`${identity.name} (${describePath(identity.config)})\n`)
     const started = performance.now()
     try {
+      const selector = imdsV2Selector(identity.config)
+      if (selector) {
+        await imdsV2.getPlatformMetadata(selector, AbortSignal.timeout(config.upstream.requestDeadlineMs), {
+          probe: true,
+        })
+        out.write(`  ok    IMDS v2: getplatformmetadata answered\n`)
+      }
       const binding = await tokens.withDeadline(
         identity.currentBinding(AbortSignal.timeout(config.upstream.requestDeadlineMs)),
       )
@@ -49,6 +60,16 @@ export async function runDoctor(
     `\n${failures === 0 ? 'all identities work' : `${failures} identit${failures === 1 ? 'y' : 'ies'} failed`}\n`,
   )
   return failures === 0 ? 0 : 1
+}
+
+/**
+ * A managed identity served over IMDS v2 has no other path, so doctor probes it first. (A
+ * confidential client's FIC leg 1 is one credential of a chain: its failure is reported by the
+ * token step, which names the credential.)
+ */
+function imdsV2Selector(config: IdentityConfig): ManagedIdentitySelector | undefined {
+  if (config.kind !== 'managedIdentity') return undefined
+  return config.protocolScheme === 'MTLS_POP' || config.useBoundCredential ? config.selector : undefined
 }
 
 function describePath(config: IdentityConfig): string {

@@ -42,7 +42,9 @@ export function describeConfig(config: SidecarConfig): string {
         (identity.warmResource === undefined ? '' : `; token for ${identity.warmResource} at start`),
     )
     if (identity.allowBearerFallback)
-      lines.push('    allowBearerFallback: yes (serves Bearer when Entra answers Bearer to MTLS_POP)')
+      lines.push(
+        '    allowBearerFallback: yes (serves Bearer when Entra refuses binding, AADSTS3921996, or answers Bearer to MTLS_POP)',
+      )
     if (identity.clientCapabilities.length > 0)
       lines.push(
         `    clientCapabilities: ${identity.clientCapabilities.join(', ')} (continuous access evaluation)`,
