@@ -112,9 +112,20 @@ export class TokenService {
         // The key holds the binding asked for, not the one on the answer: an unbound answer
         // (private_key_jwt) may come from an identity whose certificate is still part of its key.
         const key = cacheKey(identity, binding, scope)
-        const token = await this.#cache.get(key, (fetchSignal) =>
-          identity.acquireToken(scope.scope, binding, AbortSignal.any([fetchSignal, signal])),
-        )
+        const token = await this.#cache.get(key, async (fetchSignal) => {
+          const acquired = await identity.acquireToken(
+            scope.scope,
+            binding,
+            AbortSignal.any([fetchSignal, signal]),
+          )
+          this.#runtime.metrics.observeToken(
+            identity.name,
+            scope.scope,
+            acquired.expiresOn,
+            acquired.binding?.notAfter,
+          )
+          return acquired
+        })
         return { token, key }
       } catch (error) {
         if (attempt === 0 && binding && isBindingRejected(error)) {
