@@ -5,6 +5,7 @@ import type { SidecarConfig } from './config/types.ts'
 import { runDaemonProcess } from './cli/run.ts'
 import { runDemo } from './cli/demo.ts'
 import { runDoctor } from './cli/doctor.ts'
+import { runInject } from './cli/inject/command.ts'
 import { sidecarVersion } from './version.ts'
 
 const usage = `Usage: credential-sidecar [COMMAND] [OPTIONS]
@@ -14,6 +15,7 @@ Commands:
   check-config [FILE]  validate a config and print the resolved identities
   doctor               probe IMDS and each identity's credential path; print a report
   demo                 run the built-in emulator and the daemon wired to it
+  inject [FILE|-]      add the sidecar to Kubernetes workloads (see inject --help)
   help [COMMAND]       this help, or a command's
 
 Options:
@@ -86,9 +88,12 @@ async function dispatch(argv: string[]): Promise<number> {
   const first = argv[0]
   const command = first !== undefined && !first.startsWith('-') ? first : 'run'
   const rest = command === first ? argv.slice(1) : argv
+  // inject parses its own options and has its own help and exit codes (0 written, 1 refused, 2 usage).
+  if (command === 'inject') return await runInject(rest, process)
   if (command === 'help') {
     const topic = rest[0]
     if (topic === undefined) return print(usage)
+    if (topic === 'inject') return await runInject(['--help'], process)
     if (!commands.has(topic)) throw new UsageError(`unknown command "${topic}"`)
     return print(commandUsage[topic as Command])
   }
