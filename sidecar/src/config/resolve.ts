@@ -147,6 +147,7 @@ export function resolveConfig(valid: ValidFile, context: ResolveContext): Resolu
       defaultIdentity,
       identities,
       downstreamApis,
+      compat: { agentIdSidecar: file.compat?.agentIdSidecar ?? false },
     },
   }
 }
@@ -161,6 +162,7 @@ export function defaultManagedIdentity(): ManagedIdentityConfig {
     useBoundCredential: false,
     warm: false,
     allowBearerFallback: false,
+    clientCapabilities: [],
   }
 }
 
@@ -208,6 +210,7 @@ function common(name: string, raw: RawManagedIdentity | RawConfidentialClient) {
     warm: raw.warm ?? false,
     ...(raw.warmResource === undefined ? {} : { warmResource: raw.warmResource }),
     allowBearerFallback: raw.allowBearerFallback ?? false,
+    clientCapabilities: [...new Set(raw.clientCapabilities ?? [])],
   } as const
 }
 

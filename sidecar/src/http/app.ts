@@ -4,8 +4,10 @@ import { SidecarError } from '../errors.ts'
 import type { Runtime } from '../runtime.ts'
 import type { TokenService } from '../tokens/token-service.ts'
 import { callerGuard } from './caller-guard.ts'
+import { routedPath } from './compat-path.ts'
 import { errorResponse } from './error-response.ts'
 import type { Readiness } from './readiness.ts'
+import { agentIdCompatRoutes } from './routes/agent-id-compat.ts'
 import { appServiceCompatRoutes } from './routes/app-service-compat.ts'
 import type { DownstreamProxy } from './routes/downstream-proxy.ts'
 import { downstreamRoutes } from './routes/downstream.ts'
@@ -27,6 +29,8 @@ export interface AppDeps {
   callers: CallerPolicy
   /** Proxy mode (`downstreamApis`); /downstream/* is not served without it. */
   downstream?: DownstreamProxy
+  /** `compat.agentIdSidecar`: serve the Entra SDK for AgentID container's app-token routes. */
+  agentIdSidecar?: boolean
   /** `ops`: the ops listener's app, /healthz, /readyz and /metrics only (no token route). */
   surface?: 'all' | 'ops'
 }
@@ -42,7 +46,7 @@ type Env = { Variables: { correlationId: string } }
  */
 export function createApp(deps: AppDeps): Hono<Env> {
   const { runtime, tokens, readiness, callers } = deps
-  const app = new Hono<Env>()
+  const app = new Hono<Env>({ getPath: routedPath })
 
   app.use(async function requestContext(c, next) {
     const correlationId = randomUUID()
@@ -105,6 +109,24 @@ export function createApp(deps: AppDeps): Hono<Env> {
     appServiceCompatRoutes({ tokens, secret: callers.secret, hostAllowed: callers.hostAllowed }),
   )
   if (deps.downstream) token.route('/', downstreamRoutes({ proxy: deps.downstream, guard }))
+  if (deps.agentIdSidecar) {
+    // No Metadata demand (that container's clients never send it: the SSRF trade-off the README
+    // states); Host, forwarding headers and the secret are still checked.
+    const agentIdGuard = callerGuard({
+      requireMetadataHeader: false,
+      secret: callers.secret,
+      hostAllowed: callers.hostAllowed,
+    })
+    token.route(
+      '/',
+      agentIdCompatRoutes({
+        tokens,
+        proxy: deps.downstream,
+        guard: agentIdGuard,
+        exposePrivateKey: callers.exposePrivateKey,
+      }),
+    )
+  }
   app.route('/', token)
   return withErrorHandling(app, runtime)
 }

@@ -2,6 +2,7 @@ import { Hono } from 'hono'
 import { normaliseScope } from '../../tokens/scope.ts'
 import type { TokenService } from '../../tokens/token-service.ts'
 import type { Clock } from '../../clock.ts'
+import { caeFromQuery } from '../cae-query.ts'
 import { singleQuery, tokenResponseJson, credentialResponseJson } from '../wire.ts'
 
 export interface NativeRoutesDeps {
@@ -17,7 +18,8 @@ export function nativeRoutes(deps: NativeRoutesDeps): Hono {
   app.get('/token', async (c) => {
     const identity = deps.tokens.identity(singleQuery(c, 'identity'))
     const scope = normaliseScope({ resource: singleQuery(c, 'resource'), scope: singleQuery(c, 'scope') })
-    const served = await deps.tokens.getToken(identity, scope)
+    const cae = caeFromQuery(c, { claims: true, xmsCc: false })
+    const served = await deps.tokens.getToken(identity, scope, cae)
     return c.json(tokenResponseJson(served, deps.clock.now(), deps.exposePrivateKey))
   })
 
