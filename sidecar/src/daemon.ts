@@ -40,6 +40,8 @@ export interface DaemonOptions {
  */
 export class Daemon {
   readonly url: string
+  /** The ops listener's URL (`listen.ops`), real port included. */
+  readonly opsUrl: string | undefined
   readonly runtime: Runtime
   readonly tokens: TokenService
   readonly readiness: Readiness
@@ -52,6 +54,7 @@ export class Daemon {
 
   private constructor(init: {
     url: string
+    opsUrl: string | undefined
     runtime: Runtime
     tokens: TokenService
     readiness: Readiness
@@ -61,6 +64,7 @@ export class Daemon {
     ownsDispatcher: boolean
   }) {
     this.url = init.url
+    this.opsUrl = init.opsUrl
     this.runtime = init.runtime
     this.tokens = init.tokens
     this.readiness = init.readiness
@@ -76,7 +80,7 @@ export class Daemon {
     const secretFile = config.callers.secretFile ? new SecretFile(config.callers.secretFile) : undefined
     const readiness = new Readiness()
     const downstream = new DownstreamProxy({ runtime, tokens, apis: config.downstreamApis })
-    const app = createApp({
+    const appDeps = {
       runtime,
       tokens,
       readiness,
@@ -88,7 +92,8 @@ export class Daemon {
         secret: () => secretFile?.current(),
         hostAllowed: localHostPolicy(config.listen.host),
       },
-    })
+    }
+    const app = createApp(appDeps)
 
     for (const identity of identities.values()) identity.start()
     const listener = refuseUnparseable(getRequestListener(app.fetch))
@@ -98,9 +103,7 @@ export class Daemon {
     const tcp = hardened(createServer(serverOptions, listener), config.upstream.requestDeadlineMs)
     await listenOn(tcp, { host: config.listen.host, port: config.listen.port })
     servers.push(tcp)
-    const address = tcp.address() as AddressInfo
-    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-    const url = `http://${host}:${address.port}`
+    const url = urlOf(tcp)
     if (config.listen.socket) {
       const unix = hardened(createServer(serverOptions, listener), config.upstream.requestDeadlineMs)
       try {
@@ -112,10 +115,23 @@ export class Daemon {
       }
       servers.push(unix)
     }
+    let opsUrl: string | undefined
+    if (config.listen.ops) {
+      // Health, readiness and metrics only, so it may face the pod network (kubelet, Prometheus).
+      const opsApp = createApp({ ...appDeps, surface: 'ops' })
+      const ops = hardened(
+        createServer(serverOptions, refuseUnparseable(getRequestListener(opsApp.fetch))),
+        config.upstream.requestDeadlineMs,
+      )
+      await listenOn(ops, config.listen.ops)
+      servers.push(ops)
+      opsUrl = urlOf(ops)
+    }
     readiness.markListening()
     runtime.logger.info(
       {
         url,
+        ...(opsUrl === undefined ? {} : { ops: opsUrl }),
         ...(config.listen.socket ? { socket: config.listen.socket } : {}),
         identities: [...identities.keys()],
       },
@@ -124,6 +140,7 @@ export class Daemon {
 
     const daemon = new Daemon({
       url,
+      opsUrl,
       runtime,
       tokens,
       readiness,
@@ -229,7 +246,7 @@ export function buildCore(options: DaemonOptions): Core {
     clock: options.clock ?? new SystemClock(),
     random: options.random ?? Math.random,
     logger: options.logger ?? createLogger({ level: config.log.level }),
-    metrics: new Metrics(),
+    metrics: new Metrics({ identities: config.identities.keys() }),
     dispatcher: options.dispatcher ?? new Agent(ca ? { connect: { ca } } : {}),
     extraCaPem,
     timeoutMs: config.upstream.timeoutMs,
@@ -279,6 +296,12 @@ function hardened(server: Server, requestDeadlineMs: number): Server {
   server.keepAliveTimeout = 5_000
   server.maxHeadersCount = 100
   return server
+}
+
+function urlOf(server: Server): string {
+  const address = server.address() as AddressInfo
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  return `http://${host}:${address.port}`
 }
 
 function listenOn(server: Server, where: { host: string; port: number } | { path: string }): Promise<void> {
