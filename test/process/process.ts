@@ -14,13 +14,17 @@ export interface RunningProcess {
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
-/** Starts the real bin with this Node (the test runner's, i.e. Node 24). */
+/**
+ * Starts the real bin with this Node (the test runner's, i.e. Node 24); `bin` another copy of it
+ * (an installed package's).
+ */
 export function startProcess(
   t: TestContext,
   args: string[],
   env: Record<string, string> = {},
+  bin: string = binPath,
 ): RunningProcess {
-  const child = spawn(process.execPath, [binPath, ...args], {
+  const child = spawn(process.execPath, [bin, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
