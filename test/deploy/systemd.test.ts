@@ -30,7 +30,13 @@ test('systemd-analyze security rates the unit 2.0 or lower', async () => {
   const match = /Overall exposure level for credential-sidecar\.service: (\d+\.\d+)/.exec(stdout)
   assert.ok(match, stdout)
   const exposure = Number(match[1])
-  assert.ok(exposure <= 2.0, `exposure ${exposure}: ${stdout.split('\n').filter((l) => l.includes('✗')).join('\n')}`)
+  assert.ok(
+    exposure <= 2.0,
+    `exposure ${exposure}: ${stdout
+      .split('\n')
+      .filter((l) => l.includes('✗'))
+      .join('\n')}`,
+  )
 })
 
 test('the unit runs the production install with the system Node.js, never the dev-only node package', () => {
