@@ -14,6 +14,13 @@ export interface RunningProcess {
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
+export interface StartOptions {
+  /** A command the node process is started through (e.g. one that drops privileges). */
+  launcher?: string[]
+  /** Give the process only `env`, not this process's environment too (as a container would). */
+  isolatedEnv?: boolean
+}
+
 /**
  * Starts the real bin with this Node (the test runner's, i.e. Node 24); `bin` another copy of it
  * (an installed package's).
@@ -23,9 +30,11 @@ export function startProcess(
   args: string[],
   env: Record<string, string> = {},
   bin: string = binPath,
+  options: StartOptions = {},
 ): RunningProcess {
-  const child = spawn(process.execPath, [bin, ...args], {
-    env: { ...process.env, ...env },
+  const [command, ...commandArgs] = [...(options.launcher ?? []), process.execPath, bin, ...args]
+  const child = spawn(command!, commandArgs, {
+    env: options.isolatedEnv ? env : { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   t.after(() => {
