@@ -41,6 +41,8 @@ export interface DaemonOptions {
  */
 export class Daemon {
   readonly url: string
+  /** The ops listener's URL (`listen.ops`), real port included. */
+  readonly opsUrl: string | undefined
   readonly runtime: Runtime
   readonly tokens: TokenService
   readonly readiness: Readiness
@@ -55,6 +57,7 @@ export class Daemon {
 
   private constructor(init: {
     url: string
+    opsUrl: string | undefined
     runtime: Runtime
     tokens: TokenService
     readiness: Readiness
@@ -65,6 +68,7 @@ export class Daemon {
     ownsDispatcher: boolean
   }) {
     this.url = init.url
+    this.opsUrl = init.opsUrl
     this.runtime = init.runtime
     this.tokens = init.tokens
     this.readiness = init.readiness
@@ -87,14 +91,15 @@ export class Daemon {
       secret: () => secretFile?.current(),
       hostAllowed: localHostPolicy(config.listen.host),
     }
-    const app = createApp({
+    const appDeps = {
       runtime,
       tokens,
       readiness,
       downstream,
       agentIdSidecar: config.compat.agentIdSidecar,
       callers: appCallers,
-    })
+    }
+    const app = createApp(appDeps)
 
     for (const identity of identities.values()) identity.start()
     // Cache hits are answered by the fast lane; everything else goes to the hono app.
@@ -113,9 +118,7 @@ export class Daemon {
       backlog: config.listen.backlog,
     })
     servers.push(tcp)
-    const address = tcp.address() as AddressInfo
-    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-    const url = `http://${host}:${address.port}`
+    const url = urlOf(tcp)
     if (config.listen.socket) {
       const unix = hardened(createServer(serverOptions, listener), config.upstream.requestDeadlineMs)
       try {
@@ -127,10 +130,23 @@ export class Daemon {
       }
       servers.push(unix)
     }
+    let opsUrl: string | undefined
+    if (config.listen.ops) {
+      // Health, readiness and metrics only, so it may face the pod network (kubelet, Prometheus).
+      const opsApp = createApp({ ...appDeps, surface: 'ops' })
+      const ops = hardened(
+        createServer(serverOptions, refuseUnparseable(getRequestListener(opsApp.fetch))),
+        config.upstream.requestDeadlineMs,
+      )
+      await listenOn(ops, { ...config.listen.ops, backlog: config.listen.backlog })
+      servers.push(ops)
+      opsUrl = urlOf(ops)
+    }
     readiness.markListening()
     runtime.logger.info(
       {
         url,
+        ...(opsUrl === undefined ? {} : { ops: opsUrl }),
         ...(config.listen.socket ? { socket: config.listen.socket } : {}),
         identities: [...identities.keys()],
       },
@@ -139,6 +155,7 @@ export class Daemon {
 
     const daemon = new Daemon({
       url,
+      opsUrl,
       runtime,
       tokens,
       readiness,
@@ -245,7 +262,7 @@ export async function buildCore(options: DaemonOptions): Promise<Core> {
     clock: options.clock ?? new SystemClock(),
     random: options.random ?? Math.random,
     logger: options.logger ?? createLogger({ level: config.log.level }),
-    metrics: new Metrics(),
+    metrics: new Metrics({ identities: config.identities.keys() }),
     dispatcher: options.dispatcher ?? new Agent(ca ? { connect: tlsConnectOptions(ca) } : {}),
     extraCaPem,
     timeoutMs: config.upstream.timeoutMs,
@@ -295,6 +312,12 @@ function hardened(server: Server, requestDeadlineMs: number): Server {
   server.keepAliveTimeout = 5_000
   server.maxHeadersCount = 100
   return server
+}
+
+function urlOf(server: Server): string {
+  const address = server.address() as AddressInfo
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  return `http://${host}:${address.port}`
 }
 
 function listenOn(server: Server, where: { host: string; port: number; backlog: number }): Promise<void> {

@@ -1,4 +1,10 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { sidecarVersion } from './version.ts'
+
+export interface MetricsOptions {
+  /** Configured identity names: their per-identity counters start at 0 instead of appearing late. */
+  identities?: Iterable<string>
+}
 
 export type CacheEvent =
   'hit' | 'miss' | 'refresh' | 'refresh_failure' | 'forced_refresh' | 'forced_refresh_shared'
@@ -41,6 +47,13 @@ export class Metrics {
     registers: [this.registry],
     collect: () => this.#requestCounts.flushInto(this.requests),
   })
+  readonly requestDuration = new Histogram({
+    name: 'credential_sidecar_request_duration_seconds',
+    help: 'Time to answer an HTTP request, by route',
+    labelNames: ['route'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20],
+    registers: [this.registry],
+  })
   readonly cache: Counter<'event'> = new Counter({
     name: 'credential_sidecar_token_cache_events_total',
     help: 'Token cache hits, misses, refreshes and refresh failures',
@@ -48,14 +61,6 @@ export class Metrics {
     registers: [this.registry],
     collect: () => this.#cacheCounts.flushInto(this.cache),
   })
-  /** One HTTP request answered (hot path: no label hashing until scraped). */
-  countRequest(route: string, status: number): void {
-    this.#requestCounts.add(`${status} ${route}`, () => ({ route, status: String(status) }))
-  }
-
-  countCacheEvent(event: CacheEvent): void {
-    this.#cacheCounts.add(event, () => ({ event }))
-  }
   readonly upstreamCalls = new Histogram({
     name: 'credential_sidecar_upstream_request_duration_seconds',
     help: 'Upstream calls (IMDS, Entra) by endpoint and status',
@@ -69,15 +74,62 @@ export class Metrics {
     labelNames: ['identity', 'credential'] as const,
     registers: [this.registry],
   })
+  readonly certificateExpiry = new Gauge({
+    name: 'credential_sidecar_certificate_expiry_timestamp_seconds',
+    help: 'When the certificate of the latest token an identity obtained over mTLS expires (not_after)',
+    labelNames: ['identity'] as const,
+    registers: [this.registry],
+  })
+  readonly tokenExpiry = new Gauge({
+    name: 'credential_sidecar_token_expiry_timestamp_seconds',
+    help: 'When the latest token an identity obtained expires, by identity and scope',
+    labelNames: ['identity', 'scope'] as const,
+    registers: [this.registry],
+  })
   readonly bearerFallbacks = new Counter({
     name: 'credential_sidecar_bearer_fallback_total',
     help: 'mtls_pop requested, Bearer served because allowBearerFallback is on',
     labelNames: ['identity'] as const,
     registers: [this.registry],
   })
+  readonly buildInfo = new Gauge({
+    name: 'credential_sidecar_build_info',
+    help: 'Always 1; the labels say which version runs on which Node.js',
+    labelNames: ['version', 'node'] as const,
+    registers: [this.registry],
+  })
+
+  constructor(options: MetricsOptions = {}) {
+    // Process and runtime metrics (CPU, memory, event loop lag, GC, handles), on this registry only.
+    collectDefaultMetrics({ register: this.registry })
+    this.buildInfo.set({ version: sidecarVersion(), node: process.versions.node }, 1)
+    // Counters present from the first scrape: rate() and absent() alerts need a 0, not a gap.
+    for (const event of ['hit', 'miss', 'refresh', 'refresh_failure']) this.cache.inc({ event }, 0)
+    for (const identity of options.identities ?? []) this.bearerFallbacks.inc({ identity }, 0)
+  }
+
+  /**
+   * One HTTP request answered. The count is a plain number until scraped; the duration goes to the
+   * histogram at once (prom-client has no way to hand it bucket counts later).
+   */
+  countRequest(route: string, status: number, seconds: number): void {
+    this.#requestCounts.add(`${status} ${route}`, () => ({ route, status: String(status) }))
+    this.requestDuration.observe({ route }, seconds)
+  }
+
+  countCacheEvent(event: CacheEvent): void {
+    this.#cacheCounts.add(event, () => ({ event }))
+  }
 
   /** Records one upstream call. `endpoint` is a short stable name, e.g. `imds.token`, `entra.token`. */
   observeUpstream(endpoint: string, status: number | 'error', seconds: number): void {
     this.upstreamCalls.observe({ endpoint, status: String(status) }, seconds)
+  }
+
+  /** Records a token an identity just obtained (and its certificate, when bound): epoch ms in. */
+  observeToken(identity: string, scope: string, expiresOn: number, certificateNotAfter?: number): void {
+    this.tokenExpiry.set({ identity, scope }, Math.floor(expiresOn / 1000))
+    if (certificateNotAfter !== undefined)
+      this.certificateExpiry.set({ identity }, Math.floor(certificateNotAfter / 1000))
   }
 }

@@ -7,6 +7,9 @@ export const defaults = {
    * SYN costs the caller a 1 s retransmit; Linux caps this at net.core.somaxconn (4096 by default).
    */
   listenBacklog: 4096,
+  /** `listen.ops` exists for kubelet probes and Prometheus on the pod IP, hence all interfaces. */
+  opsHost: '0.0.0.0',
+  opsPort: 7781,
   imdsEndpoint: 'http://169.254.169.254',
   authorityHost: 'https://login.microsoftonline.com',
   timeoutMs: 10_000,

@@ -124,6 +124,11 @@ export function resolveConfig(valid: ValidFile, context: ResolveContext): Resolu
         ...(listen?.socket === undefined ? {} : { socket: listen.socket }),
         allowNonLoopback,
         backlog: listen?.backlog ?? defaults.listenBacklog,
+        ...(listen?.ops === undefined
+          ? {}
+          : {
+              ops: { host: listen.ops.host ?? defaults.opsHost, port: listen.ops.port ?? defaults.opsPort },
+            }),
       },
       callers: {
         requireMetadataHeader: callers?.requireMetadataHeader ?? true,

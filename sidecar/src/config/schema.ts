@@ -62,12 +62,18 @@ const base64 = text.superRefine((value, ctx) => {
     ctx.addIssue({ code: 'custom', message: 'expected base64 text' })
 })
 
+const port = z.number().int().min(0).max(65535)
+
+/** The ops listener serves only /healthz, /readyz and /metrics, so it may face the pod network. */
+const opsListenSchema = strict({ host: text.optional(), port: port.optional() })
+
 const listenSchema = strict({
   host: text.optional(),
-  port: z.number().int().min(0).max(65535).optional(),
+  port: port.optional(),
   socket: text.optional(),
   allowNonLoopback: flag.optional(),
   backlog: positiveInteger.optional(),
+  ops: section(opsListenSchema),
 })
 
 const callersSchema = strict({

@@ -31,7 +31,12 @@ export interface AppDeps {
   downstream?: DownstreamProxy
   /** `compat.agentIdSidecar`: serve the Entra SDK for AgentID container's app-token routes. */
   agentIdSidecar?: boolean
+  /** `ops`: the ops listener's app, /healthz, /readyz and /metrics only (no token route). */
+  surface?: 'all' | 'ops'
 }
+
+/** Kubelet probes and Prometheus scrapes: every few seconds, so logged at debug, not info. */
+const operationsRoutes = new Set(['/healthz', '/readyz', '/metrics'])
 
 type Env = { Variables: { correlationId: string | undefined } }
 
@@ -56,8 +61,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
       c.res.headers.set('cache-control', 'no-store')
     }
     const route = c.req.routePath === '/*' ? 'unmatched' : c.req.routePath
-    runtime.metrics.countRequest(route, c.res.status)
-    logRequest(runtime, c.req.method, c.req.path, c.res.status, started, c.get('correlationId'))
+    runtime.metrics.countRequest(route, c.res.status, (performance.now() - started) / 1000)
+    logRequest(runtime, c.req.method, c.req.path, c.res.status, started, c.get('correlationId'), {
+      operations: operationsRoutes.has(route),
+    })
   })
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
@@ -67,6 +74,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
       'content-type': runtime.metrics.registry.contentType,
     })
   })
+
+  if (deps.surface === 'ops') return withErrorHandling(app, runtime)
 
   const guard = callerGuard({
     requireMetadataHeader: callers.requireMetadataHeader,
@@ -107,7 +116,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
     )
   }
   app.route('/', token)
+  return withErrorHandling(app, runtime)
+}
 
+/** Unknown routes and every error answer in the OAuth error shape. */
+function withErrorHandling(app: Hono<Env>, runtime: Runtime): Hono<Env> {
   app.notFound(() => {
     throw new SidecarError('not_found', 'No such route')
   })
@@ -124,7 +137,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
 /**
  * The access log line. Successful answers are logged at debug only: at info, one synchronous JSON
  * line per cache hit was the largest single cost of a cached /token. Failures are logged at info or
- * above by `logError` (with their correlation id) and here again at info with the status.
+ * above by `logError` (with their correlation id) and here again at info with the status. Probes
+ * and scrapes (`operations`) come every few seconds: debug whatever their status.
  */
 export function logRequest(
   runtime: Runtime,
@@ -133,8 +147,9 @@ export function logRequest(
   status: number,
   started: number,
   correlationId: string | undefined,
+  options: { operations?: boolean } = {},
 ): void {
-  const level = status >= 400 ? 'info' : 'debug'
+  const level = status >= 400 && !options.operations ? 'info' : 'debug'
   if (!runtime.logger.isLevelEnabled(level)) return
   // Path only: the query names resources, never secrets, but keep lines short and uniform.
   runtime.logger[level](

@@ -170,7 +170,7 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
     ])
     res.end(body)
     status.served++
-    runtime.metrics.countRequest(target.route, 200)
+    runtime.metrics.countRequest(target.route, 200, (performance.now() - started) / 1000)
     logRequest(runtime, 'GET', pathOf(url), 200, started, undefined)
   }
   return { listener, status }
