@@ -10,6 +10,8 @@ import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { daemonYaml } from './lib/daemon-yaml.ts'
 import {
+  compiledBuilt,
+  compiledEntry,
   machine,
   rssMb,
   scratch,
@@ -74,6 +76,27 @@ console.log(
 console.log(
   `  idle RSS       bare ${fixed(rss[0])} MB, daemon ${fixed(rss[1])} MB, ratio ${fixed(rss[1] / rss[0], 2)}`,
 )
+if (compiledBuilt()) {
+  const compiled = async (): Promise<Start> => {
+    const s = await startDaemon(yaml, { nodeArgs: preload, env, entry: compiledEntry })
+    await settle()
+    const idleRssMb = rssMb(s.pid)
+    await s.stop()
+    return { readyMs: s.startMs, idleRssMb }
+  }
+  const c = await interleaved(rounds, bare, compiled)
+  const cReady = [median(c.a.map((r) => r.readyMs)), median(c.b.map((r) => r.readyMs))] as const
+  const cRss = [median(c.a.map((r) => r.idleRssMb)), median(c.b.map((r) => r.idleRssMb))] as const
+  console.log(`${rounds} rounds of A B B A (A = bare node:http, B = compiled daemon, sidecar/dist), median`)
+  console.log(
+    `  time to ready  bare ${fixed(cReady[0], 0)} ms, compiled daemon ${fixed(cReady[1], 0)} ms, ratio ${fixed(cReady[1] / cReady[0], 2)}`,
+  )
+  console.log(
+    `  idle RSS       bare ${fixed(cRss[0])} MB, compiled daemon ${fixed(cRss[1])} MB, ratio ${fixed(cRss[1] / cRss[0], 2)}`,
+  )
+} else {
+  console.log('  (npm run build first to measure the compiled daemon too)')
+}
 
 // Memory per cached token: fill the cache with `tokens` distinct resources.
 const filled = await startDaemon(yaml, { nodeArgs: preload, env })

@@ -3,7 +3,7 @@
  * and the load generator each run in their own process, so what is measured is one process's work.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -85,10 +85,10 @@ export function configFile(yaml: string): string {
 /** The daemon's real bin with a config file; resolves at `{"msg":"ready"}`. */
 export async function startDaemon(
   yaml: string,
-  options: { nodeArgs?: string[]; env?: Record<string, string> } = {},
+  options: { nodeArgs?: string[]; env?: Record<string, string>; entry?: string } = {},
 ): Promise<Started & { url: string; port: number }> {
   const started = await startLogged(
-    [...(options.nodeArgs ?? []), sidecarBin, '--config', configFile(yaml)],
+    [...(options.nodeArgs ?? []), options.entry ?? sidecarBin, '--config', configFile(yaml)],
     (line) => line['msg'] === 'ready',
     options.env ? { env: options.env } : {},
   )
@@ -96,6 +96,10 @@ export async function startDaemon(
   const url = String(started.lines.find((l) => l['msg'] === 'listening')?.['url'] ?? '')
   return { ...started, url, port: Number(new URL(url).port) }
 }
+
+/** The compiled daemon (`npm run build`), started as an installed package's bin starts it. */
+export const compiledEntry = join(here, 'compiled-entry.mjs')
+export const compiledBuilt = (): boolean => existsSync(join(repoRoot, 'sidecar', 'dist', 'main.js'))
 
 /** A bare node:http server answering every request with `body` and `headers`. */
 export async function startBare(
