@@ -3,6 +3,7 @@ import { Hono } from 'hono'
 import { SidecarError } from '../errors.ts'
 import type { Runtime } from '../runtime.ts'
 import type { TokenService } from '../tokens/token-service.ts'
+import { everyCaller, type CallerAccess } from './caller-access.ts'
 import { callerGuard } from './caller-guard.ts'
 import { errorResponse } from './error-response.ts'
 import type { Readiness } from './readiness.ts'
@@ -18,6 +19,8 @@ export interface CallerPolicy {
   /** Current caller secret (X-IDENTITY-HEADER), or undefined when none is configured. */
   secret: () => string | undefined
   hostAllowed: (hostname: string) => boolean
+  /** `callers.allow`; every caller when absent. */
+  access?: CallerAccess
 }
 
 export interface AppDeps {
@@ -76,10 +79,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
     })
   })
 
+  const access = callers.access ?? everyCaller
   const guard = callerGuard({
     requireMetadataHeader: callers.requireMetadataHeader,
     secret: callers.secret,
     hostAllowed: callers.hostAllowed,
+    authorizeCaller: (c) => access.authorize(c),
   })
   const token = new Hono<Env>()
   token.use(async function refuseWhileDraining(_c, next) {
@@ -89,13 +94,16 @@ export function createApp(deps: AppDeps): Hono<Env> {
   })
   token.use('/token', guard)
   token.use('/credential', guard)
-  token.route('/', nativeRoutes({ tokens, clock: runtime.clock, exposePrivateKey: callers.exposePrivateKey }))
-  token.route('/', imdsCompatRoutes({ tokens, clock: runtime.clock, guard }))
   token.route(
     '/',
-    appServiceCompatRoutes({ tokens, secret: callers.secret, hostAllowed: callers.hostAllowed }),
+    nativeRoutes({ tokens, clock: runtime.clock, exposePrivateKey: callers.exposePrivateKey, access }),
   )
-  if (deps.downstream) token.route('/', downstreamRoutes({ proxy: deps.downstream, guard }))
+  token.route('/', imdsCompatRoutes({ tokens, clock: runtime.clock, guard, access }))
+  token.route(
+    '/',
+    appServiceCompatRoutes({ tokens, secret: callers.secret, hostAllowed: callers.hostAllowed, access }),
+  )
+  if (deps.downstream) token.route('/', downstreamRoutes({ proxy: deps.downstream, guard, access }))
   app.route('/', token)
 
   app.notFound(() => {

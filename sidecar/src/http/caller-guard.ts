@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { isIP } from 'node:net'
-import type { MiddlewareHandler } from 'hono'
+import type { Context, MiddlewareHandler } from 'hono'
 import { isLoopbackHost } from '../config/urls.ts'
 import { SidecarError } from '../errors.ts'
 
@@ -11,12 +11,15 @@ export interface CallerGuardOptions {
   secret: () => string | undefined
   /** Host names/addresses a request may name in `Host` (DNS-rebinding defence). */
   hostAllowed: (hostname: string) => boolean
+  /** `callers.allow`: throws 403 unless the connection's uid has an entry (routes then check the identity). */
+  authorizeCaller?: (c: Context) => void
 }
 
 /**
  * Guards token routes. Checks run from the most to the least telling of an attack: a forwarded
  * request or a foreign Host header means the request did not come from a local caller (403),
- * then the IMDS `Metadata: true` header (400, worded as IMDS words it), then the caller secret (401).
+ * then the IMDS `Metadata: true` header (400, worded as IMDS words it), then the caller secret (401),
+ * then the connection's uid against `callers.allow` (403).
  */
 export function callerGuard(options: CallerGuardOptions): MiddlewareHandler {
   return async function guardCaller(c, next) {
@@ -40,6 +43,7 @@ export function callerGuard(options: CallerGuardOptions): MiddlewareHandler {
     if (secret !== undefined && !secretMatches(c.req.header('x-identity-header'), secret)) {
       throw new SidecarError('unauthorized', 'Missing or wrong X-IDENTITY-HEADER')
     }
+    options.authorizeCaller?.(c)
     await next()
   }
 }

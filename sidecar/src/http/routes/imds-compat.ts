@@ -4,6 +4,7 @@ import { SidecarError } from '../../errors.ts'
 import { normaliseScope } from '../../tokens/scope.ts'
 import type { TokenService } from '../../tokens/token-service.ts'
 import { singleQuery } from '../wire.ts'
+import type { CallerAccess } from '../caller-access.ts'
 import { compatClientId, compatIdentity, compatNotBefore, oneOf } from './compat-identity.ts'
 
 export interface ImdsCompatRoutesDeps {
@@ -11,6 +12,8 @@ export interface ImdsCompatRoutesDeps {
   clock: Clock
   /** The token-route caller guard (Metadata: true, Host, X-Forwarded-For, secret). */
   guard: MiddlewareHandler
+  /** `callers.allow`: with no selector the caller's first allowed identity is served. */
+  access: CallerAccess
 }
 
 /** IMDS v1's token answer: every number is a string. */
@@ -50,12 +53,13 @@ export function imdsCompatRoutes(deps: ImdsCompatRoutesDeps): Hono {
     }
     const resource = singleQuery(c, 'resource')
     if (!resource) throw new SidecarError('invalid_request', 'Required query variable resource is missing')
-    const identity = compatIdentity(deps.tokens, {
+    const identity = compatIdentity(deps.tokens, deps.access.compatIdentity(c), {
       clientId: singleQuery(c, 'client_id'),
       objectId: singleQuery(c, 'object_id'),
       // IMDS v1 spells it msi_res_id; newer clients (and IMDS v2) mi_res_id.
       resourceId: oneOf(singleQuery(c, 'msi_res_id'), singleQuery(c, 'mi_res_id')),
     })
+    deps.access.authorize(c, identity.name)
     const served = await deps.tokens.getToken(identity, normaliseScope({ resource }))
     const nowSeconds = Math.floor(deps.clock.now() / 1000)
     const expiresOn = Math.floor(served.token.expiresOn / 1000)

@@ -3,11 +3,13 @@ import { normaliseScope } from '../../tokens/scope.ts'
 import type { TokenService } from '../../tokens/token-service.ts'
 import type { Clock } from '../../clock.ts'
 import { singleQuery, tokenResponseJson, credentialResponseJson } from '../wire.ts'
+import type { CallerAccess } from '../caller-access.ts'
 
 export interface NativeRoutesDeps {
   tokens: TokenService
   clock: Clock
   exposePrivateKey: boolean
+  access: CallerAccess
 }
 
 /** GET /token and GET /credential: the sidecar's own routes (contract §3). */
@@ -16,6 +18,7 @@ export function nativeRoutes(deps: NativeRoutesDeps): Hono {
 
   app.get('/token', async (c) => {
     const identity = deps.tokens.identity(singleQuery(c, 'identity'))
+    deps.access.authorize(c, identity.name)
     const scope = normaliseScope({ resource: singleQuery(c, 'resource'), scope: singleQuery(c, 'scope') })
     const served = await deps.tokens.getToken(identity, scope)
     return c.json(tokenResponseJson(served, deps.clock.now(), deps.exposePrivateKey))
@@ -23,6 +26,7 @@ export function nativeRoutes(deps: NativeRoutesDeps): Hono {
 
   app.get('/credential', async (c) => {
     const identity = deps.tokens.identity(singleQuery(c, 'identity'))
+    deps.access.authorize(c, identity.name)
     const bundle = await deps.tokens.withDeadline(identity.credentialBundle(AbortSignal.timeout(60_000)))
     return c.json(credentialResponseJson(bundle, deps.exposePrivateKey))
   })
