@@ -2,6 +2,7 @@ import type { IdentityConfig, SidecarConfig } from '../config/types.ts'
 import { buildCore } from '../daemon.ts'
 import { silentLogger } from '../log.ts'
 import { normaliseScope } from '../tokens/scope.ts'
+import { probeImdsAsOtherUid, type LockdownProbe } from './imds-lockdown-probe.ts'
 
 /** The resource doctor asks a token for when an identity names no warmResource. */
 const probeResource = 'https://management.azure.com'
@@ -45,10 +46,40 @@ export async function runDoctor(
   }
   await closeIdentities()
   await runtime.dispatcher.close()
+  const lockdown = lockdownLine(await probeImdsAsOtherUid(config.upstream.imdsEndpoint), config)
+  out.write(`\nIMDS from another uid\n  ${lockdown.line}\n`)
   out.write(
     `\n${failures === 0 ? 'all identities work' : `${failures} identit${failures === 1 ? 'y' : 'ies'} failed`}\n`,
   )
-  return failures === 0 ? 0 : 1
+  if (lockdown.failed) out.write('IMDS is not locked to the sidecar while callers.allow is set\n')
+  return failures === 0 && !lockdown.failed ? 0 : 1
+}
+
+/**
+ * Whether a process the sidecar would refuse can go to IMDS itself. A failure only with
+ * callers.allow: without it every local caller may have every identity anyway.
+ */
+function lockdownLine(probe: LockdownProbe, config: SidecarConfig): { line: string; failed: boolean } {
+  const guarded = config.callers.allow !== undefined
+  switch (probe.kind) {
+    case 'unknown':
+      return { line: `?     cannot tell: ${probe.reason}`, failed: false }
+    case 'unreachable':
+      return {
+        line: `ok    uid ${probe.uid} cannot reach ${config.upstream.imdsEndpoint} (${probe.detail}): IMDS is locked to the sidecar`,
+        failed: false,
+      }
+    case 'reachable':
+      return {
+        line:
+          `${guarded ? 'FAIL' : 'note'}  uid ${probe.uid} can reach ${config.upstream.imdsEndpoint}: ` +
+          (guarded
+            ? 'a process that callers.allow refuses can ask IMDS itself; '
+            : 'any local process can ask IMDS itself; ') +
+          'see README "Locking IMDS to the sidecar" (deploy/nftables/imds-lockdown.nft)',
+        failed: guarded,
+      }
+  }
 }
 
 function describePath(config: IdentityConfig): string {
