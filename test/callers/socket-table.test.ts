@@ -32,22 +32,22 @@ const v4Lines = [
   line(2, '0100007F:9C40', '0100007F:1E64', '01', 1000), // the caller's end: this one
 ]
 
-test('IPv4: the caller end of the connection carries the uid (not the listener, not our end)', () => {
+test('IPv4: the caller end of the connection carries the uid (not the listener, not our end)', async () => {
   const table = new SocketTable({ procRoot: procWith({ tcp: v4Lines }), endianness: 'LE' })
-  assert.deepEqual(table.ownerOf(caller, sidecar), { uid: 1000 })
-  assert.deepEqual(table.ownerOf(sidecar, caller), { uid: 999 }, 'the mirror image is our own socket')
-  assert.equal(table.ownerOf({ ...caller, port: 40001 }, sidecar).uid, undefined)
+  assert.deepEqual(await table.ownerOf(caller, sidecar), { uid: 1000 })
+  assert.deepEqual(await table.ownerOf(sidecar, caller), { uid: 999 }, 'the mirror image is our own socket')
+  assert.equal((await table.ownerOf({ ...caller, port: 40001 }, sidecar)).uid, undefined)
 })
 
-test('a big-endian kernel prints the address bytes in network order', () => {
+test('a big-endian kernel prints the address bytes in network order', async () => {
   const table = new SocketTable({
     procRoot: procWith({ tcp: [line(0, '7F000001:9C40', '7F000001:1E64', '01', 42)] }),
     endianness: 'BE',
   })
-  assert.deepEqual(table.ownerOf(caller, sidecar), { uid: 42 })
+  assert.deepEqual(await table.ownerOf(caller, sidecar), { uid: 42 })
 })
 
-test('the scan works across chunk boundaries, whatever the chunk size', () => {
+test('the scan works across chunk boundaries, whatever the chunk size', async () => {
   const procRoot = procWith({
     tcp: [
       ...Array.from({ length: 50 }, (_, i) =>
@@ -64,24 +64,24 @@ test('the scan works across chunk boundaries, whatever the chunk size', () => {
   })
   for (const chunkBytes of [1, 7, 64, 150, 151, 4096]) {
     assert.deepEqual(
-      new SocketTable({ procRoot, chunkBytes, endianness: 'LE' }).ownerOf(caller, sidecar),
+      await new SocketTable({ procRoot, chunkBytes, endianness: 'LE' }).ownerOf(caller, sidecar),
       { uid: 1000 },
       `chunk ${chunkBytes}`,
     )
   }
 })
 
-test('TIME_WAIT entries are printed with uid 0 by the kernel: never taken as root', () => {
+test('TIME_WAIT entries are printed with uid 0 by the kernel: never taken as root', async () => {
   const table = new SocketTable({
     procRoot: procWith({ tcp: [line(0, '0100007F:9C40', '0100007F:1E64', '06', 0)] }),
     endianness: 'LE',
   })
-  const owner = table.ownerOf(caller, sidecar)
+  const owner = await table.ownerOf(caller, sidecar)
   assert.equal(owner.uid, undefined)
   assert.match(owner.uid === undefined ? owner.reason : '', /TCP state 06/)
 })
 
-test('IPv6: four host-order words; a v4-mapped peer is looked for in tcp, then as v4-mapped in tcp6', () => {
+test('IPv6: four host-order words; a v4-mapped peer is looked for in tcp, then as v4-mapped in tcp6', async () => {
   const procRoot = procWith({
     tcp: [],
     tcp6: [
@@ -92,14 +92,19 @@ test('IPv6: four host-order words; a v4-mapped peer is looked for in tcp, then a
     ],
   })
   const table = new SocketTable({ procRoot, endianness: 'LE' })
-  assert.deepEqual(table.ownerOf({ address: '::1', port: 40000 }, { address: '::1', port: 7780 }), { uid: 7 })
+  assert.deepEqual(await table.ownerOf({ address: '::1', port: 40000 }, { address: '::1', port: 7780 }), {
+    uid: 7,
+  })
   assert.deepEqual(
-    table.ownerOf({ address: '::ffff:127.0.0.1', port: 40001 }, { address: '::ffff:127.0.0.1', port: 7780 }),
+    await table.ownerOf(
+      { address: '::ffff:127.0.0.1', port: 40001 },
+      { address: '::ffff:127.0.0.1', port: 7780 },
+    ),
     { uid: 8 },
   )
   const dualStack = new SocketTable({ procRoot: procWith({ tcp: v4Lines, tcp6: [] }), endianness: 'LE' })
   assert.deepEqual(
-    dualStack.ownerOf(
+    await dualStack.ownerOf(
       { address: '::ffff:127.0.0.1', port: 40000 },
       { address: '::ffff:127.0.0.1', port: 7780 },
     ),
@@ -108,12 +113,26 @@ test('IPv6: four host-order words; a v4-mapped peer is looked for in tcp, then a
   )
 })
 
-test('a missing table and an unknown address are reasons, not exceptions', () => {
+test('a missing table and an unknown address are reasons, not exceptions', async () => {
   const empty = new SocketTable({ procRoot: mkdtempSync(join(tmpdir(), 'sidecar-proc-')) })
-  const owner = empty.ownerOf(caller, sidecar)
+  const owner = await empty.ownerOf(caller, sidecar)
   assert.equal(owner.uid, undefined)
   assert.match(owner.uid === undefined ? owner.reason : '', /cannot read .*tcp \(ENOENT\)/)
-  assert.equal(empty.ownerOf({ address: 'not-an-ip', port: 1 }, sidecar).uid, undefined)
+  assert.equal((await empty.ownerOf({ address: 'not-an-ip', port: 1 }, sidecar)).uid, undefined)
+})
+
+test('lookups made while a scan runs are answered together by the next scan', async () => {
+  const lines = Array.from({ length: 200 }, (_, i) =>
+    line(i, `0100007F:${(30000 + i).toString(16).toUpperCase()}`, '0100007F:1E64', '01', 2000 + i),
+  )
+  const table = new SocketTable({ procRoot: procWith({ tcp: lines }), chunkBytes: 256, endianness: 'LE' })
+  const owners = await Promise.all(
+    Array.from({ length: 200 }, (_, i) => table.ownerOf({ address: '127.0.0.1', port: 30000 + i }, sidecar)),
+  )
+  assert.deepEqual(
+    owners.map((owner) => owner.uid),
+    Array.from({ length: 200 }, (_, i) => 2000 + i),
+  )
 })
 
 test('ipv6Bytes expands :: and dotted quads', () => {
@@ -135,7 +154,7 @@ test('the real /proc: a loopback connection from this process is owned by this u
     await ready
     const client = connect((server.address() as { port: number }).port, host)
     const socket = await got
-    const owner = table.ownerOf(
+    const owner = await table.ownerOf(
       { address: socket.remoteAddress!, port: socket.remotePort! },
       { address: socket.localAddress!, port: socket.localPort! },
     )

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { Hono } from 'hono'
+import { Hono, type Context } from 'hono'
 import { SidecarError } from '../errors.ts'
 import type { Runtime } from '../runtime.ts'
 import type { TokenService } from '../tokens/token-service.ts'
@@ -84,7 +84,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     requireMetadataHeader: callers.requireMetadataHeader,
     secret: callers.secret,
     hostAllowed: callers.hostAllowed,
-    authorizeCaller: (c) => access.authorize(c),
+    ...(callers.access ? { authorizeCaller: (c: Context) => access.authorizeConnection(c) } : {}),
   })
   const token = new Hono<Env>()
   token.use(async function refuseWhileDraining(_c, next) {

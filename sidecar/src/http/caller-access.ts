@@ -11,6 +11,8 @@ import type { PeerUids } from './peer-uids.ts'
 
 /** What token routes ask about the caller of a request (contract §2 `callers.allow`). */
 export interface CallerAccess {
+  /** For the caller guard: waits for the connection's uid, then throws 403 unless it has an entry. */
+  authorizeConnection(c: Context): Promise<void>
   /** Throws 403 unless the caller may use `identity` (undefined: has any identity at all). */
   authorize(c: Context, identity?: string): void
   /** The identity a compat route serves when the request names none; undefined: `defaultIdentity`. */
@@ -19,6 +21,7 @@ export interface CallerAccess {
 
 /** No `callers.allow`: every caller that passed the other checks may use every identity. */
 export const everyCaller: CallerAccess = {
+  authorizeConnection: async () => {},
   authorize: () => {},
   compatIdentity: () => undefined,
 }
@@ -52,6 +55,11 @@ export class AllowListAccess implements CallerAccess {
     this.#entries = options.entries
     this.#policy = callerPolicy(options.entries)
     this.#options = options
+  }
+
+  async authorizeConnection(c: Context): Promise<void> {
+    await this.#options.peers.settled(socketOf(c))
+    this.authorize(c)
   }
 
   authorize(c: Context, identity?: string): void {

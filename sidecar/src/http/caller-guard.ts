@@ -12,7 +12,7 @@ export interface CallerGuardOptions {
   /** Host names/addresses a request may name in `Host` (DNS-rebinding defence). */
   hostAllowed: (hostname: string) => boolean
   /** `callers.allow`: throws 403 unless the connection's uid has an entry (routes then check the identity). */
-  authorizeCaller?: (c: Context) => void
+  authorizeCaller?: (c: Context) => Promise<void>
 }
 
 /**
@@ -43,7 +43,7 @@ export function callerGuard(options: CallerGuardOptions): MiddlewareHandler {
     if (secret !== undefined && !secretMatches(c.req.header('x-identity-header'), secret)) {
       throw new SidecarError('unauthorized', 'Missing or wrong X-IDENTITY-HEADER')
     }
-    options.authorizeCaller?.(c)
+    if (options.authorizeCaller) await options.authorizeCaller(c)
     await next()
   }
 }

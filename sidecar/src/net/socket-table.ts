@@ -1,4 +1,4 @@
-import { closeSync, openSync, readSync } from 'node:fs'
+import { open } from 'node:fs/promises'
 import { isIPv4, isIPv6 } from 'node:net'
 import { endianness } from 'node:os'
 import { join } from 'node:path'
@@ -15,7 +15,7 @@ export type SocketOwner = { uid: number } | { uid: undefined; reason: string }
 export interface SocketTableOptions {
   /** Where `net/tcp` and `net/tcp6` are read from; `/proc` (this process's network namespace). */
   procRoot?: string
-  /** Bytes read per system call; the table is scanned chunk by chunk and reading stops at the match. */
+  /** Bytes read per system call (128 KiB): the table is scanned chunk by chunk. */
   chunkBytes?: number
   /** Little- or big-endian host: how the kernel prints each 32-bit word of an address. */
   endianness?: 'LE' | 'BE'
@@ -28,54 +28,116 @@ export interface SocketTableOptions {
  */
 const ownedStates = new Set(['01', '02', '04', '05', '07', '08', '09', '0B'])
 
+interface Query {
+  needle: string
+  resolve: (line: string | undefined) => void
+  reject: (error: unknown) => void
+}
+
 /**
  * Finds the uid that owns a local TCP socket by reading the kernel's socket table
  * (`/proc/net/tcp`, `/proc/net/tcp6`) of this process's network namespace: the entry whose local
  * end is the caller's end of a connection we accepted, and whose remote end is ours, carries the
- * uid of the process that created the caller's socket. Netlink's sock_diag would avoid the text
- * table but needs native code; the table is read in chunks and the read stops at the match.
+ * uid of the process that created the caller's socket.
+ *
+ * Cost: the kernel formats the table by walking its whole connection hash, so one read costs in
+ * proportion to every TCP socket of the namespace, TIME_WAIT ones included (milliseconds with a
+ * few thousand). Hence: reads go through the libuv thread pool in bounded chunks, never blocking
+ * the event loop; a scan stops once every entry it looks for is found; and lookups that arrive
+ * while a scan runs are answered together by the next one, so a burst of new connections costs a
+ * couple of scans rather than one each. Netlink's sock_diag can look one socket up directly but
+ * needs native code.
  */
 export class SocketTable {
   readonly #procRoot: string
-  readonly #buffer: Buffer
+  readonly #chunkBytes: number
   readonly #endianness: 'LE' | 'BE'
+  readonly #waiting = { tcp: [] as Query[], tcp6: [] as Query[] }
+  readonly #scanning = { tcp: false, tcp6: false }
 
   constructor(options: SocketTableOptions = {}) {
     this.#procRoot = options.procRoot ?? '/proc'
-    this.#buffer = Buffer.allocUnsafe(options.chunkBytes ?? 64 * 1024)
+    this.#chunkBytes = options.chunkBytes ?? 128 * 1024
     this.#endianness = options.endianness ?? endianness()
   }
 
-  /**
-   * The owner of the socket at `peer` that is connected to `local`. Synchronous on purpose: it
-   * runs once per accepted connection, before any request on it is parsed, so no request can
-   * overtake its answer.
-   */
-  ownerOf(peer: Endpoint, local: Endpoint): SocketOwner {
+  /** The owner of the socket at `peer` that is connected to `local`. Never rejects. */
+  async ownerOf(peer: Endpoint, local: Endpoint): Promise<SocketOwner> {
     const candidates = this.#tables(peer.address, local.address)
     if (candidates.length === 0)
       return { uid: undefined, reason: `unsupported address family (${peer.address})` }
-    let lastProblem = 'no entry in the kernel socket table'
+    let problem = 'no entry in the kernel socket table'
     for (const { file, peerHex, localHex } of candidates) {
       const needle = ` ${peerHex}:${portHex(peer.port)} ${localHex}:${portHex(local.port)} `
-      let line: string | undefined
-      try {
-        line = this.#findLine(join(this.#procRoot, 'net', file), needle)
-      } catch (error) {
-        lastProblem = `cannot read ${join(this.#procRoot, 'net', file)} (${(error as NodeJS.ErrnoException).code ?? String(error)})`
-        continue
-      }
-      if (line === undefined) continue
-      return ownerFromLine(line)
+      const found = await this.#find(file, needle).catch((error: NodeJS.ErrnoException) => {
+        problem = `cannot read ${this.#path(file)} (${error.code ?? String(error)})`
+        return undefined
+      })
+      if (found !== undefined) return ownerFromLine(found)
     }
-    return { uid: undefined, reason: lastProblem }
+    return { uid: undefined, reason: problem }
+  }
+
+  #path(file: 'tcp' | 'tcp6'): string {
+    return join(this.#procRoot, 'net', file)
+  }
+
+  /** Queues a lookup; a scan already under way may have passed its entry, so it waits for the next. */
+  #find(file: 'tcp' | 'tcp6', needle: string): Promise<string | undefined> {
+    return new Promise((resolve, reject) => {
+      this.#waiting[file].push({ needle, resolve, reject })
+      if (!this.#scanning[file]) void this.#scanLoop(file)
+    })
+  }
+
+  async #scanLoop(file: 'tcp' | 'tcp6'): Promise<void> {
+    this.#scanning[file] = true
+    while (this.#waiting[file].length > 0) {
+      const batch = this.#waiting[file].splice(0)
+      try {
+        await this.#scan(this.#path(file), batch)
+      } catch (error) {
+        for (const query of batch) query.reject(error)
+      }
+    }
+    this.#scanning[file] = false
+  }
+
+  /** One pass over the table for every query of the batch; stops when all are answered. */
+  async #scan(path: string, batch: Query[]): Promise<void> {
+    let pending = batch
+    const handle = await open(path, 'r')
+    try {
+      const buffer = Buffer.allocUnsafe(this.#chunkBytes)
+      let carry = ''
+      for (;;) {
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, null)
+        const text = carry + buffer.toString('latin1', 0, bytesRead)
+        // Only complete lines are searched, so a match never lacks its uid column.
+        const complete = bytesRead === 0 ? text.length : text.lastIndexOf('\n') + 1
+        const lines = text.slice(0, complete)
+        carry = text.slice(complete)
+        pending = pending.filter((query) => {
+          const at = lines.indexOf(query.needle)
+          if (at === -1) return true
+          const end = lines.indexOf('\n', at)
+          query.resolve(lines.slice(lines.lastIndexOf('\n', at) + 1, end === -1 ? undefined : end))
+          return false
+        })
+        if (pending.length === 0) return
+        if (bytesRead === 0) break
+      }
+      for (const query of pending) query.resolve(undefined)
+    } finally {
+      await handle.close()
+    }
   }
 
   /** Which table(s) may hold the caller's socket, with both addresses in that table's encoding. */
-  #tables(peer: string, local: string): { file: string; peerHex: string; localHex: string }[] {
+  #tables(peer: string, local: string): { file: 'tcp' | 'tcp6'; peerHex: string; localHex: string }[] {
     const peerV4 = mappedV4(peer)
     const localV4 = mappedV4(local)
-    const tables: { file: string; peerHex: string; localHex: string }[] = []
+    const tables: { file: 'tcp' | 'tcp6'; peerHex: string; localHex: string }[] = []
     if (peerV4 !== undefined && localV4 !== undefined) {
       // An IPv4 caller reaching a dual-stack listener: its own socket is plain AF_INET (tcp), unless
       // it too is an AF_INET6 socket using a v4-mapped address (tcp6).
@@ -109,35 +171,6 @@ export class SocketTable {
       hex += word.toString(16).toUpperCase().padStart(8, '0')
     }
     return hex
-  }
-
-  /** Scans the file chunk by chunk for the line containing `needle`; stops reading once found. */
-  #findLine(path: string, needle: string): string | undefined {
-    const fd = openSync(path, 'r')
-    try {
-      let carry = ''
-      for (;;) {
-        const read = readSync(fd, this.#buffer, 0, this.#buffer.length, null)
-        if (read === 0) return undefined
-        const text = carry + this.#buffer.toString('latin1', 0, read)
-        const at = text.indexOf(needle)
-        if (at !== -1) {
-          const start = text.lastIndexOf('\n', at) + 1
-          let line = text.slice(start)
-          // The match's line may continue in the next chunks; its tail holds the uid.
-          for (let end = line.indexOf('\n'); end === -1; end = line.indexOf('\n')) {
-            const more = readSync(fd, this.#buffer, 0, this.#buffer.length, null)
-            if (more === 0) return line
-            line += this.#buffer.toString('latin1', 0, more)
-          }
-          return line.slice(0, line.indexOf('\n'))
-        }
-        // Keep the unfinished last line: the needle may straddle two chunks.
-        carry = text.slice(text.lastIndexOf('\n') + 1)
-      }
-    } finally {
-      closeSync(fd)
-    }
   }
 }
 

@@ -48,7 +48,7 @@ export function appServiceCompatRoutes(deps: AppServiceCompatRoutesDeps): Hono {
       requireMetadataHeader: false,
       secret: () => secret,
       hostAllowed: deps.hostAllowed,
-      authorizeCaller: (c) => deps.access.authorize(c),
+      authorizeCaller: (c) => deps.access.authorizeConnection(c),
     })
     return guard(c, next)
   }
