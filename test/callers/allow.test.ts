@@ -186,6 +186,10 @@ test('keep-alive: one lookup per connection; one log line per refused connection
   assert.equal(lines.length, 1, 'one line for the connection, not one per request')
   assert.equal(lines[0]!['uid'], uids.mallory)
   assert.equal(lines[0]!['reason'], 'caller_not_allowed')
+  assert.ok(
+    !stack.logs.records.some((r) => r['msg'] === 'request failed' && r['error'] === 'forbidden'),
+    'no per-request error line for the refusals',
+  )
   assert.deepEqual(await refusals(stack), { '64102/none': 3 }, 'every refused request is counted')
 })
 

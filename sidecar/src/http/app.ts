@@ -118,6 +118,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
 }
 
 function logError(runtime: Runtime, error: unknown, correlationId: string): void {
+  // callers.allow logs its refusals once per connection, rate-limited (caller-access.ts).
+  if (
+    error instanceof SidecarError &&
+    (error.reason === 'caller_not_allowed' || error.reason === 'caller_unknown')
+  )
+    return
   if (error instanceof SidecarError) {
     const level = error.status >= 500 ? 'warn' : 'info'
     runtime.logger[level](
