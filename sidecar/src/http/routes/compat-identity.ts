@@ -13,8 +13,9 @@ export interface CompatSelector {
 
 /**
  * The configured identity an IMDS / App Service style request names. No selector means `fallback`
- * (the caller's first `callers.allow` identity) or else `defaultIdentity`; a selector is matched case-insensitively against the managed identities'
- * configured selectors (Azure ids are case-insensitive GUIDs and ARM ids). Errors use the words
+ * (the caller's first `callers.allow` identity) or else `defaultIdentity`; a selector is matched
+ * case-insensitively against the managed identities' configured selectors (Azure ids are
+ * case-insensitive GUIDs and ARM ids). Errors use the words
  * IMDS uses, which the SDKs show to their users as they are.
  */
 export function compatIdentity(
