@@ -93,5 +93,5 @@ console.log(
   `socket-table lookups: ${count}, mean ${((sum / Math.max(1, count)) * 1e6).toFixed(1)} µs; ` +
     `/proc/net/tcp has ${readFileSync('/proc/net/tcp', 'latin1').split('\n').length - 2} entries at the end (TIME_WAIT from the churn)`,
 )
-await Promise.all([open.shutdown(100), guarded.shutdown(100)])
+await Promise.all([open.shutdown(1000), guarded.shutdown(1000)])
 await emulator.close()

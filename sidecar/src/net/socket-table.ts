@@ -1,7 +1,7 @@
-import { open } from 'node:fs/promises'
 import { isIPv4, isIPv6 } from 'node:net'
 import { endianness } from 'node:os'
 import { join } from 'node:path'
+import { TableScanner } from './table-scanner.ts'
 
 /** One end of a TCP connection as Node reports it (`socket.remoteAddress`, `socket.remotePort`). */
 export interface Endpoint {
@@ -15,7 +15,7 @@ export type SocketOwner = { uid: number } | { uid: undefined; reason: string }
 export interface SocketTableOptions {
   /** Where `net/tcp` and `net/tcp6` are read from; `/proc` (this process's network namespace). */
   procRoot?: string
-  /** Bytes read per system call (128 KiB): the table is scanned chunk by chunk. */
+  /** Bytes asked for per read(2) (64 KiB; the kernel answers about a page at a time). */
   chunkBytes?: number
   /** Little- or big-endian host: how the kernel prints each 32-bit word of an address. */
   endianness?: 'LE' | 'BE'
@@ -40,24 +40,26 @@ interface Query {
  * end is the caller's end of a connection we accepted, and whose remote end is ours, carries the
  * uid of the process that created the caller's socket.
  *
- * Cost: the kernel formats the table by walking its whole connection hash, so one read costs in
- * proportion to every TCP socket of the namespace, TIME_WAIT ones included (milliseconds with a
- * few thousand). Hence: reads go through the libuv thread pool in bounded chunks, never blocking
- * the event loop; a scan stops once every entry it looks for is found; and lookups that arrive
- * while a scan runs are answered together by the next one, so a burst of new connections costs a
- * couple of scans rather than one each. Netlink's sock_diag can look one socket up directly but
- * needs native code.
+ * Cost: the kernel formats the table by walking its whole connection hash, so a pass costs in
+ * proportion to every TCP socket of the namespace, TIME_WAIT ones included (tens of milliseconds
+ * with ten thousand). Hence: passes run on a worker thread (table-scanner.ts), never blocking the
+ * event loop; a pass stops once every entry it looks for is found; and lookups that arrive while
+ * a pass runs are answered together by the next one, so a burst of new connections costs a couple
+ * of passes rather than one each. Netlink's sock_diag can look one socket up directly but needs
+ * native code.
  */
 export class SocketTable {
   readonly #procRoot: string
-  readonly #chunkBytes: number
+  readonly #scanner: TableScanner
   readonly #endianness: 'LE' | 'BE'
   readonly #waiting = { tcp: [] as Query[], tcp6: [] as Query[] }
   readonly #scanning = { tcp: false, tcp6: false }
 
   constructor(options: SocketTableOptions = {}) {
     this.#procRoot = options.procRoot ?? '/proc'
-    this.#chunkBytes = options.chunkBytes ?? 128 * 1024
+    this.#scanner = new TableScanner(
+      options.chunkBytes === undefined ? {} : { chunkBytes: options.chunkBytes },
+    )
     this.#endianness = options.endianness ?? endianness()
   }
 
@@ -69,8 +71,8 @@ export class SocketTable {
     let problem = 'no entry in the kernel socket table'
     for (const { file, peerHex, localHex } of candidates) {
       const needle = ` ${peerHex}:${portHex(peer.port)} ${localHex}:${portHex(local.port)} `
-      const found = await this.#find(file, needle).catch((error: NodeJS.ErrnoException) => {
-        problem = `cannot read ${this.#path(file)} (${error.code ?? String(error)})`
+      const found = await this.#find(file, needle).catch((error: Error) => {
+        problem = `cannot read ${this.#path(file)} (${error.message})`
         return undefined
       })
       if (found !== undefined) return ownerFromLine(found)
@@ -95,7 +97,11 @@ export class SocketTable {
     while (this.#waiting[file].length > 0) {
       const batch = this.#waiting[file].splice(0)
       try {
-        await this.#scan(this.#path(file), batch)
+        const lines = await this.#scanner.scan(
+          this.#path(file),
+          batch.map((query) => query.needle),
+        )
+        batch.forEach((query, index) => query.resolve(lines[index] ?? undefined))
       } catch (error) {
         for (const query of batch) query.reject(error)
       }
@@ -103,34 +109,9 @@ export class SocketTable {
     this.#scanning[file] = false
   }
 
-  /** One pass over the table for every query of the batch; stops when all are answered. */
-  async #scan(path: string, batch: Query[]): Promise<void> {
-    let pending = batch
-    const handle = await open(path, 'r')
-    try {
-      const buffer = Buffer.allocUnsafe(this.#chunkBytes)
-      let carry = ''
-      for (;;) {
-        const { bytesRead } = await handle.read(buffer, 0, buffer.length, null)
-        const text = carry + buffer.toString('latin1', 0, bytesRead)
-        // Only complete lines are searched, so a match never lacks its uid column.
-        const complete = bytesRead === 0 ? text.length : text.lastIndexOf('\n') + 1
-        const lines = text.slice(0, complete)
-        carry = text.slice(complete)
-        pending = pending.filter((query) => {
-          const at = lines.indexOf(query.needle)
-          if (at === -1) return true
-          const end = lines.indexOf('\n', at)
-          query.resolve(lines.slice(lines.lastIndexOf('\n', at) + 1, end === -1 ? undefined : end))
-          return false
-        })
-        if (pending.length === 0) return
-        if (bytesRead === 0) break
-      }
-      for (const query of pending) query.resolve(undefined)
-    } finally {
-      await handle.close()
-    }
+  /** Ends the scanning thread (it also ends by itself when idle). */
+  close(): Promise<void> {
+    return this.#scanner.close()
   }
 
   /** Which table(s) may hold the caller's socket, with both addresses in that table's encoding. */
