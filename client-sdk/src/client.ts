@@ -7,6 +7,7 @@ import {
   type RequestInit,
   type Response,
 } from 'undici'
+import { createHash } from 'node:crypto'
 import { raceAbort, type AbortSignalLike } from './abort.ts'
 import { defaultEndpoint, resolveEndpoint, routeUrl, type SidecarEndpoint } from './endpoint.ts'
 import { SidecarClientError } from './errors.ts'
@@ -66,6 +67,13 @@ export interface GetTokenOptions {
   forceRefresh?: boolean
   /** Stops waiting for the answer (a request shared with other callers is not cancelled). */
   abortSignal?: AbortSignalLike
+  /**
+   * A claims challenge from a resource that refused the token (continuous access evaluation: the
+   * `claims` of its `WWW-Authenticate`, JSON or base64). Skips the SDK's cache; the sidecar asks
+   * upstream again with it (merged with the identity's `clientCapabilities`) and replaces its own
+   * cached token.
+   */
+  claims?: string
 }
 
 /**
@@ -180,6 +188,18 @@ export class SidecarClient {
       : { resource: target }
     if (identity !== undefined) query['identity'] = identity
     const key = new URLSearchParams(query).toString()
+    if (options.claims !== undefined && options.claims !== '') {
+      // Name the refused token by its hash: if the sidecar already replaced it (another caller's
+      // challenge), it answers with the new one instead of asking upstream again.
+      const refused = this.#cache.peek(key)
+      const caeQuery: Record<string, string> = { ...query, claims: options.claims }
+      if (refused)
+        caeQuery['token_sha256_to_refresh'] = createHash('sha256').update(refused.token).digest('hex')
+      return raceAbort(
+        this.#cache.reload(key, () => this.#requestToken(caeQuery)),
+        options.abortSignal,
+      )
+    }
     const token = this.#cache.get(key, () => this.#requestToken(query), options.forceRefresh ?? false)
     return raceAbort(token, options.abortSignal)
   }

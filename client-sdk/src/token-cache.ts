@@ -40,6 +40,19 @@ export class TokenCache<T> {
     }
     // A forced refresh joins a load already under way: that answer is as fresh as a new one.
     if (entry.pending) return entry.pending
+    return this.reload(key, load)
+  }
+
+  /**
+   * Starts a new load for `key` even if one is under way (a CAE refresh must reach the sidecar with
+   * its claims, not join a plain load) and caches its answer unless a newer load answered first.
+   */
+  reload(key: string, load: () => Promise<T>): Promise<T> {
+    let entry = this.#entries.get(key)
+    if (entry === undefined) {
+      entry = { freshUntil: 0, seq: 0 }
+      this.#entries.set(key, entry)
+    }
     const seq = ++this.#seq
     const current = entry
     const pending = load().then((value) => {
@@ -56,6 +69,11 @@ export class TokenCache<T> {
     }
     pending.then(settle, settle)
     return pending
+  }
+
+  /** The cached value for `key`, fresh or not (undefined when none). */
+  peek(key: string): T | undefined {
+    return this.#entries.get(key)?.value
   }
 
   /** Forgets every value; loads under way still answer their callers. */

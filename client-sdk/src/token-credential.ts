@@ -40,7 +40,7 @@ export interface SidecarAccessToken {
  */
 export interface SidecarTokenCredentialGetTokenOptions {
   abortSignal?: AbortSignalLike
-  /** A CAE claims challenge: the sidecar cannot forward it, but the SDK at least skips its cache. */
+  /** A CAE claims challenge (Azure SDK pipelines pass it after a 401 with claims): sent to the sidecar. */
   claims?: string
 }
 
@@ -72,7 +72,7 @@ export function createTokenCredential(
       if (options.identity !== undefined) request.identity = options.identity
       if (getTokenOptions.abortSignal !== undefined) request.abortSignal = getTokenOptions.abortSignal
       // Azure SDKs ask again with claims after a resource rejected the token (CAE).
-      if (getTokenOptions.claims) request.forceRefresh = true
+      if (getTokenOptions.claims) request.claims = getTokenOptions.claims
       const t = await client.getToken(scopes, request)
       if (t.tokenType !== 'Bearer') {
         // Azure SDK clients send `Authorization: Bearer`; an mtls_pop token sent so is refused by

@@ -1,4 +1,4 @@
-import { chmodSync, readFileSync, rmSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { getRequestListener } from '@hono/node-server'
@@ -22,6 +22,7 @@ import type { Identity } from './identities/identity.ts'
 import { createLogger, type Logger } from './log.ts'
 import { Metrics } from './metrics.ts'
 import { trustedCas } from './net/trusted-cas.ts'
+import { listenOnUnixSocket } from './net/unix-socket.ts'
 import type { Runtime } from './runtime.ts'
 import { normaliseScope } from './tokens/scope.ts'
 import { TokenCache } from './tokens/token-cache.ts'
@@ -88,6 +89,7 @@ export class Daemon {
       tokens,
       readiness,
       downstream,
+      agentIdSidecar: config.compat.agentIdSidecar,
       callers: {
         requireMetadataHeader: config.callers.requireMetadataHeader,
         exposePrivateKey: config.callers.exposePrivateKey,
@@ -121,10 +123,14 @@ export class Daemon {
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
     const url = `http://${host}:${address.port}`
     if (config.listen.socket) {
-      rmSync(config.listen.socket, { force: true })
       const unix = hardened(createServer(serverOptions, listener), config.upstream.requestDeadlineMs)
-      await listenOn(unix, { path: config.listen.socket })
-      chmodSync(config.listen.socket, 0o660)
+      try {
+        await listenOnUnixSocket(unix, config.listen.socket)
+      } catch (error) {
+        // Start failed: release the TCP port too, or the process would linger half-started.
+        await new Promise<void>((resolve) => tcp.close(() => resolve()))
+        throw error
+      }
       servers.push(unix)
     }
     readiness.markListening()

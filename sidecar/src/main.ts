@@ -5,12 +5,14 @@ import type { SidecarConfig } from './config/types.ts'
 import { runDaemonProcess } from './cli/run.ts'
 import { runDemo } from './cli/demo.ts'
 import { runDoctor } from './cli/doctor.ts'
+import { runInject } from './cli/inject/command.ts'
 
 const usage = `Usage:
   credential-sidecar [--config FILE]          run the daemon (FILE also from CREDENTIAL_SIDECAR_CONFIG)
   credential-sidecar check-config FILE        validate a config and print the resolved identities
   credential-sidecar doctor [--config FILE]   probe IMDS and each identity's credential path
   credential-sidecar demo [--port N]          run the built-in emulator and the daemon wired to it
+  credential-sidecar inject FILE|- [options]  add the sidecar to Kubernetes workloads (inject --help)
 `
 
 /** The command line. Returns the process exit code. */
@@ -42,6 +44,8 @@ export async function main(argv: string[]): Promise<number> {
         const { values } = parseArgs({ args: rest, options: { port: { type: 'string' } } })
         return await runDemo({ port: values.port === undefined ? 7780 : Number(values.port) })
       }
+      case 'inject':
+        return await runInject(rest, process)
       case 'help':
         return printUsage(0)
       default:

@@ -221,3 +221,34 @@ test('a connection whose owner cannot be read is refused, with the reason, and l
   assert.deepEqual(await refusals(stack), { 'unknown/none': 1 })
   assert.equal(stack.emulator.state.calls.count('imds.token'), 0)
 })
+
+test(
+  'AgentID-compatible routes check the api identity too (no Metadata header there)',
+  { skip },
+  async (t) => {
+    const stack = await startStack(t, {
+      configYaml: (emulator) =>
+        allowYaml(emulator) +
+        [
+          'downstreamApis:',
+          '  arm:',
+          '    baseUrl: https://management.azure.com',
+          '    identity: two',
+          `    scopes: ["${mgmt}/.default"]`,
+          'compat:',
+          '  agentIdSidecar: true',
+          '',
+        ].join('\n'),
+    })
+    const url = `${stack.url}/AuthorizationHeaderUnauthenticated/arm`
+    const [allowed] = await requestsAsUid(uids.nobody, [url], {})
+    assert.equal(allowed!.status, 200, JSON.stringify(allowed!.body))
+    assert.match(allowed!.body.authorizationHeader, /^Bearer ey/)
+    const [alice] = await requestsAsUid(uids.alice, [url], {})
+    assert.equal(alice!.status, 403)
+    assert.match(alice!.body.error_description, /may not use identity "two"/)
+    const [mallory] = await requestsAsUid(uids.mallory, [url], {})
+    assert.equal(mallory!.status, 403)
+    assert.match(mallory!.body.error_description, /uid 64102 is not listed/)
+  },
+)

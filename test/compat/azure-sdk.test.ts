@@ -16,12 +16,14 @@ const client = join(import.meta.dirname, 'sdk-client.ts')
 const resource = 'https://management.azure.com'
 const secret = 'sdk-identity-header-value'
 
-type Sdk = 'identity' | 'msal' | 'default'
+type Sdk = 'identity' | 'msal' | 'msal-cae' | 'default'
 
 interface SdkResult {
   status: number
   token?: string
   expiresOn?: number
+  /** msal-cae: the token before the claims challenge. */
+  firstToken?: string
   error?: string
 }
 
@@ -128,4 +130,17 @@ test('identity: an unknown user-assigned clientId fails with "Identity not found
   assert.notEqual(result.status, 0)
   assert.match(result.error ?? '', /Identity not found/)
   assert.equal(stack.emulator.state.calls.count('imds.token'), 0)
+})
+
+test('msal-node with clientCapabilities and a claims challenge: xms_cc reaches the daemon and goes upstream', async (t) => {
+  const stack = await startStack(t)
+  const result = await runSdk('msal-cae', imdsEnv(stack))
+  assert.equal(result.status, 0, result.error)
+  // msal-node sent xms_cc=cp1 on both calls; the daemon passed it to IMDS on its cache miss.
+  assert.deepEqual(stack.emulator.state.calls.caeParameters('imds.token'), [{ xms_cc: 'cp1' }])
+  // msal-node sends the refused token's hash only to Service Fabric, so to an IMDS-style endpoint
+  // a claims request looks like a first one (upstream-protocol.md §7): the daemon serves its cache.
+  // Applications that need the refresh use /token?claims=… or the SDK (test/client-sdk/cae.test.ts).
+  assert.equal(result.token, result.firstToken)
+  assert.equal(stack.emulator.state.calls.count('imds.token'), 1)
 })

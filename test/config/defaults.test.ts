@@ -11,6 +11,7 @@ const systemMi = {
   useBoundCredential: false,
   warm: false,
   allowBearerFallback: false,
+  clientCapabilities: [],
 }
 
 test('an empty file resolves to every documented default', () => {
@@ -30,6 +31,7 @@ test('an empty file resolves to every documented default', () => {
   assert.equal(config.defaultIdentity, 'mi')
   assert.deepEqual([...config.identities.entries()], [['mi', systemMi]])
   assert.equal(config.downstreamApis.size, 0)
+  assert.deepEqual(config.compat, { agentIdSidecar: false })
 })
 
 test('a file with only comments, or empty sections, is the default config', () => {
@@ -140,6 +142,7 @@ test('managed identity defaults and selectors', () => {
       '    warmResource: https://management.azure.com',
       '    bindingStore: /var/lib/sidecar/binding.json',
       '    allowBearerFallback: true',
+      '    clientCapabilities: [cp1, cp1, CP2]',
     ),
   )
   assert.deepEqual([...config.identities.keys()], ['sys', 'bare', 'byClient', 'byObject', 'byResource'])
@@ -165,6 +168,7 @@ test('managed identity defaults and selectors', () => {
     warmResource: 'https://management.azure.com',
     bindingStore: '/var/lib/sidecar/binding.json',
     allowBearerFallback: true,
+    clientCapabilities: ['cp1', 'CP2'],
   })
 })
 
@@ -196,6 +200,7 @@ test('confidential client defaults: authority from upstream, Bearer, no x5c, FIC
     protocolScheme: 'Bearer',
     warm: false,
     allowBearerFallback: false,
+    clientCapabilities: [],
     tenantId: tenant,
     clientId: client,
     authorityHost: 'https://login.example.test',

@@ -355,3 +355,10 @@ test('every problem is reported at once, sorted by position', () => {
     ['2:3 listen.port', '4:3 cache.maxTokens', '5:1 bogus'],
   )
 })
+
+test('clientCapabilities must be capability names; compat takes only agentIdSidecar', () => {
+  const error = parseError(yaml('identities:', '  mi:', '    managedIdentity: {}', '    clientCapabilities: ["cp 1"]'))
+  assertIssue(error, '4:26', 'identities.mi.clientCapabilities[0]', 'expected a capability name such as cp1')
+  const compat = parseError(yaml('compat:', '  agentIdSidecars: true'))
+  assertIssue(compat, '2:3', 'compat.agentIdSidecars', 'unknown key (allowed here: agentIdSidecar)')
+})

@@ -94,3 +94,28 @@ test('the cache is bounded by maxTokens', async () => {
   for (let i = 0; i < 10; i++) await cache.get(`k${i}`, () => acquire(hour))
   assert.equal(cache.size, 3)
 })
+
+test('a forced refresh never answers from the cache, waits out a refresh in flight, and fails without the refused token', async () => {
+  const { clock, cache, acquire, calls, setFail } = setup()
+  await cache.get('k', () => acquire(hour))
+  // A background refresh is under way (slow): the forced refresh must not take its answer.
+  let release!: () => void
+  const slow = new Promise<void>((resolve) => (release = resolve))
+  await clock.advance(50 * minute) // refreshAt of a 1 h token: due, still servable
+  const background = cache.get('k', async () => {
+    await slow
+    return acquire(hour)
+  })
+  const forced = cache.forceRefresh('k', () => acquire(hour))
+  release()
+  assert.equal((await background).accessToken, 'token-1', 'the due token answered at once')
+  assert.equal((await forced).accessToken, 'token-3', 'its own request, made after the refusal')
+  assert.equal(calls(), 3)
+  assert.equal(cache.peek('k')?.accessToken, 'token-3')
+  // Within the window, another forced refresh shares that answer.
+  assert.equal((await cache.forceRefresh('k', () => acquire(hour))).accessToken, 'token-3')
+  assert.equal(calls(), 3)
+  await clock.advance(5_000)
+  setFail(true)
+  await assert.rejects(cache.forceRefresh('k', () => acquire(hour)), /IMDS down/)
+})

@@ -152,8 +152,6 @@ test('forwards method, path, query and body; sets Authorization; drops caller cr
       'keep-alive': 'timeout=5',
       te: 'trailers',
       'proxy-authorization': 'Basic eDp5',
-      forwarded: 'for=1.2.3.4',
-      'x-forwarded-host': 'evil.example',
       'x-keep': 'kept',
       'content-type': 'text/plain',
     },
@@ -179,12 +177,19 @@ test('forwards method, path, query and body; sets Authorization; drops caller cr
     'keep-alive',
     'te',
     'proxy-authorization',
-    'forwarded',
-    'x-forwarded-host',
     'metadata',
   ]) {
     assert.equal(seen.headers[name], undefined, name)
   }
+  // Forwarding headers are refused outright by the caller guard (a relayed request is not local).
+  for (const [name, value] of [
+    ['forwarded', 'for=1.2.3.4'],
+    ['x-forwarded-host', 'evil.example'],
+  ]) {
+    const refused = await send(stack, '/downstream/api/echo/items', { headers: { [name as string]: value } })
+    assert.equal(refused.status, 403, name)
+  }
+  assert.equal(resource.seen.length, 1)
   const served = await json(await stack.get(`/token?scope=${scope}`))
   assert.equal(seen.headers['authorization'], `Bearer ${served.access_token}`)
   assert.equal(decodeJwt(served.access_token).aud, 'https://management.azure.com')

@@ -44,6 +44,10 @@ export function describeConfig(config: SidecarConfig): string {
     )
     if (identity.allowBearerFallback)
       lines.push('    allowBearerFallback: yes (serves Bearer when Entra answers Bearer to MTLS_POP)')
+    if (identity.clientCapabilities.length > 0)
+      lines.push(
+        `    clientCapabilities: ${identity.clientCapabilities.join(', ')} (continuous access evaluation)`,
+      )
   }
   if (config.downstreamApis.size > 0) {
     lines.push('', 'downstream APIs:')

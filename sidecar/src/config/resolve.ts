@@ -162,6 +162,7 @@ export function resolveConfig(valid: ValidFile, context: ResolveContext): Resolu
       defaultIdentity,
       identities,
       downstreamApis,
+      compat: { agentIdSidecar: file.compat?.agentIdSidecar ?? false },
     },
   }
 }
@@ -176,6 +177,7 @@ export function defaultManagedIdentity(): ManagedIdentityConfig {
     useBoundCredential: false,
     warm: false,
     allowBearerFallback: false,
+    clientCapabilities: [],
   }
 }
 
@@ -223,6 +225,7 @@ function common(name: string, raw: RawManagedIdentity | RawConfidentialClient) {
     warm: raw.warm ?? false,
     ...(raw.warmResource === undefined ? {} : { warmResource: raw.warmResource }),
     allowBearerFallback: raw.allowBearerFallback ?? false,
+    clientCapabilities: [...new Set(raw.clientCapabilities ?? [])],
   } as const
 }
 

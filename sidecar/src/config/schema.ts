@@ -114,6 +114,9 @@ const identityCommon = {
   warm: flag.optional(),
   warmResource: text.optional(),
   allowBearerFallback: flag.optional(),
+  clientCapabilities: z
+    .array(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: 'expected a capability name such as cp1' }))
+    .optional(),
 }
 
 export const managedIdentitySchema = strict({
@@ -187,6 +190,7 @@ export const fileSchema = strict({
   // Identities are checked one by one in validate.ts: which schema applies depends on which keys are present.
   identities: section(z.record(z.string(), z.unknown())),
   downstreamApis: section(z.record(z.string(), downstreamApiSchema)),
+  compat: section(strict({ agentIdSidecar: flag.optional() })),
 })
 
 export type RawFile = z.output<typeof fileSchema>

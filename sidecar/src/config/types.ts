@@ -19,6 +19,8 @@ interface IdentityCommon {
   warmResource?: string
   /** When MTLS_POP was asked for and Entra answers Bearer: serve it (logged, counted) instead of failing. */
   allowBearerFallback: boolean
+  /** Client capabilities announced upstream (`cp1` = CAE-capable): xms_cc / the claims parameter. */
+  clientCapabilities: readonly string[]
 }
 
 export interface ManagedIdentityConfig extends IdentityCommon {
@@ -117,4 +119,8 @@ export interface SidecarConfig {
   /** In file order. */
   identities: Map<string, IdentityConfig>
   downstreamApis: Map<string, DownstreamApiConfig>
+  compat: {
+    /** Serve the Entra SDK for AgentID container's app-token routes (contract §3). */
+    agentIdSidecar: boolean
+  }
 }

@@ -145,6 +145,16 @@ async function handle(
         throw new EntraRefusal(400, 'invalid_request', 90002, `Tenant '${tenant}' not found.`)
       }
       const form = await readForm(req)
+      const claims = form.get('claims')
+      state.calls.recordCae(endpoint, claims === null ? {} : { claims })
+      if (claims !== null && !isJsonObject(claims)) {
+        throw new EntraRefusal(
+          400,
+          'invalid_request',
+          90014,
+          "The request body must contain a valid 'claims' parameter.",
+        )
+      }
       const grant = host === 'mtls' ? await mtlsGrant(ctx, req, form) : await regularGrant(ctx, tenant, form)
       sendJson(res, 200, await tokenResponse(ctx, host, grant), echo)
       return
@@ -705,4 +715,13 @@ async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
     chunks.push(chunk)
   }
   return new URLSearchParams(Buffer.concat(chunks).toString('utf8'))
+}
+
+function isJsonObject(text: string): boolean {
+  try {
+    const value: unknown = JSON.parse(text)
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+  } catch {
+    return false
+  }
 }

@@ -41,9 +41,23 @@ export class FaultPlan {
 /** Counts calls per endpoint, so tests can assert single-flight and "reached no server". */
 export class CallCounter {
   readonly #counts = new Map<EmulatedEndpoint, number>()
+  readonly #cae = new Map<EmulatedEndpoint, Record<string, string>[]>()
 
   record(endpoint: EmulatedEndpoint): void {
     this.#counts.set(endpoint, this.count(endpoint) + 1)
+  }
+
+  /**
+   * Records the continuous access evaluation parameters of a call (claims, xms_cc,
+   * token_sha256_to_refresh; never a token or secret), so tests can see what reached upstream.
+   */
+  recordCae(endpoint: EmulatedEndpoint, parameters: Record<string, string>): void {
+    this.#cae.set(endpoint, [...this.caeParameters(endpoint), parameters])
+  }
+
+  /** Per call of `endpoint`, in order: the CAE parameters it carried (empty object when none). */
+  caeParameters(endpoint: EmulatedEndpoint): Record<string, string>[] {
+    return this.#cae.get(endpoint) ?? []
   }
 
   count(endpoint: EmulatedEndpoint): number {
@@ -52,5 +66,6 @@ export class CallCounter {
 
   reset(): void {
     this.#counts.clear()
+    this.#cae.clear()
   }
 }

@@ -28,6 +28,8 @@ export async function startEmulatedImds(
     c.res.headers.set('Server', imdsServerHeader)
   })
   app.get('/metadata/identity/oauth2/token', (c) => tokenV1(c, state))
+  // @azure/identity and msal-node canonicalise the endpoint to end in "/"; IMDS answers both.
+  app.get('/metadata/identity/oauth2/token/', (c) => tokenV1(c, state))
   for (const routes of options.extraRoutes ?? []) app.route('/', routes)
   app.notFound((c) => c.json({ error: 'not_found', error_description: 'Not found' }, 404))
 
@@ -42,6 +44,7 @@ export async function startEmulatedImds(
 async function tokenV1(c: Context, state: EmulatorState): Promise<Response> {
   const endpoint: EmulatedEndpoint = 'imds.token'
   state.calls.record(endpoint)
+  state.calls.recordCae(endpoint, caeParameters(new URL(c.req.url).searchParams))
   if (c.req.header('Metadata') !== 'true') {
     return c.json(
       { error: 'invalid_request', error_description: 'Required metadata header not specified' },
@@ -111,6 +114,16 @@ async function tokenV1(c: Context, state: EmulatorState): Promise<Response> {
     resource,
     token_type: 'Bearer',
   })
+}
+
+/** The MSI v1 CAE parameters a request carried (MSAL.NET docs/msiv1_token_revocation.md). */
+function caeParameters(query: URLSearchParams): Record<string, string> {
+  const found: Record<string, string> = {}
+  for (const name of ['xms_cc', 'token_sha256_to_refresh']) {
+    const value = query.get(name)
+    if (value !== null) found[name] = value
+  }
+  return found
 }
 
 /** Finds the VM identity a selector names; none given means the system-assigned one. */

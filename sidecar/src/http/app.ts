@@ -5,8 +5,10 @@ import type { Runtime } from '../runtime.ts'
 import type { TokenService } from '../tokens/token-service.ts'
 import { everyCaller, type CallerAccess } from './caller-access.ts'
 import { callerGuard } from './caller-guard.ts'
+import { routedPath } from './compat-path.ts'
 import { errorResponse } from './error-response.ts'
 import type { Readiness } from './readiness.ts'
+import { agentIdCompatRoutes } from './routes/agent-id-compat.ts'
 import { appServiceCompatRoutes } from './routes/app-service-compat.ts'
 import type { DownstreamProxy } from './routes/downstream-proxy.ts'
 import { downstreamRoutes } from './routes/downstream.ts'
@@ -30,6 +32,8 @@ export interface AppDeps {
   callers: CallerPolicy
   /** Proxy mode (`downstreamApis`); /downstream/* is not served without it. */
   downstream?: DownstreamProxy
+  /** `compat.agentIdSidecar`: serve the Entra SDK for AgentID container's app-token routes. */
+  agentIdSidecar?: boolean
 }
 
 type Env = { Variables: { correlationId: string } }
@@ -40,7 +44,7 @@ type Env = { Variables: { correlationId: string } }
  */
 export function createApp(deps: AppDeps): Hono<Env> {
   const { runtime, tokens, readiness, callers } = deps
-  const app = new Hono<Env>()
+  const app = new Hono<Env>({ getPath: routedPath })
 
   app.use(async function requestContext(c, next) {
     const correlationId = randomUUID()
@@ -104,6 +108,26 @@ export function createApp(deps: AppDeps): Hono<Env> {
     appServiceCompatRoutes({ tokens, secret: callers.secret, hostAllowed: callers.hostAllowed, access }),
   )
   if (deps.downstream) token.route('/', downstreamRoutes({ proxy: deps.downstream, guard, access }))
+  if (deps.agentIdSidecar) {
+    // No Metadata demand (that container's clients never send it: the SSRF trade-off the README
+    // states); Host, forwarding headers, the secret and callers.allow are still checked.
+    const agentIdGuard = callerGuard({
+      requireMetadataHeader: false,
+      secret: callers.secret,
+      hostAllowed: callers.hostAllowed,
+      ...(callers.access ? { authorizeCaller: (c: Context) => access.authorizeConnection(c) } : {}),
+    })
+    token.route(
+      '/',
+      agentIdCompatRoutes({
+        tokens,
+        proxy: deps.downstream,
+        guard: agentIdGuard,
+        exposePrivateKey: callers.exposePrivateKey,
+        access,
+      }),
+    )
+  }
   app.route('/', token)
 
   app.notFound(() => {

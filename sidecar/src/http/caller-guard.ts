@@ -16,6 +16,12 @@ export interface CallerGuardOptions {
 }
 
 /**
+ * Headers a reverse proxy adds (RFC 7239 and the de-facto ones): their presence means the request
+ * was relayed for someone else, and a local credential must not be handed to a remote caller.
+ */
+export const forwardingHeaders = ['x-forwarded-for', 'forwarded', 'x-forwarded-host', 'x-real-ip'] as const
+
+/**
  * Guards token routes. Checks run from the most to the least telling of an attack: a forwarded
  * request or a foreign Host header means the request did not come from a local caller (403),
  * then the IMDS `Metadata: true` header (400, worded as IMDS words it), then the caller secret (401),
@@ -23,10 +29,11 @@ export interface CallerGuardOptions {
  */
 export function callerGuard(options: CallerGuardOptions): MiddlewareHandler {
   return async function guardCaller(c, next) {
-    if (c.req.header('x-forwarded-for') !== undefined) {
+    const forwarded = forwardingHeaders.find((name) => c.req.header(name) !== undefined)
+    if (forwarded !== undefined) {
       throw new SidecarError(
         'forbidden',
-        'Forwarded requests are refused: the sidecar serves local callers only',
+        `Forwarded requests are refused (${forwarded} header): the sidecar serves local callers only`,
       )
     }
     const hostname = hostnameOf(c.req.header('host'))

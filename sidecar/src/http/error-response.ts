@@ -10,6 +10,9 @@ export interface ErrorBody {
   upstream_status?: number
 }
 
+/** Our own back-off when upstream gave none: IMDS's retry schedule is 1 + 2 + 4 s. */
+export const defaultRetryAfterSeconds = 5
+
 /**
  * The one place an error becomes an HTTP answer. Upstream `error` is passed through when upstream
  * said the request is wrong; AADSTS `error_codes`, `trace_id` and `correlation_id` are passed
@@ -32,8 +35,10 @@ export function errorResponse(error: unknown, correlationId: string): Response {
     'content-type': 'application/json; charset=utf-8',
     'cache-control': 'no-store',
   }
-  if (e.retryAfterSeconds !== undefined && e.status === 503)
-    headers['retry-after'] = String(Math.ceil(e.retryAfterSeconds))
+  // Every 503 says when to come back (contract §3): upstream's value when it sent one, else our
+  // own back-off. Without it clients retry at once, which is what a struggling upstream needs least.
+  if (e.status === 503)
+    headers['retry-after'] = String(Math.max(1, Math.ceil(e.retryAfterSeconds ?? defaultRetryAfterSeconds)))
   if (e.code === 'unauthorized') headers['www-authenticate'] = 'X-IDENTITY-HEADER'
   return new Response(JSON.stringify(body), { status: e.status, headers })
 }

@@ -1,4 +1,5 @@
 import type { ConfidentialClientConfig } from '../config/types.ts'
+import { mergeClaimsAndCapabilities, unionCapabilities, type AcquireOptions } from '../tokens/claims.ts'
 import type { AcquiredToken, BindingCertificate, TokenType } from '../tokens/types.ts'
 import type { ClientCredential } from './client-credentials/client-credential.ts'
 import { CredentialChain } from './client-credentials/credential-chain.ts'
@@ -40,9 +41,14 @@ export class ConfidentialClient implements Identity {
     scope: string,
     _binding: BindingCertificate | undefined,
     signal: AbortSignal,
+    options: AcquireOptions = {},
   ): Promise<AcquiredToken> {
     const { credential } = await this.#chain.select(signal)
-    return credential.acquireToken(scope, signal)
+    const claims = mergeClaimsAndCapabilities(
+      options.claims,
+      unionCapabilities(this.config.clientCapabilities, options.clientCapabilities),
+    )
+    return credential.acquireToken(scope, signal, claims === undefined ? {} : { claims })
   }
 
   invalidateBinding(binding: BindingCertificate): void {

@@ -1,4 +1,5 @@
 import type { IdentityConfig } from '../config/types.ts'
+import type { AcquireOptions } from '../tokens/claims.ts'
 import type { AcquiredToken, BindingCertificate, KeyProtection, TokenType } from '../tokens/types.ts'
 
 /**
@@ -19,11 +20,17 @@ export interface Identity {
    */
   currentBinding(signal: AbortSignal): Promise<BindingCertificate | undefined>
 
-  /** Fetches a new token for `scope` (normalised `<resource>/.default`) with that binding. */
+  /**
+   * Fetches a new token for `scope` (normalised `<resource>/.default`) with that binding.
+   * `options` carries continuous access evaluation inputs (claims challenge, caller capabilities,
+   * hash of the token being replaced); each identity sends what its upstream understands, merged
+   * with its configured `clientCapabilities`.
+   */
   acquireToken(
     scope: string,
     binding: BindingCertificate | undefined,
     signal: AbortSignal,
+    options?: AcquireOptions,
   ): Promise<AcquiredToken>
 
   /**

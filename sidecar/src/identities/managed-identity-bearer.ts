@@ -2,6 +2,7 @@ import type { ManagedIdentityConfig } from '../config/types.ts'
 import { SidecarError } from '../errors.ts'
 import { resourceOfScope } from '../sources/entra/requests.ts'
 import type { ImdsV1Client } from '../sources/imds-v1.ts'
+import { unionCapabilities, type AcquireOptions } from '../tokens/claims.ts'
 import type { AcquiredToken } from '../tokens/types.ts'
 import type { CredentialBundle, Identity } from './identity.ts'
 
@@ -22,9 +23,19 @@ export class ManagedIdentityBearer implements Identity {
     return undefined
   }
 
-  acquireToken(scope: string, _binding: undefined, signal: AbortSignal): Promise<AcquiredToken> {
-    // IMDS v1 takes a resource, not a scope.
-    return this.#imds.getToken(this.config.selector, resourceOfScope(scope), signal)
+  acquireToken(
+    scope: string,
+    _binding: undefined,
+    signal: AbortSignal,
+    options: AcquireOptions = {},
+  ): Promise<AcquiredToken> {
+    // IMDS v1 takes a resource, not a scope, and no claims: what MSAL sends it for CAE is the
+    // capabilities (xms_cc) and the hash of the refused token (token_sha256_to_refresh).
+    const capabilities = unionCapabilities(this.config.clientCapabilities, options.clientCapabilities)
+    return this.#imds.getToken(this.config.selector, resourceOfScope(scope), signal, {
+      ...(capabilities.length ? { clientCapabilities: capabilities } : {}),
+      ...(options.tokenSha256ToRefresh ? { tokenSha256ToRefresh: options.tokenSha256ToRefresh } : {}),
+    })
   }
 
   invalidateBinding(): void {}

@@ -1,6 +1,7 @@
 import type { ManagedIdentityConfig } from '../config/types.ts'
 import type { ImdsV2BindingCredential } from '../credentials/imds-v2-binding.ts'
-import { managedIdentityMtlsRequest } from '../sources/entra/requests.ts'
+import { managedIdentityMtlsRequest, withClaims } from '../sources/entra/requests.ts'
+import { mergeClaimsAndCapabilities, unionCapabilities, type AcquireOptions } from '../tokens/claims.ts'
 import type { EntraTokenClient } from '../sources/entra/token-client.ts'
 import type { AcquiredToken, BindingCertificate } from '../tokens/types.ts'
 import type { CredentialBundle, Identity } from './identity.ts'
@@ -37,6 +38,7 @@ export class ManagedIdentityBound implements Identity {
     scope: string,
     binding: BindingCertificate | undefined,
     signal: AbortSignal,
+    options: AcquireOptions = {},
   ): Promise<AcquiredToken> {
     // Client id and token endpoint belong to the identity, not to one certificate: take them from
     // the current binding even if `binding` was renewed meanwhile (it is still valid).
@@ -50,7 +52,11 @@ export class ManagedIdentityBound implements Identity {
       binding: binding ?? current.binding,
       tokenType: this.tokenType,
     })
-    return this.#entra.requestToken(request, signal)
+    const claims = mergeClaimsAndCapabilities(
+      options.claims,
+      unionCapabilities(this.config.clientCapabilities, options.clientCapabilities),
+    )
+    return this.#entra.requestToken(withClaims(request, claims), signal)
   }
 
   invalidateBinding(binding: BindingCertificate): void {

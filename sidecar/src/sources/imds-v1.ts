@@ -28,12 +28,18 @@ export class ImdsV1Client {
     selector: ManagedIdentitySelector,
     resource: string,
     signal: AbortSignal,
+    cae: { clientCapabilities?: string[]; tokenSha256ToRefresh?: string } = {},
   ): Promise<AcquiredToken> {
     const url = new URL(`${this.#endpoint}/metadata/identity/oauth2/token`)
     url.searchParams.set('api-version', apiVersion)
     url.searchParams.set('resource', resource)
     const param = imdsSelectorParam(selector, 'msi_res_id')
     if (param) url.searchParams.set(param[0], param[1])
+    // The two MSI v1 CAE parameters (MSAL.NET docs/msiv1_token_revocation.md; msal-node 7.2
+    // BaseManagedIdentitySource sends xms_cc to every managed identity source): capabilities as
+    // msal-node joins them, and the hash of the refused token so the endpoint skips its own cache.
+    if (cae.clientCapabilities?.length) url.searchParams.set('xms_cc', cae.clientCapabilities.join(','))
+    if (cae.tokenSha256ToRefresh) url.searchParams.set('token_sha256_to_refresh', cae.tokenSha256ToRefresh)
     const endpoint = describeEndpoint(url)
     const { clock, random, logger, metrics, dispatcher, timeoutMs } = this.#runtime
 

@@ -48,5 +48,21 @@ function fromResource(raw: string, parameter: string): NormalisedScope {
   // eslint-disable-next-line no-control-regex
   if (/[\s\u0000-\u001f\u007f]/.test(resource))
     throw new SidecarError('invalid_request', `${parameter} contains whitespace or control characters`)
+  const problem = resourceProblem(resource)
+  if (problem) throw new SidecarError('invalid_request', `${parameter} ${problem}`)
   return { resource, scope: `${resource}${defaultSuffix}` }
+}
+
+/**
+ * What makes a resource unusable as an audience, checked here so it never reaches upstream (where
+ * it could change the request's meaning): a fragment, userinfo (`https://user@host`, a classic way
+ * to make a URL look like another host's), or a `%` that is not a valid escape. App id GUIDs and
+ * `api://…` URIs pass.
+ */
+function resourceProblem(resource: string): string | undefined {
+  if (resource.includes('#')) return 'must not contain a fragment ("#")'
+  if (/%(?![0-9a-fA-F]{2})/.test(resource)) return 'contains a malformed percent-escape'
+  const authority = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(resource)?.[1]
+  if (authority?.includes('@')) return 'must not contain userinfo ("user@" before the host)'
+  return undefined
 }

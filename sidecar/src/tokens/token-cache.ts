@@ -23,9 +23,28 @@ export interface TokenCacheOptions {
   expiryBufferMs?: number
   /** After a failed background refresh, wait this long before trying again (default 30 s). */
   refreshCooldownMs?: number
+  /**
+   * At most one forced refresh (CAE: claims or a refused token's hash) per entry in this window
+   * (default 5 s); callers within it share the answer of the one that ran.
+   */
+  forcedRefreshIntervalMs?: number
 }
 
 type Acquire = (signal: AbortSignal) => Promise<AcquiredToken>
+
+/** What a fetch runs: the acquisition, and whether it is a forced refresh (never answered from stale). */
+interface FetchContext {
+  acquire: Acquire
+  forced: boolean
+  /** Set when this context's acquisition really ran (lru-cache may hand back another fetch in flight). */
+  ran?: boolean
+}
+
+interface ForcedRefresh {
+  startedAt: number
+  settled: boolean
+  promise: Promise<CachedToken>
+}
 
 const twoHoursMs = 2 * 3600_000
 const minTtlMs = 1
@@ -42,7 +61,9 @@ export class TokenCache {
   readonly #metrics: Metrics
   readonly #bufferMs: number
   readonly #cooldownMs: number
-  readonly #lru: LRUCache<string, CachedToken, Acquire>
+  readonly #forcedIntervalMs: number
+  readonly #forced = new Map<string, ForcedRefresh>()
+  readonly #lru: LRUCache<string, CachedToken, FetchContext>
 
   constructor(options: TokenCacheOptions) {
     this.#clock = options.clock
@@ -51,7 +72,8 @@ export class TokenCache {
     this.#metrics = options.metrics
     this.#bufferMs = options.expiryBufferMs ?? 5 * 60_000
     this.#cooldownMs = options.refreshCooldownMs ?? 30_000
-    this.#lru = new LRUCache<string, CachedToken, Acquire>({
+    this.#forcedIntervalMs = options.forcedRefreshIntervalMs ?? 5_000
+    this.#lru = new LRUCache<string, CachedToken, FetchContext>({
       max: options.maxTokens,
       // lru-cache's TTL marks the entry stale at refreshAt; our own check enforces servableUntil.
       ttl: 3600_000,
@@ -79,12 +101,71 @@ export class TokenCache {
       return cached
     }
     this.#metrics.cache.inc({ event: servable ? 'refresh' : 'miss' })
-    const result = await this.#lru.fetch(key, { context: acquire, allowStale: servable, forceRefresh: true })
+    const result = await this.#lru.fetch(key, {
+      context: { acquire, forced: false },
+      allowStale: servable,
+      forceRefresh: true,
+    })
     if (result === undefined || this.#clock.now() >= result.servableUntil) {
       // Only reachable if the upstream answered with an already-expired token.
       throw new Error('token cache produced no servable token')
     }
     return result
+  }
+
+  /** The token cached for `key`, servable or not, without touching LRU order or refreshing. */
+  peek(key: string): CachedToken | undefined {
+    return this.#lru.peek(key, { allowStale: true })
+  }
+
+  /**
+   * Replaces the entry for `key` with a token fetched now (CAE: the resource refused the cached
+   * one), never answering from the cache. Rate-limited per entry: while one forced refresh runs,
+   * and for `forcedRefreshIntervalMs` after it started, every caller gets that refresh's answer
+   * (token or error), so no caller can turn forced refreshes into an upstream storm. A failure does
+   * not fall back to the cached token: it is the one that was refused.
+   */
+  forceRefresh(key: string, acquire: Acquire): Promise<CachedToken> {
+    const now = this.#clock.now()
+    const last = this.#forced.get(key)
+    if (last && (!last.settled || now - last.startedAt < this.#forcedIntervalMs)) {
+      this.#metrics.cache.inc({ event: 'forced_refresh_shared' })
+      return last.promise
+    }
+    this.#metrics.cache.inc({ event: 'forced_refresh' })
+    const promise = this.#forceFetch(key, acquire)
+    const entry: ForcedRefresh = { startedAt: now, settled: false, promise }
+    this.#forced.set(key, entry)
+    // Forget it after the window so the map does not grow with every key ever refreshed.
+    const forget = () => {
+      entry.settled = true
+      this.#clock.setTimer(this.#forcedIntervalMs, () => {
+        if (this.#forced.get(key) === entry) this.#forced.delete(key)
+      })
+    }
+    promise.then(forget, forget)
+    return promise
+  }
+
+  async #forceFetch(key: string, acquire: Acquire): Promise<CachedToken> {
+    const context: FetchContext = { acquire, forced: true }
+    // A background refresh already in flight is handed back by lru-cache instead of ours: wait for
+    // it, then ask again, so that the answer really comes from a request made after the refusal.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      let result: CachedToken | undefined
+      try {
+        result = await this.#lru.fetch(key, { context, allowStale: false, forceRefresh: true })
+      } catch (error) {
+        // Another caller's refresh failing is not ours to report: run our own next.
+        if (context.ran) throw error
+        continue
+      }
+      if (context.ran) {
+        if (result === undefined) throw new Error('token cache produced no token')
+        return result
+      }
+    }
+    throw new Error('token cache could not start a forced refresh')
   }
 
   /**
@@ -113,16 +194,17 @@ export class TokenCache {
     key: string,
     stale: CachedToken | undefined,
     signal: AbortSignal,
-    fetchOptions: LRUCache.FetcherFetchOptions<string, CachedToken, Acquire>,
-    acquire: Acquire,
+    fetchOptions: LRUCache.FetcherFetchOptions<string, CachedToken, FetchContext>,
+    context: FetchContext,
   ): Promise<CachedToken> {
+    context.ran = true
     try {
-      const token = this.#toCached(await acquire(signal))
+      const token = this.#toCached(await context.acquire(signal))
       fetchOptions.ttl = Math.max(minTtlMs, token.refreshAt - this.#clock.now())
       return token
     } catch (error) {
       const now = this.#clock.now()
-      if (stale && now < stale.servableUntil) {
+      if (stale && now < stale.servableUntil && !context.forced) {
         // Keep serving the valid token; try again after a cooldown, not on every request.
         this.#metrics.cache.inc({ event: 'refresh_failure' })
         this.#logger.warn(

@@ -3,6 +3,7 @@ import { SidecarError } from '../../errors.ts'
 import { normaliseScope } from '../../tokens/scope.ts'
 import type { TokenService } from '../../tokens/token-service.ts'
 import { callerGuard } from '../caller-guard.ts'
+import { caeFromQuery } from '../cae-query.ts'
 import { singleQuery } from '../wire.ts'
 import type { CallerAccess } from '../caller-access.ts'
 import { compatClientId, compatIdentity, oneOf } from './compat-identity.ts'
@@ -69,7 +70,8 @@ export function appServiceCompatRoutes(deps: AppServiceCompatRoutesDeps): Hono {
       resourceId: singleQuery(c, 'mi_res_id'),
     })
     deps.access.authorize(c, identity.name)
-    const served = await deps.tokens.getToken(identity, normaliseScope({ resource }))
+    const cae = caeFromQuery(c, { claims: false, xmsCc: true })
+    const served = await deps.tokens.getToken(identity, normaliseScope({ resource }), cae)
     const clientId = compatClientId(served)
     const body: AppServiceTokenJson = {
       access_token: served.token.accessToken,

@@ -169,7 +169,7 @@ export class DownstreamProxy {
 }
 
 /** The scope the api's token is for: its first configured scope (`<resource>/.default`). */
-function apiScope(api: DownstreamApiConfig): NormalisedScope {
+export function apiScope(api: DownstreamApiConfig): NormalisedScope {
   const first = api.scopes[0] ?? ''
   return first.endsWith('/.default') ? normaliseScope({ scope: first }) : normaliseScope({ resource: first })
 }

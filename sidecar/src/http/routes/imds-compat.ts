@@ -3,6 +3,7 @@ import type { Clock } from '../../clock.ts'
 import { SidecarError } from '../../errors.ts'
 import { normaliseScope } from '../../tokens/scope.ts'
 import type { TokenService } from '../../tokens/token-service.ts'
+import { caeFromQuery } from '../cae-query.ts'
 import { singleQuery } from '../wire.ts'
 import type { CallerAccess } from '../caller-access.ts'
 import { compatClientId, compatIdentity, compatNotBefore, oneOf } from './compat-identity.ts'
@@ -60,7 +61,11 @@ export function imdsCompatRoutes(deps: ImdsCompatRoutesDeps): Hono {
       resourceId: oneOf(singleQuery(c, 'msi_res_id'), singleQuery(c, 'mi_res_id')),
     })
     deps.access.authorize(c, identity.name)
-    const served = await deps.tokens.getToken(identity, normaliseScope({ resource }))
+    // msal-node sends xms_cc whenever capabilities are configured, token_sha256_to_refresh (so
+    // far) only to Service Fabric; xms_cc alone cannot tell a claims request from a first one, so
+    // only a matching hash forces a refresh (upstream-protocol.md §7).
+    const cae = caeFromQuery(c, { claims: false, xmsCc: true })
+    const served = await deps.tokens.getToken(identity, normaliseScope({ resource }), cae)
     const nowSeconds = Math.floor(deps.clock.now() / 1000)
     const expiresOn = Math.floor(served.token.expiresOn / 1000)
     const expiresIn = String(Math.max(0, expiresOn - nowSeconds))

@@ -2,6 +2,7 @@ import { Hono } from 'hono'
 import { normaliseScope } from '../../tokens/scope.ts'
 import type { TokenService } from '../../tokens/token-service.ts'
 import type { Clock } from '../../clock.ts'
+import { caeFromQuery } from '../cae-query.ts'
 import { singleQuery, tokenResponseJson, credentialResponseJson } from '../wire.ts'
 import type { CallerAccess } from '../caller-access.ts'
 
@@ -20,7 +21,8 @@ export function nativeRoutes(deps: NativeRoutesDeps): Hono {
     const identity = deps.tokens.identity(singleQuery(c, 'identity'))
     deps.access.authorize(c, identity.name)
     const scope = normaliseScope({ resource: singleQuery(c, 'resource'), scope: singleQuery(c, 'scope') })
-    const served = await deps.tokens.getToken(identity, scope)
+    const cae = caeFromQuery(c, { claims: true, xmsCc: false })
+    const served = await deps.tokens.getToken(identity, scope, cae)
     return c.json(tokenResponseJson(served, deps.clock.now(), deps.exposePrivateKey))
   })
 

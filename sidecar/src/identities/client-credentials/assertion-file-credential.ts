@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { SidecarError } from '../../errors.ts'
-import { federatedAssertionRequest } from '../../sources/entra/requests.ts'
+import { federatedAssertionRequest, withClaims } from '../../sources/entra/requests.ts'
 import type { AcquiredToken } from '../../tokens/types.ts'
 import type { CredentialBundle } from '../identity.ts'
 import type { AppContext, ClientCredential } from './client-credential.ts'
@@ -28,17 +28,24 @@ export class AssertionFileCredential implements ClientCredential {
     return undefined
   }
 
-  async acquireToken(scope: string, signal: AbortSignal): Promise<AcquiredToken> {
+  async acquireToken(
+    scope: string,
+    signal: AbortSignal,
+    options: { claims?: string } = {},
+  ): Promise<AcquiredToken> {
     const app = this.#app
     return app.entra.requestToken(
-      federatedAssertionRequest({
-        tokenEndpoint: app.tokenEndpoint,
-        clientId: app.clientId,
-        scope,
-        identityName: app.identityName,
-        assertion: await this.#read(),
-        tokenType: 'Bearer',
-      }),
+      withClaims(
+        federatedAssertionRequest({
+          tokenEndpoint: app.tokenEndpoint,
+          clientId: app.clientId,
+          scope,
+          identityName: app.identityName,
+          assertion: await this.#read(),
+          tokenType: 'Bearer',
+        }),
+        options.claims,
+      ),
       signal,
     )
   }

@@ -8,7 +8,11 @@ import {
   type AppCertificate,
 } from '../../credentials/app-certificate.ts'
 import { signClientAssertion } from '../../sources/entra/client-assertion.ts'
-import { boundCertificateRequest, certificateAssertionRequest } from '../../sources/entra/requests.ts'
+import {
+  boundCertificateRequest,
+  certificateAssertionRequest,
+  withClaims,
+} from '../../sources/entra/requests.ts'
 import type { AcquiredToken, BindingCertificate } from '../../tokens/types.ts'
 import type { CredentialBundle } from '../identity.ts'
 import type { AppContext, ClientCredential } from './client-credential.ts'
@@ -56,20 +60,27 @@ export class CertificateCredential implements ClientCredential {
     return (await this.#certificate()).binding
   }
 
-  async acquireToken(scope: string, signal: AbortSignal): Promise<AcquiredToken> {
+  async acquireToken(
+    scope: string,
+    signal: AbortSignal,
+    options: { claims?: string } = {},
+  ): Promise<AcquiredToken> {
     const app = this.#app
     const certificate = await this.#certificate()
     if (this.#overMtls) {
       return app.entra.requestToken(
-        boundCertificateRequest({
-          tokenEndpoint: app.mtlsTokenEndpoint,
-          clientId: app.clientId,
-          scope,
-          identityName: app.identityName,
-          allowBearerFallback: app.allowBearerFallback,
-          certificate: certificate.binding,
-          tokenType: app.tokenType,
-        }),
+        withClaims(
+          boundCertificateRequest({
+            tokenEndpoint: app.mtlsTokenEndpoint,
+            clientId: app.clientId,
+            scope,
+            identityName: app.identityName,
+            allowBearerFallback: app.allowBearerFallback,
+            certificate: certificate.binding,
+            tokenType: app.tokenType,
+          }),
+          options.claims,
+        ),
         signal,
       )
     }
@@ -82,13 +93,16 @@ export class CertificateCredential implements ClientCredential {
       clock: app.runtime.clock,
     })
     return app.entra.requestToken(
-      certificateAssertionRequest({
-        tokenEndpoint: app.tokenEndpoint,
-        clientId: app.clientId,
-        scope,
-        identityName: app.identityName,
-        assertion,
-      }),
+      withClaims(
+        certificateAssertionRequest({
+          tokenEndpoint: app.tokenEndpoint,
+          clientId: app.clientId,
+          scope,
+          identityName: app.identityName,
+          assertion,
+        }),
+        options.claims,
+      ),
       signal,
     )
   }

@@ -38,8 +38,11 @@ export interface ClientCredential {
    */
   load(signal: AbortSignal): Promise<BindingCertificate | undefined>
 
-  /** Fetches a token for `scope` (`…/.default`) with the credential as last loaded. */
-  acquireToken(scope: string, signal: AbortSignal): Promise<AcquiredToken>
+  /**
+   * Fetches a token for `scope` (`…/.default`) with the credential as last loaded. `claims` is the
+   * `claims` parameter, already merged with the client capabilities.
+   */
+  acquireToken(scope: string, signal: AbortSignal, options?: { claims?: string }): Promise<AcquiredToken>
 
   /** Upstream rejected `binding`: drop it so the next `load` re-reads / re-mints. */
   invalidate(binding: BindingCertificate): void

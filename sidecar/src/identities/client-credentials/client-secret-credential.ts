@@ -1,5 +1,5 @@
 import { SidecarError } from '../../errors.ts'
-import { clientSecretRequest } from '../../sources/entra/requests.ts'
+import { clientSecretRequest, withClaims } from '../../sources/entra/requests.ts'
 import type { AcquiredToken } from '../../tokens/types.ts'
 import type { CredentialBundle } from '../identity.ts'
 import type { AppContext, ClientCredential } from './client-credential.ts'
@@ -21,16 +21,23 @@ export class ClientSecretCredential implements ClientCredential {
     return undefined
   }
 
-  acquireToken(scope: string, signal: AbortSignal): Promise<AcquiredToken> {
+  acquireToken(
+    scope: string,
+    signal: AbortSignal,
+    options: { claims?: string } = {},
+  ): Promise<AcquiredToken> {
     const app = this.#app
     return app.entra.requestToken(
-      clientSecretRequest({
-        tokenEndpoint: app.tokenEndpoint,
-        clientId: app.clientId,
-        scope,
-        identityName: app.identityName,
-        clientSecret: this.#secret,
-      }),
+      withClaims(
+        clientSecretRequest({
+          tokenEndpoint: app.tokenEndpoint,
+          clientId: app.clientId,
+          scope,
+          identityName: app.identityName,
+          clientSecret: this.#secret,
+        }),
+        options.claims,
+      ),
       signal,
     )
   }

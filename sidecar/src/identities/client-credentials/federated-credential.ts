@@ -1,6 +1,6 @@
 import { isSidecarError, SidecarError } from '../../errors.ts'
 import type { ManagedIdentityAssertion } from '../../credentials/managed-identity-assertion.ts'
-import { federatedAssertionRequest } from '../../sources/entra/requests.ts'
+import { federatedAssertionRequest, withClaims } from '../../sources/entra/requests.ts'
 import type { AcquiredToken, BindingCertificate } from '../../tokens/types.ts'
 import type { CredentialBundle } from '../identity.ts'
 import type { AppContext, ClientCredential } from './client-credential.ts'
@@ -34,20 +34,27 @@ export class FederatedCredential implements ClientCredential {
     return (await this.#leg1.current(signal)).binding
   }
 
-  async acquireToken(scope: string, signal: AbortSignal): Promise<AcquiredToken> {
+  async acquireToken(
+    scope: string,
+    signal: AbortSignal,
+    options: { claims?: string } = {},
+  ): Promise<AcquiredToken> {
     const app = this.#app
     // Always the current bundle: the assertion's cnf must name the certificate presented with it.
     const leg1 = await this.#leg1.current(signal)
-    const request = federatedAssertionRequest({
-      tokenEndpoint: leg1.binding ? app.mtlsTokenEndpoint : app.tokenEndpoint,
-      clientId: app.clientId,
-      scope,
-      identityName: app.identityName,
-      allowBearerFallback: app.allowBearerFallback,
-      assertion: leg1.assertion,
-      tokenType: app.tokenType,
-      ...(leg1.binding ? { binding: leg1.binding } : {}),
-    })
+    const request = withClaims(
+      federatedAssertionRequest({
+        tokenEndpoint: leg1.binding ? app.mtlsTokenEndpoint : app.tokenEndpoint,
+        clientId: app.clientId,
+        scope,
+        identityName: app.identityName,
+        allowBearerFallback: app.allowBearerFallback,
+        assertion: leg1.assertion,
+        tokenType: app.tokenType,
+        ...(leg1.binding ? { binding: leg1.binding } : {}),
+      }),
+      options.claims,
+    )
     try {
       return await app.entra.requestToken(request, signal)
     } catch (error) {

@@ -162,3 +162,12 @@ function withFallback(options: { allowBearerFallback?: boolean }, req: EntraToke
   if (options.allowBearerFallback) req.allowBearerFallback = true
   return req
 }
+
+/**
+ * Adds the `claims` parameter (a claims challenge merged with the client capabilities, see
+ * `tokens/claims.ts`) to any Entra token request; unchanged when there is none.
+ */
+export function withClaims(req: EntraTokenRequest, claims: string | undefined): EntraTokenRequest {
+  if (claims === undefined) return req
+  return { ...req, form: { ...req.form, claims } }
+}

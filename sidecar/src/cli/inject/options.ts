@@ -1,0 +1,100 @@
+import { parseArgs } from 'node:util'
+import { defaultImage } from './layout.ts'
+import { InjectUsageError } from './refusal.ts'
+
+export type ProtocolScheme = 'Bearer' | 'MTLS_POP'
+
+export interface InjectOptions {
+  /** The sidecar's image. */
+  image: string
+  /** The scheme of the identity the apps use: decides which SDK variables they get. */
+  protocolScheme: ProtocolScheme
+  /** A ConfigMap holding `config.yaml`; absent = the daemon configures itself from the environment. */
+  configMap?: string
+  /** An existing Secret whose key `identity-header` is the caller secret. */
+  secret?: string
+  /** Environment mode: `AZURE_CLIENT_ID` for the sidecar (user-assigned MI, or the workload identity app). */
+  clientId?: string
+  /** Label the pod for the azure-workload-identity webhook, which then feeds the sidecar alone. */
+  workloadIdentity: boolean
+}
+
+export interface InjectCommandLine {
+  /** A file path, or `-` for standard input. */
+  input: string
+  options: InjectOptions
+}
+
+/** Read when asked for, not at import: it names the package version. */
+export const injectUsage = (): string => `Usage: credential-sidecar inject FILE|- [options] > OUTPUT
+  Reads Kubernetes YAML and writes it back with the credential sidecar added to every
+  Pod, Deployment, StatefulSet, DaemonSet, Job and CronJob (other documents unchanged).
+
+  --image IMAGE                 sidecar image (default ${defaultImage()})
+  --protocol-scheme SCHEME      Bearer (default) or MTLS_POP: the scheme of the identity
+  --client-id GUID              AZURE_CLIENT_ID for the sidecar (user-assigned managed identity)
+  --workload-identity           label the pod azure.workload.identity/use: "true" and keep the
+                                webhook's variables away from the app containers
+  --config-map NAME             mount ConfigMap NAME (key config.yaml) instead of the environment mode
+  --secret NAME                 mount Secret NAME (key identity-header) as the caller secret
+`
+
+// Kubernetes object names (RFC 1123 subdomain), as the API server would check them.
+const objectName = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/
+const guid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/** The command line of `inject`, checked whole so that a bad combination never reaches the YAML. */
+export function parseInjectCommandLine(args: string[]): InjectCommandLine | 'help' {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        image: { type: 'string' },
+        'protocol-scheme': { type: 'string' },
+        'client-id': { type: 'string' },
+        'workload-identity': { type: 'boolean' },
+        'config-map': { type: 'string' },
+        secret: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    })
+  } catch (error) {
+    throw new InjectUsageError(error instanceof Error ? error.message : String(error))
+  }
+  const { values, positionals } = parsed
+  if (values.help) return 'help'
+  if (positionals.length !== 1)
+    throw new InjectUsageError('give exactly one input: a file, or - for standard input')
+
+  const image = values.image ?? defaultImage()
+  if (!image || /\s/.test(image)) throw new InjectUsageError(`--image "${image}" is not an image reference`)
+  const scheme = values['protocol-scheme'] ?? 'Bearer'
+  if (scheme !== 'Bearer' && scheme !== 'MTLS_POP')
+    throw new InjectUsageError(`--protocol-scheme must be Bearer or MTLS_POP, not "${scheme}"`)
+  for (const flag of ['config-map', 'secret'] as const) {
+    const name = values[flag]
+    if (name !== undefined && !objectName.test(name))
+      throw new InjectUsageError(`--${flag} "${name}" is not a Kubernetes object name`)
+  }
+  const clientId = values['client-id']
+  if (clientId !== undefined && !guid.test(clientId))
+    throw new InjectUsageError(`--client-id "${clientId}" is not a GUID`)
+  if (values['config-map'] !== undefined && clientId !== undefined)
+    throw new InjectUsageError(
+      '--client-id configures the environment mode; with --config-map the file decides',
+    )
+  const workloadIdentity = values['workload-identity'] ?? false
+  // The workload identity credential is a projected token file, which cannot bind a key (contract §2).
+  if (workloadIdentity && scheme === 'MTLS_POP' && values['config-map'] === undefined)
+    throw new InjectUsageError(
+      '--workload-identity with --protocol-scheme MTLS_POP: a federated token file cannot bind a certificate; use a ConfigMap with a bound credential',
+    )
+
+  const options: InjectOptions = { image, protocolScheme: scheme, workloadIdentity }
+  if (values['config-map'] !== undefined) options.configMap = values['config-map']
+  if (values.secret !== undefined) options.secret = values.secret
+  if (clientId !== undefined) options.clientId = clientId
+  return { input: positionals[0]!, options }
+}
