@@ -1,21 +1,34 @@
-# credential-sidecar: a small image that runs the daemon on Node 24.
-# Node 24 runs the TypeScript sources directly (type stripping), so there is no build step.
-FROM node:24-bookworm-slim AS deps
-WORKDIR /app
-COPY package.json package-lock.json ./
+# credential-sidecar container image (README, "Container image").
+#
+#   docker build -t credential-sidecar:0.1.0 .
+#
+# Three stages: `build` compiles the daemon and packs it exactly as npm would publish it; `install`
+# installs that tarball with production dependencies only (the same command test/deploy/
+# runtime-layout.test.ts runs); the runtime stage holds Node.js and that install, nothing else: no
+# TypeScript sources, no dev dependencies, no npm cache. It runs as a numeric non-root uid, needs
+# no shell and no writable path (run it with a read-only root filesystem), and has no HEALTHCHECK:
+# orchestrators probe the ops listener (CREDENTIAL_SIDECAR_OPS_LISTEN or listen.ops) instead.
+
+FROM node:24-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json tsconfig.json ./
 COPY sidecar/package.json sidecar/package.json
 COPY client-sdk/package.json client-sdk/package.json
-RUN npm ci --omit=dev --workspace sidecar --include-workspace-root=false --no-audit --no-fund
+RUN npm ci --no-audit --no-fund
+COPY sidecar sidecar
+RUN npm pack --workspace sidecar --pack-destination /pack
+
+FROM node:24-bookworm-slim AS install
+WORKDIR /app
+COPY --from=build /pack /pack
+RUN npm install --omit=dev --no-audit --no-fund --no-save /pack/credential-sidecar-*.tgz \
+  && rm -rf /root/.npm
 
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production
-WORKDIR /app
-COPY --from=deps /app/node_modules ./node_modules
-COPY package.json ./
-COPY sidecar ./sidecar
-# Unprivileged; the token routes listen on loopback inside the pod's network namespace.
-USER node
-EXPOSE 7780
-HEALTHCHECK --interval=10s --timeout=2s CMD ["node", "-e", "fetch('http://127.0.0.1:7780/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-ENTRYPOINT ["node", "sidecar/bin/credential-sidecar.js"]
-CMD ["--config", "/etc/credential-sidecar/config.yaml"]
+COPY --from=install /app/node_modules /app/node_modules
+# Numeric, so the kubelet can check runAsNonRoot without resolving a name.
+USER 65532:65532
+# 7780: token routes (loopback inside the pod); 7781: the ops listener when configured.
+EXPOSE 7781
+ENTRYPOINT ["node", "/app/node_modules/credential-sidecar/bin/credential-sidecar.js"]

@@ -45,6 +45,8 @@ export interface DaemonOptions {
  */
 export class Daemon {
   readonly url: string
+  /** The ops listener's URL (`listen.ops`), real port included. */
+  readonly opsUrl: string | undefined
   readonly runtime: Runtime
   readonly tokens: TokenService
   readonly readiness: Readiness
@@ -57,6 +59,7 @@ export class Daemon {
 
   private constructor(init: {
     url: string
+    opsUrl: string | undefined
     runtime: Runtime
     tokens: TokenService
     readiness: Readiness
@@ -66,6 +69,7 @@ export class Daemon {
     ownsDispatcher: boolean
   }) {
     this.url = init.url
+    this.opsUrl = init.opsUrl
     this.runtime = init.runtime
     this.tokens = init.tokens
     this.readiness = init.readiness
@@ -84,7 +88,7 @@ export class Daemon {
     const peers = config.callers.allow
       ? new PeerUids(options.socketTable ?? new SocketTable(), runtime.metrics)
       : undefined
-    const app = createApp({
+    const appDeps = {
       runtime,
       tokens,
       readiness,
@@ -107,7 +111,8 @@ export class Daemon {
             }
           : {}),
       },
-    })
+    }
+    const app = createApp(appDeps)
 
     for (const identity of identities.values()) identity.start()
     const listener = refuseUnparseable(getRequestListener(app.fetch))
@@ -119,9 +124,7 @@ export class Daemon {
     if (peers) tcp.on('connection', peers.remember)
     await listenOn(tcp, { host: config.listen.host, port: config.listen.port })
     servers.push(tcp)
-    const address = tcp.address() as AddressInfo
-    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-    const url = `http://${host}:${address.port}`
+    const url = urlOf(tcp)
     if (config.listen.socket) {
       const unix = hardened(createServer(serverOptions, listener), config.upstream.requestDeadlineMs)
       try {
@@ -133,10 +136,23 @@ export class Daemon {
       }
       servers.push(unix)
     }
+    let opsUrl: string | undefined
+    if (config.listen.ops) {
+      // Health, readiness and metrics only, so it may face the pod network (kubelet, Prometheus).
+      const opsApp = createApp({ ...appDeps, surface: 'ops' })
+      const ops = hardened(
+        createServer(serverOptions, refuseUnparseable(getRequestListener(opsApp.fetch))),
+        config.upstream.requestDeadlineMs,
+      )
+      await listenOn(ops, config.listen.ops)
+      servers.push(ops)
+      opsUrl = urlOf(ops)
+    }
     readiness.markListening()
     runtime.logger.info(
       {
         url,
+        ...(opsUrl === undefined ? {} : { ops: opsUrl }),
         ...(config.listen.socket ? { socket: config.listen.socket } : {}),
         identities: [...identities.keys()],
       },
@@ -145,6 +161,7 @@ export class Daemon {
 
     const daemon = new Daemon({
       url,
+      opsUrl,
       runtime,
       tokens,
       readiness,
@@ -250,7 +267,7 @@ export function buildCore(options: DaemonOptions): Core {
     clock: options.clock ?? new SystemClock(),
     random: options.random ?? Math.random,
     logger: options.logger ?? createLogger({ level: config.log.level }),
-    metrics: new Metrics(),
+    metrics: new Metrics({ identities: config.identities.keys() }),
     dispatcher: options.dispatcher ?? new Agent(ca ? { connect: { ca } } : {}),
     extraCaPem,
     timeoutMs: config.upstream.timeoutMs,
@@ -300,6 +317,12 @@ function hardened(server: Server, requestDeadlineMs: number): Server {
   server.keepAliveTimeout = 5_000
   server.maxHeadersCount = 100
   return server
+}
+
+function urlOf(server: Server): string {
+  const address = server.address() as AddressInfo
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  return `http://${host}:${address.port}`
 }
 
 function listenOn(server: Server, where: { host: string; port: number } | { path: string }): Promise<void> {

@@ -44,6 +44,10 @@ export type ErrorReason =
   | 'pop_identity_on_bearer_route'
   | 'caller_unknown'
   | 'caller_not_allowed'
+  /** Entra refused bound tokens for the tenant (AADSTS3921996): `allowBearerFallback` may serve Bearer. */
+  | 'binding_not_allowed'
+  /** Entra needs something switched on or fixed on its side (AADSTS392196, 392199, 500181, 51000). */
+  | 'entra_configuration'
 
 /** What an upstream error response said, passed through to the caller (never a token or secret). */
 export interface UpstreamErrorDetail {

@@ -1,4 +1,10 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { sidecarVersion } from './version.ts'
+
+export interface MetricsOptions {
+  /** Configured identity names: their per-identity counters start at 0 instead of appearing late. */
+  identities?: Iterable<string>
+}
 
 /**
  * Prometheus metrics for one daemon instance. Each instance owns its registry (no global default
@@ -10,6 +16,13 @@ export class Metrics {
     name: 'credential_sidecar_requests_total',
     help: 'HTTP requests served, by route and status',
     labelNames: ['route', 'status'] as const,
+    registers: [this.registry],
+  })
+  readonly requestDuration = new Histogram({
+    name: 'credential_sidecar_request_duration_seconds',
+    help: 'Time to answer an HTTP request, by route',
+    labelNames: ['route'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20],
     registers: [this.registry],
   })
   readonly cache = new Counter({
@@ -31,6 +44,18 @@ export class Metrics {
     labelNames: ['identity', 'credential'] as const,
     registers: [this.registry],
   })
+  readonly certificateExpiry = new Gauge({
+    name: 'credential_sidecar_certificate_expiry_timestamp_seconds',
+    help: 'When the certificate of the latest token an identity obtained over mTLS expires (not_after)',
+    labelNames: ['identity'] as const,
+    registers: [this.registry],
+  })
+  readonly tokenExpiry = new Gauge({
+    name: 'credential_sidecar_token_expiry_timestamp_seconds',
+    help: 'When the latest token an identity obtained expires, by identity and scope',
+    labelNames: ['identity', 'scope'] as const,
+    registers: [this.registry],
+  })
   readonly bearerFallbacks = new Counter({
     name: 'credential_sidecar_bearer_fallback_total',
     help: 'mtls_pop requested, Bearer served because allowBearerFallback is on',
@@ -50,9 +75,31 @@ export class Metrics {
     buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
     registers: [this.registry],
   })
+  readonly buildInfo = new Gauge({
+    name: 'credential_sidecar_build_info',
+    help: 'Always 1; the labels say which version runs on which Node.js',
+    labelNames: ['version', 'node'] as const,
+    registers: [this.registry],
+  })
+
+  constructor(options: MetricsOptions = {}) {
+    // Process and runtime metrics (CPU, memory, event loop lag, GC, handles), on this registry only.
+    collectDefaultMetrics({ register: this.registry })
+    this.buildInfo.set({ version: sidecarVersion(), node: process.versions.node }, 1)
+    // Counters present from the first scrape: rate() and absent() alerts need a 0, not a gap.
+    for (const event of ['hit', 'miss', 'refresh', 'refresh_failure']) this.cache.inc({ event }, 0)
+    for (const identity of options.identities ?? []) this.bearerFallbacks.inc({ identity }, 0)
+  }
 
   /** Records one upstream call. `endpoint` is a short stable name, e.g. `imds.token`, `entra.token`. */
   observeUpstream(endpoint: string, status: number | 'error', seconds: number): void {
     this.upstreamCalls.observe({ endpoint, status: String(status) }, seconds)
+  }
+
+  /** Records a token an identity just obtained (and its certificate, when bound): epoch ms in. */
+  observeToken(identity: string, scope: string, expiresOn: number, certificateNotAfter?: number): void {
+    this.tokenExpiry.set({ identity, scope }, Math.floor(expiresOn / 1000))
+    if (certificateNotAfter !== undefined)
+      this.certificateExpiry.set({ identity }, Math.floor(certificateNotAfter / 1000))
   }
 }

@@ -49,7 +49,7 @@ test(
     )
     assert.match(
       guarded.text,
-      /all identities work\nIMDS is not locked to the sidecar while callers\.allow is set/,
+      /all identities work \(checked in [\d.]+ s\)\nIMDS is not locked to the sidecar while callers\.allow is set/,
     )
   },
 )

@@ -18,15 +18,19 @@ test('examples/call-demo-resource.ts calls the demo resource with mtls_pop', asy
   t.after(() => rmSync(dir, { recursive: true, force: true }))
   const caFile = join(dir, 'ca.pem')
   writeFileSync(caFile, stack.emulator.caPem)
-  const { stdout } = await promisify(execFile)(process.execPath, [example], {
-    env: {
-      PATH: process.env['PATH'] ?? '',
-      CREDENTIAL_SIDECAR_ENDPOINT: stack.url,
-      DEMO_RESOURCE_URL: stack.emulator.resourceUrl,
-      DEMO_CA_FILE: caFile,
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ['--conditions=credential-sidecar-source', example],
+    {
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        CREDENTIAL_SIDECAR_ENDPOINT: stack.url,
+        DEMO_RESOURCE_URL: stack.emulator.resourceUrl,
+        DEMO_CA_FILE: caFile,
+      },
+      timeout: 60_000,
     },
-    timeout: 60_000,
-  })
+  )
   assert.match(stdout, /^token_type mtls_pop, expires .*, bound to certificate x5t#S256 \S+$/m)
   const line = stdout.split('\n').find((l) => l.startsWith('200 '))
   assert.ok(line, stdout)

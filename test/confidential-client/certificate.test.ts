@@ -1,11 +1,12 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { createPrivateKey } from 'node:crypto'
+import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { decodeJwt } from 'jose'
+import { decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose'
+import type { SeenTokenRequest } from '../../sidecar/src/emulator/entra.ts'
 import { writePkcs12 } from '../../sidecar/src/pki/pkcs12.ts'
 import { splitPemCertificates, x5tS256 } from '../../sidecar/src/pki/x509.ts'
 import { callDemoResource, issueAppCertificate, secretsInLogs, startAppStack } from './stack.ts'
@@ -76,9 +77,11 @@ test('an x5c-only (unregistered) certificate without sendX5C is refused: 502 wit
   assert.match(body.error_description, /refused the client credential/)
 })
 
-test('certificate with useBoundCredential: presented over mTLS, no client assertion → Bearer; /credential returns the bundle', async (t) => {
+test('certificate with useBoundCredential: presented over mTLS with a jwt-bearer assertion (x5c, aud = mTLS endpoint) → Bearer; /credential returns the bundle', async (t) => {
   let cert!: Awaited<ReturnType<typeof issueAppCertificate>>
+  const seen: SeenTokenRequest[] = []
   const stack = await startAppStack(t, {
+    onTokenRequest: (request) => seen.push(request),
     register: async ({ emulator, dir }) => {
       cert = await issueAppCertificate(emulator)
       await pemFile(dir, 'app.pem', cert)
@@ -102,6 +105,32 @@ test('certificate with useBoundCredential: presented over mTLS, no client assert
   const bearer = await callDemoResource(stack.emulator, `Bearer ${body.access_token}`)
   assert.equal(bearer.status, 200)
 
+  // On the wire: the certificate in the TLS handshake AND a private_key_jwt signed by it.
+  const [request] = seen
+  assert.ok(request)
+  assert.equal(request.clientCertificate, cert.x5tS256, 'TLS client certificate = the app certificate')
+  assert.equal(
+    request.form.get('client_assertion_type'),
+    'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+  )
+  assert.equal(request.form.get('client_info'), '2')
+  assert.equal(request.form.get('token_type'), null)
+  const assertion = request.form.get('client_assertion') ?? ''
+  const header = decodeProtectedHeader(assertion)
+  assert.equal(header['x5t#S256'], cert.x5tS256)
+  assert.deepEqual(
+    header.x5c,
+    [new X509Certificate(cert.certificatePem).raw.toString('base64')],
+    'x5c always sent',
+  )
+  const claims = decodeJwt(assertion)
+  // aud = the endpoint it is posted to (here the authority host is used as-is for mTLS).
+  assert.equal(claims.aud, `${stack.emulator.entraUrl}/${stack.tenantId}/oauth2/v2.0/token`)
+  assert.equal(claims.iss, stack.clientId)
+  assert.equal(claims.sub, stack.clientId)
+  await jwtVerify(assertion, new X509Certificate(cert.certificatePem).publicKey)
+  assert.deepEqual(secretsInLogs(stack.logs, [assertion]), [])
+
   const bundle = await stack.credential()
   assert.equal(bundle.status, 200, JSON.stringify(bundle.body))
   assert.equal(bundle.body.identity, 'app')
@@ -112,9 +141,11 @@ test('certificate with useBoundCredential: presented over mTLS, no client assert
   assert.equal(bundle.body.assertion, undefined)
 })
 
-test('certificate with MTLS_POP: token bound to the app certificate, /token returns it, the resource accepts it', async (t) => {
+test('certificate with MTLS_POP: token bound to the app certificate (no client assertion sent), /token returns it, the resource accepts it', async (t) => {
   let cert!: Awaited<ReturnType<typeof issueAppCertificate>>
+  const seen: SeenTokenRequest[] = []
   const stack = await startAppStack(t, {
+    onTokenRequest: (request) => seen.push(request),
     register: async ({ emulator, dir }) => {
       cert = await issueAppCertificate(emulator)
       await pemFile(dir, 'app.pem', cert)
@@ -131,6 +162,10 @@ test('certificate with MTLS_POP: token bound to the app certificate, /token retu
   const { status, body } = await stack.token(stack.emulator.resourceAudience)
   assert.equal(status, 200, JSON.stringify(body))
   assert.equal(body.token_type, 'mtls_pop')
+  assert.equal(seen[0]?.form.get('token_type'), 'mtls_pop')
+  assert.equal(seen[0]?.form.get('client_assertion'), null, 'mTLS PoP: the certificate alone authenticates')
+  assert.equal(seen[0]?.form.get('client_assertion_type'), null)
+  assert.equal(seen[0]?.clientCertificate, cert.x5tS256)
   const claims = decodeJwt(body.access_token)
   assert.deepEqual(claims['cnf'], { 'x5t#S256': cert.x5tS256 })
   assert.equal(body.binding_certificate['x5t#S256'], cert.x5tS256)

@@ -202,3 +202,22 @@ test('a bound managed identity and an app FIC on the same VM identity share one 
   assert.equal(app.body.binding_certificate['x5t#S256'], mi.body.binding_certificate['x5t#S256'])
   assert.equal(stack.emulator.state.calls.count('imds.issuecredential'), 1)
 })
+
+test('FIC bound with 60-second IMDS v2 certificates: 18 requests share one certificate, one leg 1 and one leg 2', async (t) => {
+  const stack = await startAppStack(t, {
+    settings: { bindingCertificateValidityMs: 60_000 },
+    register: ({ emulator }) => ({ federatedSubjects: [emulator.state.managedIdentities[0]!.objectId] }),
+    identity: () => fic({ bound: true, scheme: 'MTLS_POP' }),
+  })
+  const calls = stack.emulator.state.calls
+  const served = new Set<string>()
+  for (let i = 0; i < 18; i++) {
+    const { status, body } = await stack.token(stack.emulator.resourceAudience)
+    assert.equal(status, 200, JSON.stringify(body))
+    served.add(body.binding_certificate['x5t#S256'])
+  }
+  // A leg 1 bound to a minute-long certificate is usable (a tenth of its life as margin, not 5 min).
+  assert.equal(served.size, 1)
+  assert.equal(calls.count('imds.issuecredential'), 1)
+  assert.equal(calls.count('entra.mtls.token'), 2) // leg 1 + leg 2, then the cached token
+})

@@ -105,9 +105,26 @@ test('invalidate drops the value; a fetch that started before the invalidation n
   assert.equal(next.n, 3) // but it was not kept
 })
 
-test('a value that arrives already inside the 5-minute buffer is refused', async () => {
-  const s = setup(4 * minute)
-  await assert.rejects(s.value.current(), /expires within 300 s/)
+test('a short-lived value (60 s, e.g. bound to a 60-second certificate) is reused for half its life, not refetched per call', async () => {
+  const s = setup(minute)
+  const first = await s.value.current()
+  for (let i = 0; i < 10; i++) {
+    assert.equal((await s.value.current()).n, first.n)
+    await s.clock.advance(2_000)
+  }
+  assert.equal(s.fetches, 1)
+  await s.clock.advance(10_000) // past half-life: renewed in the background
+  assert.equal(s.fetches, 2)
+  // Never handed out in its last tenth (6 s) even if renewal failed.
+  s.fail(true)
+  await s.clock.advance(30_000)
+  const late = await s.value.current().catch((error: Error) => error)
+  assert.ok(late instanceof Error || s.clock.now() < late.expiresOn - 6_000)
+})
+
+test('a value that arrives already expired is refused', async () => {
+  const s = setup(0)
+  await assert.rejects(s.value.current(), /already expired when issued/)
 })
 
 test('close stops renewals and refuses callers', async () => {

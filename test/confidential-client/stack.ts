@@ -7,7 +7,8 @@ import { Agent, request } from 'undici'
 import { parseConfig } from '../../sidecar/src/config/load.ts'
 import { Daemon } from '../../sidecar/src/daemon.ts'
 import { startEmulator, type Emulator } from '../../sidecar/src/emulator/emulator.ts'
-import { registerApp, type AppRegistration } from '../../sidecar/src/emulator/entra.ts'
+import { registerApp, type AppRegistration, type SeenTokenRequest } from '../../sidecar/src/emulator/entra.ts'
+import type { EmulatorSettings } from '../../sidecar/src/emulator/state.ts'
 import { createLogger } from '../../sidecar/src/log.ts'
 import { LogCapture } from '../support/stack.ts'
 
@@ -51,10 +52,20 @@ export interface AppStackOptions {
   env?: Record<string, string>
   /** Top-level YAML added to the config (e.g. `callers:`). */
   extraYaml?: string
+  /** Emulator settings (e.g. `boundTokensRefused`). */
+  settings?: Partial<EmulatorSettings>
+  /** Sees each token request the emulated Entra receives (form body, TLS client certificate). */
+  onTokenRequest?: (request: SeenTokenRequest) => void
 }
 
 export async function startAppStack(t: TestContext, options: AppStackOptions): Promise<AppStack> {
-  const emulator = await startEmulator({ entra: { mtlsOnRegularHost: true } })
+  const emulator = await startEmulator({
+    entra: {
+      mtlsOnRegularHost: true,
+      ...(options.onTokenRequest ? { onTokenRequest: options.onTokenRequest } : {}),
+    },
+    ...(options.settings ? { settings: options.settings } : {}),
+  })
   t.after(() => emulator.close())
   const dir = await mkdtemp(join(tmpdir(), 'cc-test-'))
   t.after(() => rm(dir, { recursive: true, force: true }))

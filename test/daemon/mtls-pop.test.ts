@@ -4,6 +4,8 @@ import { decodeJwt } from 'jose'
 import { Agent, request } from 'undici'
 import { certificateInfo, x5tS256 } from '../../sidecar/src/pki/x509.ts'
 import { json, startStack, type Stack } from '../support/stack.ts'
+import { FakeClock } from '../support/fake-clock.ts'
+import { driveUntilSettled } from '../imds-v2/support.ts'
 
 const popIdentity = 'identities:\n  mi:\n    managedIdentity: {}\n    protocolScheme: MTLS_POP\n'
 
@@ -171,11 +173,17 @@ test('/credential returns the bound credential bundle; 409 for an IMDS v1 identi
   assert.equal((await fetch(`${stack.url}/credential`)).status, 400, 'Metadata header required')
 })
 
-test('a host without IMDS v2 gets a clear 502, not a hang', async (t) => {
-  const stack = await startStack(t, { configYaml: () => popIdentity, emulator: { settings: { imdsV2Enabled: false } } })
-  const res = await stack.get(`/token?resource=${stack.emulator.resourceAudience}`)
+test('a host without IMDS v2 gets a clear 502 after the IMDS retries, not a hang', async (t) => {
+  const clock = new FakeClock()
+  const stack = await startStack(t, {
+    clock,
+    configYaml: () => popIdentity,
+    emulator: { settings: { imdsV2Enabled: false } },
+  })
+  const res = await driveUntilSettled(clock, stack.get(`/token?resource=${stack.emulator.resourceAudience}`), 500)
   assert.equal(res.status, 502)
-  assert.match((await json(res)).error_description, /IMDS v2/)
+  assert.match((await json(res)).error_description, /404 after retries: this host has no IMDS v2/)
+  assert.equal(stack.emulator.state.calls.count('imds.getplatformmetadata'), 4)
 })
 
 test('attestation demanded by IMDS is a clear 502', async (t) => {

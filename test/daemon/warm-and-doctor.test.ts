@@ -30,14 +30,21 @@ test('a warm identity holds its credential and warmResource token before /readyz
 test('while a warm identity keeps failing, /readyz is 503 and says why', async (t) => {
   const stack = await startStack(t, {
     configYaml: () => warmPop,
-    emulator: { settings: { imdsV2Enabled: false } },
+    // A refusal IMDS does not retry (a 404 is retried for seconds first, as MSAL does).
+    emulator: { settings: { requireAttestation: true } },
   })
-  await new Promise((r) => setTimeout(r, 300))
-  const res = await fetch(`${stack.url}/readyz`)
+  // The first attempt (metadata, key, CSR, issuecredential) takes a moment on a loaded machine.
+  let res: Response
+  let body: Record<string, any>
+  for (let i = 0; ; i++) {
+    res = await fetch(`${stack.url}/readyz`)
+    body = await json(res)
+    if (body.waiting_for?.mi !== 'starting' || i === 100) break
+    await new Promise((r) => setTimeout(r, 100))
+  }
   assert.equal(res.status, 503)
-  const body = await json(res)
   assert.equal(body.status, 'starting')
-  assert.match(body.waiting_for.mi, /IMDS v2/)
+  assert.match(body.waiting_for.mi, /attestation/)
   assert.ok(stack.logs.records.some((r) => r['msg'] === 'warming identity failed'))
   assert.equal((await fetch(`${stack.url}/healthz`)).status, 200, 'alive all the same')
 })
@@ -62,7 +69,7 @@ test('doctor probes each identity path and reports without printing tokens or ke
   assert.match(out.text, /mi \(managed identity, Bearer, IMDS v1\)\n {2}ok {4}token: Bearer/)
   assert.match(
     out.text,
-    /pop \(managed identity, MTLS_POP, IMDS v2 \+ Entra mTLS\)\n {2}ok {4}credential: certificate x5t#S256=/,
+    /pop \(managed identity, MTLS_POP, IMDS v2 \+ Entra mTLS\)\n {2}ok {4}IMDS v2: getplatformmetadata answered\n {2}ok {4}credential: certificate x5t#S256=/,
   )
   assert.match(out.text, /all identities work/)
   assert.doesNotMatch(out.text, /eyJ|PRIVATE KEY|BEGIN CERTIFICATE/)
@@ -73,4 +80,19 @@ test('doctor probes each identity path and reports without printing tokens or ke
   assert.equal(await runDoctor(parseConfig(yaml(ghost), { source: 'doctor.yaml' }), failing), 1)
   assert.match(failing.text, /ghost[^\n]*\n {2}FAIL {2}[^\n]*Identity not found/)
   assert.match(failing.text, /1 identity failed/)
+})
+
+test('doctor on a host without IMDS v2: the probe fails at once (404 not retried), with what to do', async (t) => {
+  const emulator = await startEmulator({ settings: { imdsV2Enabled: false } })
+  t.after(() => emulator.close())
+  const yaml = `upstream:\n  imdsEndpoint: ${emulator.imdsUrl}\nidentities:\n  pop:\n    managedIdentity: {}\n    protocolScheme: MTLS_POP\n`
+  const out = new Collect()
+  const started = performance.now()
+  assert.equal(await runDoctor(parseConfig(yaml, { source: 'doctor.yaml' }), out), 1)
+  assert.ok(performance.now() - started < 3000, 'no 1 s + 2 s + 4 s retry schedule')
+  assert.match(
+    out.text,
+    /pop[^\n]*\n {2}FAIL {2}[^\n]*answered 404: this host has no IMDS v2[^\n]*protocolScheme Bearer/,
+  )
+  assert.equal(emulator.state.calls.count('imds.getplatformmetadata'), 1)
 })

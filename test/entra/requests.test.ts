@@ -66,7 +66,7 @@ test('managed identity mTLS leg: no assertion, token_type always sent', () => {
   assert.equal(bearer.allowBearerFallback, true)
 })
 
-test('bound confidential client: client_info=2, no assertion, token_type only for PoP', () => {
+test('bound confidential client: client_info=2; PoP without assertion, Bearer with a jwt-bearer assertion', () => {
   const pop = boundCertificateRequest({ ...common, scope: 'r', certificate: binding, tokenType: 'mtls_pop' })
   assert.deepEqual(pop.form, {
     grant_type: 'client_credentials',
@@ -76,9 +76,26 @@ test('bound confidential client: client_info=2, no assertion, token_type only fo
     token_type: 'mtls_pop',
   })
   assert.equal(pop.clientCertificate, binding)
-  const bearer = boundCertificateRequest({ ...common, scope: 'r', certificate: binding, tokenType: 'Bearer' })
-  assert.equal(bearer.form['token_type'], undefined)
-  assert.equal(bearer.form['client_assertion'], undefined)
+  const bearer = boundCertificateRequest({
+    ...common,
+    scope: 'r',
+    certificate: binding,
+    tokenType: 'Bearer',
+    assertion: 'jwt',
+  })
+  assert.deepEqual(bearer.form, {
+    grant_type: 'client_credentials',
+    client_id: 'cid',
+    scope: 'r/.default',
+    client_info: '2',
+    client_assertion_type: jwtBearerAssertionType,
+    client_assertion: 'jwt',
+  })
+  assert.equal(bearer.clientCertificate, binding)
+  assert.throws(
+    () => boundCertificateRequest({ ...common, scope: 'r', certificate: binding, tokenType: 'Bearer' }),
+    /client assertion/,
+  )
 })
 
 test('certificate assertion and client secret: regular endpoint, Bearer', () => {
@@ -102,6 +119,11 @@ test('FIC leg 2: jwt-pop over mTLS when bound, jwt-bearer otherwise', () => {
   })
   assert.equal(bound.form['client_assertion_type'], jwtPopAssertionType)
   assert.equal(bound.form['token_type'], 'mtls_pop')
+  assert.equal(
+    bound.form['client_info'],
+    '2',
+    'FIC leg 2 sends client_info=2 like every MSAL.NET client-credentials request',
+  )
   assert.equal(bound.clientCertificate, binding)
   assert.equal(bound.metricsEndpoint, 'entra.mtls.token')
   const boundBearer = federatedAssertionRequest({
@@ -115,6 +137,7 @@ test('FIC leg 2: jwt-pop over mTLS when bound, jwt-bearer otherwise', () => {
   assert.equal(boundBearer.form['token_type'], undefined)
   const unbound = federatedAssertionRequest({ ...common, scope: 'r', assertion: 'leg1', tokenType: 'Bearer' })
   assert.equal(unbound.form['client_assertion_type'], jwtBearerAssertionType)
+  assert.equal(unbound.form['client_info'], '2')
   assert.equal(unbound.clientCertificate, undefined)
   assert.throws(
     () => federatedAssertionRequest({ ...common, scope: 'r', assertion: 'leg1', tokenType: 'mtls_pop' }),

@@ -5,8 +5,11 @@ import { isSidecarError, type SidecarError } from '../../sidecar/src/errors.ts'
 import {
   managedIdentityMtlsRequest,
   boundCertificateRequest,
+  clientSecretRequest,
 } from '../../sidecar/src/sources/entra/requests.ts'
 import { registerApp } from '../../sidecar/src/emulator/entra.ts'
+import { signClientAssertion } from '../../sidecar/src/sources/entra/client-assertion.ts'
+import type { BindingCertificate } from '../../sidecar/src/tokens/types.ts'
 import { counterTotal, issueClientCertificate, rejectsWith, startEntraFixture, toBinding } from './helpers.ts'
 
 const resource = 'https://management.azure.com'
@@ -230,6 +233,8 @@ test('malformed answers: non-JSON, missing access_token, unusable expires_in', a
     { status: 400, body: 'Bad Request' },
     { status: 200, body: { token_type: 'mtls_pop', expires_in: '3599' } },
     { status: 200, body: { token_type: 'mtls_pop', expires_in: 'soon', access_token: 'x' } },
+    // A 200 without token_type is an upstream error, not Bearer (nor PoP).
+    { status: 200, body: { expires_in: '3599', access_token: 'x' } },
   ]
   for (const fault of cases) {
     f.state.faults.script('entra.mtls.token', [fault])
@@ -297,18 +302,48 @@ test('bound confidential client ("SNI"): registered certificate over mTLS → mt
   assert.deepEqual(claims['cnf'], { 'x5t#S256': cert.x5tS256 })
   assert.equal(claims['appid'], app.clientId)
 
-  const bearer = await f.client.requestToken(
+  // Bearer over mTLS: the same certificate also signs a jwt-bearer assertion (x5c, aud = mTLS endpoint).
+  const boundBearer = (assertion: string, certificate = cert) =>
     boundCertificateRequest({
       tokenEndpoint: f.mtlsTokenUrl,
       clientId: app.clientId,
       scope: resource,
-      certificate: cert,
+      certificate,
       tokenType: 'Bearer',
       identityName: 'app',
-    }),
-    signal(),
-  )
+      assertion,
+    })
+  const sign = (certificate: BindingCertificate, tokenEndpoint = f.mtlsTokenUrl) =>
+    signClientAssertion({
+      clientId: app.clientId,
+      tokenEndpoint,
+      certificatePem: certificate.certificatePem,
+      privateKeyPem: certificate.privateKeyPem,
+      sendX5C: true,
+      clock: f.clock,
+    })
+  const bearer = await f.client.requestToken(boundBearer(await sign(cert)), signal())
   assert.equal(bearer.tokenType, 'Bearer')
+  const claims2 = await f.state.tokens.verify(bearer.accessToken, { audience: resource })
+  assert.equal(claims2['cnf'], undefined)
+
+  // Entra requires the assertion for this flow.
+  const withoutAssertion = boundBearer('x')
+  delete withoutAssertion.form['client_assertion']
+  delete withoutAssertion.form['client_assertion_type']
+  const missing = asSidecarError(await rejectsWith(f.client.requestToken(withoutAssertion, signal())))
+  assert.deepEqual(missing.upstream?.errorCodes, [7000218])
+  // No x5c: refused.
+  const noX5c = await signClientAssertion({
+    clientId: app.clientId,
+    tokenEndpoint: f.mtlsTokenUrl,
+    certificatePem: cert.certificatePem,
+    privateKeyPem: cert.privateKeyPem,
+    sendX5C: false,
+    clock: f.clock,
+  })
+  const refusedNoX5c = asSidecarError(await rejectsWith(f.client.requestToken(boundBearer(noX5c), signal())))
+  assert.deepEqual(refusedNoX5c.upstream?.errorCodes, [700027])
 
   const stranger = await issueClientCertificate(f.state, 'other')
   const error = asSidecarError(
@@ -436,4 +471,138 @@ test('logs name the identity but never carry tokens, assertions or keys', async 
   assert.match(text, /mi-logged/)
   assert.ok(!text.includes(token.accessToken))
   assert.ok(!text.includes('PRIVATE KEY'))
+})
+
+test('a 200 without token_type is an upstream error for a Bearer request too', async (t) => {
+  const f = await startEntraFixture(t)
+  const app = registerApp(f.state, { clientSecrets: ['s3cret-value'] })
+  f.state.faults.script('entra.token', [{ status: 200, body: { expires_in: 3599, access_token: 'x' } }])
+  const error = asSidecarError(
+    await rejectsWith(
+      f.client.requestToken(
+        clientSecretRequest({
+          tokenEndpoint: f.tokenUrl,
+          clientId: app.clientId,
+          scope: resource,
+          identityName: 'app',
+          clientSecret: 's3cret-value',
+        }),
+        signal(),
+      ),
+    ),
+  )
+  assert.equal(error.code, 'upstream_error')
+  assert.equal(error.reason, 'malformed_response')
+  assert.match(error.message, /no token_type/)
+})
+
+test('AADSTS configuration refusals (3921996, 392196, 392199, 500181, 51000): 502 with the code and what to configure, no re-mint', async (t) => {
+  const f = await startEntraFixture(t)
+  const mi = f.state.managedIdentities[0]!
+  const binding = await issueClientCertificate(f.state, mi.clientId)
+  const req = managedIdentityMtlsRequest({
+    tokenEndpoint: f.mtlsTokenUrl,
+    clientId: mi.clientId,
+    scope: resource,
+    binding,
+    tokenType: 'mtls_pop',
+    identityName: 'mi',
+  })
+  const cases: [number, number, string, string, RegExp][] = [
+    [400, 3921996, 'invalid_request', 'binding_not_allowed', /allowBearerFallback: true on identity "mi"/],
+    [400, 392196, 'invalid_request', 'entra_configuration', /resource is not enrolled for mTLS PoP/],
+    [400, 392199, 'invalid_request', 'entra_configuration', /leg-1 assertion to be an mTLS PoP token/],
+    [401, 500181, 'invalid_client', 'entra_configuration', /TLS client certificate differs/],
+    [
+      412,
+      51000,
+      'invalid_request',
+      'entra_configuration',
+      /mTLS client authentication .* is not enabled for this app in Entra/,
+    ],
+  ]
+  for (const [status, code, error, reason, advice] of cases) {
+    f.state.faults.script('entra.mtls.token', [
+      {
+        status,
+        body: {
+          error,
+          error_description: `AADSTS${code}: refused. Trace ID: t Correlation ID: c`,
+          error_codes: [code],
+          trace_id: 'trace-1',
+          correlation_id: 'corr-1',
+        },
+      },
+    ])
+    const refused = asSidecarError(await rejectsWith(f.client.requestToken(req, signal())))
+    assert.equal(refused.code, 'upstream_error', String(code))
+    assert.equal(refused.status, 502)
+    assert.equal(refused.reason, reason, String(code))
+    assert.match(refused.message, new RegExp(`AADSTS${code}: `))
+    assert.match(refused.message, advice)
+    assert.deepEqual(refused.upstream?.errorCodes, [code])
+    assert.equal(refused.upstream?.traceId, 'trace-1')
+  }
+})
+
+test('emulated Entra: 3921996 for a tenant refusing bound tokens; 51000 for an app without mTLS client auth; 500181 for a mismatched assertion', async (t) => {
+  const f = await startEntraFixture(t, { boundTokensRefused: true })
+  const mi = f.state.managedIdentities[0]!
+  const miCert = await issueClientCertificate(f.state, mi.clientId)
+  const pop = (tokenType: 'mtls_pop' | 'Bearer') =>
+    managedIdentityMtlsRequest({
+      tokenEndpoint: f.mtlsTokenUrl,
+      clientId: mi.clientId,
+      scope: resource,
+      binding: miCert,
+      tokenType,
+      identityName: 'mi',
+    })
+  const refused = asSidecarError(await rejectsWith(f.client.requestToken(pop('mtls_pop'), signal())))
+  assert.equal(refused.reason, 'binding_not_allowed')
+  assert.deepEqual(refused.upstream?.errorCodes, [3921996])
+  assert.equal(
+    (await f.client.requestToken(pop('Bearer'), signal())).tokenType,
+    'Bearer',
+    'bound Bearer still allowed',
+  )
+
+  const cert = await issueClientCertificate(f.state, 'app-cert')
+  const other = await issueClientCertificate(f.state, 'other-cert')
+  const app = registerApp(f.state, {
+    certificates: [cert.certificatePem, other.certificatePem],
+    mtlsClientAuth: false,
+  })
+  const sign = (certificate: BindingCertificate) =>
+    signClientAssertion({
+      clientId: app.clientId,
+      tokenEndpoint: f.mtlsTokenUrl,
+      certificatePem: certificate.certificatePem,
+      privateKeyPem: certificate.privateKeyPem,
+      sendX5C: true,
+      clock: f.clock,
+    })
+  const boundBearer = async (signer: BindingCertificate) =>
+    boundCertificateRequest({
+      tokenEndpoint: f.mtlsTokenUrl,
+      clientId: app.clientId,
+      scope: resource,
+      certificate: cert,
+      tokenType: 'Bearer',
+      identityName: 'app',
+      assertion: await sign(signer),
+    })
+  const disabled = asSidecarError(await rejectsWith(f.client.requestToken(await boundBearer(cert), signal())))
+  assert.equal(disabled.reason, 'entra_configuration')
+  assert.equal(disabled.upstream?.status, 412)
+  assert.deepEqual(disabled.upstream?.errorCodes, [51000])
+  assert.match(disabled.message, /useBoundCredential: false on the certificate of identity "app"/)
+
+  registerApp(f.state, { clientId: app.clientId, mtlsClientAuth: true })
+  const mismatch = asSidecarError(
+    await rejectsWith(f.client.requestToken(await boundBearer(other), signal())),
+  )
+  assert.equal(mismatch.reason, 'entra_configuration')
+  assert.deepEqual(mismatch.upstream?.errorCodes, [500181])
+  assert.equal((await f.client.requestToken(await boundBearer(cert), signal())).tokenType, 'Bearer')
 })

@@ -16,7 +16,7 @@ import { BindingStore } from '../../sidecar/src/pki/binding-store.ts'
 import { SoftwareKeyProvider, type BindingKey, type KeyProvider } from '../../sidecar/src/pki/key-provider.ts'
 import { ImdsV2Client } from '../../sidecar/src/sources/imds-v2.ts'
 import { FakeClock } from '../support/fake-clock.ts'
-import { setup, waitFor } from './support.ts'
+import { driveUntilSettled, setup, waitFor } from './support.ts'
 
 const DAY = 24 * 3600_000
 const system: ManagedIdentitySelector = { kind: 'system' }
@@ -130,12 +130,9 @@ test('renewal runs in the background before expiry; callers keep the old certifi
   const first = await credential.current()
   const renewAt = credential.status.renewAt
   assert.ok(renewAt !== undefined)
-  // Half-life of a 7-day certificate (±10 %) comes before the "24 h left" mark.
-  const halfLife = first.binding.notAfter - 3.5 * DAY
-  assert.ok(
-    Math.abs(renewAt - halfLife) <= 0.1 * 3.5 * DAY + 120_000,
-    `renewAt ${renewAt - clock.now()} ms from now`,
-  )
+  // MSAL's rule for a 7-day certificate: renew when less than 24 h remain (jitter: up to 10 % earlier).
+  const untilExpiry = first.binding.notAfter - renewAt
+  assert.ok(untilExpiry >= DAY && untilExpiry <= 1.1 * DAY, `renewAt ${untilExpiry} ms before notAfter`)
 
   let release!: () => void
   client.gate = new Promise<void>((resolve) => (release = resolve))
@@ -283,8 +280,9 @@ test('a renewal is scheduled within the hour for a short certificate', async (t)
   assert.ok(due >= 54_000 && due <= 3600_000 * 1.1, `due in ${due} ms`)
 })
 
-test('a certificate for someone else’s key is refused', async (t) => {
-  const { imds, make } = await fixture(t)
+test('a certificate for someone else’s key is refused; the cold mint backs off before asking IMDS again', async (t) => {
+  const clock = new FakeClock()
+  const { imds, make } = await fixture(t, { clock })
   const other = await imds.state.ca.issueWithNewKey({
     subject: [{ shortName: 'CN', value: 'x' }],
     validityMs: 7 * DAY,
@@ -309,8 +307,13 @@ test('a certificate for someone else’s key is refused', async (t) => {
     assert.match(error.message, /public key/)
     return true
   })
-  // Not cached: the next call mints properly.
+  // Backed off: a caller right after gets the same failure without another IMDS call …
+  await assert.rejects(credential.current(), /public key/)
+  assert.equal(imds.state.calls.count('imds.issuecredential'), 1)
+  // … and after the back-off (1 s) the next call mints properly: the bad answer was not cached.
+  await clock.advance(1000)
   assert.ok((await credential.current()).binding.x5tS256)
+  assert.equal(imds.state.calls.count('imds.issuecredential'), 2)
 })
 
 test('a caller that gives up does not cancel the shared mint', async (t) => {
@@ -328,16 +331,16 @@ test('a caller that gives up does not cancel the shared mint', async (t) => {
   assert.equal(imds.state.calls.count('imds.issuecredential'), 1)
 })
 
-test('no IMDS v2 on this host: current() fails with imds_v2_unavailable', async (t) => {
-  const { make, keys } = await fixture(t, { settings: { imdsV2Enabled: false } })
+test('no IMDS v2 on this host: current() fails with imds_v2_unavailable after the IMDS retries', async (t) => {
+  const clock = new FakeClock()
+  const { imds, make, keys } = await fixture(t, { clock, settings: { imdsV2Enabled: false } })
   const credential = make()
   await credential.prepared()
-  for (let i = 0; i < 3; i++) {
-    await assert.rejects(
-      credential.current(),
-      (e: unknown) => e instanceof SidecarError && e.reason === 'imds_v2_unavailable',
-    )
-  }
+  await assert.rejects(
+    driveUntilSettled(clock, credential.current(), 500),
+    (e: unknown) => e instanceof SidecarError && e.reason === 'imds_v2_unavailable',
+  )
+  assert.equal(imds.state.calls.count('imds.getplatformmetadata'), 4, '404 retried like MSAL: 3 retries')
   await new Promise((resolve) => setTimeout(resolve, 300)) // let any background keygen finish
   assert.ok(
     keys.keys.length <= 2,

@@ -2,6 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { X509Certificate } from 'node:crypto'
 import { SidecarError } from '../../sidecar/src/errors.ts'
+import { createLogger } from '../../sidecar/src/log.ts'
 import { buildCsr } from '../../sidecar/src/pki/csr.ts'
 import { SoftwareKeyProvider, type BindingKey } from '../../sidecar/src/pki/key-provider.ts'
 import { publicKeysMatch } from '../../sidecar/src/pki/x509.ts'
@@ -130,95 +131,71 @@ test('platform metadata missing a field is malformed', async (t) => {
   await rejectsWith(client.getPlatformMetadata(system), (e) => assert.equal(e.reason, 'malformed_response'))
 })
 
-test('404 on getplatformmetadata: no IMDS v2 here, not retried', async (t) => {
-  const { imds, runtime } = await setup(t, { settings: { imdsV2Enabled: false } })
+test('404 on getplatformmetadata during acquisition: retried 1 s, 2 s, 4 s, then "no IMDS v2"', async (t) => {
+  const clock = new FakeClock()
+  const lines: string[] = []
+  const logger = createLogger({ level: 'debug', destination: { write: (l: string) => void lines.push(l) } })
+  const { imds, runtime } = await setup(t, { clock, logger, settings: { imdsV2Enabled: false } })
   const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
-  await rejectsWith(client.getPlatformMetadata(system), (e) => {
+  const started = clock.now()
+  await rejectsWith(driveUntilSettled(clock, client.getPlatformMetadata(system), 250), (e) => {
     assert.equal(e.code, 'upstream_error')
     assert.equal(e.reason, 'imds_v2_unavailable')
-    assert.match(e.message, /no IMDS v2/)
+    assert.match(e.message, /404 after retries: this host has no IMDS v2/)
     assert.match(e.message, /mTLS PoP/)
+  })
+  assert.equal(imds.state.calls.count('imds.getplatformmetadata'), 4, 'first try + 3 retries')
+  const retries = lines
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((r) => r['msg'] === 'retrying IMDS v2 call')
+  // random() = 0.5: no jitter, so the IMDS policy's schedule shows exactly.
+  assert.deepEqual(
+    retries.map((r) => [r['failure'], r['delay_ms']]),
+    [
+      [404, 1000],
+      [404, 2000],
+      [404, 4000],
+    ],
+  )
+  assert.ok(clock.now() - started >= 7000)
+})
+
+test('404 on getplatformmetadata in a probe (doctor): answered at once, not retried', async (t) => {
+  const { imds, runtime } = await setup(t, { settings: { imdsV2Enabled: false } })
+  const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
+  await rejectsWith(client.getPlatformMetadata(system, undefined, { probe: true }), (e) => {
+    assert.equal(e.reason, 'imds_v2_unavailable')
+    assert.match(e.message, /answered 404: this host has no IMDS v2/)
   })
   assert.equal(imds.state.calls.count('imds.getplatformmetadata'), 1)
 })
 
-test('attestation demanded: upstream_error attestation_required', async (t) => {
-  const { imds, runtime } = await setup(t, { settings: { requireAttestation: true } })
+test('a transient 404 on getplatformmetadata and on issuecredential is retried and the mint succeeds', async (t) => {
+  const clock = new FakeClock()
+  const { imds, runtime } = await setup(t, { clock })
   const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
-  const md = await client.getPlatformMetadata(system)
-  await rejectsWith(client.issueCredential(system, await csrFor(await keyPromise, md)), (e) => {
-    assert.equal(e.code, 'upstream_error')
-    assert.equal(e.reason, 'attestation_required')
-    assert.match(e.message, /attestation/)
-    assert.equal(e.upstream?.status, 400)
-  })
+  const notFound = { status: 404, body: { error: 'not_found', error_description: 'Not found' } }
+  imds.state.faults.script('imds.getplatformmetadata', [notFound, notFound])
+  const md = await driveUntilSettled(clock, client.getPlatformMetadata(system))
+  assert.equal(imds.state.calls.count('imds.getplatformmetadata'), 3)
+  imds.state.faults.script('imds.issuecredential', [notFound])
+  const key = await new SoftwareKeyProvider().generate()
+  const issued = await driveUntilSettled(clock, client.issueCredential(system, await csrFor(key, md)))
+  assert.equal(issued.clientId, md.clientId)
+  assert.equal(imds.state.calls.count('imds.issuecredential'), 2)
 })
 
-test('identity not found: upstream_bad_request with the upstream error passed through', async (t) => {
-  const { imds, runtime } = await setup(t)
+test('404 on issuecredential that persists: "no IMDS v2" after the retries', async (t) => {
+  const clock = new FakeClock()
+  const { imds, runtime } = await setup(t, { clock })
   const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
-  const unknown = { kind: 'clientId', value: '00000000-0000-0000-0000-000000000000' } as const
-  await rejectsWith(client.getPlatformMetadata(unknown), (e) => {
-    assert.equal(e.code, 'upstream_bad_request')
-    assert.equal(e.reason, 'identity_not_found')
-    assert.equal(e.upstream?.error, 'invalid_request')
-    assert.equal(e.upstream?.errorDescription, 'Identity not found')
+  const notFound = { status: 404 }
+  imds.state.faults.script('imds.issuecredential', [notFound, notFound, notFound, notFound])
+  await rejectsWith(driveUntilSettled(clock, client.issueCredential(system, 'AAAA'), 1000), (e) => {
+    assert.equal(e.reason, 'imds_v2_unavailable')
+    assert.match(e.message, /after retries/)
   })
-  await rejectsWith(client.issueCredential(unknown, 'AAAA'), (e) => {
-    assert.equal(e.code, 'upstream_bad_request')
-    assert.equal(e.upstream?.errorDescription, 'Identity not found')
-  })
-})
-
-test('a CSR the emulator rejects comes back as upstream_bad_request naming the failed check', async (t) => {
-  const { imds, runtime } = await setup(t)
-  const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
-  const md = await client.getPlatformMetadata(system)
-  const wrong = await csrFor(await keyPromise, { ...md, cuIdJson: '{"vmId":"elsewhere"}' })
-  await rejectsWith(client.issueCredential(system, wrong), (e) => {
-    assert.equal(e.code, 'upstream_bad_request')
-    assert.match(e.upstream?.errorDescription ?? '', /cuid_attribute/)
-  })
-})
-
-test('{message, correlationId} error bodies are understood', async (t) => {
-  const { imds, runtime } = await setup(t)
-  const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
-  imds.state.faults.script('imds.issuecredential', [
-    { status: 403, body: { message: 'Forbidden by policy', correlationId: 'c-1' } },
-  ])
-  await rejectsWith(client.issueCredential(system, 'AAAA'), (e) => {
-    assert.equal(e.code, 'upstream_error')
-    assert.equal(e.upstream?.errorDescription, 'Forbidden by policy')
-    assert.equal(e.upstream?.correlationId, 'c-1')
-  })
-})
-
-test('issuecredential response lacking fields or with a bad certificate is malformed', async (t) => {
-  const { imds, runtime } = await setup(t)
-  const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
-  const good = {
-    client_id: 'c',
-    tenant_id: 't',
-    certificate: 'AAAA',
-    identity_type: 'SystemAssigned',
-    mtls_authentication_endpoint: 'https://m',
-  }
-  for (const drop of Object.keys(good)) {
-    const partial: Record<string, unknown> = { ...good }
-    delete partial[drop]
-    imds.state.faults.script('imds.issuecredential', [{ status: 200, body: partial }])
-    await rejectsWith(client.issueCredential(system, 'AAAA'), (e) => {
-      assert.equal(e.reason, 'malformed_response')
-      assert.ok(e.message.includes(drop))
-    })
-  }
-  imds.state.faults.script('imds.issuecredential', [{ status: 200, body: good }])
-  await rejectsWith(client.issueCredential(system, 'AAAA'), (e) => {
-    assert.equal(e.reason, 'malformed_response')
-    assert.match(e.message, /not an X.509 certificate/)
-    assert.ok(!e.message.includes('AAAA'))
-  })
+  assert.equal(imds.state.calls.count('imds.issuecredential'), 4)
 })
 
 test('500 then success: retried after the backoff on a fake clock', async (t) => {

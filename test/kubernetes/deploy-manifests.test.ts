@@ -131,13 +131,11 @@ test('example (a) wires an unmodified Azure SDK to a Bearer identity; (b) the cl
   assert.equal(b.spec['securityContext'].fsGroup, 65532, 'the Secret (0440) is readable through the fsGroup')
 })
 
-test(
-  "example (b)'s ConfigMap holds a config the daemon accepts",
-  { todo: 'listen.ops (the ops listener the probes use) arrives with issue 8: remove this todo once merged' },
-  async () => {
-    const objects = readObjects(await readFile(join(deployDir, 'client-sdk-app.yaml'), 'utf8'))
-    const configMap = objects.find((object) => object['kind'] === 'ConfigMap')!
-    const config = parseConfig(configMap['data']['config.yaml'], { source: 'config.yaml', env: {} })
-    assert.equal(config.identities.get('mi')?.protocolScheme, 'MTLS_POP')
-  },
-)
+test("example (b)'s ConfigMap holds a config the daemon accepts", async () => {
+  const objects = readObjects(await readFile(join(deployDir, 'client-sdk-app.yaml'), 'utf8'))
+  const configMap = objects.find((object) => object['kind'] === 'ConfigMap')!
+  const config = parseConfig(configMap['data']['config.yaml'], { source: 'config.yaml', env: {} })
+  assert.equal(config.identities.get('mi')?.protocolScheme, 'MTLS_POP')
+  // The probes in the manifest ask the ops listener the config opens.
+  assert.ok(config.listen.ops)
+})

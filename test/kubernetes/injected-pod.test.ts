@@ -40,64 +40,58 @@ function runSdk(env: Record<string, string>): Promise<{ token?: string; error?: 
 }
 
 for (const secret of [undefined, 'caller']) {
-  test(
-    `an injected pod (Bearer, ${secret ? 'caller secret' : 'no secret'}) runs: probes answer on the ops port, the app's SDK gets a token`,
-    {
-      todo: 'needs issue 8 (configuration from the environment, listen.ops): remove this todo once it is merged',
-    },
-    async (t) => {
-      const options: InjectOptions = {
-        image: 'credential-sidecar:test',
-        protocolScheme: 'Bearer',
-        workloadIdentity: false,
+  test(`an injected pod (Bearer, ${secret ? 'caller secret' : 'no secret'}) runs: probes answer on the ops port, the app's SDK gets a token`, async (t) => {
+    const options: InjectOptions = {
+      image: 'credential-sidecar:test',
+      protocolScheme: 'Bearer',
+      workloadIdentity: false,
+    }
+    if (secret) options.secret = secret
+    const [pod] = readObjects(injectYaml(podYaml, options))
+    const sidecar = pod!['spec']['initContainers'][0] as KubeObject
+    const app = pod!['spec']['containers'][0] as KubeObject
+
+    const emulator = await startEmulator()
+    t.after(() => emulator.close())
+    const secretValue = 'pod-caller-secret-value'
+    const secretFile = join(mkdtempSync(join(tmpdir(), 'injected-pod-')), 'identity-header')
+    writeFileSync(secretFile, secretValue, { mode: 0o600 })
+
+    const sidecarEnv: Record<string, string> = { AZURE_POD_IDENTITY_AUTHORITY_HOST: emulator.imdsUrl }
+    for (const { name, value } of sidecar['env'] as { name: string; value: string }[])
+      sidecarEnv[name] =
+        name === 'CREDENTIAL_SIDECAR_LISTEN' || name === 'CREDENTIAL_SIDECAR_OPS_LISTEN'
+          ? '127.0.0.1:0'
+          : name === 'CREDENTIAL_SIDECAR_SECRET_FILE'
+            ? secretFile
+            : value
+    const daemon = startProcess(t, [], sidecarEnv)
+    const listening = await daemon.waitFor('listening')
+    const url = listening['url'] as string
+    const ops = listening['ops'] as string | undefined
+    assert.ok(ops, 'the daemon opened the ops listener')
+
+    for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) {
+      const path = sidecar[probe].httpGet.path as string
+      let status = 0
+      for (let attempt = 0; attempt < 50 && status !== 200; attempt++) {
+        status = (await fetch(`${ops}${path}`)).status
+        if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 200))
       }
-      if (secret) options.secret = secret
-      const [pod] = readObjects(injectYaml(podYaml, options))
-      const sidecar = pod!['spec']['initContainers'][0] as KubeObject
-      const app = pod!['spec']['containers'][0] as KubeObject
+      assert.equal(status, 200, `${probe} ${path}`)
+    }
+    assert.equal(
+      (await fetch(`${ops}/token?resource=${resource}`, { headers: { Metadata: 'true' } })).status,
+      404,
+    )
 
-      const emulator = await startEmulator()
-      t.after(() => emulator.close())
-      const secretValue = 'pod-caller-secret-value'
-      const secretFile = join(mkdtempSync(join(tmpdir(), 'injected-pod-')), 'identity-header')
-      writeFileSync(secretFile, secretValue, { mode: 0o600 })
-
-      const sidecarEnv: Record<string, string> = { AZURE_POD_IDENTITY_AUTHORITY_HOST: emulator.imdsUrl }
-      for (const { name, value } of sidecar['env'] as { name: string; value: string }[])
-        sidecarEnv[name] =
-          name === 'CREDENTIAL_SIDECAR_LISTEN' || name === 'CREDENTIAL_SIDECAR_OPS_LISTEN'
-            ? '127.0.0.1:0'
-            : name === 'CREDENTIAL_SIDECAR_SECRET_FILE'
-              ? secretFile
-              : value
-      const daemon = startProcess(t, [], sidecarEnv)
-      const listening = await daemon.waitFor('listening')
-      const url = listening['url'] as string
-      const ops = listening['ops'] as string | undefined
-      assert.ok(ops, 'the daemon opened the ops listener')
-
-      for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) {
-        const path = sidecar[probe].httpGet.path as string
-        let status = 0
-        for (let attempt = 0; attempt < 50 && status !== 200; attempt++) {
-          status = (await fetch(`${ops}${path}`)).status
-          if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 200))
-        }
-        assert.equal(status, 200, `${probe} ${path}`)
-      }
-      assert.equal(
-        (await fetch(`${ops}/token?resource=${resource}`, { headers: { Metadata: 'true' } })).status,
-        404,
-      )
-
-      const appEnv: Record<string, string> = {}
-      for (const variable of app['env'] as KubeObject[])
-        appEnv[variable['name']] = variable['valueFrom']
-          ? secretValue
-          : String(variable['value']).replace('http://127.0.0.1:7780', url)
-      const result = await runSdk(appEnv)
-      assert.equal(result.error, undefined)
-      assert.ok(result.token && result.token.length > 100)
-    },
-  )
+    const appEnv: Record<string, string> = {}
+    for (const variable of app['env'] as KubeObject[])
+      appEnv[variable['name']] = variable['valueFrom']
+        ? secretValue
+        : String(variable['value']).replace('http://127.0.0.1:7780', url)
+    const result = await runSdk(appEnv)
+    assert.equal(result.error, undefined)
+    assert.ok(result.token && result.token.length > 100)
+  })
 }

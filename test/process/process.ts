@@ -14,14 +14,27 @@ export interface RunningProcess {
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
-/** Starts the real bin with this Node (the test runner's, i.e. Node 24). */
+export interface StartOptions {
+  /** A command the node process is started through (e.g. one that drops privileges). */
+  launcher?: string[]
+  /** Give the process only `env`, not this process's environment too (as a container would). */
+  isolatedEnv?: boolean
+}
+
+/**
+ * Starts the real bin with this Node (the test runner's, i.e. Node 24); `bin` another copy of it
+ * (an installed package's).
+ */
 export function startProcess(
   t: TestContext,
   args: string[],
   env: Record<string, string> = {},
+  bin: string = binPath,
+  options: StartOptions = {},
 ): RunningProcess {
-  const child = spawn(process.execPath, [binPath, ...args], {
-    env: { ...process.env, ...env },
+  const [command, ...commandArgs] = [...(options.launcher ?? []), process.execPath, bin, ...args]
+  const child = spawn(command!, commandArgs, {
+    env: options.isolatedEnv ? env : { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   t.after(() => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseConfig } from '../config/load.ts'
@@ -8,11 +8,23 @@ import { createLogger } from '../log.ts'
 
 /**
  * `credential-sidecar demo`: the built-in emulator (IMDS v1/v2, Entra, a demo mTLS resource) and
- * the daemon wired to it, on loopback, with the exact commands to try. Runs until Ctrl-C.
+ * the daemon wired to it, on loopback, with the exact commands to try. Runs until Ctrl-C or
+ * SIGTERM, then removes its temporary directory: it holds the private key of step 2.
  */
 export async function runDemo(options: { port: number }): Promise<number> {
-  const emulator = await startEmulator()
   const dir = mkdtempSync(join(tmpdir(), 'credential-sidecar-demo-'))
+  const removeDir = () => rmSync(dir, { recursive: true, force: true })
+  // Last resort for any exit path (process.exit, a fatal error): 'exit' handlers run synchronously.
+  process.once('exit', removeDir)
+  try {
+    return await serveDemo(options, dir)
+  } finally {
+    removeDir()
+  }
+}
+
+async function serveDemo(options: { port: number }, dir: string): Promise<number> {
+  const emulator = await startEmulator()
   const caFile = join(dir, 'emulator-ca.pem')
   writeFileSync(caFile, emulator.caPem, { mode: 0o600 })
   const uami = emulator.state.managedIdentities[1]!
@@ -80,13 +92,17 @@ identities:
 Press Ctrl-C to stop.
 `)
   return new Promise<number>((resolve) => {
+    let stopping = false
     const stop = () => {
+      // A second Ctrl-C: stop at once (the 'exit' handler still removes the directory).
+      if (stopping) process.exit(1)
+      stopping = true
       void daemon
         .shutdown(2000)
         .then(() => emulator.close())
         .then(() => resolve(0))
     }
-    process.once('SIGINT', stop)
-    process.once('SIGTERM', stop)
+    process.on('SIGINT', stop)
+    process.on('SIGTERM', stop)
   })
 }

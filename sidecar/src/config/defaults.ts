@@ -2,6 +2,9 @@
 export const defaults = {
   listenHost: '127.0.0.1',
   listenPort: 7780,
+  /** `listen.ops` exists for kubelet probes and Prometheus on the pod IP, hence all interfaces. */
+  opsHost: '0.0.0.0',
+  opsPort: 7781,
   imdsEndpoint: 'http://169.254.169.254',
   authorityHost: 'https://login.microsoftonline.com',
   timeoutMs: 10_000,

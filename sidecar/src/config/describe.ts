@@ -15,10 +15,13 @@ import type {
 export function describeConfig(config: SidecarConfig): string {
   const { listen, callers, upstream } = config
   const lines = [
-    `config: ${config.source ?? '(none: built-in defaults)'}`,
+    `config: ${config.source ?? '(none: from the environment, AZURE_* and CREDENTIAL_SIDECAR_*, and built-in defaults)'}`,
     `listen: http://${hostForUrl(listen.host)}:${listen.port}${listen.port === 0 ? ' (any free port)' : ''}` +
       (listen.allowNonLoopback ? ' (non-loopback allowed)' : '') +
-      (listen.socket === undefined ? '' : `, unix socket ${listen.socket}`),
+      (listen.socket === undefined ? '' : `, unix socket ${listen.socket}`) +
+      (listen.ops === undefined
+        ? ''
+        : `; ops (health, readiness, metrics only) http://${hostForUrl(listen.ops.host)}:${listen.ops.port}`),
     `callers: Metadata header ${callers.requireMetadataHeader ? 'required' : 'not required'}` +
       (callers.secretFile === undefined
         ? ', no caller secret'
@@ -43,7 +46,9 @@ export function describeConfig(config: SidecarConfig): string {
         (identity.warmResource === undefined ? '' : `; token for ${identity.warmResource} at start`),
     )
     if (identity.allowBearerFallback)
-      lines.push('    allowBearerFallback: yes (serves Bearer when Entra answers Bearer to MTLS_POP)')
+      lines.push(
+        '    allowBearerFallback: yes (serves Bearer when Entra refuses binding, AADSTS3921996, or answers Bearer to MTLS_POP)',
+      )
     if (identity.clientCapabilities.length > 0)
       lines.push(
         `    clientCapabilities: ${identity.clientCapabilities.join(', ')} (continuous access evaluation)`,

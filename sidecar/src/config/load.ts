@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import type { SidecarConfig } from './types.ts'
 import { ConfigError, type ConfigIssue } from './errors.ts'
+import { configFromEnvironment } from './environment.ts'
 import { formatPath, type PathIssue } from './path.ts'
 import { resolveConfig } from './resolve.ts'
 import { validateFile } from './validate.ts'
@@ -77,23 +78,14 @@ export async function loadConfigFile(path: string, env?: NodeJS.ProcessEnv): Pro
 }
 
 /**
- * The config the daemon runs with when given no file: the system-assigned managed identity `mi`
- * with Bearer tokens, every other setting at its default (environment defaults still apply).
+ * The config the daemon runs with when given no file: what the standard Azure and
+ * `CREDENTIAL_SIDECAR_*` environment variables describe (see `environment.ts`); with none of them
+ * set, the system-assigned managed identity `mi` with Bearer tokens and every default.
  *
- * @throws {ConfigError} when an environment variable that provides a default is invalid.
+ * @throws {ConfigError} naming the variable when one is invalid.
  */
 export function defaultConfig(env: NodeJS.ProcessEnv = process.env): SidecarConfig {
-  const resolution = resolveConfig({ file: {}, identities: undefined }, { source: undefined, env })
-  if (resolution.ok) return resolution.config
-  throw new ConfigError(
-    resolution.issues.map((issue) => ({
-      file: 'environment',
-      line: 0,
-      column: 0,
-      path: formatPath(issue.path),
-      message: issue.message,
-    })),
-  )
+  return configFromEnvironment(env)
 }
 
 function locatedError(issues: PathIssue[], file: string, source: YamlSource): ConfigError {

@@ -142,6 +142,11 @@ export function resolveConfig(valid: ValidFile, context: ResolveContext): Resolu
         port: listen?.port ?? defaults.listenPort,
         ...(listen?.socket === undefined ? {} : { socket: listen.socket }),
         allowNonLoopback,
+        ...(listen?.ops === undefined
+          ? {}
+          : {
+              ops: { host: listen.ops.host ?? defaults.opsHost, port: listen.ops.port ?? defaults.opsPort },
+            }),
       },
       callers: {
         requireMetadataHeader: callers?.requireMetadataHeader ?? true,

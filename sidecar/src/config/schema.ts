@@ -62,11 +62,17 @@ const base64 = text.superRefine((value, ctx) => {
     ctx.addIssue({ code: 'custom', message: 'expected base64 text' })
 })
 
+const port = z.number().int().min(0).max(65535)
+
+/** The ops listener serves only /healthz, /readyz and /metrics, so it may face the pod network. */
+const opsListenSchema = strict({ host: text.optional(), port: port.optional() })
+
 const listenSchema = strict({
   host: text.optional(),
-  port: z.number().int().min(0).max(65535).optional(),
+  port: port.optional(),
   socket: text.optional(),
   allowNonLoopback: flag.optional(),
+  ops: section(opsListenSchema),
 })
 
 /** A Linux uid; 4294967295 is (uid_t)-1, "no user", which no process runs as. */

@@ -97,6 +97,8 @@ export interface SidecarConfig {
     port: number
     socket?: string
     allowNonLoopback: boolean
+    /** Second listener for /healthz, /readyz and /metrics only (never a token route). */
+    ops?: { host: string; port: number }
   }
   callers: {
     requireMetadataHeader: boolean

@@ -9,6 +9,12 @@ import { certificateInfo, publicKeysMatch, type CertificateInfo } from '../pki/x
 import type { Runtime } from '../runtime.ts'
 import type { ImdsV2Client } from '../sources/imds-v2.ts'
 import type { BindingCertificate } from '../tokens/types.ts'
+import {
+  certificateLifetime,
+  LONG_LIVED_MS,
+  renewalRetryBaseMs,
+  type CertificateLifetime,
+} from './certificate-lifetime.ts'
 
 /** A managed identity's IMDS v2 binding certificate and where to use it. */
 export interface ImdsV2Binding {
@@ -46,14 +52,16 @@ export interface ImdsV2BindingStatus {
 /**
  * MSAL renews a binding certificate when less than 24 h remain and never caches one with less
  * (`ManagedIdentity/V2/CertificateCacheEntry.cs` `MinRemainingLifetime`, used by `InMemoryCertificateCache.cs`).
+ * Here: the life below which a certificate is never persisted (`certificate-lifetime.ts` scales the
+ * renewal and expiry margins to shorter lives).
  */
-export const MIN_CACHEABLE_LIFETIME_MS = 24 * 3600_000
-/** A certificate this close to expiry is not handed out: the TLS handshake and token call need time. */
-const EXPIRY_SKEW_MS = 5 * 60_000
-const RENEW_RETRY_BASE_MS = 30_000
+export const MIN_CACHEABLE_LIFETIME_MS = LONG_LIVED_MS
 const RENEW_RETRY_MAX_MS = 15 * 60_000
-const SHORT_CERT_RENEW_MIN_MS = 60_000
-const SHORT_CERT_RENEW_MAX_MS = 3600_000
+/** After a failed cold mint, callers get that failure (no IMDS call) for 1 s, 2 s, 4 s … at most 60 s. */
+const COLD_RETRY_BASE_MS = 1000
+const COLD_RETRY_MAX_MS = 60_000
+/** A certificate rejected again within this long of an invalidation-driven re-mint is not re-minted again. */
+const REMINT_MIN_INTERVAL_MS = 30_000
 const CREDENTIAL_LABEL = 'imds_v2_binding'
 
 type Trigger = 'cold' | 'renewal' | 'store'
@@ -64,14 +72,20 @@ type Trigger = 'cold' | 'renewal' | 'store'
  *
  * - Single-flight: any number of concurrent cold callers cause one getplatformmetadata and one
  *   issuecredential.
- * - Renewal at half-life or when less than 24 h remain, whichever is first, ±10 % jitter; callers
- *   keep getting the old certificate until the new one is in; a failed renewal retries with
- *   backoff while the old one is valid.
+ * - Renewal relative to the certificate's own life (`certificate-lifetime.ts`): when less than
+ *   `min(24 h, life / 2)` remains — MSAL's 24 h for a 7-day certificate, half-life for a short one —
+ *   jittered up to 10 % earlier; callers keep getting the old certificate until the new one is in; a
+ *   failed renewal retries with backoff (scaled to the life) while the old one is usable.
+ * - A long-lived certificate (≥ 24 h) is renewed in the background whether used or not. A short-lived
+ *   one (minutes, hours: MSAL would not cache it; refusing to keep it would make every request an
+ *   IMDS round trip) is served from memory only, never persisted, and renewed in the background only
+ *   if it was used since it was issued; otherwise the next caller's use triggers the renewal. An idle
+ *   identity with 60-second certificates thus costs nothing, a busy one one certificate per half-life.
+ * - A failed cold mint is not repeated for every caller: callers get that failure for a back-off
+ *   (1 s doubling to 60 s) before IMDS is asked again.
+ * - `invalidate` re-mints at most once per 30 s: a certificate Entra keeps refusing is not replaced
+ *   on every request.
  * - Every result carries a sequence number; an older one never replaces a newer one.
- * - IMDS may issue a certificate with less than 24 h left. MSAL would not cache it. Refusing to keep
- *   it at all would turn every request into an IMDS round trip (IMDS throttles), so it is served
- *   from memory only — never persisted — with a warning, and renewed soon: at half its remaining
- *   life, between 1 min and 1 h from now.
  */
 export class ImdsV2BindingCredential {
   readonly #client: ImdsV2Client
@@ -84,6 +98,16 @@ export class ImdsV2BindingCredential {
   readonly #invalidated = new Set<string>()
 
   #current: ImdsV2Binding | undefined
+  #lifetime: CertificateLifetime | undefined
+  /** Handed out since it was applied: a short-lived certificate is renewed only then. */
+  #usedSinceApply = false
+  /** The renewal point of an unused short-lived certificate passed: the next use renews. */
+  #renewDue = false
+  #coldFailures = 0
+  #coldError: unknown
+  #coldRetryAt = Number.NEGATIVE_INFINITY
+  #remintedAt = Number.NEGATIVE_INFINITY
+  #warnedShortLived = false
   #currentSeq = 0
   #seq = 0
   #inflight: Promise<ImdsV2Binding> | undefined
@@ -124,7 +148,15 @@ export class ImdsV2BindingCredential {
     this.#assertOpen()
     await this.#loadStoreOnce()
     const usable = this.#usable()
-    if (usable) return usable
+    if (usable) {
+      this.#usedSinceApply = true
+      if (this.#renewDue) {
+        this.#renewDue = false
+        this.#renew()
+      }
+      return usable
+    }
+    if (!this.#inflight && this.#runtime.clock.now() < this.#coldRetryAt) throw this.#coldError
     return untilAborted(this.#mint('cold'), signal)
   }
 
@@ -134,6 +166,15 @@ export class ImdsV2BindingCredential {
    */
   invalidate(binding: BindingCertificate): void {
     if (this.#current?.binding.x5tS256 !== binding.x5tS256) return
+    const now = this.#runtime.clock.now()
+    if (now - this.#remintedAt < REMINT_MIN_INTERVAL_MS) {
+      this.#runtime.logger.warn(
+        { identity: this.#identity, event: 'binding_rejected_again', 'x5t#S256': binding.x5tS256 },
+        'IMDS v2 binding certificate rejected again right after a re-mint; keeping it rather than minting one per request',
+      )
+      return
+    }
+    this.#remintedAt = now
     this.#invalidated.add(binding.x5tS256)
     this.#current = undefined
     this.#cancelRenewal()
@@ -173,7 +214,8 @@ export class ImdsV2BindingCredential {
 
   #usable(): ImdsV2Binding | undefined {
     const current = this.#current
-    if (current && this.#runtime.clock.now() < current.binding.notAfter - EXPIRY_SKEW_MS) return current
+    const lifetime = this.#lifetime
+    if (current && lifetime && this.#runtime.clock.now() < lifetime.usableUntil) return current
     return undefined
   }
 
@@ -184,6 +226,22 @@ export class ImdsV2BindingCredential {
       if (this.#inflight === promise) this.#inflight = undefined
     })
     this.#inflight = promise
+    if (trigger === 'cold') {
+      promise.then(
+        () => {
+          this.#coldFailures = 0
+          this.#coldRetryAt = Number.NEGATIVE_INFINITY
+        },
+        (error: unknown) => {
+          if (this.#closed) return
+          this.#coldFailures++
+          this.#coldError = error
+          this.#coldRetryAt =
+            this.#runtime.clock.now() +
+            Math.min(COLD_RETRY_BASE_MS * 2 ** (this.#coldFailures - 1), COLD_RETRY_MAX_MS)
+        },
+      )
+    }
     return promise
   }
 
@@ -226,11 +284,11 @@ export class ImdsV2BindingCredential {
       throw mismatch('IMDS issued a certificate that has already expired')
 
     const result = toBinding(info, key, issued)
-    this.#apply(seq, result, info, trigger)
+    this.#apply(seq, result, trigger)
     return result
   }
 
-  #apply(seq: number, result: ImdsV2Binding, info: CertificateInfo, trigger: Trigger): void {
+  #apply(seq: number, result: ImdsV2Binding, trigger: Trigger): void {
     const { logger, metrics, clock } = this.#runtime
     const x5t = result.binding.x5tS256
     if (this.#closed || seq < this.#currentSeq || this.#invalidated.has(x5t)) {
@@ -242,13 +300,16 @@ export class ImdsV2BindingCredential {
     }
     this.#current = result
     this.#currentSeq = seq
+    const lifetime = certificateLifetime(clock.now(), result.binding.notAfter, this.#runtime.random)
+    this.#lifetime = lifetime
+    this.#usedSinceApply = trigger === 'cold'
+    this.#renewDue = false
     metrics.credentialExpiry.set(
       { identity: this.#identity, credential: CREDENTIAL_LABEL },
       Math.floor(result.binding.notAfter / 1000),
     )
 
-    const remaining = result.binding.notAfter - clock.now()
-    const shortLived = remaining < MIN_CACHEABLE_LIFETIME_MS
+    const shortLived = !lifetime.longLived
     const fields = {
       identity: this.#identity,
       event:
@@ -260,10 +321,19 @@ export class ImdsV2BindingCredential {
       client_id: result.clientId,
     }
     if (shortLived) {
-      logger.warn(
-        { ...fields, remaining_s: Math.round(remaining / 1000) },
-        'IMDS v2 issued a binding certificate with less than 24 h left; serving it from memory only and renewing soon',
-      )
+      const short = {
+        ...fields,
+        life_s: Math.round(lifetime.lifeMs / 1000),
+        renew_at: new Date(lifetime.renewAt).toISOString(),
+      }
+      // Once per credential: with minute-long certificates a warning per renewal would be noise.
+      if (this.#warnedShortLived) logger.info(short, 'IMDS v2 binding certificate issued (short-lived)')
+      else
+        logger.warn(
+          short,
+          'IMDS v2 issued a binding certificate with less than 24 h left; serving it from memory only (never persisted) and renewing it at half its life',
+        )
+      this.#warnedShortLived = true
     } else {
       logger.info(
         fields,
@@ -273,7 +343,7 @@ export class ImdsV2BindingCredential {
       )
     }
 
-    this.#scheduleRenewal(result, info.notBefore, shortLived)
+    this.#setRenewal(Math.max(0, lifetime.renewAt - clock.now()))
     const store = this.#store
     if (store && trigger !== 'store' && !shortLived) {
       this.#queueStore(() =>
@@ -291,28 +361,11 @@ export class ImdsV2BindingCredential {
     }
   }
 
-  #scheduleRenewal(result: ImdsV2Binding, notBefore: number, shortLived: boolean): void {
-    const { clock, random } = this.#runtime
-    const now = clock.now()
-    const notAfter = result.binding.notAfter
-    const jitter = (ms: number) => ms * (0.9 + 0.2 * random())
-    let delay: number
-    if (shortLived) {
-      delay = jitter(clamp((notAfter - now) / 2, SHORT_CERT_RENEW_MIN_MS, SHORT_CERT_RENEW_MAX_MS))
-    } else {
-      const lastCacheable = notAfter - MIN_CACHEABLE_LIFETIME_MS
-      const halfLife = notBefore + (notAfter - notBefore) / 2
-      // Jitter spreads a fleet's renewals; it never pushes one past the 24 h mark.
-      delay = Math.min(jitter(Math.max(0, Math.min(lastCacheable, halfLife) - now)), lastCacheable - now)
-    }
-    this.#setRenewal(Math.max(0, Math.round(delay)))
-  }
-
   #setRenewal(delayMs: number): void {
     this.#cancelRenewal()
     if (this.#closed) return
     this.#renewAt = this.#runtime.clock.now() + delayMs
-    this.#renewTimer = this.#runtime.clock.setTimer(delayMs, () => this.#renew())
+    this.#renewTimer = this.#runtime.clock.setTimer(delayMs, () => this.#renewalDue())
   }
 
   #cancelRenewal(): void {
@@ -321,9 +374,24 @@ export class ImdsV2BindingCredential {
     this.#renewAt = undefined
   }
 
-  #renew(): void {
+  /** The renewal point: renew now, unless a short-lived certificate went unused (then on next use). */
+  #renewalDue(): void {
     this.#renewTimer = undefined
     this.#renewAt = undefined
+    if (this.#closed) return
+    if (this.#lifetime?.longLived || this.#usedSinceApply) {
+      this.#renew()
+      return
+    }
+    this.#renewDue = true
+    this.#runtime.logger.debug(
+      { identity: this.#identity, event: 'binding_renewal_deferred' },
+      'short-lived IMDS v2 binding certificate unused since issued; renewing on next use',
+    )
+  }
+
+  #renew(): void {
+    this.#cancelRenewal()
     if (this.#closed) return
     this.#mint('renewal').then(
       () => {
@@ -345,9 +413,15 @@ export class ImdsV2BindingCredential {
         )
         // Without a valid certificate there is nothing to keep serving: the next caller mints.
         if (!current || this.#renewTimer) return
-        const backoff = Math.min(RENEW_RETRY_BASE_MS * 2 ** (this.#renewFailures - 1), RENEW_RETRY_MAX_MS)
-        const latest = current.binding.notAfter - EXPIRY_SKEW_MS - this.#runtime.clock.now()
-        const delay = Math.min(backoff * (0.9 + 0.2 * this.#runtime.random()), Math.max(0, latest))
+        const base = renewalRetryBaseMs(this.#lifetime?.lifeMs ?? 0)
+        const backoff = Math.min(base * 2 ** (this.#renewFailures - 1), RENEW_RETRY_MAX_MS)
+        const latest = (this.#lifetime?.usableUntil ?? 0) - this.#runtime.clock.now()
+        // Less than a back-off step of use left: a retry at once would be a tight loop (each failure
+        // scheduling the next at 0 ms). Let it lapse; the next caller mints, with the cold back-off.
+        if (latest < Math.min(base, backoff)) return
+        const delay = Math.min(backoff * (0.9 + 0.2 * this.#runtime.random()), latest)
+        // A retry of a renewal that was wanted: not subject to the "unused" check again.
+        this.#usedSinceApply = true
         this.#setRenewal(Math.round(delay))
       },
     )
@@ -395,7 +469,7 @@ export class ImdsV2BindingCredential {
     }
     const key = softwareKeyFromPrivatePem(stored.privateKeyPem)
     const result = toBinding(info, key, stored)
-    this.#apply(seq, result, info, 'store')
+    this.#apply(seq, result, 'store')
   }
 
   /** Store writes and removals run one at a time, in order, so a removal never undoes a later save. */
@@ -443,8 +517,4 @@ function mismatch(message: string): SidecarError {
 
 function sameId(a: string, b: string): boolean {
   return a.toLowerCase() === b.toLowerCase()
-}
-
-function clamp(value: number, min: number, max: number): number {
-  return Math.min(max, Math.max(min, value))
 }

@@ -12,7 +12,10 @@ export interface RenewingValueOptions<T> {
   fetch(signal: AbortSignal): Promise<T>
   /** Epoch ms. */
   expiresOn(value: T): number
-  /** Never hand out a value with less than this left (default 5 minutes). */
+  /**
+   * Never hand out a value with less than this left (default 5 minutes), or less than a tenth of
+   * its life when it lives shorter (a leg 1 bound to a minute-long certificate is still usable).
+   */
   minRemainingMs?: number
 }
 
@@ -23,7 +26,7 @@ const retryMaxMs = 5 * 60_000
 /**
  * One expiring value (an FIC leg-1 assertion) kept fresh ahead of its users:
  * - single-flight: any number of callers share one fetch;
- * - a value with less than `minRemainingMs` left is never handed out;
+ * - a value with less than `minRemainingMs` left (a tenth of its life if it lives shorter) is never handed out;
  * - renewed in the background at half-life (never later than the `minRemainingMs` mark), with
  *   jitter; callers keep the old value while the renewal runs; a failed renewal retries with
  *   backoff while the old value is usable;
@@ -34,6 +37,8 @@ export class RenewingValue<T> {
   readonly #minRemainingMs: number
   readonly #abort = new AbortController()
   #value: T | undefined
+  /** The margin for `#value`: `minRemainingMs`, or a tenth of its life if that is less. */
+  #margin = 0
   /** Bumped by invalidate: fetches from an older generation are not stored. */
   #generation = 0
   #inflight: { generation: number; promise: Promise<T> } | undefined
@@ -59,7 +64,7 @@ export class RenewingValue<T> {
     const value = this.#value
     if (
       value !== undefined &&
-      this.#options.runtime.clock.now() < this.#options.expiresOn(value) - this.#minRemainingMs
+      this.#options.runtime.clock.now() < this.#options.expiresOn(value) - this.#margin
     )
       return value
     return undefined
@@ -96,19 +101,21 @@ export class RenewingValue<T> {
     const value = await this.#options.fetch(this.#abort.signal)
     const now = runtime.clock.now()
     const expiresOn = this.#options.expiresOn(value)
-    if (expiresOn - this.#minRemainingMs <= now) {
+    const margin = Math.min(this.#minRemainingMs, (expiresOn - now) / 10)
+    if (expiresOn - margin <= now) {
       throw new SidecarError(
         'upstream_error',
-        `${this.#options.label} for identity "${this.#options.identity}" expires within ${this.#minRemainingMs / 1000} s of being issued`,
+        `${this.#options.label} for identity "${this.#options.identity}" has already expired when issued`,
         { reason: 'malformed_response' },
       )
     }
     if (generation === this.#generation && !this.#closed) {
       this.#value = value
+      this.#margin = margin
       this.#failures = 0
       // Half-life, jittered up to 10 % earlier, and never past the point where it stops being usable.
       const halfLife = (expiresOn - now) / 2
-      const latest = expiresOn - this.#minRemainingMs - now
+      const latest = expiresOn - margin - now
       this.#schedule(Math.min(halfLife * (0.9 + 0.1 * runtime.random()), latest))
       runtime.logger.debug(
         {
@@ -155,7 +162,7 @@ export class RenewingValue<T> {
       // Nothing usable left: the next caller fetches in the foreground.
       if (usable === undefined) return
       const backoff = Math.min(retryBaseMs * 2 ** (this.#failures - 1), retryMaxMs)
-      const latest = expiresOn(usable) - this.#minRemainingMs - runtime.clock.now()
+      const latest = expiresOn(usable) - this.#margin - runtime.clock.now()
       this.#schedule(Math.min(backoff * (0.9 + 0.2 * runtime.random()), latest))
     })
   }

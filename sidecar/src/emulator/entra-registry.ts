@@ -37,6 +37,8 @@ export interface AppRegistration {
   /** Object ids (the leg-1 token's `sub`) trusted for FIC. */
   federatedSubjects?: string[]
   federatedIssuers?: { issuer: string; subject: string }[]
+  /** Whether mTLS client authentication is enabled for the app (default true); false → AADSTS51000. */
+  mtlsClientAuth?: boolean
 }
 
 /** Registers (or extends) an app in the emulated tenant. Returns it. */
@@ -50,9 +52,11 @@ export function registerApp(state: EmulatorState, registration: AppRegistration 
       clientSecrets: new Set(),
       federatedSubjects: new Set(),
       federatedIssuers: [],
+      mtlsClientAuth: true,
     }
     state.apps.set(clientId, app)
   }
+  if (registration.mtlsClientAuth !== undefined) app.mtlsClientAuth = registration.mtlsClientAuth
   const registry = entraRegistry(state)
   for (const pem of registration.certificates ?? []) {
     const thumbprint = x5tS256(pem)

@@ -27,6 +27,19 @@ export interface EmulatedEntraOptions {
    * daemon pointed at `url` reaches both endpoints through it.
    */
   mtlsOnRegularHost?: boolean
+  /**
+   * Sees every token request as it arrived (host, form body, presented certificate), before it is
+   * judged: for tests that assert what went on the wire. Test infrastructure only.
+   */
+  onTokenRequest?: (request: SeenTokenRequest) => void
+}
+
+/** A token request as the emulated Entra received it. */
+export interface SeenTokenRequest {
+  host: 'regular' | 'mtls'
+  form: URLSearchParams
+  /** x5t#S256 of the TLS client certificate, when one was presented. */
+  clientCertificate?: string
 }
 
 export interface EmulatedEntra {
@@ -155,6 +168,14 @@ async function handle(
           "The request body must contain a valid 'claims' parameter.",
         )
       }
+      if (ctx.options.onTokenRequest) {
+        const raw = (req.socket as TLSSocket).getPeerCertificate?.()?.raw
+        ctx.options.onTokenRequest({
+          host,
+          form: new URLSearchParams(form),
+          ...(raw ? { clientCertificate: x5tS256(raw) } : {}),
+        })
+      }
       const grant = host === 'mtls' ? await mtlsGrant(ctx, req, form) : await regularGrant(ctx, tenant, form)
       sendJson(res, 200, await tokenResponse(ctx, host, grant), echo)
       return
@@ -207,6 +228,14 @@ async function mtlsGrant(
       'client_secret is not accepted on the mTLS endpoint.',
     )
   }
+  if (tokenType === 'mtls_pop' && state.settings.boundTokensRefused) {
+    throw new EntraRefusal(
+      400,
+      'invalid_request',
+      3921996,
+      `Tenant '${state.tenantId}' is not allowed to request bound tokens (token_type mtls_pop).`,
+    )
+  }
   const assertionType = form.get('client_assertion_type')
   const popType = state.settings.entraIgnoresPopRequest ? 'Bearer' : tokenType
   const bound = (grant: Omit<TokenGrant, 'tokenType' | 'boundTo'>): TokenGrant =>
@@ -214,15 +243,7 @@ async function mtlsGrant(
       ? { ...grant, tokenType: 'mtls_pop', boundTo: presented.x5tS256 }
       : { ...grant, tokenType: 'Bearer' }
 
-  if (assertionType !== null) {
-    if (assertionType !== jwtPop) {
-      throw new EntraRefusal(
-        400,
-        'invalid_request',
-        900144,
-        `client_assertion_type '${assertionType}' is not accepted on the mTLS endpoint; use ${jwtPop}.`,
-      )
-    }
+  if (assertionType === jwtPop) {
     const app = requireApp(state, clientId)
     const assertion = requireParameter(form, 'client_assertion')
     const claims = await verifyIssuedAssertion(state, assertion)
@@ -246,9 +267,17 @@ async function mtlsGrant(
     requireFederatedSubject(app, claims)
     return bound({ resource, clientId, subject: appObjectId(app) })
   }
+  if (assertionType !== null && assertionType !== jwtBearer) {
+    throw new EntraRefusal(
+      400,
+      'invalid_request',
+      900144,
+      `client_assertion_type '${assertionType}' is not accepted on the mTLS endpoint; use ${jwtPop} or ${jwtBearer}.`,
+    )
+  }
 
   const mi = state.managedIdentities.find((m) => m.clientId === clientId)
-  if (mi) {
+  if (mi && assertionType === null) {
     if (presented.commonName !== clientId) {
       throw new EntraRefusal(
         401,
@@ -261,7 +290,49 @@ async function mtlsGrant(
     if (mi.resourceId) extraClaims['xms_mirid'] = mi.resourceId
     return bound({ resource, clientId, subject: mi.objectId, extraClaims })
   }
+
+  // An app authenticating with its certificate in the TLS handshake ("SNI" / mTLS client auth).
   const app = requireApp(state, clientId)
+  if (!app.mtlsClientAuth) {
+    throw new EntraRefusal(
+      412,
+      'invalid_request',
+      51000,
+      `MtlsClientAuth is/are disabled for application '${clientId}'.`,
+    )
+  }
+  if (assertionType === jwtBearer) {
+    // Bearer over mTLS: the body also carries a private_key_jwt signed by the same certificate,
+    // with x5c (MSAL.NET CredentialMaterialResolver: OAuth mode, sendX5C forced).
+    const assertion = requireParameter(form, 'client_assertion')
+    const thumbprint = assertionThumbprint(assertion)
+    if (thumbprint !== presented.x5tS256) {
+      throw new EntraRefusal(
+        401,
+        'invalid_client',
+        500181,
+        'The TLS client certificate does not match the certificate of the client assertion (CertificateValidationFailedTlsCertMismatch).',
+      )
+    }
+    if (!hasX5c(assertion)) {
+      throw new EntraRefusal(
+        401,
+        'invalid_client',
+        700027,
+        'A client assertion sent with a certificate over mTLS must carry the x5c header.',
+      )
+    }
+    await verifyPrivateKeyJwt(state, app, state.tenantId, assertion)
+    return bound({ resource, clientId, subject: appObjectId(app) })
+  }
+  if (tokenType === 'Bearer') {
+    throw new EntraRefusal(
+      401,
+      'invalid_client',
+      7000218,
+      "The request body must contain the following parameter: 'client_assertion' (a Bearer token over mTLS needs the client assertion as well as the certificate).",
+    )
+  }
   if (!app.certificateThumbprints.has(presented.x5tS256)) {
     throw new EntraRefusal(
       401,
@@ -271,6 +342,21 @@ async function mtlsGrant(
     )
   }
   return bound({ resource, clientId, subject: appObjectId(app) })
+}
+
+/** The x5t#S256 header of a client assertion (undefined when it has none or is not a JWT). */
+function assertionThumbprint(assertion: string): string | undefined {
+  try {
+    const thumbprint = decodeProtectedHeader(assertion)['x5t#S256']
+    return typeof thumbprint === 'string' ? thumbprint : undefined
+  } catch {
+    throw new EntraRefusal(401, 'invalid_client', 50027, 'JWT token is invalid or malformed.')
+  }
+}
+
+function hasX5c(assertion: string): boolean {
+  const x5c = decodeProtectedHeader(assertion).x5c
+  return Array.isArray(x5c) && x5c.length > 0
 }
 
 function presentsCertificate(req: IncomingMessage): boolean {
@@ -417,10 +503,12 @@ async function verifyPrivateKeyJwt(
     throw new EntraRefusal(401, 'invalid_client', 700027, 'Client assertion contains no x5t#S256 header.')
   }
   const certificatePem = assertionCertificate(state, app, thumbprint, header.x5c)
-  const expectedAudience = [
-    `${state.settings.entraBaseUrl}/${tenant}/oauth2/v2.0/token`,
-    `${state.settings.entraBaseUrl}/${tenant}/v2.0`,
-  ]
+  // The token endpoint the assertion is posted to (MSAL: `aud` = that endpoint, so the mTLS one
+  // for Bearer over mTLS) or the issuer.
+  const expectedAudience = [state.settings.entraBaseUrl, state.settings.entraMtlsBaseUrl].flatMap((base) => [
+    `${base}/${tenant}/oauth2/v2.0/token`,
+    `${base}/${tenant}/v2.0`,
+  ])
   try {
     await jwtVerify(assertion, new X509Certificate(certificatePem).publicKey, {
       algorithms: ['PS256', 'RS256'],

@@ -71,7 +71,9 @@ export function imdsV2Routes(state: EmulatorState): Hono {
         { shortName: 'DC', value: state.tenantId },
         { shortName: 'CN', value: identity.clientId },
       ],
-      validityMs: state.settings.bindingCertificateValidityMs,
+      // Back-dated a minute for clock skew, like real CAs; the lifetime counts from issuance, so
+      // a 60-second certificate really has 60 seconds to live.
+      validityMs: state.settings.bindingCertificateValidityMs + 60_000,
       notBefore: now - 60_000,
       usage: 'client',
     })

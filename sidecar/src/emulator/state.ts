@@ -23,10 +23,16 @@ export interface EmulatedApp {
   federatedSubjects: Set<string>
   /** Issuer + subject pairs trusted for SignedAssertionFilePath (Kubernetes workload identity). */
   federatedIssuers: { issuer: string; subject: string }[]
+  /**
+   * Whether Entra has enabled mTLS client authentication (a certificate presented in the TLS
+   * handshake) for this app. Real Entra needs it switched on per app (preview; otherwise
+   * AADSTS51000 "MtlsClientAuth is/are disabled"). The emulator defaults it to on.
+   */
+  mtlsClientAuth: boolean
 }
 
 export interface EmulatorSettings {
-  /** Lifetime of IMDS v2 binding certificates (real: about 7 days). */
+  /** Lifetime of IMDS v2 binding certificates from issuance (real: about 7 days; other platforms hours). */
   bindingCertificateValidityMs: number
   accessTokenLifetimeSec: number
   /** When set, Entra answers include refresh_in (seconds). */
@@ -37,6 +43,11 @@ export interface EmulatorSettings {
   imdsV2Enabled: boolean
   /** Entra answers Bearer even when mtls_pop is asked (to prove the daemon fails closed). */
   entraIgnoresPopRequest: boolean
+  /**
+   * The tenant is not allowed bound tokens: every `token_type=mtls_pop` request answers
+   * AADSTS3921996, as Entra does for a tenant not enabled for mTLS PoP.
+   */
+  boundTokensRefused: boolean
   /** Base URL of the emulated Entra mTLS endpoint, set once it listens (mtls_authentication_endpoint). */
   entraMtlsBaseUrl: string
   /** Base URL of the emulated regular Entra (login) endpoint. */
@@ -93,6 +104,7 @@ export async function createEmulatorState(
       requireAttestation: false,
       imdsV2Enabled: true,
       entraIgnoresPopRequest: false,
+      boundTokensRefused: false,
       entraMtlsBaseUrl: '',
       entraBaseUrl: '',
       ...overrides,

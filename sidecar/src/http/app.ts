@@ -34,7 +34,12 @@ export interface AppDeps {
   downstream?: DownstreamProxy
   /** `compat.agentIdSidecar`: serve the Entra SDK for AgentID container's app-token routes. */
   agentIdSidecar?: boolean
+  /** `ops`: the ops listener's app, /healthz, /readyz and /metrics only (no token route). */
+  surface?: 'all' | 'ops'
 }
+
+/** Kubelet probes and Prometheus scrapes: every few seconds, so logged at debug, not info. */
+const operationsRoutes = new Set(['/healthz', '/readyz', '/metrics'])
 
 type Env = { Variables: { correlationId: string } }
 
@@ -61,14 +66,16 @@ export function createApp(deps: AppDeps): Hono<Env> {
       c.res.headers.set('cache-control', 'no-store')
     }
     const route = c.req.routePath === '/*' ? 'unmatched' : c.req.routePath
+    const seconds = (performance.now() - started) / 1000
     runtime.metrics.requests.inc({ route, status: String(c.res.status) })
+    runtime.metrics.requestDuration.observe({ route }, seconds)
     // Path only: the query names resources, never secrets, but keep lines short and uniform.
-    runtime.logger.info(
+    runtime.logger[operationsRoutes.has(route) ? 'debug' : 'info'](
       {
         method: c.req.method,
         path: c.req.path,
         status: c.res.status,
-        ms: Math.round(performance.now() - started),
+        ms: Math.round(seconds * 1000),
         correlation_id: correlationId,
       },
       'request',
@@ -82,6 +89,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
       'content-type': runtime.metrics.registry.contentType,
     })
   })
+
+  if (deps.surface === 'ops') return withErrorHandling(app, runtime)
 
   const access = callers.access ?? everyCaller
   const guard = callerGuard({
@@ -129,7 +138,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
     )
   }
   app.route('/', token)
+  return withErrorHandling(app, runtime)
+}
 
+/** Unknown routes and every error answer in the OAuth error shape. */
+function withErrorHandling(app: Hono<Env>, runtime: Runtime): Hono<Env> {
   app.notFound(() => {
     throw new SidecarError('not_found', 'No such route')
   })

@@ -99,7 +99,12 @@ function usesImdsV2(config: ManagedIdentityConfig): boolean {
 
 function managedIdentityBound(config: ManagedIdentityConfig, sources: IdentitySources): ManagedIdentityBound {
   const credential = sources.bindingCredential(config.selector, config.name)
-  return new ManagedIdentityBound(config, { credential, entra: sources.entra })
+  return new ManagedIdentityBound(config, {
+    credential,
+    entra: sources.entra,
+    imdsV1: sources.imdsV1,
+    runtime: sources.runtime,
+  })
 }
 
 /**

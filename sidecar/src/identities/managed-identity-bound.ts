@@ -1,8 +1,11 @@
 import type { ManagedIdentityConfig } from '../config/types.ts'
 import type { ImdsV2BindingCredential } from '../credentials/imds-v2-binding.ts'
-import { managedIdentityMtlsRequest, withClaims } from '../sources/entra/requests.ts'
+import { isSidecarError } from '../errors.ts'
+import { managedIdentityMtlsRequest, resourceOfScope, withClaims } from '../sources/entra/requests.ts'
 import { mergeClaimsAndCapabilities, unionCapabilities, type AcquireOptions } from '../tokens/claims.ts'
 import type { EntraTokenClient } from '../sources/entra/token-client.ts'
+import type { ImdsV1Client } from '../sources/imds-v1.ts'
+import type { Runtime } from '../runtime.ts'
 import type { AcquiredToken, BindingCertificate } from '../tokens/types.ts'
 import type { CredentialBundle, Identity } from './identity.ts'
 
@@ -11,6 +14,10 @@ import type { CredentialBundle, Identity } from './identity.ts'
  * mTLS endpoint with that certificate as the TLS client certificate. `protocolScheme: MTLS_POP`
  * gives mtls_pop tokens bound to it; `useBoundCredential: true` with Bearer gives Bearer tokens
  * obtained with it (`token_type=bearer`).
+ *
+ * When Entra refuses bound tokens for the tenant (AADSTS3921996) and `allowBearerFallback` is on,
+ * the token is a genuine Bearer token from IMDS v1 instead, as Azure.Identity for .NET retries a
+ * refused bound request as a plain managed identity request; logged and counted.
  */
 export class ManagedIdentityBound implements Identity {
   readonly name: string
@@ -18,16 +25,25 @@ export class ManagedIdentityBound implements Identity {
   readonly tokenType: 'Bearer' | 'mtls_pop'
   readonly #credential: ImdsV2BindingCredential
   readonly #entra: EntraTokenClient
+  readonly #imdsV1: ImdsV1Client
+  readonly #runtime: Runtime
 
   constructor(
     config: ManagedIdentityConfig,
-    deps: { credential: ImdsV2BindingCredential; entra: EntraTokenClient },
+    deps: {
+      credential: ImdsV2BindingCredential
+      entra: EntraTokenClient
+      imdsV1: ImdsV1Client
+      runtime: Runtime
+    },
   ) {
     this.name = config.name
     this.config = config
     this.tokenType = config.protocolScheme === 'MTLS_POP' ? 'mtls_pop' : 'Bearer'
     this.#credential = deps.credential
     this.#entra = deps.entra
+    this.#imdsV1 = deps.imdsV1
+    this.#runtime = deps.runtime
   }
 
   async currentBinding(signal: AbortSignal): Promise<BindingCertificate> {
@@ -52,11 +68,30 @@ export class ManagedIdentityBound implements Identity {
       binding: binding ?? current.binding,
       tokenType: this.tokenType,
     })
-    const claims = mergeClaimsAndCapabilities(
-      options.claims,
-      unionCapabilities(this.config.clientCapabilities, options.clientCapabilities),
-    )
-    return this.#entra.requestToken(withClaims(request, claims), signal)
+    const capabilities = unionCapabilities(this.config.clientCapabilities, options.clientCapabilities)
+    const claims = mergeClaimsAndCapabilities(options.claims, capabilities)
+    try {
+      return await this.#entra.requestToken(withClaims(request, claims), signal)
+    } catch (error) {
+      if (
+        !this.config.allowBearerFallback ||
+        !isSidecarError(error) ||
+        error.reason !== 'binding_not_allowed'
+      )
+        throw error
+      const { logger, metrics } = this.#runtime
+      logger.warn(
+        { identity: this.name, event: 'bearer_fallback', aadsts: error.upstream?.errorCodes, via: 'imds_v1' },
+        'Entra does not allow bound tokens for this tenant; serving a Bearer token from IMDS v1 because allowBearerFallback is on',
+      )
+      metrics.bearerFallbacks.inc({ identity: this.name })
+      return this.#imdsV1.getToken(
+        this.config.selector,
+        resourceOfScope(scope),
+        signal,
+        capabilities.length ? { clientCapabilities: capabilities } : {},
+      )
+    }
   }
 
   invalidateBinding(binding: BindingCertificate): void {

@@ -66,27 +66,30 @@ export class ImdsV2Client {
   }
 
   /**
-   * GET getplatformmetadata. A 404 means this host has no IMDS v2 and is not retried (MSAL's
-   * CSR-metadata probe does not retry it either); a 200 whose `Server` header does not name IMDS
-   * is refused — something else (a proxy, a captive portal) is answering on the IMDS address.
+   * GET getplatformmetadata. During an acquisition a 404 is retried like any other IMDS failure
+   * (MSAL.NET `GetCsrMetadataAsync` sends it with the IMDS policy, whose condition
+   * `HttpRetryConditions.Imds` retries 404); only a 404 that persists means "no IMDS v2 here". `probe: true` (doctor) uses MSAL's `ImdsProbe` condition
+   * instead: a 404 answers at once. A 200 whose `Server` header does not name IMDS is refused —
+   * something else (a proxy, a captive portal) is answering on the IMDS address.
    */
   async getPlatformMetadata(
     selector: ManagedIdentitySelector,
     signal?: AbortSignal,
+    options: { probe?: boolean } = {},
   ): Promise<PlatformMetadata> {
     const name = 'imds.getplatformmetadata'
     const url = this.#url(PLATFORM_METADATA_PATH, selector)
     const res = await this.#send(
       name,
       { method: 'GET', url },
-      imdsRetryPolicy({ retryNotFound: false }),
+      imdsRetryPolicy({ retryNotFound: !options.probe }),
       signal,
     )
     const endpoint = describeEndpoint(url)
     if (res.status === 404) {
       throw new SidecarError(
         'upstream_error',
-        `${endpoint} answered 404: this host has no IMDS v2 credential endpoint, which mTLS PoP (and bound ` +
+        `${endpoint} answered 404${options.probe ? '' : ' after retries'}: this host has no IMDS v2 credential endpoint, which mTLS PoP (and bound ` +
           `credentials) for a managed identity need; use protocolScheme Bearer (IMDS v1) here`,
         { reason: 'imds_v2_unavailable', upstream: { endpoint, status: 404 } },
       )
@@ -128,7 +131,8 @@ export class ImdsV2Client {
   }
 
   /**
-   * POST issuecredential with the CSR (plain base64 DER). 400 "Attestation Token is missing" is the
+   * POST issuecredential with the CSR (plain base64 DER), with the IMDS retry policy (404
+   * included, as MSAL.NET's `ExecuteCertificateRequestAsync`). 400 "Attestation Token is missing" is the
    * platform demanding a KeyGuard attestation the daemon cannot give; other 400s (identity not
    * found) are the caller's problem and pass through.
    */
@@ -166,7 +170,7 @@ export class ImdsV2Client {
     if (res.status === 404) {
       throw new SidecarError(
         'upstream_error',
-        `${endpoint} answered 404: this host has no IMDS v2 credential endpoint`,
+        `${endpoint} answered 404 after retries: this host has no IMDS v2 credential endpoint`,
         {
           reason: 'imds_v2_unavailable',
           upstream: { endpoint, status: 404 },

@@ -225,7 +225,9 @@ export class TokenCache {
   /** Refresh at refresh_in when upstream gave it, else at half-life for long tokens, with jitter. */
   #toCached(token: AcquiredToken): CachedToken {
     const now = this.#clock.now()
-    const servableUntil = token.expiresOn - this.#bufferMs
+    // A token that lives shorter than its buffer allows (a PoP token bound to a minute-long
+    // certificate) keeps its last tenth instead.
+    const servableUntil = token.expiresOn - Math.min(this.#bufferMs, (token.expiresOn - now) / 10)
     if (servableUntil <= now) {
       throw new Error(
         `upstream returned a token that expires within the ${this.#bufferMs / 1000}s expiry buffer`,
@@ -233,7 +235,10 @@ export class TokenCache {
     }
     const lifetime = token.expiresOn - now
     let refreshAt =
-      token.refreshOn ?? (lifetime >= twoHoursMs ? now + lifetime / 2 : servableUntil - this.#bufferMs)
+      token.refreshOn ??
+      (lifetime >= twoHoursMs
+        ? now + lifetime / 2
+        : Math.max(now + lifetime / 2, servableUntil - this.#bufferMs))
     // Jitter: up to 10 % earlier, so many tokens acquired together do not refresh together.
     refreshAt = now + Math.max(0, refreshAt - now) * (0.9 + 0.1 * this.#random())
     refreshAt = Math.round(Math.max(now, Math.min(refreshAt, servableUntil)))

@@ -127,8 +127,21 @@ export class TokenService {
         const key = cacheKey(identity, binding, scope)
         const options: AcquireOptions = {}
         if (cae.clientCapabilities?.length) options.clientCapabilities = cae.clientCapabilities
-        const acquire = (fetchSignal: AbortSignal) =>
-          identity.acquireToken(scope.scope, binding, AbortSignal.any([fetchSignal, signal]), options)
+        const acquire = async (fetchSignal: AbortSignal) => {
+          const acquired = await identity.acquireToken(
+            scope.scope,
+            binding,
+            AbortSignal.any([fetchSignal, signal]),
+            options,
+          )
+          this.#runtime.metrics.observeToken(
+            identity.name,
+            scope.scope,
+            acquired.expiresOn,
+            acquired.binding?.notAfter,
+          )
+          return acquired
+        }
         const cached = this.#cache.peek(key)
         const cachedHash = cached === undefined ? undefined : sha256Hex(cached.accessToken)
         const hashMatches = cae.tokenSha256ToRefresh !== undefined && cae.tokenSha256ToRefresh === cachedHash

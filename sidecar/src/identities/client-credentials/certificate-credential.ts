@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises'
 import type { CertificateSource } from '../../config/types.ts'
-import { SidecarError } from '../../errors.ts'
+import { isSidecarError, SidecarError } from '../../errors.ts'
 import {
   CertificateLoadError,
   decodeBase64Certificate,
@@ -24,7 +24,8 @@ const fileCheckIntervalMs = 1000
  * An app certificate from a file (`Path`) or from config (`Base64Encoded`).
  *
  * - Presented over mTLS (`useBoundCredential: true`, or `protocolScheme: MTLS_POP`, which needs the
- *   TLS handshake): `boundCertificateRequest` on the mTLS host, no client assertion.
+ *   TLS handshake): `boundCertificateRequest` on the mTLS host; for Bearer with a jwt-bearer client
+ *   assertion (x5c) signed by the same certificate as well, for mtls_pop with none.
  * - Otherwise a private_key_jwt signed with it to the regular endpoint (Bearer).
  *
  * `load` returns the certificate in both modes, so it is part of the token cache key: a rotated
@@ -68,22 +69,65 @@ export class CertificateCredential implements ClientCredential {
     const app = this.#app
     const certificate = await this.#certificate()
     if (this.#overMtls) {
-      return app.entra.requestToken(
-        withClaims(
-          boundCertificateRequest({
-            tokenEndpoint: app.mtlsTokenEndpoint,
-            clientId: app.clientId,
-            scope,
-            identityName: app.identityName,
-            allowBearerFallback: app.allowBearerFallback,
-            certificate: certificate.binding,
-            tokenType: app.tokenType,
-          }),
-          options.claims,
-        ),
-        signal,
-      )
+      // Bearer over mTLS still proves the certificate in the body too: a private_key_jwt whose
+      // aud is the mTLS token endpoint it is posted to, always with x5c (requests.ts).
+      const assertion =
+        app.tokenType === 'Bearer'
+          ? await signClientAssertion({
+              clientId: app.clientId,
+              tokenEndpoint: app.mtlsTokenEndpoint,
+              certificatePem: certificate.chainPem,
+              privateKeyPem: certificate.binding.privateKeyPem,
+              sendX5C: true,
+              clock: app.runtime.clock,
+            })
+          : undefined
+      try {
+        return await app.entra.requestToken(
+          withClaims(
+            boundCertificateRequest({
+              tokenEndpoint: app.mtlsTokenEndpoint,
+              clientId: app.clientId,
+              scope,
+              identityName: app.identityName,
+              allowBearerFallback: app.allowBearerFallback,
+              certificate: certificate.binding,
+              tokenType: app.tokenType,
+              ...(assertion === undefined ? {} : { assertion }),
+            }),
+            options.claims,
+          ),
+          signal,
+        )
+      } catch (error) {
+        if (!app.allowBearerFallback || !isSidecarError(error) || error.reason !== 'binding_not_allowed')
+          throw error
+        // Entra refuses bound tokens for the tenant (AADSTS3921996): a genuine Bearer token with a
+        // private_key_jwt on the regular endpoint instead, as Azure.Identity for .NET falls back.
+        app.runtime.logger.warn(
+          {
+            identity: app.identityName,
+            credential: this.label,
+            event: 'bearer_fallback',
+            aadsts: error.upstream?.errorCodes,
+            via: 'private_key_jwt',
+          },
+          'Entra does not allow bound tokens for this tenant; serving a Bearer token obtained with a client assertion because allowBearerFallback is on',
+        )
+        app.runtime.metrics.bearerFallbacks.inc({ identity: app.identityName })
+      }
     }
+    return this.#assertionToken(certificate, scope, signal, options.claims)
+  }
+
+  /** Bearer with a private_key_jwt to the regular endpoint (not bound). */
+  async #assertionToken(
+    certificate: AppCertificate,
+    scope: string,
+    signal: AbortSignal,
+    claims: string | undefined,
+  ): Promise<AcquiredToken> {
+    const app = this.#app
     const assertion = await signClientAssertion({
       clientId: app.clientId,
       tokenEndpoint: app.tokenEndpoint,
@@ -101,7 +145,7 @@ export class CertificateCredential implements ClientCredential {
           identityName: app.identityName,
           assertion,
         }),
-        options.claims,
+        claims,
       ),
       signal,
     )

@@ -63,12 +63,24 @@ export function managedIdentityMtlsRequest(
 }
 
 /**
- * Confidential client whose certificate authenticates over mTLS ("SNI", `useBoundCredential`): no
- * client assertion, `client_info=2`, on the mTLS host (`mtls-endpoint.ts`). `token_type=mtls_pop`
- * only when a PoP token is wanted, as MSAL.NET's MtlsPopAuthenticationOperation adds it.
+ * Confidential client whose certificate authenticates over mTLS ("SNI", `useBoundCredential`) on
+ * the mTLS host (`mtls-endpoint.ts`), with `client_info=2`.
+ *
+ * - mTLS PoP (`token_type=mtls_pop`, as MSAL.NET's MtlsPopAuthenticationOperation adds it): the
+ *   TLS certificate alone authenticates, no client assertion.
+ * - Bearer ("mTLS bearer transport"): a jwt-bearer `client_assertion` signed by the same certificate,
+ *   with `x5c`, goes in the body too. MSAL.NET `CredentialMaterialResolver.cs` resolves this flow
+ *   in OAuth mode (assertion in the body) and forces `sendX5C` ("ESTS requires it",
+ *   `docs/mtls-bearer-transport.md`; without app enablement Entra answers AADSTS51000). Its older
+ *   design note `sni_mtls_bearer_token_design.md` still says "empty body auth params": the code wins.
  */
 export function boundCertificateRequest(
-  options: CommonRequestOptions & { certificate: BindingCertificate; tokenType: TokenType },
+  options: CommonRequestOptions & {
+    certificate: BindingCertificate
+    tokenType: TokenType
+    /** Bearer only: the private_key_jwt signed by `certificate` (aud = `tokenEndpoint`, with x5c). */
+    assertion?: string
+  },
 ): EntraTokenRequest {
   const form: Record<string, string> = {
     grant_type: 'client_credentials',
@@ -76,7 +88,13 @@ export function boundCertificateRequest(
     scope: scopeForResource(options.scope),
     client_info: '2',
   }
-  if (options.tokenType === 'mtls_pop') form['token_type'] = 'mtls_pop'
+  if (options.tokenType === 'mtls_pop') {
+    form['token_type'] = 'mtls_pop'
+  } else {
+    if (!options.assertion) throw new TypeError('a Bearer token over mTLS needs a client assertion')
+    form['client_assertion_type'] = jwtBearerAssertionType
+    form['client_assertion'] = options.assertion
+  }
   return withFallback(options, {
     tokenEndpoint: options.tokenEndpoint,
     form,
@@ -127,6 +145,8 @@ export function federatedAssertionRequest(
     scope: scopeForResource(options.scope),
     client_assertion_type: options.binding ? jwtPopAssertionType : jwtBearerAssertionType,
     client_assertion: options.assertion,
+    // Every MSAL.NET client-credentials request sends it (ClientCredentialRequest.GetBodyParameters).
+    client_info: '2',
   }
   if (options.tokenType === 'mtls_pop') form['token_type'] = 'mtls_pop'
   const req: EntraTokenRequest = {

@@ -13,6 +13,7 @@ import { entraRetryPolicy, sendWithRetry } from '../../net/retry.ts'
 import type { Runtime } from '../../runtime.ts'
 import type { AcquiredToken, BindingCertificate, TokenType } from '../../tokens/types.ts'
 import { trustedCas } from '../../net/trusted-cas.ts'
+import { bindingNotAllowedCode, entraConfigurationProblem } from './configuration-errors.ts'
 import { MtlsDispatchers } from './mtls-dispatchers.ts'
 
 /** One token request to an Entra token endpoint; `sources/entra/requests.ts` builds these. */
@@ -134,7 +135,7 @@ export class EntraTokenClient {
       }
       throw error
     }
-    if (res.status >= 400) throw this.#errorFor(res, endpoint)
+    if (res.status >= 400) throw this.#errorFor(res, endpoint, req.identityName)
     return this.#tokenFrom(res, req, endpoint)
   }
 
@@ -168,8 +169,9 @@ export class EntraTokenClient {
     const expiresIn = parseSeconds(json['expires_in'])
     if (expiresIn === undefined || expiresIn <= 0) throw malformed('no usable expires_in')
     const refreshIn = parseSeconds(json['refresh_in'])
-    // Entra may omit token_type for Bearer; an absent value can never satisfy an mtls_pop request.
-    const rawType = json['token_type'] ?? 'Bearer'
+    // MSAL treats a success without token_type as an error (upstream-protocol.md §7), not as Bearer.
+    const rawType = json['token_type']
+    if (rawType === undefined || rawType === null || rawType === '') throw malformed('no token_type')
     if (typeof rawType !== 'string') throw malformed('a token_type that is not a string')
     const answered = parseTokenType(rawType)
 
@@ -194,14 +196,23 @@ export class EntraTokenClient {
     }
 
     const now = this.#runtime.clock.now()
-    const token: AcquiredToken = { tokenType, accessToken, expiresOn: now + expiresIn * 1000 }
-    if (refreshIn !== undefined && refreshIn > 0) token.refreshOn = now + refreshIn * 1000
+    // A PoP token is useless once its certificate has expired (the TLS handshake fails): with a
+    // short-lived certificate it expires with it, so callers and the cache never hold it longer.
+    const boundUntil =
+      tokenType === 'mtls_pop' && req.clientCertificate ? req.clientCertificate.notAfter : Infinity
+    const token: AcquiredToken = {
+      tokenType,
+      accessToken,
+      expiresOn: Math.min(now + expiresIn * 1000, boundUntil),
+    }
+    if (refreshIn !== undefined && refreshIn > 0)
+      token.refreshOn = Math.min(now + refreshIn * 1000, boundUntil)
     // Also for a Bearer token obtained over mTLS: it was minted for this certificate (tokens/types.ts).
     if (req.clientCertificate) token.binding = req.clientCertificate
     return token
   }
 
-  #errorFor(res: HttpResponse, endpoint: string): SidecarError {
+  #errorFor(res: HttpResponse, endpoint: string, identity: string): SidecarError {
     const status = res.status
     const retryAfterMs = parseRetryAfterMs(res.headers['retry-after'], this.#runtime.clock.now())
     const retryAfterSeconds = retryAfterMs === undefined ? undefined : Math.ceil(retryAfterMs / 1000)
@@ -220,6 +231,18 @@ export class EntraTokenClient {
         upstream,
         ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
       })
+    }
+    // Before the invalid_client check: re-minting the certificate does not fix an Entra setting.
+    const problem = entraConfigurationProblem(upstream.errorCodes, identity)
+    if (problem) {
+      return new SidecarError(
+        'upstream_error',
+        `${endpoint} refused with AADSTS${problem.code}: ${problem.advice}${what}`,
+        {
+          reason: problem.code === bindingNotAllowedCode ? 'binding_not_allowed' : 'entra_configuration',
+          upstream,
+        },
+      )
     }
     if (!upstream.error) {
       return new SidecarError('upstream_error', `${endpoint} answered ${status} without an OAuth error`, {
