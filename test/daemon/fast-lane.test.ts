@@ -198,3 +198,16 @@ test('successful requests are logged at debug, failures at info with their corre
   assert.ok(failed?.['correlation_id'])
   assert.equal(requests[2]?.['correlation_id'], failed?.['correlation_id'])
 })
+
+test('with callers.allow the fast lane stands aside: every answer goes through the per-uid check', async (t) => {
+  const uid = process.getuid?.() ?? 0
+  const stack = await startStack(t, {
+    configYaml: () =>
+      `callers:\n  allow:\n    - uid: ${uid}\n      identities: [mi]\nidentities:\n  mi:\n    managedIdentity: {}\n`,
+  })
+  const path = `/token?resource=${resource}`
+  for (let i = 0; i < 3; i++)
+    assert.equal((await rawGet(stack.url, path, standardHeaders(stack))).status, 200)
+  assert.equal((await rawGet(stack.url, `${path}&identity=other`, standardHeaders(stack))).status, 400)
+  assert.equal(stack.daemon.fastLane.served, 0)
+})

@@ -89,10 +89,14 @@ const maxVariantsPerToken = 8
  * unusual character), another route, draining — goes to `next` (the hono app) untouched, and the
  * lane has done nothing observable by then. Answers, headers, status, metrics and the access log
  * are the hono path's: same builders (`tokenResponseJson`, `imdsTokenJson`, `appServiceTokenJson`),
- * same caller check (`checkCaller`).
+ * same caller check (`checkCaller`). With `callers.allow` configured the lane stands aside.
  */
 export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listener; status: FastLaneStatus } {
   const status: FastLaneStatus = { served: 0 }
+  // callers.allow decides per connection uid, which identity a caller may use and which one the
+  // compat routes serve it: the lane leaves such a daemon entirely to the hono app (one decision,
+  // one place), at the price of the fast path.
+  if (deps.callers.access) return { listener: next, status }
   const { runtime, tokens, readiness, callers } = deps
   const tokenGuard: CallerGuardOptions = {
     requireMetadataHeader: callers.requireMetadataHeader,
@@ -218,7 +222,8 @@ function parseTarget(tokens: TokenService, url: string): Target | undefined {
       case 'imds': {
         const resource = query.get('resource')
         if (!query.get('api-version') || !resource) return undefined
-        const identity = compatIdentity(tokens, {
+        // No callers.allow here (the lane stands aside then): no per-caller fallback identity.
+        const identity = compatIdentity(tokens, undefined, {
           clientId: query.get('client_id'),
           objectId: query.get('object_id'),
           resourceId: oneOf(query.get('msi_res_id'), query.get('mi_res_id')),
@@ -228,7 +233,8 @@ function parseTarget(tokens: TokenService, url: string): Target | undefined {
       case 'appService': {
         const resource = query.get('resource')
         if (query.get('api-version') !== appServiceApiVersion || !resource) return undefined
-        const identity = compatIdentity(tokens, {
+        // No callers.allow here (the lane stands aside then): no per-caller fallback identity.
+        const identity = compatIdentity(tokens, undefined, {
           clientId: query.get('client_id'),
           objectId: oneOf(query.get('principal_id'), query.get('object_id')),
           resourceId: query.get('mi_res_id'),
