@@ -5,7 +5,8 @@ import { getRequestListener } from '@hono/node-server'
 import { Agent, type Dispatcher } from 'undici'
 import { SystemClock, type Clock, type Random } from './clock.ts'
 import type { SidecarConfig } from './config/types.ts'
-import { createApp } from './http/app.ts'
+import { createApp, type CallerPolicy } from './http/app.ts'
+import { fastLane, type FastLaneStatus } from './http/fast-lane.ts'
 import { hostnameOf, localHostPolicy } from './http/caller-guard.ts'
 import { errorResponse } from './http/error-response.ts'
 import { SidecarError } from './errors.ts'
@@ -21,7 +22,7 @@ import { createIdentities } from './identities/create-identities.ts'
 import type { Identity } from './identities/identity.ts'
 import { createLogger, type Logger } from './log.ts'
 import { Metrics } from './metrics.ts'
-import { trustedCas } from './net/trusted-cas.ts'
+import { tlsConnectOptions, trustedCas } from './net/trusted-cas.ts'
 import { listenOnUnixSocket } from './net/unix-socket.ts'
 import type { Runtime } from './runtime.ts'
 import { normaliseScope } from './tokens/scope.ts'
@@ -50,6 +51,8 @@ export class Daemon {
   readonly runtime: Runtime
   readonly tokens: TokenService
   readonly readiness: Readiness
+  /** How many cache hits the fast lane answered itself (tests prove which path served). */
+  readonly fastLane: FastLaneStatus
   readonly #servers: Server[]
   readonly #closeIdentities: () => Promise<void>
   readonly #downstream: DownstreamProxy
@@ -63,6 +66,7 @@ export class Daemon {
     runtime: Runtime
     tokens: TokenService
     readiness: Readiness
+    fastLane: FastLaneStatus
     servers: Server[]
     closeIdentities: () => Promise<void>
     downstream: DownstreamProxy
@@ -73,6 +77,7 @@ export class Daemon {
     this.runtime = init.runtime
     this.tokens = init.tokens
     this.readiness = init.readiness
+    this.fastLane = init.fastLane
     this.#servers = init.servers
     this.#closeIdentities = init.closeIdentities
     this.#downstream = init.downstream
@@ -81,54 +86,64 @@ export class Daemon {
 
   static async start(options: DaemonOptions): Promise<Daemon> {
     const { config } = options
-    const { runtime, identities, tokens, closeIdentities } = buildCore(options)
+    const { runtime, identities, tokens, closeIdentities } = await buildCore(options)
     const secretFile = config.callers.secretFile ? new SecretFile(config.callers.secretFile) : undefined
     const readiness = new Readiness()
     const downstream = new DownstreamProxy({ runtime, tokens, apis: config.downstreamApis })
     const peers = config.callers.allow
       ? new PeerUids(options.socketTable ?? new SocketTable(), runtime.metrics)
       : undefined
+    const appCallers: CallerPolicy = {
+      requireMetadataHeader: config.callers.requireMetadataHeader,
+      exposePrivateKey: config.callers.exposePrivateKey,
+      secret: () => secretFile?.current(),
+      hostAllowed: localHostPolicy(config.listen.host),
+      ...(peers && config.callers.allow
+        ? {
+            access: new AllowListAccess({
+              entries: config.callers.allow,
+              peers,
+              logger: runtime.logger,
+              metrics: runtime.metrics,
+              clock: runtime.clock,
+            }),
+          }
+        : {}),
+    }
     const appDeps = {
       runtime,
       tokens,
       readiness,
       downstream,
       agentIdSidecar: config.compat.agentIdSidecar,
-      callers: {
-        requireMetadataHeader: config.callers.requireMetadataHeader,
-        exposePrivateKey: config.callers.exposePrivateKey,
-        secret: () => secretFile?.current(),
-        hostAllowed: localHostPolicy(config.listen.host),
-        ...(peers && config.callers.allow
-          ? {
-              access: new AllowListAccess({
-                entries: config.callers.allow,
-                peers,
-                logger: runtime.logger,
-                metrics: runtime.metrics,
-                clock: runtime.clock,
-              }),
-            }
-          : {}),
-      },
+      callers: appCallers,
     }
     const app = createApp(appDeps)
 
     for (const identity of identities.values()) identity.start()
-    const listener = refuseUnparseable(getRequestListener(app.fetch))
+    // Cache hits are answered by the fast lane; everything else goes to the hono app.
+    const lane = fastLane(
+      { runtime, tokens, readiness, callers: appCallers },
+      refuseUnparseable(getRequestListener(app.fetch)),
+    )
+    const listener = lane.listener
     // Host is checked by the caller guard, which answers in the OAuth error shape.
     const serverOptions = { requireHostHeader: false }
     const servers: Server[] = []
     const tcp = hardened(createServer(serverOptions, listener), config.upstream.requestDeadlineMs)
     // callers.allow: the caller's uid is read once per connection, before any request on it.
     if (peers) tcp.on('connection', peers.remember)
-    await listenOn(tcp, { host: config.listen.host, port: config.listen.port })
+    await listenOn(tcp, {
+      host: config.listen.host,
+      port: config.listen.port,
+      backlog: config.listen.backlog,
+    })
     servers.push(tcp)
     const url = urlOf(tcp)
     if (config.listen.socket) {
       const unix = hardened(createServer(serverOptions, listener), config.upstream.requestDeadlineMs)
       try {
-        await listenOnUnixSocket(unix, config.listen.socket)
+        await listenOnUnixSocket(unix, config.listen.socket, config.listen.backlog)
       } catch (error) {
         // Start failed: release the TCP port too, or the process would linger half-started.
         await new Promise<void>((resolve) => tcp.close(() => resolve()))
@@ -144,7 +159,7 @@ export class Daemon {
         createServer(serverOptions, refuseUnparseable(getRequestListener(opsApp.fetch))),
         config.upstream.requestDeadlineMs,
       )
-      await listenOn(ops, config.listen.ops)
+      await listenOn(ops, { ...config.listen.ops, backlog: config.listen.backlog })
       servers.push(ops)
       opsUrl = urlOf(ops)
     }
@@ -165,6 +180,7 @@ export class Daemon {
       runtime,
       tokens,
       readiness,
+      fastLane: lane.status,
       servers,
       closeIdentities,
       downstream,
@@ -259,7 +275,7 @@ export interface Core {
 }
 
 /** Everything but the HTTP surface: shared by the daemon and `doctor`. */
-export function buildCore(options: DaemonOptions): Core {
+export async function buildCore(options: DaemonOptions): Promise<Core> {
   const { config } = options
   const extraCaPem = config.upstream.caFile ? [readFileSync(config.upstream.caFile, 'utf8')] : []
   const ca = trustedCas(extraCaPem)
@@ -268,11 +284,11 @@ export function buildCore(options: DaemonOptions): Core {
     random: options.random ?? Math.random,
     logger: options.logger ?? createLogger({ level: config.log.level }),
     metrics: new Metrics({ identities: config.identities.keys() }),
-    dispatcher: options.dispatcher ?? new Agent(ca ? { connect: { ca } } : {}),
+    dispatcher: options.dispatcher ?? new Agent(ca ? { connect: tlsConnectOptions(ca) } : {}),
     extraCaPem,
     timeoutMs: config.upstream.timeoutMs,
   }
-  const identitySet = createIdentities(config, runtime)
+  const identitySet = await createIdentities(config, runtime)
   const identities = identitySet.identities
   const cache = new TokenCache({
     clock: runtime.clock,
@@ -325,7 +341,7 @@ function urlOf(server: Server): string {
   return `http://${host}:${address.port}`
 }
 
-function listenOn(server: Server, where: { host: string; port: number } | { path: string }): Promise<void> {
+function listenOn(server: Server, where: { host: string; port: number; backlog: number }): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject)
     server.listen(where, () => {

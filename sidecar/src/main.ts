@@ -2,10 +2,6 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { describeConfig } from './config/describe.ts'
 import { defaultConfig, isConfigError, loadConfigFile } from './config/load.ts'
 import type { SidecarConfig } from './config/types.ts'
-import { runDaemonProcess } from './cli/run.ts'
-import { runDemo } from './cli/demo.ts'
-import { runDoctor } from './cli/doctor.ts'
-import { runInject } from './cli/inject/command.ts'
 import { sidecarVersion } from './version.ts'
 
 const usage = `Usage: credential-sidecar [COMMAND] [OPTIONS]
@@ -89,11 +85,11 @@ async function dispatch(argv: string[]): Promise<number> {
   const command = first !== undefined && !first.startsWith('-') ? first : 'run'
   const rest = command === first ? argv.slice(1) : argv
   // inject parses its own options and has its own help and exit codes (0 written, 1 refused, 2 usage).
-  if (command === 'inject') return await runInject(rest, process)
+  if (command === 'inject') return await (await inject()).runInject(rest, process)
   if (command === 'help') {
     const topic = rest[0]
     if (topic === undefined) return print(usage)
-    if (topic === 'inject') return await runInject(['--help'], process)
+    if (topic === 'inject') return await (await inject()).runInject(['--help'], process)
     if (!commands.has(topic)) throw new UsageError(`unknown command "${topic}"`)
     return print(commandUsage[topic as Command])
   }
@@ -103,6 +99,9 @@ async function dispatch(argv: string[]): Promise<number> {
       const { values } = parse(rest, { config: { type: 'string', short: 'c' } })
       if (values.help) return print(first === undefined || first.startsWith('-') ? usage : commandUsage.run)
       if (values.version) return print(`${sidecarVersion()}\n`)
+      // Each command loads only its own modules: the daemon never loads the emulator (demo), its
+      // node-forge CA or the Kubernetes code, which cost start-up time and resident memory.
+      const { runDaemonProcess } = await import('./cli/run.ts')
       return await runDaemonProcess(await configFrom(values.config))
     }
     case 'check-config': {
@@ -119,6 +118,7 @@ async function dispatch(argv: string[]): Promise<number> {
       const { values } = parse(rest, { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } })
       if (values.help) return print(commandUsage.doctor)
       if (values.version) return print(`${sidecarVersion()}\n`)
+      const { runDoctor } = await import('./cli/doctor.ts')
       return await runDoctor(await configFrom(values.config), process.stdout, { json: values.json ?? false })
     }
     case 'demo': {
@@ -128,6 +128,7 @@ async function dispatch(argv: string[]): Promise<number> {
       const port = values.port === undefined ? 7780 : Number(values.port)
       if (!/^\d{1,5}$/.test(values.port ?? '7780') || port > 65535)
         throw new UsageError('--port expects a port number (0…65535)')
+      const { runDemo } = await import('./cli/demo.ts')
       return await runDemo({ port })
     }
   }
@@ -162,4 +163,8 @@ async function configFrom(flag: string | undefined): Promise<SidecarConfig> {
 function print(text: string): number {
   process.stdout.write(text)
   return 0
+}
+
+function inject(): Promise<typeof import('./cli/inject/command.ts')> {
+  return import('./cli/inject/command.ts')
 }

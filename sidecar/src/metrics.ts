@@ -6,17 +6,46 @@ export interface MetricsOptions {
   identities?: Iterable<string>
 }
 
+export type CacheEvent =
+  'hit' | 'miss' | 'refresh' | 'refresh_failure' | 'forced_refresh' | 'forced_refresh_shared'
+
+/**
+ * Counts kept as plain numbers on the hot path and handed to prom-client only when scraped: an
+ * `inc` with labels hashes them every time, a Map lookup of a ready-made key does not.
+ */
+class PendingCounts<L extends string> {
+  readonly #pending = new Map<string, { labels: Record<L, string>; count: number }>()
+
+  add(key: string, labels: () => Record<L, string>): void {
+    const slot = this.#pending.get(key)
+    if (slot) slot.count++
+    else this.#pending.set(key, { labels: labels(), count: 1 })
+  }
+
+  /** Moves the counts accumulated since the last flush into `counter`. */
+  flushInto(counter: Counter<L>): void {
+    for (const slot of this.#pending.values()) {
+      if (slot.count > 0) counter.inc(slot.labels, slot.count)
+      slot.count = 0
+    }
+  }
+}
+
 /**
  * Prometheus metrics for one daemon instance. Each instance owns its registry (no global default
  * registry), so tests and embedders can run several daemons in one process.
  */
 export class Metrics {
   readonly registry = new Registry()
-  readonly requests = new Counter({
+  readonly #requestCounts = new PendingCounts<'route' | 'status'>()
+  readonly #cacheCounts = new PendingCounts<'event'>()
+  // Published at scrape time: prom-client calls collect() before it reads a metric.
+  readonly requests: Counter<'route' | 'status'> = new Counter({
     name: 'credential_sidecar_requests_total',
     help: 'HTTP requests served, by route and status',
     labelNames: ['route', 'status'] as const,
     registers: [this.registry],
+    collect: () => this.#requestCounts.flushInto(this.requests),
   })
   readonly requestDuration = new Histogram({
     name: 'credential_sidecar_request_duration_seconds',
@@ -25,11 +54,12 @@ export class Metrics {
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20],
     registers: [this.registry],
   })
-  readonly cache = new Counter({
+  readonly cache: Counter<'event'> = new Counter({
     name: 'credential_sidecar_token_cache_events_total',
     help: 'Token cache hits, misses, refreshes and refresh failures',
     labelNames: ['event'] as const,
     registers: [this.registry],
+    collect: () => this.#cacheCounts.flushInto(this.cache),
   })
   readonly upstreamCalls = new Histogram({
     name: 'credential_sidecar_upstream_request_duration_seconds',
@@ -89,6 +119,19 @@ export class Metrics {
     // Counters present from the first scrape: rate() and absent() alerts need a 0, not a gap.
     for (const event of ['hit', 'miss', 'refresh', 'refresh_failure']) this.cache.inc({ event }, 0)
     for (const identity of options.identities ?? []) this.bearerFallbacks.inc({ identity }, 0)
+  }
+
+  /**
+   * One HTTP request answered. The count is a plain number until scraped; the duration goes to the
+   * histogram at once (prom-client has no way to hand it bucket counts later).
+   */
+  countRequest(route: string, status: number, seconds: number): void {
+    this.#requestCounts.add(`${status} ${route}`, () => ({ route, status: String(status) }))
+    this.requestDuration.observe({ route }, seconds)
+  }
+
+  countCacheEvent(event: CacheEvent): void {
+    this.#cacheCounts.add(event, () => ({ event }))
   }
 
   /** Records one upstream call. `endpoint` is a short stable name, e.g. `imds.token`, `entra.token`. */

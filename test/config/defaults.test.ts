@@ -17,7 +17,7 @@ const systemMi = {
 test('an empty file resolves to every documented default', () => {
   const config = parse('')
   assert.equal(config.source, 'config.yaml')
-  assert.deepEqual(config.listen, { host: '127.0.0.1', port: 7780, allowNonLoopback: false })
+  assert.deepEqual(config.listen, { host: '127.0.0.1', port: 7780, allowNonLoopback: false, backlog: 4096 })
   assert.deepEqual(config.callers, { requireMetadataHeader: true, exposePrivateKey: true })
   assert.deepEqual(config.upstream, {
     imdsEndpoint: 'http://169.254.169.254',
@@ -36,7 +36,7 @@ test('an empty file resolves to every documented default', () => {
 
 test('a file with only comments, or empty sections, is the default config', () => {
   const config = parse(yaml('# nothing yet', 'listen:', 'downstreamApis:'))
-  assert.deepEqual(config.listen, { host: '127.0.0.1', port: 7780, allowNonLoopback: false })
+  assert.deepEqual(config.listen, { host: '127.0.0.1', port: 7780, allowNonLoopback: false, backlog: 4096 })
   assert.deepEqual([...config.identities.keys()], ['mi'])
 })
 
@@ -81,6 +81,7 @@ test('explicit values replace every default', () => {
       '  host: ::1',
       '  port: 0',
       '  socket: /run/sidecar.sock',
+      '  backlog: 64',
       'callers:',
       '  requireMetadataHeader: false',
       '  secretFile: /run/secret',
@@ -103,6 +104,7 @@ test('explicit values replace every default', () => {
     port: 0,
     socket: '/run/sidecar.sock',
     allowNonLoopback: false,
+    backlog: 64,
   })
   assert.deepEqual(config.callers, {
     requireMetadataHeader: false,

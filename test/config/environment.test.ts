@@ -35,7 +35,7 @@ test('no variables: the system-assigned managed identity "mi", every default', (
   assert.ok(mi?.kind === 'managedIdentity')
   assert.deepEqual(mi.selector, { kind: 'system' })
   assert.equal(mi.protocolScheme, 'Bearer')
-  assert.deepEqual(config.listen, { host: '127.0.0.1', port: 7780, allowNonLoopback: false })
+  assert.deepEqual(config.listen, { host: '127.0.0.1', port: 7780, allowNonLoopback: false, backlog: 4096 })
   assert.deepEqual({ ...config, source: 'config.yaml' }, parse(''))
 })
 
@@ -99,6 +99,7 @@ test('CREDENTIAL_SIDECAR_LISTEN, _OPS_LISTEN, _SECRET_FILE, _PROTOCOL_SCHEME', (
     host: '::1',
     port: 0,
     allowNonLoopback: false,
+    backlog: 4096,
     ops: { host: '0.0.0.0', port: 7781 },
   })
   assert.equal(config.callers.secretFile, '/run/secrets/identity-header')

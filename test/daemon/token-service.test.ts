@@ -31,6 +31,9 @@ class CertificateAssertionIdentity implements Identity {
   constructor(clock: FakeClock) {
     this.clock = clock
   }
+  bindingIfKnown() {
+    return { binding: this.binding }
+  }
   async currentBinding() {
     return this.binding
   }

@@ -67,7 +67,7 @@ export async function runDoctor(
 
 export async function diagnose(config: SidecarConfig, options: DoctorOptions = {}): Promise<DoctorReport> {
   const started = performance.now()
-  const { tokens, identities, runtime, closeIdentities } = buildCore({
+  const { tokens, identities, runtime, closeIdentities } = await buildCore({
     config,
     logger: silentLogger(),
     ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),

@@ -2,6 +2,11 @@
 export const defaults = {
   listenHost: '127.0.0.1',
   listenPort: 7780,
+  /**
+   * Node's default (511) overflows when 1000 callers connect at once at start-up, and a dropped
+   * SYN costs the caller a 1 s retransmit; Linux caps this at net.core.somaxconn (4096 by default).
+   */
+  listenBacklog: 4096,
   /** `listen.ops` exists for kubelet probes and Prometheus on the pod IP, hence all interfaces. */
   opsHost: '0.0.0.0',
   opsPort: 7781,

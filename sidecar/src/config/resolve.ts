@@ -142,6 +142,7 @@ export function resolveConfig(valid: ValidFile, context: ResolveContext): Resolu
         port: listen?.port ?? defaults.listenPort,
         ...(listen?.socket === undefined ? {} : { socket: listen.socket }),
         allowNonLoopback,
+        backlog: listen?.backlog ?? defaults.listenBacklog,
         ...(listen?.ops === undefined
           ? {}
           : {

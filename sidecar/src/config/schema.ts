@@ -72,6 +72,7 @@ const listenSchema = strict({
   port: port.optional(),
   socket: text.optional(),
   allowNonLoopback: flag.optional(),
+  backlog: positiveInteger.optional(),
   ops: section(opsListenSchema),
 })
 

@@ -97,6 +97,8 @@ export interface SidecarConfig {
     port: number
     socket?: string
     allowNonLoopback: boolean
+    /** Pending-connection queue length passed to listen() (the kernel caps it at somaxconn). */
+    backlog: number
     /** Second listener for /healthz, /readyz and /metrics only (never a token route). */
     ops?: { host: string; port: number }
   }

@@ -4,6 +4,7 @@ import type { ManagedIdentitySelector } from '../config/types.ts'
 import { SidecarError, describeError } from '../errors.ts'
 import { BindingStore } from '../pki/binding-store.ts'
 import { buildCsr } from '../pki/csr.ts'
+import { preloadForge } from '../pki/forge.ts'
 import { KeyPool, softwareKeyFromPrivatePem, type BindingKey, type KeyProvider } from '../pki/key-provider.ts'
 import { certificateInfo, publicKeysMatch, type CertificateInfo } from '../pki/x509.ts'
 import type { Runtime } from '../runtime.ts'
@@ -115,6 +116,7 @@ export class ImdsV2BindingCredential {
   #renewAt: number | undefined
   #renewFailures = 0
   #storeLoad: Promise<void> | undefined
+  #storeLoaded = false
   #storeOps: Promise<void> = Promise.resolve()
   #started = false
   #closed = false
@@ -133,6 +135,8 @@ export class ImdsV2BindingCredential {
   start(): void {
     if (this.#started || this.#closed) return
     this.#started = true
+    // The CSR needs node-forge (loaded on first use): load it now, off the first request's path.
+    setImmediate(preloadForge)
     void this.#pool.prefill()
     void this.#loadStoreOnce()
   }
@@ -158,6 +162,12 @@ export class ImdsV2BindingCredential {
     }
     if (!this.#inflight && this.#runtime.clock.now() < this.#coldRetryAt) throw this.#coldError
     return untilAborted(this.#mint('cold'), signal)
+  }
+
+  /** What `current` would answer without waiting, if it would not wait; never mints. */
+  peek(): ImdsV2Binding | undefined {
+    if (this.#closed || !this.#storeLoaded) return undefined
+    return this.#usable()
   }
 
   /**
@@ -428,7 +438,9 @@ export class ImdsV2BindingCredential {
   }
 
   #loadStoreOnce(): Promise<void> {
-    this.#storeLoad ??= this.#loadStore()
+    this.#storeLoad ??= this.#loadStore().finally(() => {
+      this.#storeLoaded = true
+    })
     return this.#storeLoad
   }
 

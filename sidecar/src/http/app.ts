@@ -41,7 +41,7 @@ export interface AppDeps {
 /** Kubelet probes and Prometheus scrapes: every few seconds, so logged at debug, not info. */
 const operationsRoutes = new Set(['/healthz', '/readyz', '/metrics'])
 
-type Env = { Variables: { correlationId: string } }
+type Env = { Variables: { correlationId: string | undefined } }
 
 /**
  * The daemon's HTTP surface, built separately from listening (`daemon.ts` serves it) so route
@@ -52,8 +52,6 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const app = new Hono<Env>({ getPath: routedPath })
 
   app.use(async function requestContext(c, next) {
-    const correlationId = randomUUID()
-    c.set('correlationId', correlationId)
     const started = performance.now()
     readiness.requestStarted()
     try {
@@ -66,20 +64,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
       c.res.headers.set('cache-control', 'no-store')
     }
     const route = c.req.routePath === '/*' ? 'unmatched' : c.req.routePath
-    const seconds = (performance.now() - started) / 1000
-    runtime.metrics.requests.inc({ route, status: String(c.res.status) })
-    runtime.metrics.requestDuration.observe({ route }, seconds)
-    // Path only: the query names resources, never secrets, but keep lines short and uniform.
-    runtime.logger[operationsRoutes.has(route) ? 'debug' : 'info'](
-      {
-        method: c.req.method,
-        path: c.req.path,
-        status: c.res.status,
-        ms: Math.round(seconds * 1000),
-        correlation_id: correlationId,
-      },
-      'request',
-    )
+    runtime.metrics.countRequest(route, c.res.status, (performance.now() - started) / 1000)
+    logRequest(runtime, c.req.method, c.req.path, c.res.status, started, c.get('correlationId'), {
+      operations: operationsRoutes.has(route),
+    })
   })
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
@@ -147,11 +135,43 @@ function withErrorHandling(app: Hono<Env>, runtime: Runtime): Hono<Env> {
     throw new SidecarError('not_found', 'No such route')
   })
   app.onError((error, c) => {
+    // Created only here: an error answer is what carries a correlation id.
     const correlationId = c.get('correlationId') ?? randomUUID()
+    c.set('correlationId', correlationId)
     logError(runtime, error, correlationId)
     return errorResponse(error, correlationId)
   })
   return app
+}
+
+/**
+ * The access log line. Successful answers are logged at debug only: at info, one synchronous JSON
+ * line per cache hit was the largest single cost of a cached /token. Failures are logged at info or
+ * above by `logError` (with their correlation id) and here again at info with the status. Probes
+ * and scrapes (`operations`) come every few seconds: debug whatever their status.
+ */
+export function logRequest(
+  runtime: Runtime,
+  method: string,
+  path: string,
+  status: number,
+  started: number,
+  correlationId: string | undefined,
+  options: { operations?: boolean } = {},
+): void {
+  const level = status >= 400 && !options.operations ? 'info' : 'debug'
+  if (!runtime.logger.isLevelEnabled(level)) return
+  // Path only: the query names resources, never secrets, but keep lines short and uniform.
+  runtime.logger[level](
+    {
+      method,
+      path,
+      status,
+      ms: Math.round(performance.now() - started),
+      ...(correlationId === undefined ? {} : { correlation_id: correlationId }),
+    },
+    'request',
+  )
 }
 
 function logError(runtime: Runtime, error: unknown, correlationId: string): void {

@@ -15,6 +15,9 @@ export interface CallerGuardOptions {
   authorizeCaller?: (c: Context) => Promise<void>
 }
 
+/** Reads one request header by lower-case name: duplicates joined with ", " as Fetch `Headers` does. */
+export type HeaderLookup = (name: string) => string | undefined
+
 /**
  * Headers a reverse proxy adds (RFC 7239 and the de-facto ones): their presence means the request
  * was relayed for someone else, and a local credential must not be handed to a remote caller.
@@ -22,36 +25,63 @@ export interface CallerGuardOptions {
 export const forwardingHeaders = ['x-forwarded-for', 'forwarded', 'x-forwarded-host', 'x-real-ip'] as const
 
 /**
- * Guards token routes. Checks run from the most to the least telling of an attack: a forwarded
- * request or a foreign Host header means the request did not come from a local caller (403),
- * then the IMDS `Metadata: true` header (400, worded as IMDS words it), then the caller secret (401),
- * then the connection's uid against `callers.allow` (403).
+ * The caller checks for token routes, as one pure decision over header values so the hono
+ * middleware and the fast lane (`fast-lane.ts`) cannot drift apart. Returns the refusal, or
+ * undefined when the caller may proceed. Checks run from the most to the least telling of an attack:
+ * a forwarded request or a foreign Host header means the request did not come from a local caller
+ * (403), then the IMDS `Metadata: true` header (400, worded as IMDS words it), then the caller
+ * secret (401). The connection's uid against `callers.allow` (403) comes after, in `callerGuard`.
  */
+export function checkCaller(options: CallerGuardOptions, header: HeaderLookup): SidecarError | undefined {
+  const forwarded = forwardingHeaders.find((name) => header(name) !== undefined)
+  if (forwarded !== undefined) {
+    return new SidecarError(
+      'forbidden',
+      `Forwarded requests are refused (${forwarded} header): the sidecar serves local callers only`,
+    )
+  }
+  const hostname = hostnameOf(header('host'))
+  if (hostname === undefined || !options.hostAllowed(hostname)) {
+    return new SidecarError(
+      'forbidden',
+      'The Host header does not name this sidecar (possible DNS rebinding)',
+    )
+  }
+  if (options.requireMetadataHeader && header('metadata')?.toLowerCase() !== 'true') {
+    return new SidecarError('invalid_request', 'Required metadata header not specified')
+  }
+  const secret = options.secret()
+  if (secret !== undefined && !secretMatches(header('x-identity-header'), secret)) {
+    return new SidecarError('unauthorized', 'Missing or wrong X-IDENTITY-HEADER')
+  }
+  return undefined
+}
+
+/** `checkCaller` as hono middleware for the token routes. */
 export function callerGuard(options: CallerGuardOptions): MiddlewareHandler {
   return async function guardCaller(c, next) {
-    const forwarded = forwardingHeaders.find((name) => c.req.header(name) !== undefined)
-    if (forwarded !== undefined) {
-      throw new SidecarError(
-        'forbidden',
-        `Forwarded requests are refused (${forwarded} header): the sidecar serves local callers only`,
-      )
-    }
-    const hostname = hostnameOf(c.req.header('host'))
-    if (hostname === undefined || !options.hostAllowed(hostname)) {
-      throw new SidecarError(
-        'forbidden',
-        'The Host header does not name this sidecar (possible DNS rebinding)',
-      )
-    }
-    if (options.requireMetadataHeader && c.req.header('metadata')?.toLowerCase() !== 'true') {
-      throw new SidecarError('invalid_request', 'Required metadata header not specified')
-    }
-    const secret = options.secret()
-    if (secret !== undefined && !secretMatches(c.req.header('x-identity-header'), secret)) {
-      throw new SidecarError('unauthorized', 'Missing or wrong X-IDENTITY-HEADER')
-    }
+    const refusal = checkCaller(options, (name) => c.req.header(name))
+    if (refusal) throw refusal
     if (options.authorizeCaller) await options.authorizeCaller(c)
     await next()
+  }
+}
+
+/**
+ * `HeaderLookup` over node:http's raw header list, joining duplicates exactly as the Fetch
+ * `Headers` that hono reads would (node's own `req.headers` drops a duplicate Host instead).
+ */
+export function rawHeaderLookup(rawHeaders: readonly string[]): HeaderLookup {
+  return (name) => {
+    let value: string | undefined
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      const key = rawHeaders[i] as string
+      if (key.length === name.length && key.toLowerCase() === name) {
+        const v = (rawHeaders[i + 1] as string).trim()
+        value = value === undefined ? v : `${value}, ${v}`
+      }
+    }
+    return value
   }
 }
 

@@ -28,6 +28,11 @@ export class ConfidentialClient implements Identity {
     this.#chain = chain
   }
 
+  /** The chain may re-read files to choose its credential: only `currentBinding` can tell. */
+  bindingIfKnown(): undefined {
+    return undefined
+  }
+
   async currentBinding(signal: AbortSignal): Promise<BindingCertificate | undefined> {
     return (await this.#chain.select(signal)).binding
   }

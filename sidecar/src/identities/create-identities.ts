@@ -10,7 +10,7 @@ import type { Runtime } from '../runtime.ts'
 import { EntraTokenClient } from '../sources/entra/token-client.ts'
 import { ImdsV1Client } from '../sources/imds-v1.ts'
 import { ImdsV2Client } from '../sources/imds-v2.ts'
-import { createConfidentialClient } from './client-credentials/create-confidential-client.ts'
+import type { createConfidentialClient } from './client-credentials/create-confidential-client.ts'
 import type { Identity } from './identity.ts'
 import { ManagedIdentityBearer } from './managed-identity-bearer.ts'
 import { ManagedIdentityBound } from './managed-identity-bound.ts'
@@ -39,7 +39,7 @@ export interface IdentitySources {
   bindingCredential(selector: ManagedIdentitySelector, identity: string): ImdsV2BindingCredential
 }
 
-export function createIdentities(config: SidecarConfig, runtime: Runtime): IdentitySet {
+export async function createIdentities(config: SidecarConfig, runtime: Runtime): Promise<IdentitySet> {
   const imdsV2 = new ImdsV2Client({ runtime, imdsEndpoint: config.upstream.imdsEndpoint })
   const keyProvider = new SoftwareKeyProvider()
   const bindingStores = bindingStoresBySelector(config)
@@ -69,9 +69,14 @@ export function createIdentities(config: SidecarConfig, runtime: Runtime): Ident
       return credential
     },
   }
+  // Confidential-client code (client assertions with jose, certificate files, PKCS#12) is loaded
+  // only when the configuration has such an identity: a lean start for the managed-identity case.
+  const confidential = [...config.identities.values()].some((i) => i.kind === 'confidentialClient')
+    ? (await import('./client-credentials/create-confidential-client.ts')).createConfidentialClient
+    : undefined
   const identities = new Map<string, Identity>()
   for (const [name, identityConfig] of config.identities)
-    identities.set(name, createIdentity(identityConfig, sources))
+    identities.set(name, createIdentity(identityConfig, sources, confidential))
   return {
     identities,
     close: async () => {
@@ -83,13 +88,18 @@ export function createIdentities(config: SidecarConfig, runtime: Runtime): Ident
   }
 }
 
-function createIdentity(config: IdentityConfig, sources: IdentitySources): Identity {
+function createIdentity(
+  config: IdentityConfig,
+  sources: IdentitySources,
+  confidential: typeof createConfidentialClient | undefined,
+): Identity {
   if (config.kind === 'managedIdentity') {
     return usesImdsV2(config)
       ? managedIdentityBound(config, sources)
       : new ManagedIdentityBearer(config, sources.imdsV1)
   }
-  return createConfidentialClient(config, sources)
+  if (!confidential) throw new Error('confidential-client support was not loaded')
+  return confidential(config, sources)
 }
 
 /** MTLS_POP, or a Bearer token over the bound credential, needs the IMDS v2 certificate. */

@@ -21,6 +21,13 @@ export interface Identity {
   currentBinding(signal: AbortSignal): Promise<BindingCertificate | undefined>
 
   /**
+   * What `currentBinding` would resolve to right now, when that is known without waiting or I/O
+   * (`{ binding }`, binding undefined for identities without a certificate); undefined when only
+   * `currentBinding` can tell. Lets a cache hit be served synchronously (the fast lane).
+   */
+  bindingIfKnown(): { binding: BindingCertificate | undefined } | undefined
+
+  /**
    * Fetches a new token for `scope` (normalised `<resource>/.default`) with that binding.
    * `options` carries continuous access evaluation inputs (claims challenge, caller capabilities,
    * hash of the token being replaced); each identity sends what its upstream understands, merged

@@ -19,6 +19,10 @@ export class ManagedIdentityBearer implements Identity {
     this.#imds = imds
   }
 
+  bindingIfKnown(): { binding: undefined } {
+    return { binding: undefined }
+  }
+
   async currentBinding(): Promise<undefined> {
     return undefined
   }

@@ -46,6 +46,11 @@ export class ManagedIdentityBound implements Identity {
     this.#runtime = deps.runtime
   }
 
+  bindingIfKnown(): { binding: BindingCertificate } | undefined {
+    const usable = this.#credential.peek()
+    return usable && { binding: usable.binding }
+  }
+
   async currentBinding(signal: AbortSignal): Promise<BindingCertificate> {
     return (await this.#credential.current(signal)).binding
   }

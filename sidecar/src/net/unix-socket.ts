@@ -20,12 +20,12 @@ export class SocketPathInUseError extends Error {
  * `path` (link fails instead of replacing anything that appeared meanwhile) and the temporary name
  * removed. On close the final name is removed if it is still this server's socket.
  */
-export async function listenOnUnixSocket(server: Server, path: string): Promise<void> {
+export async function listenOnUnixSocket(server: Server, path: string, backlog?: number): Promise<void> {
   await removeStaleSocket(path)
   const privateDir = mkdtempSync(join(dirname(path), `.${basename(path)}.`))
   const temporary = join(privateDir, 's')
   try {
-    await listen(server, temporary)
+    await listen(server, temporary, backlog)
     chmodSync(temporary, 0o660)
     try {
       linkSync(temporary, path)
@@ -96,10 +96,10 @@ function answers(path: string): Promise<boolean> {
   })
 }
 
-function listen(server: Server, path: string): Promise<void> {
+function listen(server: Server, path: string, backlog: number | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject)
-    server.listen({ path }, () => {
+    server.listen(backlog === undefined ? { path } : { path, backlog }, () => {
       server.off('error', reject)
       resolve()
     })

@@ -1,5 +1,6 @@
 import { createPublicKey } from 'node:crypto'
-import forge from 'node-forge'
+import type forge from 'node-forge'
+import { lazyNamespace, nodeForge } from './forge.ts'
 
 /**
  * The PKCS#10 certificate signing request IMDS v2 `issuecredential` expects, as MSAL.NET builds it
@@ -59,9 +60,11 @@ export function cuIdJson(cuId: Readonly<Record<string, unknown>>): string {
   return JSON.stringify(cuId, (_key, value: unknown) => (value === null ? undefined : value))
 }
 
-const asn1 = forge.asn1
-const UNIVERSAL = asn1.Class.UNIVERSAL
-const CONTEXT_SPECIFIC = asn1.Class.CONTEXT_SPECIFIC
+const asn1 = lazyNamespace(() => nodeForge().asn1)
+// ASN.1 tag classes (X.690 §8.1.2.2): forge's asn1.Class values, spelled out so that loading this
+// module does not load forge.
+const UNIVERSAL = 0x00 as forge.asn1.Class
+const CONTEXT_SPECIFIC = 0x80 as forge.asn1.Class
 
 function seq(items: forge.asn1.Asn1[]): forge.asn1.Asn1 {
   return asn1.create(UNIVERSAL, asn1.Type.SEQUENCE, true, items)
@@ -85,10 +88,10 @@ function explicit(tag: number, inner: forge.asn1.Asn1): forge.asn1.Asn1 {
 
 function certificationRequestInfo(request: CsrRequest): forge.asn1.Asn1 {
   const spkiDer = createPublicKey(request.publicKeyPem).export({ type: 'spki', format: 'der' })
-  const spki = asn1.fromDer(forge.util.createBuffer(spkiDer.toString('binary')))
+  const spki = asn1.fromDer(nodeForge().util.createBuffer(spkiDer.toString('binary')))
   const cuIdAttribute = seq([
     oid(CUID_ATTRIBUTE_OID),
-    set([asn1.create(UNIVERSAL, asn1.Type.UTF8, false, forge.util.encodeUtf8(request.cuIdJson))]),
+    set([asn1.create(UNIVERSAL, asn1.Type.UTF8, false, nodeForge().util.encodeUtf8(request.cuIdJson))]),
   ])
   return seq([
     integer(0), // version v1(0)
@@ -111,7 +114,7 @@ function subjectName(clientId: string, tenantId: string): forge.asn1.Asn1 {
     set([seq([oid(type), asn1.create(UNIVERSAL, tag, false, value)])])
   const cn = isPrintableString(clientId)
     ? rdn(COMMON_NAME_OID, asn1.Type.PRINTABLESTRING, clientId)
-    : rdn(COMMON_NAME_OID, asn1.Type.UTF8, forge.util.encodeUtf8(clientId))
+    : rdn(COMMON_NAME_OID, asn1.Type.UTF8, nodeForge().util.encodeUtf8(clientId))
   // IA5String is 7-bit; a tenant id is a GUID (or a domain name), so anything else is a bug upstream.
   if (!/^[\x00-\x7f]*$/.test(tenantId)) throw new TypeError('tenantId is not an IA5String')
   return seq([rdn(DOMAIN_COMPONENT_OID, asn1.Type.IA5STRING, tenantId), cn])

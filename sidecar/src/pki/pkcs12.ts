@@ -1,5 +1,6 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto'
-import forge from 'node-forge'
+import type forge from 'node-forge'
+import { nodeForge } from './forge.ts'
 import { derToPem } from './x509.ts'
 
 /** What a PKCS#12 (.pfx/.p12) file holds, as PEM: node:crypto can load a PFX into a TLS context but cannot export it. */
@@ -21,9 +22,9 @@ export class Pkcs12Error extends Error {
   }
 }
 
-const certBag = forge.pki.oids['certBag'] ?? '1.2.840.113549.1.12.10.1.3'
-const keyBag = forge.pki.oids['keyBag'] ?? '1.2.840.113549.1.12.10.1.1'
-const shroudedKeyBag = forge.pki.oids['pkcs8ShroudedKeyBag'] ?? '1.2.840.113549.1.12.10.1.2'
+const certBag = '1.2.840.113549.1.12.10.1.3'
+const keyBag = '1.2.840.113549.1.12.10.1.1'
+const shroudedKeyBag = '1.2.840.113549.1.12.10.1.2'
 
 /** True when `bytes` is plausibly a DER PKCS#12 PFX (an ASN.1 SEQUENCE), the way files are told apart by content. */
 export function looksLikePkcs12(bytes: Buffer): boolean {
@@ -41,7 +42,7 @@ export function looksLikePkcs12(bytes: Buffer): boolean {
 export function readPkcs12(der: Buffer, password: string | undefined): Pkcs12Contents {
   let asn1: forge.asn1.Asn1
   try {
-    asn1 = forge.asn1.fromDer(forge.util.createBuffer(der.toString('binary')), false)
+    asn1 = nodeForge().asn1.fromDer(nodeForge().util.createBuffer(der.toString('binary')), false)
   } catch {
     throw new Pkcs12Error('malformed', 'not a DER PKCS#12 file')
   }
@@ -50,7 +51,7 @@ export function readPkcs12(der: Buffer, password: string | undefined): Pkcs12Con
   let failure: unknown
   for (const candidate of passwords) {
     try {
-      pfx = forge.pkcs12.pkcs12FromAsn1(asn1, false, candidate as string)
+      pfx = nodeForge().pkcs12.pkcs12FromAsn1(asn1, false, candidate as string)
       break
     } catch (error) {
       failure = error
@@ -73,7 +74,7 @@ export function readPkcs12(der: Buffer, password: string | undefined): Pkcs12Con
   let privateKeyPem: string | undefined
   for (const bag of pfx.safeContents.flatMap((contents) => contents.safeBags)) {
     if (bag.type === certBag) {
-      if (bag.cert) certificatesPem.push(forge.pki.certificateToPem(bag.cert))
+      if (bag.cert) certificatesPem.push(nodeForge().pki.certificateToPem(bag.cert))
       else if (bag.asn1) certificatesPem.push(derToPem(toDer(bag.asn1)))
     } else if ((bag.type === keyBag || bag.type === shroudedKeyBag) && privateKeyPem === undefined) {
       privateKeyPem = keyToPkcs8(bag)
@@ -101,21 +102,21 @@ export interface WritePkcs12Options {
 
 /** Writes a DER PKCS#12 file (tests, the demo): RSA keys only, as node-forge can. */
 export function writePkcs12(options: WritePkcs12Options): Buffer {
-  const key = forge.pki.privateKeyFromPem(
+  const key = nodeForge().pki.privateKeyFromPem(
     createPrivateKey(options.privateKeyPem).export({ type: 'pkcs1', format: 'pem' }).toString(),
   )
-  const certs = options.certificatesPem.map((pem) => forge.pki.certificateFromPem(pem))
-  const asn1 = forge.pkcs12.toPkcs12Asn1(key, certs, options.password, {
+  const certs = options.certificatesPem.map((pem) => nodeForge().pki.certificateFromPem(pem))
+  const asn1 = nodeForge().pkcs12.toPkcs12Asn1(key, certs, options.password, {
     algorithm: options.algorithm ?? 'aes256',
     generateLocalKeyId: true,
   })
-  return Buffer.from(forge.asn1.toDer(asn1).getBytes(), 'binary')
+  return Buffer.from(nodeForge().asn1.toDer(asn1).getBytes(), 'binary')
 }
 
 function keyToPkcs8(bag: forge.pkcs12.Bag): string {
   let der: Buffer
   if (bag.key) {
-    der = toDer(forge.pki.wrapRsaPrivateKey(forge.pki.privateKeyToAsn1(bag.key)))
+    der = toDer(nodeForge().pki.wrapRsaPrivateKey(nodeForge().pki.privateKeyToAsn1(bag.key)))
   } else if (bag.asn1) {
     der = toDer(bag.asn1)
   } else {
@@ -131,5 +132,5 @@ function keyToPkcs8(bag: forge.pkcs12.Bag): string {
 }
 
 function toDer(asn1: forge.asn1.Asn1): Buffer {
-  return Buffer.from(forge.asn1.toDer(asn1).getBytes(), 'binary')
+  return Buffer.from(nodeForge().asn1.toDer(asn1).getBytes(), 'binary')
 }

@@ -91,16 +91,11 @@ export class TokenCache {
    * none or it is due for refresh. A due-but-valid token is returned at once while the refresh runs.
    */
   async get(key: string, acquire: Acquire): Promise<CachedToken> {
-    const now = this.#clock.now()
+    const hit = this.peekFresh(key)
+    if (hit) return hit
     const cached = this.#lru.peek(key, { allowStale: true })
-    const servable = cached !== undefined && now < cached.servableUntil
-    // lru-cache's TTL runs out at refreshAt (or at the end of a failed refresh's cooldown).
-    if (servable && this.#lru.getRemainingTTL(key) > 0) {
-      this.#metrics.cache.inc({ event: 'hit' })
-      this.#lru.get(key) // touch for LRU order
-      return cached
-    }
-    this.#metrics.cache.inc({ event: servable ? 'refresh' : 'miss' })
+    const servable = cached !== undefined && this.#clock.now() < cached.servableUntil
+    this.#metrics.countCacheEvent(servable ? 'refresh' : 'miss')
     const result = await this.#lru.fetch(key, {
       context: { acquire, forced: false },
       allowStale: servable,
@@ -129,10 +124,10 @@ export class TokenCache {
     const now = this.#clock.now()
     const last = this.#forced.get(key)
     if (last && (!last.settled || now - last.startedAt < this.#forcedIntervalMs)) {
-      this.#metrics.cache.inc({ event: 'forced_refresh_shared' })
+      this.#metrics.countCacheEvent('forced_refresh_shared')
       return last.promise
     }
-    this.#metrics.cache.inc({ event: 'forced_refresh' })
+    this.#metrics.countCacheEvent('forced_refresh')
     const promise = this.#forceFetch(key, acquire)
     const entry: ForcedRefresh = { startedAt: now, settled: false, promise }
     this.#forced.set(key, entry)
@@ -169,6 +164,24 @@ export class TokenCache {
   }
 
   /**
+   * The token for `key` when it is servable and not yet due for refresh (a hit, counted as one),
+   * else undefined: synchronous, no timer, no promise, so a hit can be answered on the spot.
+   */
+  peekFresh(key: string): CachedToken | undefined {
+    const cached = this.#lru.peek(key, { allowStale: true })
+    // lru-cache's TTL runs out at refreshAt (or at the end of a failed refresh's cooldown).
+    if (
+      cached === undefined ||
+      this.#clock.now() >= cached.servableUntil ||
+      this.#lru.getRemainingTTL(key) <= 0
+    )
+      return undefined
+    this.#metrics.countCacheEvent('hit')
+    this.#lru.get(key) // touch for LRU order
+    return cached
+  }
+
+  /**
    * Drops the entry for `key` if it still holds `accessToken` (a resource refused it), so the next
    * `get` fetches a fresh one. A newer token already in its place is kept: many callers may report
    * the same refused token at once.
@@ -197,16 +210,27 @@ export class TokenCache {
     fetchOptions: LRUCache.FetcherFetchOptions<string, CachedToken, FetchContext>,
     context: FetchContext,
   ): Promise<CachedToken> {
+    const started = this.#clock.now()
     context.ran = true
     try {
       const token = this.#toCached(await context.acquire(signal))
       fetchOptions.ttl = Math.max(minTtlMs, token.refreshAt - this.#clock.now())
+      // Successful requests are logged at debug; a token fetched from upstream stays visible at info.
+      this.#logger.info(
+        {
+          key: redactKey(key),
+          event: stale ? 'refresh' : 'miss',
+          ms: this.#clock.now() - started,
+          refresh_at: new Date(token.refreshAt).toISOString(),
+        },
+        'token acquired from upstream',
+      )
       return token
     } catch (error) {
       const now = this.#clock.now()
       if (stale && now < stale.servableUntil && !context.forced) {
         // Keep serving the valid token; try again after a cooldown, not on every request.
-        this.#metrics.cache.inc({ event: 'refresh_failure' })
+        this.#metrics.countCacheEvent('refresh_failure')
         this.#logger.warn(
           {
             key: redactKey(key),

@@ -71,8 +71,25 @@ export class TokenService {
    * is answered from the cache, claims or not: that caller just has not seen the new token yet.
    */
   async getToken(identity: Identity, scope: NormalisedScope, cae: CaeRequest = {}): Promise<ServedToken> {
+    // A plain hit needs no deadline timer, no race and no await: the answer is already in memory.
+    if (cae.claims === undefined && cae.tokenSha256ToRefresh === undefined) {
+      const hit = this.peek(identity, scope)
+      if (hit) return hit
+    }
     const { token, key } = await this.withDeadline(this.#acquire(identity, scope, cae))
     return { identity, scope, token, cacheKey: key }
+  }
+
+  /**
+   * A fresh cache hit for `identity` and `scope`, synchronously, or undefined when answering needs
+   * `getToken` (a miss, a refresh due, a binding that is not known without waiting).
+   */
+  peek(identity: Identity, scope: NormalisedScope): ServedToken | undefined {
+    const known = identity.bindingIfKnown()
+    if (known === undefined) return undefined
+    const key = cacheKey(identity, known.binding, scope)
+    const token = this.#cache.peekFresh(key)
+    return token && { identity, scope, token, cacheKey: key }
   }
 
   /**

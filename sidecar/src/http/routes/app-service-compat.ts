@@ -1,7 +1,7 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import { SidecarError } from '../../errors.ts'
 import { normaliseScope } from '../../tokens/scope.ts'
-import type { TokenService } from '../../tokens/token-service.ts'
+import type { ServedToken, TokenService } from '../../tokens/token-service.ts'
 import { callerGuard } from '../caller-guard.ts'
 import { caeFromQuery } from '../cae-query.ts'
 import { singleQuery } from '../wire.ts'
@@ -26,8 +26,22 @@ export interface AppServiceTokenJson {
   client_id?: string
 }
 
-const path = '/msi/token'
-const apiVersion = '2019-08-01'
+export const appServiceTokenPath = '/msi/token'
+export const appServiceApiVersion = '2019-08-01'
+const path = appServiceTokenPath
+const apiVersion = appServiceApiVersion
+
+/** App Service's answer for `served`, asked for as `resource` (nothing in it depends on the time). */
+export function appServiceTokenJson(served: ServedToken, resource: string): AppServiceTokenJson {
+  const clientId = compatClientId(served)
+  return {
+    access_token: served.token.accessToken,
+    expires_on: String(Math.floor(served.token.expiresOn / 1000)),
+    resource,
+    token_type: 'Bearer',
+    ...(clientId === undefined ? {} : { client_id: clientId }),
+  }
+}
 
 /**
  * GET /msi/token: App Service's managed identity endpoint, for unmodified SDKs configured with
@@ -72,15 +86,7 @@ export function appServiceCompatRoutes(deps: AppServiceCompatRoutesDeps): Hono {
     deps.access.authorize(c, identity.name)
     const cae = caeFromQuery(c, { claims: false, xmsCc: true })
     const served = await deps.tokens.getToken(identity, normaliseScope({ resource }), cae)
-    const clientId = compatClientId(served)
-    const body: AppServiceTokenJson = {
-      access_token: served.token.accessToken,
-      expires_on: String(Math.floor(served.token.expiresOn / 1000)),
-      resource,
-      token_type: 'Bearer',
-      ...(clientId === undefined ? {} : { client_id: clientId }),
-    }
-    return c.json(body)
+    return c.json(appServiceTokenJson(served, resource))
   }
   app.get(path, token)
   // As on the IMDS route: msal-node may canonicalise an endpoint to end in "/".

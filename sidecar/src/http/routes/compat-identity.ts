@@ -1,4 +1,3 @@
-import { decodeJwt } from 'jose'
 import type { ManagedIdentitySelector } from '../../config/types.ts'
 import { SidecarError } from '../../errors.ts'
 import type { Identity } from '../../identities/identity.ts'
@@ -81,9 +80,18 @@ export function compatNotBefore(served: ServedToken): number | undefined {
   return typeof nbf === 'number' ? nbf : undefined
 }
 
+/**
+ * The payload of a compact JWS, unverified (it only labels a token upstream gave us). Decoded here
+ * rather than with jose so that a managed-identity-only daemon never loads jose.
+ */
 function unverifiedClaims(token: string): Record<string, unknown> | undefined {
+  const parts = token.split('.')
+  if (parts.length !== 3 || !parts[1]) return undefined
   try {
-    return decodeJwt(token)
+    const claims: unknown = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'))
+    return typeof claims === 'object' && claims !== null && !Array.isArray(claims)
+      ? (claims as Record<string, unknown>)
+      : undefined
   } catch {
     return undefined
   }

@@ -4,7 +4,7 @@ import { Agent, request, type Dispatcher } from 'undici'
 import type { DownstreamApiConfig } from '../../config/types.ts'
 import { SidecarError, type ErrorReason } from '../../errors.ts'
 import type { Runtime } from '../../runtime.ts'
-import { trustedCas } from '../../net/trusted-cas.ts'
+import { tlsConnectOptions, trustedCas } from '../../net/trusted-cas.ts'
 import { normaliseScope, type NormalisedScope } from '../../tokens/scope.ts'
 import type { ServedToken, TokenService } from '../../tokens/token-service.ts'
 import type { BindingCertificate } from '../../tokens/types.ts'
@@ -177,7 +177,7 @@ export function apiScope(api: DownstreamApiConfig): NormalisedScope {
 function mtlsAgent(binding: BindingCertificate, extraCaPem: readonly string[]): Agent {
   const ca = trustedCas(extraCaPem)
   return new Agent({
-    connect: { cert: binding.certificatePem, key: binding.privateKeyPem, ...(ca ? { ca } : {}) },
+    connect: tlsConnectOptions(ca, { cert: binding.certificatePem, key: binding.privateKeyPem }),
   })
 }
 

@@ -2,7 +2,7 @@ import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import type { Clock } from '../../clock.ts'
 import { SidecarError } from '../../errors.ts'
 import { normaliseScope } from '../../tokens/scope.ts'
-import type { TokenService } from '../../tokens/token-service.ts'
+import type { ServedToken, TokenService } from '../../tokens/token-service.ts'
 import { caeFromQuery } from '../cae-query.ts'
 import { singleQuery } from '../wire.ts'
 import type { CallerAccess } from '../caller-access.ts'
@@ -29,7 +29,27 @@ export interface ImdsTokenJson {
   token_type: 'Bearer'
 }
 
-const path = '/metadata/identity/oauth2/token'
+export const imdsTokenPath = '/metadata/identity/oauth2/token'
+const path = imdsTokenPath
+
+/** The IMDS answer for `served`, asked for as `resource`, at `nowMs`. */
+export function imdsTokenJson(served: ServedToken, resource: string, nowMs: number): ImdsTokenJson {
+  const nowSeconds = Math.floor(nowMs / 1000)
+  const expiresOn = Math.floor(served.token.expiresOn / 1000)
+  const expiresIn = String(Math.max(0, expiresOn - nowSeconds))
+  const clientId = compatClientId(served)
+  return {
+    access_token: served.token.accessToken,
+    ...(clientId === undefined ? {} : { client_id: clientId }),
+    expires_in: expiresIn,
+    expires_on: String(expiresOn),
+    ext_expires_in: expiresIn,
+    not_before: String(compatNotBefore(served) ?? nowSeconds),
+    // IMDS echoes the resource as asked (msal-node keys its cache on it).
+    resource,
+    token_type: 'Bearer',
+  }
+}
 
 /**
  * GET /metadata/identity/oauth2/token: Azure IMDS v1 as unmodified SDKs call it with
@@ -66,22 +86,7 @@ export function imdsCompatRoutes(deps: ImdsCompatRoutesDeps): Hono {
     // only a matching hash forces a refresh (upstream-protocol.md §7).
     const cae = caeFromQuery(c, { claims: false, xmsCc: true })
     const served = await deps.tokens.getToken(identity, normaliseScope({ resource }), cae)
-    const nowSeconds = Math.floor(deps.clock.now() / 1000)
-    const expiresOn = Math.floor(served.token.expiresOn / 1000)
-    const expiresIn = String(Math.max(0, expiresOn - nowSeconds))
-    const clientId = compatClientId(served)
-    const body: ImdsTokenJson = {
-      access_token: served.token.accessToken,
-      ...(clientId === undefined ? {} : { client_id: clientId }),
-      expires_in: expiresIn,
-      expires_on: String(expiresOn),
-      ext_expires_in: expiresIn,
-      not_before: String(compatNotBefore(served) ?? nowSeconds),
-      // IMDS echoes the resource as asked (msal-node keys its cache on it).
-      resource,
-      token_type: 'Bearer',
-    }
-    return c.json(body)
+    return c.json(imdsTokenJson(served, resource, deps.clock.now()))
   }
   app.get(path, token)
   // msal-node canonicalises the endpoint (msal-common `UrlString.canonicalizeUri`: lower case and a

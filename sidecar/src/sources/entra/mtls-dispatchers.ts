@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import { Agent, type Dispatcher } from 'undici'
-import { trustedCas } from '../../net/trusted-cas.ts'
+import { tlsConnectOptions, trustedCas } from '../../net/trusted-cas.ts'
 import type { BindingCertificate } from '../../tokens/types.ts'
 
 export interface MtlsDispatchersOptions {
@@ -35,13 +35,12 @@ export class MtlsDispatchers {
     let agent = this.#agents.get(binding.x5tS256)
     if (!agent) {
       agent = new Agent({
-        connect: {
+        connect: tlsConnectOptions(this.#ca, {
           cert: binding.certificatePem,
           key: binding.privateKeyPem,
           minVersion: 'TLSv1.2',
           maxVersion: 'TLSv1.2',
-          ...(this.#ca ? { ca: this.#ca } : {}),
-        },
+        }),
       })
       this.#agents.set(binding.x5tS256, agent)
     }

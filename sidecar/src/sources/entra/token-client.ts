@@ -12,7 +12,7 @@ import {
 import { entraRetryPolicy, sendWithRetry } from '../../net/retry.ts'
 import type { Runtime } from '../../runtime.ts'
 import type { AcquiredToken, BindingCertificate, TokenType } from '../../tokens/types.ts'
-import { trustedCas } from '../../net/trusted-cas.ts'
+import { tlsConnectOptions, trustedCas } from '../../net/trusted-cas.ts'
 import { bindingNotAllowedCode, entraConfigurationProblem } from './configuration-errors.ts'
 import { MtlsDispatchers } from './mtls-dispatchers.ts'
 
@@ -153,7 +153,7 @@ export class EntraTokenClient {
   #plainDispatcher(): Dispatcher {
     const ca = trustedCas(this.#runtime.extraCaPem)
     if (!ca) return this.#runtime.dispatcher
-    this.#plain ??= new Agent({ connect: { ca } })
+    this.#plain ??= new Agent({ connect: tlsConnectOptions(ca) })
     return this.#plain
   }
 

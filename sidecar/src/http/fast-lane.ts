@@ -1,0 +1,318 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Runtime } from '../runtime.ts'
+import type { Identity } from '../identities/identity.ts'
+import { normaliseScope, type NormalisedScope } from '../tokens/scope.ts'
+import type { CachedToken } from '../tokens/token-cache.ts'
+import type { ServedToken, TokenService } from '../tokens/token-service.ts'
+import { logRequest, type CallerPolicy } from './app.ts'
+import { checkCaller, rawHeaderLookup, type CallerGuardOptions } from './caller-guard.ts'
+import type { Readiness } from './readiness.ts'
+import {
+  appServiceApiVersion,
+  appServiceTokenJson,
+  appServiceTokenPath,
+} from './routes/app-service-compat.ts'
+import { compatIdentity, oneOf } from './routes/compat-identity.ts'
+import { imdsTokenJson, imdsTokenPath } from './routes/imds-compat.ts'
+import { tokenResponseJson } from './wire.ts'
+
+export interface FastLaneDeps {
+  runtime: Runtime
+  tokens: TokenService
+  readiness: Readiness
+  callers: CallerPolicy
+}
+
+type Listener = (req: IncomingMessage, res: ServerResponse) => void
+
+/** Observability without log lines: how many answers the lane wrote itself. */
+export interface FastLaneStatus {
+  served: number
+}
+type Kind = 'token' | 'imds' | 'appService'
+
+/** What a request target means, once understood: static for a given configuration. */
+interface Target {
+  kind: Kind
+  /** The metrics route label, as hono's routePath names it. */
+  route: string
+  identity: Identity
+  scope: NormalisedScope
+  /** The resource as asked (the compat routes echo it). */
+  resource: string
+}
+
+/** A pre-serialised answer: JSON split around the fields that depend on the time. */
+interface Template {
+  parts: string[]
+  fills: ((nowMs: number) => string)[]
+  /** Bytes of `parts` (every fill is ASCII). */
+  partsBytes: number
+}
+
+const routes = new Map<string, { kind: Kind; params: ReadonlySet<string> }>([
+  ['/token', { kind: 'token', params: new Set(['resource', 'scope', 'identity']) }],
+  ...[imdsTokenPath, `${imdsTokenPath}/`].map(
+    (path) =>
+      [
+        path,
+        {
+          kind: 'imds' as const,
+          params: new Set(['api-version', 'resource', 'client_id', 'object_id', 'msi_res_id', 'mi_res_id']),
+        },
+      ] as const,
+  ),
+  ...[appServiceTokenPath, `${appServiceTokenPath}/`].map(
+    (path) =>
+      [
+        path,
+        {
+          kind: 'appService' as const,
+          params: new Set(['api-version', 'resource', 'client_id', 'principal_id', 'object_id', 'mi_res_id']),
+        },
+      ] as const,
+  ),
+])
+
+/** Raw query values the lane understands: unreserved characters, `:`, `/` and percent escapes. */
+const plainRaw = /^[A-Za-z0-9\-._~%:/]+$/
+/** The same, decoded: no `@`, `#`, `?`, `%`, space or control character can reach the cache here. */
+const plainDecoded = /^[A-Za-z0-9\-._~:/]+$/
+const maxTargets = 1024
+const maxVariantsPerToken = 8
+
+/**
+ * The fast lane for cache hits (issue 11): a `GET` on `/token` or an IMDS- / App-Service-compatible
+ * token route whose answer is a fresh cache hit is written straight from node:http with bytes
+ * serialised once per cache entry. Everything else — a miss, a refresh due, a refusal, a query it
+ * does not fully understand (claims, token_sha256_to_refresh, an unknown or repeated parameter, an
+ * unusual character), another route, draining — goes to `next` (the hono app) untouched, and the
+ * lane has done nothing observable by then. Answers, headers, status, metrics and the access log
+ * are the hono path's: same builders (`tokenResponseJson`, `imdsTokenJson`, `appServiceTokenJson`),
+ * same caller check (`checkCaller`). With `callers.allow` configured the lane stands aside.
+ */
+export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listener; status: FastLaneStatus } {
+  const status: FastLaneStatus = { served: 0 }
+  // callers.allow decides per connection uid, which identity a caller may use and which one the
+  // compat routes serve it: the lane leaves such a daemon entirely to the hono app (one decision,
+  // one place), at the price of the fast path.
+  if (deps.callers.access) return { listener: next, status }
+  const { runtime, tokens, readiness, callers } = deps
+  const tokenGuard: CallerGuardOptions = {
+    requireMetadataHeader: callers.requireMetadataHeader,
+    secret: callers.secret,
+    hostAllowed: callers.hostAllowed,
+  }
+  // Request target → meaning. Bounded: a caller cycling through resources only loses the memo.
+  const targets = new Map<string, Target | null>()
+  const templates = new WeakMap<CachedToken, Map<string, Template>>()
+
+  const understand = (url: string): Target | undefined => {
+    let target = targets.get(url)
+    if (target === undefined) {
+      target = parseTarget(tokens, url) ?? null
+      if (targets.size >= maxTargets) targets.clear()
+      targets.set(url, target)
+    }
+    return target ?? undefined
+  }
+
+  const callerAllowed = (target: Target, req: IncomingMessage): boolean => {
+    const header = rawHeaderLookup(req.rawHeaders)
+    if (target.kind !== 'appService') return checkCaller(tokenGuard, header) === undefined
+    // App Service authenticates by X-IDENTITY-HEADER alone; without a secret the route is absent.
+    const secret = callers.secret()
+    if (secret === undefined) return false
+    const options = { requireMetadataHeader: false, secret: () => secret, hostAllowed: callers.hostAllowed }
+    return checkCaller(options, header) === undefined
+  }
+
+  const templateFor = (target: Target, served: ServedToken, nowMs: number): Template | undefined => {
+    let variants = templates.get(served.token)
+    const variant = target.kind === 'token' ? 'token' : `${target.kind} ${target.resource}`
+    const known = variants?.get(variant)
+    if (known) return known
+    const made = makeTemplate(target, served, nowMs, callers.exposePrivateKey)
+    if (made === undefined) return undefined
+    if (!variants) templates.set(served.token, (variants = new Map()))
+    if (variants.size < maxVariantsPerToken) variants.set(variant, made)
+    return made
+  }
+
+  const listener: Listener = function fastLaneListener(req, res) {
+    const started = performance.now()
+    const url = req.url
+    if (req.method !== 'GET' || url === undefined || readiness.draining) return next(req, res)
+    const target = understand(url)
+    if (target === undefined || !callerAllowed(target, req)) return next(req, res)
+    const served = tokens.peek(target.identity, target.scope)
+    if (served === undefined) return next(req, res)
+    const nowMs = runtime.clock.now()
+    let template: Template | undefined
+    try {
+      template = templateFor(target, served, nowMs)
+    } catch {
+      // e.g. an mtls_pop token without its certificate: the slow path answers the error.
+      template = undefined
+    }
+    if (template === undefined) return next(req, res)
+    let body = template.parts[0] as string
+    let length = template.partsBytes
+    for (let i = 0; i < template.fills.length; i++) {
+      const value = (template.fills[i] as (nowMs: number) => string)(nowMs)
+      length += value.length
+      body += value + (template.parts[i + 1] as string)
+    }
+    // Header names, values and order as @hono/node-server writes the slow path's answer.
+    res.writeHead(200, [
+      'cache-control',
+      'no-store',
+      'content-type',
+      'application/json',
+      'Content-Length',
+      String(length),
+    ])
+    res.end(body)
+    status.served++
+    runtime.metrics.countRequest(target.route, 200, (performance.now() - started) / 1000)
+    logRequest(runtime, 'GET', pathOf(url), 200, started, undefined)
+  }
+  return { listener, status }
+}
+
+function pathOf(url: string): string {
+  const q = url.indexOf('?')
+  return q < 0 ? url : url.slice(0, q)
+}
+
+/**
+ * The target of a request the lane can serve, or undefined: unknown path, a parameter outside the
+ * route's set (claims, token_sha256_to_refresh, xms_cc, ...), a repeated or empty one, a value with a
+ * character outside `plainDecoded`, or anything the slow path would refuse.
+ */
+function parseTarget(tokens: TokenService, url: string): Target | undefined {
+  const q = url.indexOf('?')
+  if (q < 0) return undefined
+  const route = url.slice(0, q)
+  const known = routes.get(route)
+  if (!known) return undefined
+  const query = new Map<string, string>()
+  for (const pair of url.slice(q + 1).split('&')) {
+    const eq = pair.indexOf('=')
+    if (eq <= 0) return undefined
+    const name = pair.slice(0, eq)
+    const raw = pair.slice(eq + 1)
+    if (!known.params.has(name) || query.has(name) || !plainRaw.test(raw)) return undefined
+    let value: string
+    try {
+      value = decodeURIComponent(raw)
+    } catch {
+      return undefined
+    }
+    if (!plainDecoded.test(value)) return undefined
+    query.set(name, value)
+  }
+  try {
+    switch (known.kind) {
+      case 'token': {
+        const identity = tokens.identity(query.get('identity'))
+        const scope = normaliseScope({ resource: query.get('resource'), scope: query.get('scope') })
+        return { kind: 'token', route, identity, scope, resource: scope.resource }
+      }
+      case 'imds': {
+        const resource = query.get('resource')
+        if (!query.get('api-version') || !resource) return undefined
+        // No callers.allow here (the lane stands aside then): no per-caller fallback identity.
+        const identity = compatIdentity(tokens, undefined, {
+          clientId: query.get('client_id'),
+          objectId: query.get('object_id'),
+          resourceId: oneOf(query.get('msi_res_id'), query.get('mi_res_id')),
+        })
+        return { kind: 'imds', route, identity, scope: normaliseScope({ resource }), resource }
+      }
+      case 'appService': {
+        const resource = query.get('resource')
+        if (query.get('api-version') !== appServiceApiVersion || !resource) return undefined
+        // No callers.allow here (the lane stands aside then): no per-caller fallback identity.
+        const identity = compatIdentity(tokens, undefined, {
+          clientId: query.get('client_id'),
+          objectId: oneOf(query.get('principal_id'), query.get('object_id')),
+          resourceId: query.get('mi_res_id'),
+        })
+        return { kind: 'appService', route, identity, scope: normaliseScope({ resource }), resource }
+      }
+    }
+  } catch {
+    // The slow path raises the same error and answers it.
+    return undefined
+  }
+}
+
+/**
+ * Serialises the answer once, with a marker in each field that depends on the time; the markers
+ * split the JSON into parts, and each request only prints the time-dependent numbers between them.
+ */
+function makeTemplate(
+  target: Target,
+  served: ServedToken,
+  nowMs: number,
+  exposePrivateKey: boolean,
+): Template | undefined {
+  const expiresOn = served.token.expiresOn
+  const holes = new Map<string, (nowMs: number) => string>()
+  let json: object
+  switch (target.kind) {
+    case 'token': {
+      const body: Record<string, unknown> = { ...tokenResponseJson(served, nowMs, exposePrivateKey) }
+      body['expires_in'] = marker('expires_in')
+      holes.set('expires_in', (now) => String(Math.max(0, Math.floor((expiresOn - now) / 1000))))
+      json = body
+      break
+    }
+    case 'imds': {
+      const body: Record<string, unknown> = { ...imdsTokenJson(served, target.resource, nowMs) }
+      const expiresIn = (now: number) =>
+        `"${Math.max(0, Math.floor(expiresOn / 1000) - Math.floor(now / 1000))}"`
+      body['expires_in'] = marker('expires_in')
+      body['ext_expires_in'] = marker('ext_expires_in')
+      holes.set('expires_in', expiresIn)
+      holes.set('ext_expires_in', expiresIn)
+      // not_before is the token's nbf when it has one, else "now".
+      if (body['not_before'] === String(Math.floor(nowMs / 1000))) {
+        body['not_before'] = marker('not_before')
+        holes.set('not_before', (now) => `"${Math.floor(now / 1000)}"`)
+      }
+      json = body
+      break
+    }
+    case 'appService':
+      json = appServiceTokenJson(served, target.resource)
+      break
+  }
+  const text = JSON.stringify(json)
+  const found: { at: number; length: number; fill: (nowMs: number) => string }[] = []
+  for (const [name, fill] of holes) {
+    const quoted = JSON.stringify(marker(name))
+    const at = text.indexOf(quoted)
+    // A marker must appear exactly once (it cannot come from upstream data, but never assume).
+    if (at < 0 || text.indexOf(quoted, at + 1) >= 0) return undefined
+    found.push({ at, length: quoted.length, fill })
+  }
+  found.sort((a, b) => a.at - b.at)
+  const parts: string[] = []
+  let from = 0
+  for (const hole of found) {
+    parts.push(text.slice(from, hole.at))
+    from = hole.at + hole.length
+  }
+  parts.push(text.slice(from))
+  return {
+    parts,
+    fills: found.map((h) => h.fill),
+    partsBytes: parts.reduce((n, p) => n + Buffer.byteLength(p), 0),
+  }
+}
+
+function marker(name: string): string {
+  return `\u0000fast-lane:${name}\u0000`
+}
