@@ -12,6 +12,9 @@ import { SidecarError } from './errors.ts'
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Readiness } from './http/readiness.ts'
+import { AllowListAccess } from './http/caller-access.ts'
+import { PeerUids } from './http/peer-uids.ts'
+import { SocketTable } from './net/socket-table.ts'
 import { DownstreamProxy } from './http/routes/downstream-proxy.ts'
 import { SecretFile } from './http/secret-file.ts'
 import { createIdentities } from './identities/create-identities.ts'
@@ -32,6 +35,8 @@ export interface DaemonOptions {
   random?: Random
   /** Outgoing HTTP for IMDS and Entra; default: an undici Agent trusting upstream.caFile too. */
   dispatcher?: Dispatcher
+  /** Where callers.allow reads connection owners from; the real /proc when absent. */
+  socketTable?: SocketTable
 }
 
 /**
@@ -80,6 +85,9 @@ export class Daemon {
     const secretFile = config.callers.secretFile ? new SecretFile(config.callers.secretFile) : undefined
     const readiness = new Readiness()
     const downstream = new DownstreamProxy({ runtime, tokens, apis: config.downstreamApis })
+    const peers = config.callers.allow
+      ? new PeerUids(options.socketTable ?? new SocketTable(), runtime.metrics)
+      : undefined
     const appDeps = {
       runtime,
       tokens,
@@ -91,6 +99,17 @@ export class Daemon {
         exposePrivateKey: config.callers.exposePrivateKey,
         secret: () => secretFile?.current(),
         hostAllowed: localHostPolicy(config.listen.host),
+        ...(peers && config.callers.allow
+          ? {
+              access: new AllowListAccess({
+                entries: config.callers.allow,
+                peers,
+                logger: runtime.logger,
+                metrics: runtime.metrics,
+                clock: runtime.clock,
+              }),
+            }
+          : {}),
       },
     }
     const app = createApp(appDeps)
@@ -101,6 +120,8 @@ export class Daemon {
     const serverOptions = { requireHostHeader: false }
     const servers: Server[] = []
     const tcp = hardened(createServer(serverOptions, listener), config.upstream.requestDeadlineMs)
+    // callers.allow: the caller's uid is read once per connection, before any request on it.
+    if (peers) tcp.on('connection', peers.remember)
     await listenOn(tcp, { host: config.listen.host, port: config.listen.port })
     servers.push(tcp)
     const url = urlOf(tcp)

@@ -11,7 +11,7 @@ export const errorStatus = {
   upstream_bad_request: 400,
   /** Missing or wrong X-IDENTITY-HEADER. */
   unauthorized: 401,
-  /** Host header or X-Forwarded-For says the request did not come from a local caller. */
+  /** Host header or X-Forwarded-For says the request did not come from a local caller, or callers.allow refused it. */
   forbidden: 403,
   not_found: 404,
   /** /credential for an identity whose credential is not bound to a certificate. */
@@ -42,6 +42,8 @@ export type ErrorReason =
   | 'server_error'
   | 'credential_unavailable'
   | 'pop_identity_on_bearer_route'
+  | 'caller_unknown'
+  | 'caller_not_allowed'
   /** Entra refused bound tokens for the tenant (AADSTS3921996): `allowBearerFallback` may serve Bearer. */
   | 'binding_not_allowed'
   /** Entra needs something switched on or fixed on its side (AADSTS392196, 392199, 500181, 51000). */

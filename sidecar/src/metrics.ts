@@ -62,6 +62,19 @@ export class Metrics {
     labelNames: ['identity'] as const,
     registers: [this.registry],
   })
+  readonly callerRefusals = new Counter({
+    name: 'credential_sidecar_caller_refusals_total',
+    help: 'Requests refused by callers.allow, by caller uid ("unknown" when it could not be read) and identity asked for ("none" when refused before one was named)',
+    labelNames: ['uid', 'identity'] as const,
+    registers: [this.registry],
+  })
+  readonly callerLookups = new Histogram({
+    name: 'credential_sidecar_caller_lookup_duration_seconds',
+    help: 'Reading the uid of a new connection from the kernel socket table (once per connection), by result',
+    labelNames: ['result'] as const,
+    buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
+    registers: [this.registry],
+  })
   readonly buildInfo = new Gauge({
     name: 'credential_sidecar_build_info',
     help: 'Always 1; the labels say which version runs on which Node.js',

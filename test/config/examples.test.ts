@@ -55,6 +55,12 @@ test('the examples resolve to what their comments promise', async () => {
     [...proxy.downstreamApis.values()].map((api) => `${api.name}:${api.identity}`),
     ['graph:app', 'arm:mi'],
   )
+
+  const allow = await load('callers-allow.yaml')
+  assert.deepEqual(allow.callers.allow, [
+    { uid: 1000, identities: ['app'] },
+    { uid: 33, user: 'www-data', identities: ['mi'] },
+  ])
 })
 
 test('the full example in deploy/configuration.md loads, and "no config file" equals defaultConfig', async () => {

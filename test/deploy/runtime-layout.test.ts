@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { startEmulator } from '../../sidecar/src/emulator/emulator.ts'
 import { startProcess } from '../process/process.ts'
+import { assertServesBearerAndPop, emulatorConfigYaml, npm } from '../support/installed.ts'
 
 const run = promisify(execFile)
 const repo = fileURLToPath(new URL('../..', import.meta.url))
@@ -55,12 +56,6 @@ const entrypoint = JSON.parse(only(runtime, 'ENTRYPOINT')[0] ?? 'null') as strin
 const installCommand = only(install ?? runtime, 'RUN')[0]
   ?.split('&&')[0]
   ?.trim()
-
-/** npm as a user would run it: without the npm_* variables of the `npm test` this runs under. */
-function npm(args: string[], cwd: string) {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^npm_/i.test(name)))
-  return run('npm', args, { cwd, env, timeout: 240_000, maxBuffer: 16 * 1024 * 1024 })
-}
 
 test('the Dockerfile: multi-stage, production install only, numeric non-root user, exec-form bin, no HEALTHCHECK', () => {
   assert.deepEqual(
@@ -136,11 +131,7 @@ test(
     mkdirSync(etc, { mode: 0o755 })
     writeFileSync(join(etc, 'ca.pem'), emulator.caPem, { mode: 0o644 })
     const config = join(etc, 'config.yaml')
-    writeFileSync(
-      config,
-      `listen:\n  port: 0\nupstream:\n  imdsEndpoint: ${emulator.imdsUrl}\n  authorityHost: ${emulator.entraUrl}\n  caFile: ${join(etc, 'ca.pem')}\nshutdownGraceMs: 2000\nidentities:\n  mi:\n    managedIdentity: {}\n    warm: true\n  mi-pop:\n    managedIdentity: {}\n    protocolScheme: MTLS_POP\n`,
-      { mode: 0o644 },
-    )
+    writeFileSync(config, emulatorConfigYaml(emulator, join(etc, 'ca.pem')), { mode: 0o644 })
 
     const launcher = await readOnlyAs(t, app)
     // What the image sets, and nothing of this test runner's environment.
@@ -162,16 +153,7 @@ test(
     const daemon = startProcess(t, ['--config', config], env, bin, { launcher, isolatedEnv: true })
     const { url } = (await daemon.waitFor('listening')) as { url: string }
     await daemon.waitFor('ready')
-    for (const [identity, tokenType] of [
-      ['mi', 'Bearer'],
-      ['mi-pop', 'mtls_pop'],
-    ] as const) {
-      const res = await fetch(`${url}/token?resource=https://management.azure.com&identity=${identity}`, {
-        headers: { Metadata: 'true' },
-      })
-      assert.equal(res.status, 200, identity)
-      assert.equal(((await res.json()) as { token_type: string }).token_type, tokenType)
-    }
+    await assertServesBearerAndPop(url)
     const status = readFileSync(`/proc/${daemon.child.pid}/status`, 'utf8')
     assert.match(status, new RegExp(`^Uid:\\s+${uid}\\s+${uid}\\s+${uid}\\s+${uid}$`, 'm'))
     daemon.child.kill('SIGTERM')

@@ -10,10 +10,32 @@ import {
 import { registerApp } from '../../sidecar/src/emulator/entra.ts'
 import { signClientAssertion } from '../../sidecar/src/sources/entra/client-assertion.ts'
 import type { BindingCertificate } from '../../sidecar/src/tokens/types.ts'
-import { counterTotal, issueClientCertificate, rejectsWith, startEntraFixture, toBinding } from './helpers.ts'
+import {
+  counterTotal,
+  issueClientCertificate,
+  rejectsWith,
+  startEntraFixture,
+  toBinding,
+  type EntraFixture,
+} from './helpers.ts'
 
 const resource = 'https://management.azure.com'
 const signal = () => AbortSignal.timeout(20_000)
+
+/** The managed identity's mtls_pop request over a certificate the emulator issued for it. */
+async function miPopRequest(f: EntraFixture, scope = resource) {
+  const mi = f.state.managedIdentities[0]!
+  const binding = await issueClientCertificate(f.state, mi.clientId)
+  const req = managedIdentityMtlsRequest({
+    tokenEndpoint: f.mtlsTokenUrl,
+    clientId: mi.clientId,
+    scope,
+    binding,
+    tokenType: 'mtls_pop',
+    identityName: 'mi',
+  })
+  return { mi, binding, req }
+}
 
 function asSidecarError(error: unknown): SidecarError {
   assert.ok(isSidecarError(error), `expected a SidecarError, got ${String(error)}`)
@@ -22,16 +44,7 @@ function asSidecarError(error: unknown): SidecarError {
 
 test('managed identity mtls_pop leg: the token is bound to the presented certificate', async (t) => {
   const f = await startEntraFixture(t)
-  const mi = f.state.managedIdentities[0]!
-  const binding = await issueClientCertificate(f.state, mi.clientId)
-  const req = managedIdentityMtlsRequest({
-    tokenEndpoint: f.mtlsTokenUrl,
-    clientId: mi.clientId,
-    scope: `${resource}/`,
-    binding,
-    tokenType: 'mtls_pop',
-    identityName: 'mi',
-  })
+  const { mi, binding, req } = await miPopRequest(f, `${resource}/`)
   const before = f.clock.now()
   const token = await f.client.requestToken(req, signal())
   assert.equal(token.tokenType, 'mtls_pop')
@@ -142,16 +155,7 @@ test('a certificate whose subject is another identity is refused', async (t) => 
 
 test('no client certificate on the mTLS host: 401 invalid_client with error codes, trace and correlation ids', async (t) => {
   const f = await startEntraFixture(t)
-  const mi = f.state.managedIdentities[0]!
-  const binding = await issueClientCertificate(f.state, mi.clientId)
-  const req = managedIdentityMtlsRequest({
-    tokenEndpoint: f.mtlsTokenUrl,
-    clientId: mi.clientId,
-    scope: resource,
-    binding,
-    tokenType: 'mtls_pop',
-    identityName: 'mi',
-  })
+  const { req } = await miPopRequest(f)
   delete req.clientCertificate
   const error = asSidecarError(await rejectsWith(f.client.requestToken(req, signal())))
   assert.equal(error.code, 'upstream_error')
@@ -167,17 +171,8 @@ test('no client certificate on the mTLS host: 401 invalid_client with error code
 
 test('a 500 is retried once after about 1 s, then the token comes', async (t) => {
   const f = await startEntraFixture(t)
-  const mi = f.state.managedIdentities[0]!
-  const binding = await issueClientCertificate(f.state, mi.clientId)
   f.state.faults.script('entra.mtls.token', [{ status: 500 }])
-  const req = managedIdentityMtlsRequest({
-    tokenEndpoint: f.mtlsTokenUrl,
-    clientId: mi.clientId,
-    scope: resource,
-    binding,
-    tokenType: 'mtls_pop',
-    identityName: 'mi',
-  })
+  const { req } = await miPopRequest(f)
   const token = await f.client.requestToken(req, signal())
   assert.equal(token.tokenType, 'mtls_pop')
   assert.equal(f.state.calls.count('entra.mtls.token'), 2)
@@ -187,16 +182,7 @@ test('a 500 is retried once after about 1 s, then the token comes', async (t) =>
 
 test('5xx after the retry → upstream_unavailable with Retry-After; 429 is not retried', async (t) => {
   const f = await startEntraFixture(t)
-  const mi = f.state.managedIdentities[0]!
-  const binding = await issueClientCertificate(f.state, mi.clientId)
-  const req = managedIdentityMtlsRequest({
-    tokenEndpoint: f.mtlsTokenUrl,
-    clientId: mi.clientId,
-    scope: resource,
-    binding,
-    tokenType: 'mtls_pop',
-    identityName: 'mi',
-  })
+  const { req } = await miPopRequest(f)
   f.state.faults.script('entra.mtls.token', [
     { status: 503 },
     { status: 503, headers: { 'retry-after': '7' } },
@@ -218,16 +204,7 @@ test('5xx after the retry → upstream_unavailable with Retry-After; 429 is not 
 
 test('malformed answers: non-JSON, missing access_token, unusable expires_in', async (t) => {
   const f = await startEntraFixture(t)
-  const mi = f.state.managedIdentities[0]!
-  const binding = await issueClientCertificate(f.state, mi.clientId)
-  const req = managedIdentityMtlsRequest({
-    tokenEndpoint: f.mtlsTokenUrl,
-    clientId: mi.clientId,
-    scope: resource,
-    binding,
-    tokenType: 'mtls_pop',
-    identityName: 'mi',
-  })
+  const { req } = await miPopRequest(f)
   const cases = [
     { status: 200, body: '<html>proxy</html>' },
     { status: 400, body: 'Bad Request' },
@@ -246,16 +223,7 @@ test('malformed answers: non-JSON, missing access_token, unusable expires_in', a
 
 test('token_type is compared case-insensitively; numeric expires_in accepted', async (t) => {
   const f = await startEntraFixture(t)
-  const mi = f.state.managedIdentities[0]!
-  const binding = await issueClientCertificate(f.state, mi.clientId)
-  const req = managedIdentityMtlsRequest({
-    tokenEndpoint: f.mtlsTokenUrl,
-    clientId: mi.clientId,
-    scope: resource,
-    binding,
-    tokenType: 'mtls_pop',
-    identityName: 'mi',
-  })
+  const { req } = await miPopRequest(f)
   f.state.faults.script('entra.mtls.token', [
     { status: 200, body: { token_type: 'MTLS_POP', expires_in: 600, access_token: 'opaque' } },
   ])
@@ -266,16 +234,7 @@ test('token_type is compared case-insensitively; numeric expires_in accepted', a
 
 test("invalid_scope is the caller's bad request; errors never carry the form body", async (t) => {
   const f = await startEntraFixture(t)
-  const mi = f.state.managedIdentities[0]!
-  const binding = await issueClientCertificate(f.state, mi.clientId)
-  const req = managedIdentityMtlsRequest({
-    tokenEndpoint: f.mtlsTokenUrl,
-    clientId: mi.clientId,
-    scope: resource,
-    binding,
-    tokenType: 'mtls_pop',
-    identityName: 'mi',
-  })
+  const { binding, req } = await miPopRequest(f)
   req.form['scope'] = 'https://graph.microsoft.com/User.Read'
   const error = asSidecarError(await rejectsWith(f.client.requestToken(req, signal())))
   assert.equal(error.code, 'upstream_bad_request')
@@ -498,16 +457,7 @@ test('a 200 without token_type is an upstream error for a Bearer request too', a
 
 test('AADSTS configuration refusals (3921996, 392196, 392199, 500181, 51000): 502 with the code and what to configure, no re-mint', async (t) => {
   const f = await startEntraFixture(t)
-  const mi = f.state.managedIdentities[0]!
-  const binding = await issueClientCertificate(f.state, mi.clientId)
-  const req = managedIdentityMtlsRequest({
-    tokenEndpoint: f.mtlsTokenUrl,
-    clientId: mi.clientId,
-    scope: resource,
-    binding,
-    tokenType: 'mtls_pop',
-    identityName: 'mi',
-  })
+  const { req } = await miPopRequest(f)
   const cases: [number, number, string, string, RegExp][] = [
     [400, 3921996, 'invalid_request', 'binding_not_allowed', /allowBearerFallback: true on identity "mi"/],
     [400, 392196, 'invalid_request', 'entra_configuration', /resource is not enrolled for mTLS PoP/],

@@ -8,15 +8,10 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { startEmulator } from '../../sidecar/src/emulator/emulator.ts'
 import { startProcess } from '../process/process.ts'
+import { assertServesBearerAndPop, emulatorConfigYaml, npm } from '../support/installed.ts'
 
 const run = promisify(execFile)
 const repo = fileURLToPath(new URL('../..', import.meta.url))
-
-/** npm as a user would run it: without the npm_* variables of the `npm test` this runs under. */
-function npm(args: string[], cwd: string) {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^npm_/i.test(name)))
-  return run('npm', args, { cwd, env, timeout: 180_000, maxBuffer: 16 * 1024 * 1024 })
-}
 
 const sdkEsm = `import { SidecarClient } from 'credential-sidecar-client'
 const sidecar = new SidecarClient({ endpoint: process.env.ENDPOINT })
@@ -74,10 +69,7 @@ test('npm pack tarballs install outside the repository and work there', { timeou
   const caFile = join(scratch, 'emulator-ca.pem')
   writeFileSync(caFile, emulator.caPem)
   const config = join(scratch, 'config.yaml')
-  writeFileSync(
-    config,
-    `listen:\n  port: 0\nupstream:\n  imdsEndpoint: ${emulator.imdsUrl}\n  authorityHost: ${emulator.entraUrl}\n  caFile: ${caFile}\nshutdownGraceMs: 2000\ndefaultIdentity: mi\nidentities:\n  mi:\n    managedIdentity: {}\n  mi-pop:\n    managedIdentity: {}\n    protocolScheme: MTLS_POP\n`,
-  )
+  writeFileSync(config, emulatorConfigYaml(emulator, caFile))
   const daemon = startProcess(
     t,
     ['--config', config],
@@ -88,17 +80,7 @@ test('npm pack tarballs install outside the repository and work there', { timeou
   await daemon.waitFor('ready')
 
   await t.test('the installed bin serves tokens from the emulator (Bearer and mtls_pop)', async () => {
-    for (const [identity, tokenType] of [
-      ['mi', 'Bearer'],
-      ['mi-pop', 'mtls_pop'],
-    ] as const) {
-      const res = await fetch(`${url}/token?resource=https://management.azure.com&identity=${identity}`, {
-        headers: { Metadata: 'true' },
-      })
-      assert.equal(res.status, 200, identity)
-      const body = (await res.json()) as Record<string, unknown>
-      assert.equal(body['token_type'], tokenType)
-    }
+    await assertServesBearerAndPop(url)
   })
 
   // A second Node.js line: the registry's `node@22` package, through npm's exec cache. (Not a

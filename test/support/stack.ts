@@ -6,6 +6,7 @@ import type { TestContext } from 'node:test'
 import { parseConfig } from '../../sidecar/src/config/load.ts'
 import type { Clock } from '../../sidecar/src/clock.ts'
 import { Daemon } from '../../sidecar/src/daemon.ts'
+import type { SocketTable } from '../../sidecar/src/net/socket-table.ts'
 import { startEmulator, type Emulator, type EmulatorOptions } from '../../sidecar/src/emulator/emulator.ts'
 import { createLogger } from '../../sidecar/src/log.ts'
 
@@ -49,6 +50,12 @@ export interface StackOptions {
   clock?: Clock
   random?: () => number
   env?: Record<string, string>
+  /** `listen.host` (default 127.0.0.1), e.g. `"::1"`. */
+  listenHost?: string
+  /** callers.allow: where connection owners are read from (default the real /proc). */
+  socketTable?: SocketTable
+  /** callers.allow: the passwd file `user:` entries resolve through (default /etc/passwd). */
+  passwdFile?: string
 }
 
 /** Emulator + daemon on 127.0.0.1:0, both torn down after the test. */
@@ -61,14 +68,19 @@ export async function startStack(t: TestContext, options: StackOptions = {}): Pr
   // Trust the emulator's CA for Entra and the mTLS endpoints, as an operator would with caFile.
   const caFile = join(mkdtempSync(join(tmpdir(), 'sidecar-ca-')), 'emulator-ca.pem')
   writeFileSync(caFile, emulator.caPem)
-  const yaml = `listen:\n  host: 127.0.0.1\n  port: 0\n${options.listenYaml ?? ''}upstream:\n  imdsEndpoint: ${emulator.imdsUrl}\n  authorityHost: ${emulator.entraUrl}\n  caFile: ${caFile}\n${options.upstreamYaml ?? ''}${body}`
-  const config = parseConfig(yaml, { source: 'test.yaml', env: { ...options.env } })
+  const yaml = `listen:\n  host: ${options.listenHost ?? '127.0.0.1'}\n  port: 0\n${options.listenYaml ?? ''}upstream:\n  imdsEndpoint: ${emulator.imdsUrl}\n  authorityHost: ${emulator.entraUrl}\n  caFile: ${caFile}\n${options.upstreamYaml ?? ''}${body}`
+  const config = parseConfig(yaml, {
+    source: 'test.yaml',
+    env: { ...options.env },
+    ...(options.passwdFile ? { passwdFile: options.passwdFile } : {}),
+  })
   const logs = new LogCapture()
   const daemon = await Daemon.start({
     config,
     logger: createLogger({ level: 'debug', destination: logs }),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.random ? { random: options.random } : {}),
+    ...(options.socketTable ? { socketTable: options.socketTable } : {}),
   })
   t.after(() => daemon.shutdown(1000))
   return {

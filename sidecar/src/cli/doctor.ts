@@ -4,6 +4,7 @@ import { buildCore } from '../daemon.ts'
 import { silentLogger } from '../log.ts'
 import { normaliseScope } from '../tokens/scope.ts'
 import { ImdsV2Client } from '../sources/imds-v2.ts'
+import { probeImdsAsOtherUid, type LockdownProbe } from './imds-lockdown-probe.ts'
 
 /** The resource doctor asks a token for when an identity names no warmResource. */
 const probeResource = 'https://management.azure.com'
@@ -36,6 +37,11 @@ export interface DoctorReport {
     error?: string
     hint?: string
   }[]
+  /**
+   * Whether a uid other than the sidecar's (65534) can reach IMDS; `failed` when it can while
+   * callers.allow is set (a refused process could ask IMDS itself).
+   */
+  lockdown: LockdownProbe & { failed: boolean }
 }
 
 export interface DoctorOptions {
@@ -74,6 +80,7 @@ export async function diagnose(config: SidecarConfig, options: DoctorOptions = {
     authorityHost: config.upstream.authorityHost,
     imds,
     identities: [],
+    lockdown: { kind: 'unknown', reason: 'not probed yet', failed: false },
   }
   // The probe is the one place where a 404 from getplatformmetadata means "no IMDS v2" at once;
   // the acquisition path retries it (MSAL's ImdsProbe vs Imds retry conditions).
@@ -134,7 +141,15 @@ export async function diagnose(config: SidecarConfig, options: DoctorOptions = {
   tokens.close()
   await closeIdentities()
   if (!options.dispatcher) await runtime.dispatcher.close()
-  report.ok = report.identities.every((identity) => identity.ok)
+  // Only worth asking when the sidecar's own uid reaches IMDS (and it keeps doctor's time bound).
+  const lockdown: LockdownProbe = imds.reachable
+    ? await probeImdsAsOtherUid(config.upstream.imdsEndpoint)
+    : { kind: 'unknown', reason: 'IMDS is not reachable from this uid either' }
+  report.lockdown = {
+    ...lockdown,
+    failed: lockdown.kind === 'reachable' && config.callers.allow !== undefined,
+  }
+  report.ok = report.identities.every((identity) => identity.ok) && !report.lockdown.failed
   report.ms = Math.round(performance.now() - started)
   return report
 }
@@ -163,13 +178,33 @@ function renderText(report: DoctorReport): string {
     if (identity.error !== undefined) lines.push(`  FAIL  ${identity.error}`)
     if (identity.hint !== undefined) lines.push(`  hint  ${identity.hint}`)
   }
+  lines.push('', 'IMDS from another uid', `  ${lockdownLine(report)}`)
   const failures = report.identities.filter((identity) => !identity.ok).length
   lines.push(
     '',
     (failures === 0 ? 'all identities work' : `${failures} identit${failures === 1 ? 'y' : 'ies'} failed`) +
       ` (checked in ${(report.ms / 1000).toFixed(1)} s)`,
   )
+  if (report.lockdown.failed) lines.push('IMDS is not locked to the sidecar while callers.allow is set')
   return lines.join('\n') + '\n'
+}
+
+/** Whether a process the sidecar would refuse can go to IMDS itself (a failure only with callers.allow). */
+function lockdownLine({ lockdown, imdsEndpoint }: DoctorReport): string {
+  switch (lockdown.kind) {
+    case 'unknown':
+      return `?     cannot tell: ${lockdown.reason}`
+    case 'unreachable':
+      return `ok    uid ${lockdown.uid} cannot reach ${imdsEndpoint} (${lockdown.detail}): IMDS is locked to the sidecar`
+    case 'reachable':
+      return (
+        `${lockdown.failed ? 'FAIL' : 'note'}  uid ${lockdown.uid} can reach ${imdsEndpoint}: ` +
+        (lockdown.failed
+          ? 'a process that callers.allow refuses can ask IMDS itself; '
+          : 'any local process can ask IMDS itself; ') +
+        'see README "Locking IMDS to the sidecar" (deploy/nftables/imds-lockdown.nft)'
+      )
+  }
 }
 
 /**

@@ -27,6 +27,7 @@ export function describeConfig(config: SidecarConfig): string {
         ? ', no caller secret'
         : `, X-IDENTITY-HEADER from ${callers.secretFile}`) +
       `, private keys ${callers.exposePrivateKey ? 'returned to callers' : 'kept in the sidecar (proxy mode only)'}`,
+    ...allowLines(callers.allow),
     `upstream: IMDS ${upstream.imdsEndpoint}, authority ${upstream.authorityHost}` +
       (upstream.caFile === undefined ? '' : `, extra CA ${upstream.caFile}`) +
       `, attempt timeout ${upstream.timeoutMs} ms, request deadline ${upstream.requestDeadlineMs} ms`,
@@ -60,6 +61,18 @@ export function describeConfig(config: SidecarConfig): string {
     }
   }
   return lines.join('\n') + '\n'
+}
+
+/** `callers.allow` as the guard applies it: the first identity is what the compat routes serve. */
+function allowLines(allow: SidecarConfig['callers']['allow']): string[] {
+  if (allow === undefined) return ['callers.allow: not set (every local caller may use every identity)']
+  return [
+    'callers.allow (local uid → identities; any other caller gets 403; IMDS/App Service routes serve the first):',
+    ...allow.map(
+      (entry) =>
+        `  uid ${entry.uid}${entry.user === undefined ? '' : ` (${entry.user})`}: ${entry.identities.join(', ')}`,
+    ),
+  ]
 }
 
 function managedIdentityLines(identity: ManagedIdentityConfig): string[] {

@@ -14,6 +14,10 @@ export interface ParseConfigOptions {
   source: string
   /** For `${NAME}` substitution and env-provided defaults; process.env when absent. */
   env?: NodeJS.ProcessEnv
+  /** passwd(5) file that `callers.allow[].user` names resolve through; /etc/passwd when absent. */
+  passwdFile?: string
+  /** The platform `callers.allow` is checked against; process.platform when absent. */
+  platform?: NodeJS.Platform
 }
 
 /**
@@ -42,7 +46,12 @@ export function parseConfig(text: string, options: ParseConfigOptions): SidecarC
   if (source.issues.length > 0) throw locatedError(source.issues, file, source)
   const validation = validateFile(source)
   if (!validation.ok) throw locatedError(validation.issues, file, source)
-  const resolution = resolveConfig(validation.value, { source: file, env })
+  const resolution = resolveConfig(validation.value, {
+    source: file,
+    env,
+    passwdFile: options.passwdFile,
+    platform: options.platform,
+  })
   if (!resolution.ok) throw locatedError(resolution.issues, file, source)
   return resolution.config
 }

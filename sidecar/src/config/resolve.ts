@@ -18,10 +18,15 @@ import {
 import { isLoopbackHost, normalizeUrl, urlProblem } from './urls.ts'
 import type { ConfigPath, PathIssue } from './path.ts'
 import type { RawIdentity, ValidFile } from './validate.ts'
+import { resolveCallerAllow } from './callers-allow.ts'
 
 export interface ResolveContext {
   source: string | undefined
   env: NodeJS.ProcessEnv
+  /** passwd(5) file for `callers.allow[].user`; /etc/passwd when absent. */
+  passwdFile?: string | undefined
+  /** The platform `callers.allow` is checked against; process.platform when absent. */
+  platform?: NodeJS.Platform | undefined
 }
 
 export type Resolution = { ok: true; config: SidecarConfig } | { ok: false; issues: PathIssue[] }
@@ -111,6 +116,20 @@ export function resolveConfig(valid: ValidFile, context: ResolveContext): Resolu
     downstreamApis.set(name, { name, baseUrl: normalizeUrl(api.baseUrl), identity, scopes: api.scopes })
   }
 
+  const allow =
+    file.callers?.allow === undefined
+      ? undefined
+      : resolveCallerAllow(
+          file.callers.allow,
+          {
+            identities: names,
+            socket: file.listen?.socket,
+            passwdFile: context.passwdFile,
+            platform: context.platform,
+          },
+          issues,
+        )
+
   if (issues.length > 0 || defaultIdentity === undefined) return { ok: false, issues }
 
   const { listen, callers, upstream } = file
@@ -133,6 +152,7 @@ export function resolveConfig(valid: ValidFile, context: ResolveContext): Resolu
         requireMetadataHeader: callers?.requireMetadataHeader ?? true,
         ...(callers?.secretFile === undefined ? {} : { secretFile: callers.secretFile }),
         exposePrivateKey: callers?.exposePrivateKey ?? true,
+        ...(allow === undefined ? {} : { allow }),
       },
       upstream: {
         imdsEndpoint: normalizeUrl(imdsEndpoint),

@@ -75,10 +75,23 @@ const listenSchema = strict({
   ops: section(opsListenSchema),
 })
 
+/** A Linux uid; 4294967295 is (uid_t)-1, "no user", which no process runs as. */
+const uid = z.number().int().min(0).max(4294967294)
+
+const callerAllowEntrySchema = strict({
+  uid: uid.optional(),
+  user: text.optional(),
+  identities: z.array(text).min(1, { error: 'list at least one identity' }),
+})
+
 const callersSchema = strict({
   requireMetadataHeader: flag.optional(),
   secretFile: text.optional(),
   exposePrivateKey: flag.optional(),
+  allow: z
+    .array(callerAllowEntrySchema)
+    .min(1, { error: 'list at least one entry, or remove callers.allow to let every local caller in' })
+    .optional(),
 })
 
 const upstreamSchema = strict({
@@ -190,4 +203,5 @@ export type RawFile = z.output<typeof fileSchema>
 export type RawManagedIdentity = z.output<typeof managedIdentitySchema>
 export type RawConfidentialClient = z.output<typeof confidentialClientSchema>
 export type RawCredential = RawConfidentialClient['clientCredentials'][number]
+export type RawCallerAllowEntry = z.output<typeof callerAllowEntrySchema>
 export type RawDownstreamApi = z.output<typeof downstreamApiSchema>

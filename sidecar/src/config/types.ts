@@ -81,6 +81,14 @@ export interface DownstreamApiConfig {
   scopes: string[]
 }
 
+/** One `callers.allow` entry: a local uid and the identities it may use, in the order listed. */
+export interface CallerAllowEntry {
+  uid: number
+  /** The user name the entry was written with (`user:`), for messages; absent for `uid:`. */
+  user?: string
+  identities: string[]
+}
+
 export interface SidecarConfig {
   /** Where this config came from (file path), for messages. */
   source: string | undefined
@@ -96,6 +104,8 @@ export interface SidecarConfig {
     requireMetadataHeader: boolean
     secretFile?: string
     exposePrivateKey: boolean
+    /** Which local uid may use which identities; absent = every caller that passes the other checks. */
+    allow?: CallerAllowEntry[]
   }
   upstream: {
     imdsEndpoint: string

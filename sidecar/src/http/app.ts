@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto'
-import { Hono } from 'hono'
+import { Hono, type Context } from 'hono'
 import { SidecarError } from '../errors.ts'
 import type { Runtime } from '../runtime.ts'
 import type { TokenService } from '../tokens/token-service.ts'
+import { everyCaller, type CallerAccess } from './caller-access.ts'
 import { callerGuard } from './caller-guard.ts'
 import { routedPath } from './compat-path.ts'
 import { errorResponse } from './error-response.ts'
@@ -20,6 +21,8 @@ export interface CallerPolicy {
   /** Current caller secret (X-IDENTITY-HEADER), or undefined when none is configured. */
   secret: () => string | undefined
   hostAllowed: (hostname: string) => boolean
+  /** `callers.allow`; every caller when absent. */
+  access?: CallerAccess
 }
 
 export interface AppDeps {
@@ -89,10 +92,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   if (deps.surface === 'ops') return withErrorHandling(app, runtime)
 
+  const access = callers.access ?? everyCaller
   const guard = callerGuard({
     requireMetadataHeader: callers.requireMetadataHeader,
     secret: callers.secret,
     hostAllowed: callers.hostAllowed,
+    ...(callers.access ? { authorizeCaller: (c: Context) => access.authorizeConnection(c) } : {}),
   })
   const token = new Hono<Env>()
   token.use(async function refuseWhileDraining(_c, next) {
@@ -102,20 +107,24 @@ export function createApp(deps: AppDeps): Hono<Env> {
   })
   token.use('/token', guard)
   token.use('/credential', guard)
-  token.route('/', nativeRoutes({ tokens, clock: runtime.clock, exposePrivateKey: callers.exposePrivateKey }))
-  token.route('/', imdsCompatRoutes({ tokens, clock: runtime.clock, guard }))
   token.route(
     '/',
-    appServiceCompatRoutes({ tokens, secret: callers.secret, hostAllowed: callers.hostAllowed }),
+    nativeRoutes({ tokens, clock: runtime.clock, exposePrivateKey: callers.exposePrivateKey, access }),
   )
-  if (deps.downstream) token.route('/', downstreamRoutes({ proxy: deps.downstream, guard }))
+  token.route('/', imdsCompatRoutes({ tokens, clock: runtime.clock, guard, access }))
+  token.route(
+    '/',
+    appServiceCompatRoutes({ tokens, secret: callers.secret, hostAllowed: callers.hostAllowed, access }),
+  )
+  if (deps.downstream) token.route('/', downstreamRoutes({ proxy: deps.downstream, guard, access }))
   if (deps.agentIdSidecar) {
     // No Metadata demand (that container's clients never send it: the SSRF trade-off the README
-    // states); Host, forwarding headers and the secret are still checked.
+    // states); Host, forwarding headers, the secret and callers.allow are still checked.
     const agentIdGuard = callerGuard({
       requireMetadataHeader: false,
       secret: callers.secret,
       hostAllowed: callers.hostAllowed,
+      ...(callers.access ? { authorizeCaller: (c: Context) => access.authorizeConnection(c) } : {}),
     })
     token.route(
       '/',
@@ -124,6 +133,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
         proxy: deps.downstream,
         guard: agentIdGuard,
         exposePrivateKey: callers.exposePrivateKey,
+        access,
       }),
     )
   }
@@ -145,6 +155,12 @@ function withErrorHandling(app: Hono<Env>, runtime: Runtime): Hono<Env> {
 }
 
 function logError(runtime: Runtime, error: unknown, correlationId: string): void {
+  // callers.allow logs its refusals once per connection, rate-limited (caller-access.ts).
+  if (
+    error instanceof SidecarError &&
+    (error.reason === 'caller_not_allowed' || error.reason === 'caller_unknown')
+  )
+    return
   if (error instanceof SidecarError) {
     const level = error.status >= 500 ? 'warn' : 'info'
     runtime.logger[level](

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { isIP } from 'node:net'
-import type { MiddlewareHandler } from 'hono'
+import type { Context, MiddlewareHandler } from 'hono'
 import { isLoopbackHost } from '../config/urls.ts'
 import { SidecarError } from '../errors.ts'
 
@@ -11,6 +11,8 @@ export interface CallerGuardOptions {
   secret: () => string | undefined
   /** Host names/addresses a request may name in `Host` (DNS-rebinding defence). */
   hostAllowed: (hostname: string) => boolean
+  /** `callers.allow`: throws 403 unless the connection's uid has an entry (routes then check the identity). */
+  authorizeCaller?: (c: Context) => Promise<void>
 }
 
 /**
@@ -22,7 +24,8 @@ export const forwardingHeaders = ['x-forwarded-for', 'forwarded', 'x-forwarded-h
 /**
  * Guards token routes. Checks run from the most to the least telling of an attack: a forwarded
  * request or a foreign Host header means the request did not come from a local caller (403),
- * then the IMDS `Metadata: true` header (400, worded as IMDS words it), then the caller secret (401).
+ * then the IMDS `Metadata: true` header (400, worded as IMDS words it), then the caller secret (401),
+ * then the connection's uid against `callers.allow` (403).
  */
 export function callerGuard(options: CallerGuardOptions): MiddlewareHandler {
   return async function guardCaller(c, next) {
@@ -47,6 +50,7 @@ export function callerGuard(options: CallerGuardOptions): MiddlewareHandler {
     if (secret !== undefined && !secretMatches(c.req.header('x-identity-header'), secret)) {
       throw new SidecarError('unauthorized', 'Missing or wrong X-IDENTITY-HEADER')
     }
+    if (options.authorizeCaller) await options.authorizeCaller(c)
     await next()
   }
 }

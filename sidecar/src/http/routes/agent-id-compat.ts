@@ -5,6 +5,7 @@ import { parseClaimsChallenge, type CaeRequest } from '../../tokens/claims.ts'
 import { normaliseScope, type NormalisedScope } from '../../tokens/scope.ts'
 import type { TokenService } from '../../tokens/token-service.ts'
 import { bindingCertificateJson, type BindingCertificateJson } from '../wire.ts'
+import type { CallerAccess } from '../caller-access.ts'
 import { apiScope, type DownstreamProxy } from './downstream-proxy.ts'
 import { downstreamTarget } from './downstream-target.ts'
 
@@ -15,6 +16,8 @@ export interface AgentIdCompatRoutesDeps {
   /** Host, forwarding headers and secret checks, without the Metadata demand. */
   guard: MiddlewareHandler
   exposePrivateKey: boolean
+  /** `callers.allow`: the api's identity must be one the caller may use. */
+  access: CallerAccess
 }
 
 /** `GET /AuthorizationHeaderUnauthenticated/{api}`'s answer. */
@@ -67,6 +70,7 @@ export function agentIdCompatRoutes(deps: AgentIdCompatRoutesDeps): Hono {
 
   app.get('/AuthorizationHeaderUnauthenticated/:api', async (c) => {
     const { api } = resolveApi(deps, c.req.param('api'))
+    deps.access.authorize(c, api.identity)
     const overrides = readOverrides(c)
     const cae: CaeRequest = {}
     const claims = overrides.get('acquiretokenoptions.claims')
@@ -88,6 +92,7 @@ export function agentIdCompatRoutes(deps: AgentIdCompatRoutesDeps): Hono {
 
   const downstream = async (c: Context) => {
     const { api, proxy } = resolveApi(deps, c.req.param('api') ?? '')
+    deps.access.authorize(c, api.identity)
     const overrides = readOverrides(c)
     if (overrides.has('acquiretokenoptions.claims')) {
       throw new SidecarError(

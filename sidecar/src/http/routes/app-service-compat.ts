@@ -5,6 +5,7 @@ import type { TokenService } from '../../tokens/token-service.ts'
 import { callerGuard } from '../caller-guard.ts'
 import { caeFromQuery } from '../cae-query.ts'
 import { singleQuery } from '../wire.ts'
+import type { CallerAccess } from '../caller-access.ts'
 import { compatClientId, compatIdentity, oneOf } from './compat-identity.ts'
 
 export interface AppServiceCompatRoutesDeps {
@@ -12,6 +13,8 @@ export interface AppServiceCompatRoutesDeps {
   /** Current caller secret (callers.secretFile), or undefined when none is configured. */
   secret: () => string | undefined
   hostAllowed: (hostname: string) => boolean
+  /** `callers.allow`: with no selector the caller's first allowed identity is served. */
+  access: CallerAccess
 }
 
 /** App Service's managed identity answer (api-version 2019-08-01): `expires_on` is a string. */
@@ -46,6 +49,7 @@ export function appServiceCompatRoutes(deps: AppServiceCompatRoutesDeps): Hono {
       requireMetadataHeader: false,
       secret: () => secret,
       hostAllowed: deps.hostAllowed,
+      authorizeCaller: (c) => deps.access.authorizeConnection(c),
     })
     return guard(c, next)
   }
@@ -60,11 +64,12 @@ export function appServiceCompatRoutes(deps: AppServiceCompatRoutesDeps): Hono {
     }
     const resource = singleQuery(c, 'resource')
     if (!resource) throw new SidecarError('invalid_request', 'Required query variable resource is missing')
-    const identity = compatIdentity(deps.tokens, {
+    const identity = compatIdentity(deps.tokens, deps.access.compatIdentity(c), {
       clientId: singleQuery(c, 'client_id'),
       objectId: oneOf(singleQuery(c, 'principal_id'), singleQuery(c, 'object_id')),
       resourceId: singleQuery(c, 'mi_res_id'),
     })
+    deps.access.authorize(c, identity.name)
     const cae = caeFromQuery(c, { claims: false, xmsCc: true })
     const served = await deps.tokens.getToken(identity, normaliseScope({ resource }), cae)
     const clientId = compatClientId(served)

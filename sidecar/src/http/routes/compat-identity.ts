@@ -12,17 +12,22 @@ export interface CompatSelector {
 }
 
 /**
- * The configured identity an IMDS / App Service style request names. No selector means
- * `defaultIdentity`; a selector is matched case-insensitively against the managed identities'
- * configured selectors (Azure ids are case-insensitive GUIDs and ARM ids). Errors use the words
+ * The configured identity an IMDS / App Service style request names. No selector means `fallback`
+ * (the caller's first `callers.allow` identity) or else `defaultIdentity`; a selector is matched
+ * case-insensitively against the managed identities' configured selectors (Azure ids are
+ * case-insensitive GUIDs and ARM ids). Errors use the words
  * IMDS uses, which the SDKs show to their users as they are.
  */
-export function compatIdentity(tokens: TokenService, selector: CompatSelector): Identity {
+export function compatIdentity(
+  tokens: TokenService,
+  fallback: string | undefined,
+  selector: CompatSelector,
+): Identity {
   const given = (['clientId', 'objectId', 'resourceId'] as const).filter((k) => selector[k] !== undefined)
   if (given.length > 1) throw new SidecarError('invalid_request', 'Multiple identity selectors specified')
   const kind = given[0]
   const identity =
-    kind === undefined ? tokens.identity(undefined) : findBySelector(tokens, kind, selector[kind] ?? '')
+    kind === undefined ? tokens.identity(fallback) : findBySelector(tokens, kind, selector[kind] ?? '')
   if (identity.tokenType === 'mtls_pop' || identity.config.protocolScheme === 'MTLS_POP') {
     throw new SidecarError(
       'invalid_request',

@@ -2,11 +2,14 @@ import type { IncomingMessage } from 'node:http'
 import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import { downstreamTarget, splitDownstreamTarget } from './downstream-target.ts'
 import type { DownstreamProxy } from './downstream-proxy.ts'
+import type { CallerAccess } from '../caller-access.ts'
 
 export interface DownstreamRoutesDeps {
   proxy: DownstreamProxy
   /** The token-route caller guard (Metadata: true, Host, X-Forwarded-For, secret). */
   guard: MiddlewareHandler
+  /** `callers.allow`: the api's identity must be one the caller may use. */
+  access: CallerAccess
 }
 
 /** What @hono/node-server passes as `c.env`; absent when the app is called in process. */
@@ -20,6 +23,7 @@ export function downstreamRoutes(deps: DownstreamRoutesDeps): Hono<{ Bindings: N
   const forward = async (c: Context<{ Bindings: NodeBindings }>) => {
     const { api: name, path, query } = splitDownstreamTarget(rawTarget(c))
     const api = deps.proxy.api(name)
+    deps.access.authorize(c, api.identity)
     return deps.proxy.forward(api, downstreamTarget(api.baseUrl, path, query), c.req.raw)
   }
   app.all('/downstream/:api', forward)

@@ -5,6 +5,7 @@ import { normaliseScope } from '../../tokens/scope.ts'
 import type { TokenService } from '../../tokens/token-service.ts'
 import { caeFromQuery } from '../cae-query.ts'
 import { singleQuery } from '../wire.ts'
+import type { CallerAccess } from '../caller-access.ts'
 import { compatClientId, compatIdentity, compatNotBefore, oneOf } from './compat-identity.ts'
 
 export interface ImdsCompatRoutesDeps {
@@ -12,6 +13,8 @@ export interface ImdsCompatRoutesDeps {
   clock: Clock
   /** The token-route caller guard (Metadata: true, Host, X-Forwarded-For, secret). */
   guard: MiddlewareHandler
+  /** `callers.allow`: with no selector the caller's first allowed identity is served. */
+  access: CallerAccess
 }
 
 /** IMDS v1's token answer: every number is a string. */
@@ -51,12 +54,13 @@ export function imdsCompatRoutes(deps: ImdsCompatRoutesDeps): Hono {
     }
     const resource = singleQuery(c, 'resource')
     if (!resource) throw new SidecarError('invalid_request', 'Required query variable resource is missing')
-    const identity = compatIdentity(deps.tokens, {
+    const identity = compatIdentity(deps.tokens, deps.access.compatIdentity(c), {
       clientId: singleQuery(c, 'client_id'),
       objectId: singleQuery(c, 'object_id'),
       // IMDS v1 spells it msi_res_id; newer clients (and IMDS v2) mi_res_id.
       resourceId: oneOf(singleQuery(c, 'msi_res_id'), singleQuery(c, 'mi_res_id')),
     })
+    deps.access.authorize(c, identity.name)
     // msal-node sends xms_cc whenever capabilities are configured, token_sha256_to_refresh (so
     // far) only to Service Fabric; xms_cc alone cannot tell a claims request from a first one, so
     // only a matching hash forces a refresh (upstream-protocol.md §7).

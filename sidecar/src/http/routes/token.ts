@@ -4,11 +4,13 @@ import type { TokenService } from '../../tokens/token-service.ts'
 import type { Clock } from '../../clock.ts'
 import { caeFromQuery } from '../cae-query.ts'
 import { singleQuery, tokenResponseJson, credentialResponseJson } from '../wire.ts'
+import type { CallerAccess } from '../caller-access.ts'
 
 export interface NativeRoutesDeps {
   tokens: TokenService
   clock: Clock
   exposePrivateKey: boolean
+  access: CallerAccess
 }
 
 /** GET /token and GET /credential: the sidecar's own routes (contract §3). */
@@ -17,6 +19,7 @@ export function nativeRoutes(deps: NativeRoutesDeps): Hono {
 
   app.get('/token', async (c) => {
     const identity = deps.tokens.identity(singleQuery(c, 'identity'))
+    deps.access.authorize(c, identity.name)
     const scope = normaliseScope({ resource: singleQuery(c, 'resource'), scope: singleQuery(c, 'scope') })
     const cae = caeFromQuery(c, { claims: true, xmsCc: false })
     const served = await deps.tokens.getToken(identity, scope, cae)
@@ -25,6 +28,7 @@ export function nativeRoutes(deps: NativeRoutesDeps): Hono {
 
   app.get('/credential', async (c) => {
     const identity = deps.tokens.identity(singleQuery(c, 'identity'))
+    deps.access.authorize(c, identity.name)
     const bundle = await deps.tokens.withDeadline(identity.credentialBundle(AbortSignal.timeout(60_000)))
     return c.json(credentialResponseJson(bundle, deps.exposePrivateKey))
   })

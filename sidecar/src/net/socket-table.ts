@@ -1,0 +1,197 @@
+import { isIPv4, isIPv6 } from 'node:net'
+import { endianness } from 'node:os'
+import { join } from 'node:path'
+import { TableScanner } from './table-scanner.ts'
+
+/** One end of a TCP connection as Node reports it (`socket.remoteAddress`, `socket.remotePort`). */
+export interface Endpoint {
+  address: string
+  port: number
+}
+
+/** Who owns a socket, or why that could not be told. */
+export type SocketOwner = { uid: number } | { uid: undefined; reason: string }
+
+export interface SocketTableOptions {
+  /** Where `net/tcp` and `net/tcp6` are read from; `/proc` (this process's network namespace). */
+  procRoot?: string
+  /** Bytes asked for per read(2) (64 KiB; the kernel answers about a page at a time). */
+  chunkBytes?: number
+  /** Little- or big-endian host: how the kernel prints each 32-bit word of an address. */
+  endianness?: 'LE' | 'BE'
+}
+
+/**
+ * TCP states in which the kernel still holds a full socket with its owner's uid. A TIME_WAIT entry
+ * (06) is a bare timewait record that the kernel prints with uid 0: trusting it would turn a
+ * caller that closed early into root. SYN_RECV (03) and LISTEN (0A) are never the caller's end.
+ */
+const ownedStates = new Set(['01', '02', '04', '05', '07', '08', '09', '0B'])
+
+interface Query {
+  needle: string
+  resolve: (line: string | undefined) => void
+  reject: (error: unknown) => void
+}
+
+/**
+ * Finds the uid that owns a local TCP socket by reading the kernel's socket table
+ * (`/proc/net/tcp`, `/proc/net/tcp6`) of this process's network namespace: the entry whose local
+ * end is the caller's end of a connection we accepted, and whose remote end is ours, carries the
+ * uid of the process that created the caller's socket.
+ *
+ * Cost: the kernel formats the table by walking its whole connection hash, so a pass costs in
+ * proportion to every TCP socket of the namespace, TIME_WAIT ones included (tens of milliseconds
+ * with ten thousand). Hence: passes run on a worker thread (table-scanner.ts), never blocking the
+ * event loop; a pass stops once every entry it looks for is found; and lookups that arrive while
+ * a pass runs are answered together by the next one, so a burst of new connections costs a couple
+ * of passes rather than one each. Netlink's sock_diag can look one socket up directly but needs
+ * native code.
+ */
+export class SocketTable {
+  readonly #procRoot: string
+  readonly #scanner: TableScanner
+  readonly #endianness: 'LE' | 'BE'
+  readonly #waiting = { tcp: [] as Query[], tcp6: [] as Query[] }
+  readonly #scanning = { tcp: false, tcp6: false }
+
+  constructor(options: SocketTableOptions = {}) {
+    this.#procRoot = options.procRoot ?? '/proc'
+    this.#scanner = new TableScanner(
+      options.chunkBytes === undefined ? {} : { chunkBytes: options.chunkBytes },
+    )
+    this.#endianness = options.endianness ?? endianness()
+  }
+
+  /** The owner of the socket at `peer` that is connected to `local`. Never rejects. */
+  async ownerOf(peer: Endpoint, local: Endpoint): Promise<SocketOwner> {
+    const candidates = this.#tables(peer.address, local.address)
+    if (candidates.length === 0)
+      return { uid: undefined, reason: `unsupported address family (${peer.address})` }
+    let problem = 'no entry in the kernel socket table'
+    for (const { file, peerHex, localHex } of candidates) {
+      const needle = ` ${peerHex}:${portHex(peer.port)} ${localHex}:${portHex(local.port)} `
+      const found = await this.#find(file, needle).catch((error: Error) => {
+        problem = `cannot read ${this.#path(file)} (${error.message})`
+        return undefined
+      })
+      if (found !== undefined) return ownerFromLine(found)
+    }
+    return { uid: undefined, reason: problem }
+  }
+
+  #path(file: 'tcp' | 'tcp6'): string {
+    return join(this.#procRoot, 'net', file)
+  }
+
+  /** Queues a lookup; a scan already under way may have passed its entry, so it waits for the next. */
+  #find(file: 'tcp' | 'tcp6', needle: string): Promise<string | undefined> {
+    return new Promise((resolve, reject) => {
+      this.#waiting[file].push({ needle, resolve, reject })
+      if (!this.#scanning[file]) void this.#scanLoop(file)
+    })
+  }
+
+  async #scanLoop(file: 'tcp' | 'tcp6'): Promise<void> {
+    this.#scanning[file] = true
+    while (this.#waiting[file].length > 0) {
+      const batch = this.#waiting[file].splice(0)
+      try {
+        const lines = await this.#scanner.scan(
+          this.#path(file),
+          batch.map((query) => query.needle),
+        )
+        batch.forEach((query, index) => query.resolve(lines[index] ?? undefined))
+      } catch (error) {
+        for (const query of batch) query.reject(error)
+      }
+    }
+    this.#scanning[file] = false
+  }
+
+  /** Ends the scanning thread (it also ends by itself when idle). */
+  close(): Promise<void> {
+    return this.#scanner.close()
+  }
+
+  /** Which table(s) may hold the caller's socket, with both addresses in that table's encoding. */
+  #tables(peer: string, local: string): { file: 'tcp' | 'tcp6'; peerHex: string; localHex: string }[] {
+    const peerV4 = mappedV4(peer)
+    const localV4 = mappedV4(local)
+    const tables: { file: 'tcp' | 'tcp6'; peerHex: string; localHex: string }[] = []
+    if (peerV4 !== undefined && localV4 !== undefined) {
+      // An IPv4 caller reaching a dual-stack listener: its own socket is plain AF_INET (tcp), unless
+      // it too is an AF_INET6 socket using a v4-mapped address (tcp6).
+      tables.push({ file: 'tcp', peerHex: this.#v4Hex(peerV4), localHex: this.#v4Hex(localV4) })
+      if (isIPv6(peer) || isIPv6(local))
+        tables.push({
+          file: 'tcp6',
+          peerHex: this.#v6Hex(`::ffff:${peerV4}`),
+          localHex: this.#v6Hex(`::ffff:${localV4}`),
+        })
+    } else if (isIPv6(peer) && isIPv6(local)) {
+      tables.push({ file: 'tcp6', peerHex: this.#v6Hex(peer), localHex: this.#v6Hex(local) })
+    }
+    return tables
+  }
+
+  /** The kernel prints an IPv4 address as one 32-bit word in host byte order, upper-case hex. */
+  #v4Hex(address: string): string {
+    return this.#wordsHex(Buffer.from(address.split('.').map(Number)))
+  }
+
+  /** IPv6: four 32-bit words, each in host byte order. */
+  #v6Hex(address: string): string {
+    return this.#wordsHex(ipv6Bytes(address))
+  }
+
+  #wordsHex(bytes: Buffer): string {
+    let hex = ''
+    for (let i = 0; i < bytes.length; i += 4) {
+      const word = this.#endianness === 'LE' ? bytes.readUInt32LE(i) : bytes.readUInt32BE(i)
+      hex += word.toString(16).toUpperCase().padStart(8, '0')
+    }
+    return hex
+  }
+}
+
+/** `sl local rem st tx:rx tr:when retrnsmt uid timeout inode …` → the uid, if the socket is owned. */
+function ownerFromLine(line: string): SocketOwner {
+  const fields = line.trim().split(/\s+/)
+  const state = fields[3]
+  const uid = Number(fields[7])
+  if (state === undefined || !Number.isInteger(uid))
+    return { uid: undefined, reason: 'malformed kernel socket table entry' }
+  if (!ownedStates.has(state))
+    return { uid: undefined, reason: `the caller's socket is in TCP state ${state}, which has no owner` }
+  return { uid }
+}
+
+function portHex(port: number): string {
+  return port.toString(16).toUpperCase().padStart(4, '0')
+}
+
+/** `127.0.0.1` → itself; `::ffff:127.0.0.1` → `127.0.0.1`; anything else → undefined. */
+function mappedV4(address: string): string | undefined {
+  if (isIPv4(address)) return address
+  const match = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
+  return match?.[1] !== undefined && isIPv4(match[1]) ? match[1] : undefined
+}
+
+/** The 16 bytes of an IPv6 address (`::` expanded, a trailing dotted quad accepted). */
+export function ipv6Bytes(address: string): Buffer {
+  let text = address.replace(/%.*$/, '')
+  const quad = /(\d+\.\d+\.\d+\.\d+)$/.exec(text)
+  if (quad?.[1] !== undefined) {
+    const [a, b, c, d] = quad[1].split('.').map(Number) as [number, number, number, number]
+    text = `${text.slice(0, quad.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`
+  }
+  const [head = '', tail] = text.split('::')
+  const headGroups = head === '' ? [] : head.split(':')
+  const tailGroups = tail === undefined || tail === '' ? [] : tail.split(':')
+  const zeros = tail === undefined ? 0 : 8 - headGroups.length - tailGroups.length
+  const groups = [...headGroups, ...Array<string>(zeros).fill('0'), ...tailGroups]
+  const bytes = Buffer.alloc(16)
+  groups.forEach((group, index) => bytes.writeUInt16BE(Number.parseInt(group, 16) & 0xffff, index * 2))
+  return bytes
+}
