@@ -70,8 +70,8 @@ test(
     const port = (server.address() as { port: number }).port
     assert.deepEqual(await probeImdsAsOtherUid(`http://127.0.0.1:${port}`), { kind: 'reachable', uid: 65534 })
     assert.equal(connections, 1)
-    server.close()
-    await new Promise((r) => setTimeout(r, 50))
+    // Wait for the listener to be closed rather than a fixed 50 ms.
+    await new Promise<void>((resolve) => server.close(() => resolve()))
     assert.deepEqual(await probeImdsAsOtherUid(`http://127.0.0.1:${port}`, { uid: 64103, timeoutMs: 500 }), {
       kind: 'unreachable',
       uid: 64103,

@@ -6,20 +6,30 @@ import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { FakeClock } from '../support/fake-clock.ts'
 import { json, startStack } from '../support/stack.ts'
+import { waitUntil } from '../support/wait-until.ts'
 
 test('requestDeadlineMs: the caller gets 503 with Retry-After while upstream work goes on', async (t) => {
   const stack = await startStack(t, {
     upstreamYaml: '  requestDeadlineMs: 800\n',
   })
-  stack.emulator.state.faults.script('imds.token', [{ status: 500, delayMs: 2000 }])
+  // IMDS holds the first call 5 s, far past the 800 ms deadline, so a loaded machine's slowness
+  // (up to 4 s) cannot be mistaken for the daemon waiting on IMDS.
+  stack.emulator.state.faults.script('imds.token', [{ status: 500, delayMs: 5000 }])
   const started = Date.now()
   const res = await stack.get('/token?resource=https://management.azure.com')
-  assert.ok(Date.now() - started < 1800, 'answered by the deadline')
+  assert.ok(Date.now() - started < 4000, 'answered by the deadline')
   assert.equal(res.status, 503)
   assert.ok(Number(res.headers.get('retry-after')) > 0)
   assert.equal((await json(res)).error, 'upstream_unavailable')
-  // The acquisition carried on: once it lands, the next caller is served from the cache.
-  await new Promise((r) => setTimeout(r, 3500))
+  // The acquisition carried on: once it lands (the daemon records the token's expiry), the next
+  // caller is served from the cache.
+  await waitUntil(
+    async () =>
+      (await stack.daemon.runtime.metrics.registry.metrics()).includes(
+        'credential_sidecar_token_expiry_timestamp_seconds{',
+      ),
+    'the background acquisition obtained a token',
+  )
   assert.equal((await stack.get('/token?resource=https://management.azure.com')).status, 200)
   assert.equal(stack.emulator.state.calls.count('imds.token'), 2)
 })

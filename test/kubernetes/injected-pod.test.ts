@@ -8,6 +8,7 @@ import { startEmulator } from '../../sidecar/src/emulator/emulator.ts'
 import { injectYaml } from '../../sidecar/src/cli/inject/inject.ts'
 import type { InjectOptions } from '../../sidecar/src/cli/inject/options.ts'
 import { startProcess } from '../process/process.ts'
+import { waitUntil } from '../support/wait-until.ts'
 import { readObjects, type KubeObject } from './manifests.ts'
 
 /**
@@ -73,12 +74,10 @@ for (const secret of [undefined, 'caller']) {
 
     for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) {
       const path = sidecar[probe].httpGet.path as string
-      let status = 0
-      for (let attempt = 0; attempt < 50 && status !== 200; attempt++) {
-        status = (await fetch(`${ops}${path}`)).status
-        if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 200))
-      }
-      assert.equal(status, 200, `${probe} ${path}`)
+      // Asked until it holds, as the kubelet would; the daemon may still be warming under load.
+      await waitUntil(async () => (await fetch(`${ops}${path}`)).status === 200, `${probe} ${path} is 200`, {
+        intervalMs: 200,
+      })
     }
     assert.equal(
       (await fetch(`${ops}/token?resource=${resource}`, { headers: { Metadata: 'true' } })).status,

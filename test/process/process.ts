@@ -73,7 +73,7 @@ export function startProcess(
     stdout,
     stderr,
     exit,
-    waitFor(msg, timeoutMs = 20_000) {
+    waitFor(msg, timeoutMs = 30_000) {
       const seen = stdout
         .map((l) => {
           try {

@@ -4,16 +4,17 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startEmulator } from '../../sidecar/src/emulator/emulator.ts'
-import { startProcess } from './process.ts'
+import { waitUntil } from '../support/wait-until.ts'
+import { startProcess, type RunningProcess } from './process.ts'
 
-async function configFile(t: import('node:test').TestContext, extra = '') {
+async function configFile(t: import('node:test').TestContext, { extra = '', shutdownGraceMs = 3000 } = {}) {
   const emulator = await startEmulator()
   t.after(() => emulator.close())
   const dir = mkdtempSync(join(tmpdir(), 'sidecar-proc-'))
   const file = join(dir, 'config.yaml')
   writeFileSync(
     file,
-    `listen:\n  port: 0\nupstream:\n  imdsEndpoint: ${emulator.imdsUrl}\nshutdownGraceMs: 3000\n${extra}identities:\n  mi:\n    managedIdentity: {}\n`,
+    `listen:\n  port: 0\nupstream:\n  imdsEndpoint: ${emulator.imdsUrl}\nshutdownGraceMs: ${shutdownGraceMs}\n${extra}identities:\n  mi:\n    managedIdentity: {}\n`,
   )
   return { emulator, file }
 }
@@ -33,12 +34,29 @@ test('the real entry point logs listening with the real port, then ready', async
   assert.deepEqual(await proc.exit, { code: 0, signal: null })
 })
 
+/** When the daemon logged `record` (its own clock, so a slow test runner does not count). */
+function loggedAt(record: Record<string, any>): number {
+  return Date.parse(record['time'])
+}
+
+/** Milliseconds from the daemon logging that it received the signal to it logging `stopped`. */
+async function shutdownDuration(t: import('node:test').TestContext, proc: RunningProcess): Promise<number> {
+  const [received, stopped] = await Promise.all([proc.waitFor('shutting down'), proc.waitFor('stopped')])
+  const ms = loggedAt(stopped) - loggedAt(received)
+  t.diagnostic(`the daemon stopped ${ms} ms after it received the signal`)
+  return ms
+}
+
 /**
- * A ready daemon with one token request held in flight (IMDS answers it after `imdsDelayMs`),
- * then SIGTERM: resolves once the daemon logs that it is draining.
+ * A ready daemon with one token request held in flight (IMDS answers it with a 500 after
+ * `imdsDelayMs`, the daemon retries about a second later and gets a token), then SIGTERM:
+ * resolves once the daemon logs that it is draining.
  */
-async function drainingWithRequestInFlight(t: import('node:test').TestContext, imdsDelayMs: number) {
-  const { emulator, file } = await configFile(t)
+async function drainingWithRequestInFlight(
+  t: import('node:test').TestContext,
+  { imdsDelayMs, shutdownGraceMs }: { imdsDelayMs: number; shutdownGraceMs: number },
+) {
+  const { emulator, file } = await configFile(t, { shutdownGraceMs })
   const proc = startProcess(t, ['--config', file])
   const { url } = await proc.waitFor('listening')
   await proc.waitFor('ready')
@@ -47,25 +65,43 @@ async function drainingWithRequestInFlight(t: import('node:test').TestContext, i
     headers: { Metadata: 'true' },
   })
   inflight.catch(() => undefined) // a test may end the process before it answers
-  await new Promise((r) => setTimeout(r, 300))
-  const signalledAt = Date.now()
+  // Signal only once the request is inside the daemon (IMDS has it): a request that arrives after
+  // the signal is refused, not drained, and a fixed pause was sometimes too short under load.
+  await waitUntil(() => emulator.state.calls.count('imds.token') === 1, 'the token request reached IMDS')
   proc.child.kill('SIGTERM')
   await proc.waitFor('draining')
-  return { proc, url: url as string, inflight, signalledAt }
+  return { proc, url: url as string, inflight }
 }
 
 test('SIGTERM: readiness turns 503 at once, the in-flight request finishes, exit 0', async (t) => {
-  const { proc, inflight, signalledAt } = await drainingWithRequestInFlight(t, 1500)
+  // The grace is generous next to the request (~1.5 s + one retry): on a loaded machine the
+  // request must not be cut by the grace period; the next test is the one where it runs out.
+  const shutdownGraceMs = 10_000
+  const { proc, inflight } = await drainingWithRequestInFlight(t, { imdsDelayMs: 1500, shutdownGraceMs })
   const res = await inflight
   assert.equal(res.status, 200, 'the in-flight request completed')
   const exit = await proc.exit
   assert.deepEqual(exit, { code: 0, signal: null })
-  assert.ok(Date.now() - signalledAt < 3000 + 1000, 'within shutdownGraceMs')
+  assert.ok((await shutdownDuration(t, proc)) < shutdownGraceMs, 'within shutdownGraceMs')
+})
+
+test('SIGTERM: a request still in flight when shutdownGraceMs runs out is cut, exit 0 within the grace', async (t) => {
+  // IMDS holds the request longer than the grace (and less than upstream.timeoutMs, 10 s).
+  const shutdownGraceMs = 3000
+  const { proc, inflight } = await drainingWithRequestInFlight(t, { imdsDelayMs: 8000, shutdownGraceMs })
+  await assert.rejects(inflight, 'the connection was closed, not answered')
+  assert.deepEqual(await proc.exit, { code: 0, signal: null })
+  assert.ok(proc.stdout.some((l) => l.includes('"msg":"grace period over; closing remaining connections"')))
+  assert.ok((await shutdownDuration(t, proc)) < shutdownGraceMs, 'within shutdownGraceMs')
 })
 
 test('readiness is 503 while draining', async (t) => {
-  // The held request keeps the daemon draining (not yet closed) while /readyz is asked.
-  const { proc, url, inflight } = await drainingWithRequestInFlight(t, 1500)
+  // The held request keeps the daemon draining (not yet closed) while /readyz is asked: long
+  // enough that a slow test runner still asks while it drains.
+  const { proc, url, inflight } = await drainingWithRequestInFlight(t, {
+    imdsDelayMs: 5000,
+    shutdownGraceMs: 15_000,
+  })
   const { request, Agent } = await import('undici')
   const agent = new Agent()
   t.after(() => agent.close())
@@ -78,14 +114,20 @@ test('readiness is 503 while draining', async (t) => {
   })
   assert.equal(token.statusCode, 503)
   assert.equal(((await token.body.json()) as { error: string }).error, 'shutting_down')
-  await inflight
+  assert.equal((await inflight).status, 200, 'the held request was still drained')
   assert.equal((await proc.exit).code, 0)
 })
 
 test('a second signal exits 1 at once', async (t) => {
-  const { proc, inflight } = await drainingWithRequestInFlight(t, 2500)
+  // The held request keeps the daemon draining, so the second signal finds it still running.
+  const { proc, inflight } = await drainingWithRequestInFlight(t, {
+    imdsDelayMs: 5000,
+    shutdownGraceMs: 15_000,
+  })
   proc.child.kill('SIGINT')
   assert.equal((await proc.exit).code, 1)
+  assert.ok(proc.stdout.some((l) => l.includes('"msg":"second signal; exiting now"')))
+  assert.ok(!proc.stdout.some((l) => l.includes('"msg":"stopped"')), 'did not wait for the drain')
   await inflight.catch(() => undefined)
 })
 
@@ -113,7 +155,9 @@ test('check-config prints the resolved identities and exits 0', async (t) => {
 })
 
 test('readiness is 503 at once after SIGTERM, even with nothing in flight', async (t) => {
-  const { file } = await configFile(t)
+  // A grace of 4 s or more lets the daemon linger its longest (1 s) answering probes before it
+  // closes the listener, so the probe below, sent as soon as the draining line is read, reaches it.
+  const { file } = await configFile(t, { shutdownGraceMs: 10_000 })
   const proc = startProcess(t, ['--config', file])
   const { url } = await proc.waitFor('listening')
   await proc.waitFor('ready')
