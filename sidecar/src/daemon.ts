@@ -215,7 +215,14 @@ export class Daemon {
     const closed = Promise.all(
       this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
     )
-    for (const s of this.#servers) s.closeIdleConnections()
+    // A keep-alive connection whose last response is still being written is not idle yet: close
+    // idle connections again until the servers are closed, rather than wait for the client to drop it.
+    const closeIdle = () => {
+      for (const s of this.#servers) s.closeIdleConnections()
+    }
+    closeIdle()
+    const sweeper = setInterval(closeIdle, 50)
+    void closed.then(() => clearInterval(sweeper))
     const timer = setTimeout(
       () => {
         logger.warn('grace period over; closing remaining connections')
