@@ -1,5 +1,6 @@
-// The few daemon wire types the SDK reads (contract §3), copied rather than imported: the SDK
-// ships without the daemon, and the wire format is the contract between them.
+// The daemon wire types the SDK reads (contract §3), copied rather than imported: the SDK ships
+// without the daemon, and the wire format is the contract between them. test/client-sdk/
+// wire-types.test.ts fails to type-check when these and the daemon's own types drift apart.
 
 /** `binding_certificate` in a GET /token answer. */
 export interface BindingCertificateJson {
@@ -8,7 +9,8 @@ export interface BindingCertificateJson {
   /** Omitted when the daemon runs with `callers.exposePrivateKey: false`. */
   private_key?: string
   not_after: number
-  key_protection?: string
+  /** `software` today: the daemon's binding keys come from node:crypto. */
+  key_protection: string
 }
 
 /** GET /token's 200 body. Times are epoch seconds. */
@@ -31,4 +33,6 @@ export interface ErrorBodyJson {
   correlation_id?: string
   error_codes?: number[]
   trace_id?: string
+  /** The upstream HTTP status, when an upstream answer caused the error. */
+  upstream_status?: number
 }
