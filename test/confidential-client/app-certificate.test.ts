@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseAppCertificate } from '../../sidecar/src/credentials/app-certificate.ts'
-import { CertificateAuthority } from '../../sidecar/src/pki/certificate-authority.ts'
+import { CertificateAuthority } from '../../sidecar/src/emulator/pki/certificate-authority.ts'
 import { readPkcs12, writePkcs12 } from '../../sidecar/src/pki/pkcs12.ts'
 
 const day = 24 * 3600_000

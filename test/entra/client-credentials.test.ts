@@ -7,7 +7,7 @@ import {
   tokenExchangeAudience,
 } from '../../sidecar/src/emulator/entra.ts'
 import { isSidecarError, type SidecarError } from '../../sidecar/src/errors.ts'
-import { CertificateAuthority } from '../../sidecar/src/pki/certificate-authority.ts'
+import { CertificateAuthority } from '../../sidecar/src/emulator/pki/certificate-authority.ts'
 import { signClientAssertion } from '../../sidecar/src/sources/entra/client-assertion.ts'
 import {
   certificateAssertionRequest,

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { CertificateAuthority } from '../../sidecar/src/pki/certificate-authority.ts'
+import { CertificateAuthority } from '../../sidecar/src/emulator/pki/certificate-authority.ts'
 import { isSidecarError, type SidecarError } from '../../sidecar/src/errors.ts'
 import {
   managedIdentityMtlsRequest,

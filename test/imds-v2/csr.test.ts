@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import forge from 'node-forge'
 import { buildCsr, cuIdJson, CUID_ATTRIBUTE_OID } from '../../sidecar/src/pki/csr.ts'
-import { verifyCsr } from '../../sidecar/src/pki/csr-verify.ts'
+import { verifyCsr } from '../../sidecar/src/emulator/pki/csr-verify.ts'
 import { SoftwareKeyProvider, softwareKey, type BindingKey } from '../../sidecar/src/pki/key-provider.ts'
 
 const clientId = randomUUID()

@@ -3,7 +3,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { Hono, type Context } from 'hono'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import { cuIdJson } from '../pki/csr.ts'
-import { verifyCsr } from '../pki/csr-verify.ts'
+import { verifyCsr } from './pki/csr-verify.ts'
 import type { EmulatedEndpoint } from './faults.ts'
 import type { EmulatedManagedIdentity, EmulatorState } from './state.ts'
 

@@ -8,7 +8,7 @@ import {
   PSS_SALT_LENGTH,
   RSASSA_PSS_OID,
   SHA256_OID,
-} from './csr.ts'
+} from '../../pki/csr.ts'
 
 /**
  * Parses and verifies an IMDS v2 CSR the way the emulated IMDS does before it issues a binding

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import forge from 'node-forge'
-import { generateRsaKeyPair, type RsaKeyPair } from './keys.ts'
-import { x5tS256 } from './x509.ts'
+import { generateRsaKeyPair, type RsaKeyPair } from '../../pki/keys.ts'
+import { x5tS256 } from '../../pki/x509.ts'
 
 /** One relative distinguished name attribute, e.g. `{ shortName: 'CN', value: 'x' }`. */
 export interface NameAttribute {

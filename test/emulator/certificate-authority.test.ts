@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { X509Certificate } from 'node:crypto'
-import { CertificateAuthority } from '../../sidecar/src/pki/certificate-authority.ts'
+import { CertificateAuthority } from '../../sidecar/src/emulator/pki/certificate-authority.ts'
 import { certificateInfo, publicKeysMatch, x5tS256 } from '../../sidecar/src/pki/x509.ts'
 
 test('the test CA issues client and server certificates that chain to it', async () => {
