@@ -101,7 +101,10 @@ test('describeConfig shows listen address, default identity, kinds, schemes and 
 
 test('describeConfig of the built-in default', () => {
   const text = describeConfig(defaultConfig({}))
-  assert.match(text, /^config: \(none: from the environment, AZURE_\* and CREDENTIAL_SIDECAR_\*, and built-in defaults\)$/m)
+  assert.match(
+    text,
+    /^config: \(none: from the environment, AZURE_\* and CREDENTIAL_SIDECAR_\*, and built-in defaults\)$/m,
+  )
   assert.match(text, /^listen: http:\/\/127\.0\.0\.1:7780$/m)
   assert.match(
     text,

@@ -221,7 +221,9 @@ test('defaultIdentity must exist', () => {
 })
 
 test('defaultIdentity, when absent, is mi if configured, else the first identity', () => {
-  const first = parse(yaml('identities:', '  a:', '    managedIdentity: {}', '  b:', '    managedIdentity: {}'))
+  const first = parse(
+    yaml('identities:', '  a:', '    managedIdentity: {}', '  b:', '    managedIdentity: {}'),
+  )
   assert.equal(first.defaultIdentity, 'a', 'absent: the first identity in file order')
   const mi = parse(yaml('identities:', '  a:', '    managedIdentity: {}', '  mi:', '    managedIdentity: {}'))
   assert.equal(mi.defaultIdentity, 'mi', 'absent: an identity named mi wins')
@@ -357,7 +359,9 @@ test('every problem is reported at once, sorted by position', () => {
 })
 
 test('clientCapabilities must be capability names; compat takes only agentIdSidecar', () => {
-  const error = parseError(yaml('identities:', '  mi:', '    managedIdentity: {}', '    clientCapabilities: ["cp 1"]'))
+  const error = parseError(
+    yaml('identities:', '  mi:', '    managedIdentity: {}', '    clientCapabilities: ["cp 1"]'),
+  )
   assertIssue(error, '4:26', 'identities.mi.clientCapabilities[0]', 'expected a capability name such as cp1')
   const compat = parseError(yaml('compat:', '  agentIdSidecars: true'))
   assertIssue(compat, '2:3', 'compat.agentIdSidecars', 'unknown key (allowed here: agentIdSidecar)')

@@ -9,7 +9,11 @@ import { json, startStack } from '../support/stack.ts'
 /** Raw request so the test controls Host exactly (fetch always sets it from the URL). */
 async function raw(url: string, headers: Record<string, string>) {
   const res = await request(url, { headers })
-  return { status: res.statusCode, body: (await res.body.json()) as Record<string, any>, headers: res.headers }
+  return {
+    status: res.statusCode,
+    body: (await res.body.json()) as Record<string, any>,
+    headers: res.headers,
+  }
 }
 
 test('token routes demand Metadata: true (400, worded as IMDS words it)', async (t) => {
@@ -21,7 +25,10 @@ test('token routes demand Metadata: true (400, worded as IMDS words it)', async 
     assert.equal(body.error, 'invalid_request')
     assert.equal(body.error_description, 'Required metadata header not specified')
   }
-  assert.equal((await stack.get('/token?resource=https://management.azure.com', { Metadata: 'True' })).status, 200)
+  assert.equal(
+    (await stack.get('/token?resource=https://management.azure.com', { Metadata: 'True' })).status,
+    200,
+  )
   assert.equal(stack.emulator.state.calls.count('imds.token'), 1)
 })
 
@@ -41,7 +48,9 @@ test('a Host that does not name the sidecar is refused (DNS rebinding)', async (
 
 test('X-Forwarded-For is refused', async (t) => {
   const stack = await startStack(t)
-  const res = await stack.get('/token?resource=https://management.azure.com', { 'X-Forwarded-For': '10.0.0.1' })
+  const res = await stack.get('/token?resource=https://management.azure.com', {
+    'X-Forwarded-For': '10.0.0.1',
+  })
   assert.equal(res.status, 403)
   assert.equal((await json(res)).error, 'forbidden')
   assert.equal(stack.emulator.state.calls.count('imds.token'), 0)
@@ -51,9 +60,16 @@ test('with callers.secretFile, X-IDENTITY-HEADER must match (401 otherwise)', as
   const dir = mkdtempSync(join(tmpdir(), 'sidecar-secret-'))
   const secretFile = join(dir, 'identity-header')
   writeFileSync(secretFile, 's3cr3t-value\n', { mode: 0o600 })
-  const stack = await startStack(t, { configYaml: () => `callers:\n  secretFile: ${secretFile}\nidentities:\n  mi:\n    managedIdentity: {}\n` })
+  const stack = await startStack(t, {
+    configYaml: () => `callers:\n  secretFile: ${secretFile}\nidentities:\n  mi:\n    managedIdentity: {}\n`,
+  })
   const path = '/token?resource=https://management.azure.com'
-  for (const headers of [{}, { 'X-IDENTITY-HEADER': 'wrong' }, { 'X-IDENTITY-HEADER': 's3cr3t-valu' }, { 'X-IDENTITY-HEADER': 's3cr3t-value-and-more' }]) {
+  for (const headers of [
+    {},
+    { 'X-IDENTITY-HEADER': 'wrong' },
+    { 'X-IDENTITY-HEADER': 's3cr3t-valu' },
+    { 'X-IDENTITY-HEADER': 's3cr3t-value-and-more' },
+  ]) {
     const res = await stack.get(path, headers)
     assert.equal(res.status, 401)
     const body = await json(res)
@@ -65,7 +81,14 @@ test('with callers.secretFile, X-IDENTITY-HEADER must match (401 otherwise)', as
 })
 
 test('callers.requireMetadataHeader: false lifts only the Metadata check', async (t) => {
-  const stack = await startStack(t, { configYaml: () => 'callers:\n  requireMetadataHeader: false\nidentities:\n  mi:\n    managedIdentity: {}\n' })
+  const stack = await startStack(t, {
+    configYaml: () =>
+      'callers:\n  requireMetadataHeader: false\nidentities:\n  mi:\n    managedIdentity: {}\n',
+  })
   assert.equal((await fetch(`${stack.url}/token?resource=https://management.azure.com`)).status, 200)
-  assert.equal((await stack.get('/token?resource=https://management.azure.com', { 'X-Forwarded-For': '1.2.3.4' })).status, 403)
+  assert.equal(
+    (await stack.get('/token?resource=https://management.azure.com', { 'X-Forwarded-For': '1.2.3.4' }))
+      .status,
+    403,
+  )
 })

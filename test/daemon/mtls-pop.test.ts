@@ -16,10 +16,19 @@ async function popToken(stack: Stack, query = '') {
 }
 
 /** Calls the demo resource over TLS, presenting `cert` (or nothing). */
-async function callResource(stack: Stack, authorization: string, cert?: { certificate: string; private_key: string }) {
-  const agent = new Agent({ connect: { ca: stack.emulator.caPem, ...(cert ? { cert: cert.certificate, key: cert.private_key } : {}) } })
+async function callResource(
+  stack: Stack,
+  authorization: string,
+  cert?: { certificate: string; private_key: string },
+) {
+  const agent = new Agent({
+    connect: { ca: stack.emulator.caPem, ...(cert ? { cert: cert.certificate, key: cert.private_key } : {}) },
+  })
   try {
-    const res = await request(`${stack.emulator.resourceUrl}/api/whoami`, { dispatcher: agent, headers: { authorization } })
+    const res = await request(`${stack.emulator.resourceUrl}/api/whoami`, {
+      dispatcher: agent,
+      headers: { authorization },
+    })
     return { status: res.statusCode, body: (await res.body.json()) as Record<string, any> }
   } finally {
     await agent.close()
@@ -49,10 +58,26 @@ test('the demo resource accepts the token with its certificate and rejects a dif
   const good = await callResource(stack, `mtls_pop ${body.access_token}`, body.binding_certificate)
   assert.equal(good.status, 200)
   assert.equal(good.body['scheme'], 'mtls_pop')
-  const other = await stack.emulator.state.ca.issueWithNewKey({ subject: [{ shortName: 'CN', value: 'thief' }], usage: 'client', validityMs: 3600_000 })
-  assert.equal((await callResource(stack, `mtls_pop ${body.access_token}`, { certificate: other.certificatePem, private_key: other.privateKeyPem })).status, 401)
+  const other = await stack.emulator.state.ca.issueWithNewKey({
+    subject: [{ shortName: 'CN', value: 'thief' }],
+    usage: 'client',
+    validityMs: 3600_000,
+  })
+  assert.equal(
+    (
+      await callResource(stack, `mtls_pop ${body.access_token}`, {
+        certificate: other.certificatePem,
+        private_key: other.privateKeyPem,
+      })
+    ).status,
+    401,
+  )
   assert.equal((await callResource(stack, `mtls_pop ${body.access_token}`)).status, 401)
-  assert.equal((await callResource(stack, `Bearer ${body.access_token}`)).status, 401, 'a PoP token is no Bearer token')
+  assert.equal(
+    (await callResource(stack, `Bearer ${body.access_token}`)).status,
+    401,
+    'a PoP token is no Bearer token',
+  )
 })
 
 test('300 concurrent cold /token calls make one issuecredential and one token call', async (t) => {
@@ -79,14 +104,21 @@ test('invalid_client from Entra: the certificate is re-minted and the request re
   stack.emulator.state.faults.script('entra.mtls.token', [
     {
       status: 401,
-      body: { error: 'invalid_client', error_description: 'AADSTS700027: Client assertion failed signature validation.', error_codes: [700027] },
+      body: {
+        error: 'invalid_client',
+        error_description: 'AADSTS700027: Client assertion failed signature validation.',
+        error_codes: [700027],
+      },
     },
   ])
   const body = await popToken(stack)
   assert.equal(body.token_type, 'mtls_pop')
   assert.equal(stack.emulator.state.calls.count('imds.issuecredential'), 2, 'a second certificate was minted')
   assert.equal(stack.emulator.state.calls.count('entra.mtls.token'), 2)
-  assert.equal((decodeJwt(body.access_token)['cnf'] as Record<string, string>)['x5t#S256'], body.binding_certificate['x5t#S256'])
+  assert.equal(
+    (decodeJwt(body.access_token)['cnf'] as Record<string, string>)['x5t#S256'],
+    body.binding_certificate['x5t#S256'],
+  )
   assert.match(stack.logs.text, /minting a fresh one and retrying once/)
 })
 
@@ -94,7 +126,13 @@ test('invalid_client twice is a 502 with the AADSTS codes passed through', async
   const stack = await startStack(t, { configYaml: () => popIdentity })
   const fault = {
     status: 401,
-    body: { error: 'invalid_client', error_description: 'AADSTS700027: bad cert', error_codes: [700027], trace_id: 'trace-1', correlation_id: 'b7f8c7c4-0000-4000-8000-000000000001' },
+    body: {
+      error: 'invalid_client',
+      error_description: 'AADSTS700027: bad cert',
+      error_codes: [700027],
+      trace_id: 'trace-1',
+      correlation_id: 'b7f8c7c4-0000-4000-8000-000000000001',
+    },
   }
   stack.emulator.state.faults.script('entra.mtls.token', [fault, fault])
   const res = await stack.get(`/token?resource=${stack.emulator.resourceAudience}`)
@@ -107,7 +145,10 @@ test('invalid_client twice is a 502 with the AADSTS codes passed through', async
 })
 
 test('a Bearer answer to an mtls_pop request is refused (fail closed)', async (t) => {
-  const stack = await startStack(t, { configYaml: () => popIdentity, emulator: { settings: { entraIgnoresPopRequest: true } } })
+  const stack = await startStack(t, {
+    configYaml: () => popIdentity,
+    emulator: { settings: { entraIgnoresPopRequest: true } },
+  })
   const res = await stack.get(`/token?resource=${stack.emulator.resourceAudience}`)
   assert.equal(res.status, 502)
   const body = await json(res)
@@ -129,7 +170,9 @@ test('allowBearerFallback serves the Bearer answer, counted in metrics', async (
 })
 
 test('exposePrivateKey: false omits the private key from /token and /credential', async (t) => {
-  const stack = await startStack(t, { configYaml: () => `callers:\n  exposePrivateKey: false\n${popIdentity}` })
+  const stack = await startStack(t, {
+    configYaml: () => `callers:\n  exposePrivateKey: false\n${popIdentity}`,
+  })
   const body = await popToken(stack)
   assert.equal(body.binding_certificate.private_key, undefined)
   assert.ok(body.binding_certificate.certificate)
@@ -138,7 +181,9 @@ test('exposePrivateKey: false omits the private key from /token and /credential'
 })
 
 test('useBoundCredential with Bearer: a Bearer token obtained over the IMDS v2 certificate', async (t) => {
-  const stack = await startStack(t, { configYaml: () => 'identities:\n  mi:\n    managedIdentity: {}\n    useBoundCredential: true\n' })
+  const stack = await startStack(t, {
+    configYaml: () => 'identities:\n  mi:\n    managedIdentity: {}\n    useBoundCredential: true\n',
+  })
   const body = await json(await stack.get('/token?resource=https://management.azure.com'))
   assert.equal(body.token_type, 'Bearer')
   assert.equal(body.binding_certificate, undefined)
@@ -180,14 +225,21 @@ test('a host without IMDS v2 gets a clear 502 after the IMDS retries, not a hang
     configYaml: () => popIdentity,
     emulator: { settings: { imdsV2Enabled: false } },
   })
-  const res = await driveUntilSettled(clock, stack.get(`/token?resource=${stack.emulator.resourceAudience}`), 500)
+  const res = await driveUntilSettled(
+    clock,
+    stack.get(`/token?resource=${stack.emulator.resourceAudience}`),
+    500,
+  )
   assert.equal(res.status, 502)
   assert.match((await json(res)).error_description, /404 after retries: this host has no IMDS v2/)
   assert.equal(stack.emulator.state.calls.count('imds.getplatformmetadata'), 4)
 })
 
 test('attestation demanded by IMDS is a clear 502', async (t) => {
-  const stack = await startStack(t, { configYaml: () => popIdentity, emulator: { settings: { requireAttestation: true } } })
+  const stack = await startStack(t, {
+    configYaml: () => popIdentity,
+    emulator: { settings: { requireAttestation: true } },
+  })
   const res = await stack.get(`/token?resource=${stack.emulator.resourceAudience}`)
   assert.equal(res.status, 502)
   assert.match((await json(res)).error_description, /attestation/i)

@@ -6,7 +6,11 @@ import { entraRetryPolicy, imdsRetryPolicy, sendWithRetry } from '../../sidecar/
 import { FakeClock } from '../support/fake-clock.ts'
 
 /** Runs sendWithRetry over scripted answers, recording when each attempt happened. */
-async function schedule(answers: (number | 'timeout' | { status: number; retryAfter: string })[], policy = imdsRetryPolicy(), random = () => 0.5) {
+async function schedule(
+  answers: (number | 'timeout' | { status: number; retryAfter: string })[],
+  policy = imdsRetryPolicy(),
+  random = () => 0.5,
+) {
   const clock = new FakeClock()
   const start = clock.now()
   const attempts: number[] = []
@@ -17,7 +21,8 @@ async function schedule(answers: (number | 'timeout' | { status: number; retryAf
       const answer = answers[Math.min(i++, answers.length - 1)]!
       if (answer === 'timeout') throw new SidecarError('upstream_timeout', 'timed out', { reason: 'timeout' })
       const status = typeof answer === 'number' ? answer : answer.status
-      const headers: Record<string, string> = typeof answer === 'number' ? {} : { 'retry-after': answer.retryAfter }
+      const headers: Record<string, string> =
+        typeof answer === 'number' ? {} : { 'retry-after': answer.retryAfter }
       return { status, headers, text: '{}' } satisfies HttpResponse
     },
     policy,

@@ -12,13 +12,23 @@ const minute = 60_000
 
 function setup(options: { maxTokens?: number } = {}) {
   const clock = new FakeClock()
-  const cache = new TokenCache({ clock, random: () => 1, logger: silentLogger(), metrics: new Metrics(), maxTokens: options.maxTokens ?? 100 })
+  const cache = new TokenCache({
+    clock,
+    random: () => 1,
+    logger: silentLogger(),
+    metrics: new Metrics(),
+    maxTokens: options.maxTokens ?? 100,
+  })
   let calls = 0
   let fail = false
   const acquire = async (lifetimeMs: number, refreshInMs?: number): Promise<AcquiredToken> => {
     calls++
     if (fail) throw new SidecarError('upstream_unavailable', 'IMDS down')
-    const token: AcquiredToken = { tokenType: 'Bearer', accessToken: `token-${calls}`, expiresOn: clock.now() + lifetimeMs }
+    const token: AcquiredToken = {
+      tokenType: 'Bearer',
+      accessToken: `token-${calls}`,
+      expiresOn: clock.now() + lifetimeMs,
+    }
     if (refreshInMs !== undefined) token.refreshOn = clock.now() + refreshInMs
     return token
   }
@@ -53,7 +63,10 @@ test('a short token refreshes before the 5-minute buffer and is never served ins
   assert.equal(token.refreshAt - clock.now(), hour - 10 * minute)
   setFail(true)
   await clock.advance(hour - 5 * minute)
-  await assert.rejects(cache.get('k', () => acquire(hour)), (e: SidecarError) => e.code === 'upstream_unavailable')
+  await assert.rejects(
+    cache.get('k', () => acquire(hour)),
+    (e: SidecarError) => e.code === 'upstream_unavailable',
+  )
   assert.ok(calls() >= 2)
 })
 
@@ -62,7 +75,8 @@ test('a failed refresh keeps serving the still-valid token, retrying after a coo
   await cache.get('k', () => acquire(24 * hour))
   setFail(true)
   await clock.advance(12 * hour)
-  for (let i = 0; i < 5; i++) assert.equal((await cache.get('k', () => acquire(24 * hour))).accessToken, 'token-1')
+  for (let i = 0; i < 5; i++)
+    assert.equal((await cache.get('k', () => acquire(24 * hour))).accessToken, 'token-1')
   await clock.advance(0)
   assert.equal(calls(), 2, 'one refresh attempt, not one per request')
   await clock.advance(30_000)
@@ -82,7 +96,9 @@ test('concurrent cold callers share one acquisition', async () => {
 test('a cold failure reaches every waiting caller, and the next call tries again', async () => {
   const { cache, acquire, calls, setFail } = setup()
   setFail(true)
-  const results = await Promise.allSettled(Array.from({ length: 10 }, () => cache.get('k', () => acquire(hour))))
+  const results = await Promise.allSettled(
+    Array.from({ length: 10 }, () => cache.get('k', () => acquire(hour))),
+  )
   assert.ok(results.every((r) => r.status === 'rejected'))
   assert.equal(calls(), 1)
   setFail(false)
@@ -117,5 +133,8 @@ test('a forced refresh never answers from the cache, waits out a refresh in flig
   assert.equal(calls(), 3)
   await clock.advance(5_000)
   setFail(true)
-  await assert.rejects(cache.forceRefresh('k', () => acquire(hour)), /IMDS down/)
+  await assert.rejects(
+    cache.forceRefresh('k', () => acquire(hour)),
+    /IMDS down/,
+  )
 })

@@ -37,7 +37,11 @@ for (const selector of ['userAssignedClientId', 'userAssignedObjectId', 'userAss
     const stack = await startStack(t, {
       configYaml: (emu) => {
         const uami = emu.state.managedIdentities[2]!
-        const value = { userAssignedClientId: uami.clientId, userAssignedObjectId: uami.objectId, userAssignedResourceId: uami.resourceId }[selector]
+        const value = {
+          userAssignedClientId: uami.clientId,
+          userAssignedObjectId: uami.objectId,
+          userAssignedResourceId: uami.resourceId,
+        }[selector]
         return `defaultIdentity: mi\nidentities:\n  mi:\n    managedIdentity: {}\n  uami:\n    managedIdentity:\n      ${selector}: "${value}"\n`
       },
     })
@@ -47,9 +51,10 @@ for (const selector of ['userAssignedClientId', 'userAssignedObjectId', 'userAss
   })
 }
 
-test('an identity IMDS does not know is a 400 with IMDS\'s words', async (t) => {
+test("an identity IMDS does not know is a 400 with IMDS's words", async (t) => {
   const stack = await startStack(t, {
-    configYaml: () => 'identities:\n  ghost:\n    managedIdentity:\n      userAssignedClientId: 9a9a9a9a-0000-0000-0000-000000000000\n',
+    configYaml: () =>
+      'identities:\n  ghost:\n    managedIdentity:\n      userAssignedClientId: 9a9a9a9a-0000-0000-0000-000000000000\n',
   })
   const res = await stack.get('/token?resource=https://management.azure.com')
   assert.equal(res.status, 400)
@@ -101,7 +106,9 @@ test('unknown routes answer 404 in the same error shape', async (t) => {
 
 test('1000 concurrent cold requests make one IMDS call', async (t) => {
   const stack = await startStack(t)
-  const responses = await Promise.all(Array.from({ length: 1000 }, () => stack.get('/token?resource=https://management.azure.com').then(json)))
+  const responses = await Promise.all(
+    Array.from({ length: 1000 }, () => stack.get('/token?resource=https://management.azure.com').then(json)),
+  )
   assert.equal(new Set(responses.map((r) => r.access_token)).size, 1)
   assert.equal(stack.emulator.state.calls.count('imds.token'), 1)
 })
@@ -124,5 +131,8 @@ test('health, readiness and metrics need no Metadata header', async (t) => {
   const metrics = await (await fetch(`${stack.url}/metrics`)).text()
   assert.match(metrics, /credential_sidecar_requests_total\{route="\/token",status="200"\} 1/)
   assert.match(metrics, /credential_sidecar_token_cache_events_total\{event="miss"\} 1/)
-  assert.match(metrics, /credential_sidecar_upstream_request_duration_seconds_count\{endpoint="imds.token",status="200"\} 1/)
+  assert.match(
+    metrics,
+    /credential_sidecar_upstream_request_duration_seconds_count\{endpoint="imds.token",status="200"\} 1/,
+  )
 })

@@ -6,8 +6,17 @@ import { certificateInfo, publicKeysMatch, x5tS256 } from '../../sidecar/src/pki
 
 test('the test CA issues client and server certificates that chain to it', async () => {
   const ca = await CertificateAuthority.create()
-  const client = await ca.issueWithNewKey({ subject: [{ shortName: 'CN', value: 'app' }], validityMs: 3600_000, usage: 'client' })
-  const server = await ca.issueWithNewKey({ subject: [{ shortName: 'CN', value: 'localhost' }], validityMs: 3600_000, usage: 'server', serverNames: ['localhost', '127.0.0.1'] })
+  const client = await ca.issueWithNewKey({
+    subject: [{ shortName: 'CN', value: 'app' }],
+    validityMs: 3600_000,
+    usage: 'client',
+  })
+  const server = await ca.issueWithNewKey({
+    subject: [{ shortName: 'CN', value: 'localhost' }],
+    validityMs: 3600_000,
+    usage: 'server',
+    serverNames: ['localhost', '127.0.0.1'],
+  })
   const root = new X509Certificate(ca.certificatePem)
   assert.ok(new X509Certificate(client.certificatePem).verify(root.publicKey))
   assert.ok(new X509Certificate(client.certificatePem).checkIssued(root))

@@ -171,14 +171,7 @@ test('forwards method, path, query and body; sets Authorization; drops caller cr
   assert.equal(seen.headers['x-keep'], 'kept')
   assert.equal(seen.headers['content-type'], 'text/plain')
   assert.equal(seen.headers['host'], new URL(resource.url).host)
-  for (const name of [
-    'cookie',
-    'x-custom',
-    'keep-alive',
-    'te',
-    'proxy-authorization',
-    'metadata',
-  ]) {
+  for (const name of ['cookie', 'x-custom', 'keep-alive', 'te', 'proxy-authorization', 'metadata']) {
     assert.equal(seen.headers[name], undefined, name)
   }
   // Forwarding headers are refused outright by the caller guard (a relayed request is not local).
