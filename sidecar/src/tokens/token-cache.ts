@@ -9,7 +9,7 @@ import type { AcquiredToken } from './types.ts'
 export interface CachedToken extends AcquiredToken {
   /** Epoch ms: from then on the token is served while a background refresh runs. */
   refreshAt: number
-  /** Epoch ms: expiresOn minus the expiry buffer; never served at or after this. */
+  /** Epoch ms: expiresOn minus the expiry buffer (a tenth of the life for short tokens); never served at or after this. */
   servableUntil: number
 }
 
@@ -253,9 +253,7 @@ export class TokenCache {
     // certificate) keeps its last tenth instead.
     const servableUntil = token.expiresOn - Math.min(this.#bufferMs, (token.expiresOn - now) / 10)
     if (servableUntil <= now) {
-      throw new Error(
-        `upstream returned a token that expires within the ${this.#bufferMs / 1000}s expiry buffer`,
-      )
+      throw new Error('upstream returned a token that has already expired')
     }
     const lifetime = token.expiresOn - now
     let refreshAt =

@@ -72,7 +72,7 @@ export class TokenService {
    */
   async getToken(identity: Identity, scope: NormalisedScope, cae: CaeRequest = {}): Promise<ServedToken> {
     // A plain hit needs no deadline timer, no race and no await: the answer is already in memory.
-    if (cae.claims === undefined && cae.tokenSha256ToRefresh === undefined) {
+    if (!asksForRefresh(cae)) {
       const hit = this.peek(identity, scope)
       if (hit) return hit
     }
@@ -159,6 +159,8 @@ export class TokenService {
           )
           return acquired
         }
+        // Only a CAE request needs the cached token's hash; every other one is an ordinary get.
+        if (!asksForRefresh(cae)) return { token: await this.#cache.get(key, acquire), key }
         const cached = this.#cache.peek(key)
         const cachedHash = cached === undefined ? undefined : sha256Hex(cached.accessToken)
         const hashMatches = cae.tokenSha256ToRefresh !== undefined && cae.tokenSha256ToRefresh === cachedHash
@@ -195,6 +197,11 @@ export function cacheKey(
   scope: NormalisedScope,
 ): string {
   return `${identity.name}\n${identity.tokenType}\n${binding?.x5tS256 ?? ''}\n${scope.scope.toLowerCase()}`
+}
+
+/** A claims challenge or a refused token's hash: the caller may need more than the cached token. */
+function asksForRefresh(cae: CaeRequest): boolean {
+  return cae.claims !== undefined || cae.tokenSha256ToRefresh !== undefined
 }
 
 function sha256Hex(text: string): string {
