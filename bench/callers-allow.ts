@@ -15,9 +15,9 @@ import { Agent, request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseConfig } from '../sidecar/src/config/load.ts'
-import { Daemon } from '../sidecar/src/daemon.ts'
+import { Daemon } from '../sidecar/src/daemon/daemon.ts'
 import { startEmulator } from '../sidecar/src/emulator/emulator.ts'
-import { silentLogger } from '../sidecar/src/log.ts'
+import { silentLogger } from '../sidecar/src/core/log.ts'
 
 const secondsPerRound = Number(process.argv[2] ?? 2)
 const repeats = Number(process.argv[3] ?? 3)

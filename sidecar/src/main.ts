@@ -2,7 +2,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { describeConfig } from './config/describe.ts'
 import { defaultConfig, isConfigError, loadConfigFile } from './config/load.ts'
 import type { SidecarConfig } from './config/types.ts'
-import { sidecarVersion } from './version.ts'
+import { sidecarVersion } from './core/version.ts'
 
 const usage = `Usage: credential-sidecar [COMMAND] [OPTIONS]
 

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Emulator } from '../../sidecar/src/emulator/emulator.ts'
-import { SocketTable } from '../../sidecar/src/net/socket-table.ts'
+import { SocketTable } from '../../sidecar/src/http/callers/socket-table.ts'
 import { startStack, type Stack, type StackOptions } from '../support/stack.ts'
 import { cannotSpawnAsOtherUids, requestsAsUid, uids } from './as-uid.ts'
 

@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { createServer, connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ipv6Bytes, SocketTable } from '../../sidecar/src/net/socket-table.ts'
+import { ipv6Bytes, SocketTable } from '../../sidecar/src/http/callers/socket-table.ts'
 
 const header =
   '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n'

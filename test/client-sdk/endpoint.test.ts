@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SidecarClient, SidecarClientError } from '../../client-sdk/src/index.ts'
 import { parseConfig } from '../../sidecar/src/config/load.ts'
-import { Daemon } from '../../sidecar/src/daemon.ts'
+import { Daemon } from '../../sidecar/src/daemon/daemon.ts'
 import { startEmulator } from '../../sidecar/src/emulator/emulator.ts'
-import { silentLogger } from '../../sidecar/src/log.ts'
+import { silentLogger } from '../../sidecar/src/core/log.ts'
 
 // Construction only: nothing here ever sends a request to a non-loopback address.
 test('a non-loopback endpoint is refused at construction unless allowRemote', () => {

@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type * as Sdk from '../../client-sdk/src/wire.ts'
 import type { ErrorBody } from '../../sidecar/src/http/error-response.ts'
-import type * as Daemon from '../../sidecar/src/http/wire.ts'
+import type * as Daemon from '../../sidecar/src/http/wire/responses.ts'
 
 // The SDK carries its own copy of the wire types (it ships without the daemon). These checks are
 // made by tsc (`npm test` type-checks first): the copy must name exactly the daemon's fields, and

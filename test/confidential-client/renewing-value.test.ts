@@ -1,9 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { RenewingValue } from '../../sidecar/src/credentials/renewing-value.ts'
-import { silentLogger } from '../../sidecar/src/log.ts'
-import { Metrics } from '../../sidecar/src/metrics.ts'
-import type { Runtime } from '../../sidecar/src/runtime.ts'
+import { RenewingValue } from '../../sidecar/src/credentials/renewing.ts'
+import { silentLogger } from '../../sidecar/src/core/log.ts'
+import { Metrics } from '../../sidecar/src/core/metrics.ts'
+import type { Runtime } from '../../sidecar/src/core/runtime.ts'
 import { FakeClock } from '../support/fake-clock.ts'
 
 const minute = 60_000

@@ -5,11 +5,11 @@ import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import { Agent, request } from 'undici'
 import { parseConfig } from '../../sidecar/src/config/load.ts'
-import { Daemon } from '../../sidecar/src/daemon.ts'
+import { Daemon } from '../../sidecar/src/daemon/daemon.ts'
 import { startEmulator, type Emulator } from '../../sidecar/src/emulator/emulator.ts'
 import { registerApp, type AppRegistration, type SeenTokenRequest } from '../../sidecar/src/emulator/entra.ts'
 import type { EmulatorSettings } from '../../sidecar/src/emulator/state.ts'
-import { createLogger } from '../../sidecar/src/log.ts'
+import { createLogger } from '../../sidecar/src/core/log.ts'
 import { LogCapture } from '../support/stack.ts'
 
 /**

@@ -1,8 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { SidecarError } from '../../sidecar/src/errors.ts'
-import type { HttpResponse } from '../../sidecar/src/net/http.ts'
-import { entraRetryPolicy, imdsRetryPolicy, sendWithRetry } from '../../sidecar/src/net/retry.ts'
+import { SidecarError } from '../../sidecar/src/core/errors.ts'
+import type { HttpResponse } from '../../sidecar/src/upstream/http.ts'
+import { entraRetryPolicy, imdsRetryPolicy, sendWithRetry } from '../../sidecar/src/upstream/retry.ts'
 import { FakeClock } from '../support/fake-clock.ts'
 
 /** Runs sendWithRetry over scripted answers, recording when each attempt happened. */

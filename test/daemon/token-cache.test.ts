@@ -1,10 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { SidecarError } from '../../sidecar/src/errors.ts'
-import { silentLogger } from '../../sidecar/src/log.ts'
-import { Metrics } from '../../sidecar/src/metrics.ts'
+import { SidecarError } from '../../sidecar/src/core/errors.ts'
+import { silentLogger } from '../../sidecar/src/core/log.ts'
+import { Metrics } from '../../sidecar/src/core/metrics.ts'
 import { TokenCache } from '../../sidecar/src/tokens/token-cache.ts'
-import type { AcquiredToken } from '../../sidecar/src/tokens/types.ts'
+import type { AcquiredToken } from '../../sidecar/src/model/token.ts'
 import { FakeClock } from '../support/fake-clock.ts'
 
 const hour = 3600_000

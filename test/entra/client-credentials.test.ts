@@ -6,15 +6,15 @@ import {
   registerWorkloadIssuer,
   tokenExchangeAudience,
 } from '../../sidecar/src/emulator/entra.ts'
-import { isSidecarError, type SidecarError } from '../../sidecar/src/errors.ts'
+import { isSidecarError, type SidecarError } from '../../sidecar/src/core/errors.ts'
 import { CertificateAuthority } from '../../sidecar/src/emulator/pki/certificate-authority.ts'
-import { signClientAssertion } from '../../sidecar/src/sources/entra/client-assertion.ts'
+import { signClientAssertion } from '../../sidecar/src/upstream/entra/client-assertion.ts'
 import {
   certificateAssertionRequest,
   clientSecretRequest,
   federatedAssertionRequest,
   managedIdentityMtlsRequest,
-} from '../../sidecar/src/sources/entra/requests.ts'
+} from '../../sidecar/src/upstream/entra/requests.ts'
 import {
   issueClientCertificate,
   rejectsWith,

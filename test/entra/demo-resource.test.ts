@@ -2,8 +2,8 @@ import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { Agent, request } from 'undici'
 import { demoResourceAudience, startDemoResource } from '../../sidecar/src/emulator/demo-resource.ts'
-import { managedIdentityMtlsRequest } from '../../sidecar/src/sources/entra/requests.ts'
-import type { BindingCertificate } from '../../sidecar/src/tokens/types.ts'
+import { managedIdentityMtlsRequest } from '../../sidecar/src/upstream/entra/requests.ts'
+import type { BindingCertificate } from '../../sidecar/src/model/binding.ts'
 import { issueClientCertificate, startEntraFixture } from './helpers.ts'
 
 async function setup(t: TestContext) {

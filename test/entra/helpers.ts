@@ -1,18 +1,18 @@
 import type { TestContext } from 'node:test'
 import { Agent } from 'undici'
-import { SystemClock, type Clock } from '../../sidecar/src/clock.ts'
+import { SystemClock, type Clock } from '../../sidecar/src/core/clock.ts'
 import { startEmulatedEntra, type EmulatedEntra } from '../../sidecar/src/emulator/entra.ts'
 import {
   createEmulatorState,
   type EmulatorSettings,
   type EmulatorState,
 } from '../../sidecar/src/emulator/state.ts'
-import { silentLogger } from '../../sidecar/src/log.ts'
-import { Metrics } from '../../sidecar/src/metrics.ts'
+import { silentLogger } from '../../sidecar/src/core/log.ts'
+import { Metrics } from '../../sidecar/src/core/metrics.ts'
 import { certificateInfo } from '../../sidecar/src/pki/x509.ts'
-import type { Runtime } from '../../sidecar/src/runtime.ts'
-import { EntraTokenClient } from '../../sidecar/src/sources/entra/token-client.ts'
-import type { BindingCertificate } from '../../sidecar/src/tokens/types.ts'
+import type { Runtime } from '../../sidecar/src/core/runtime.ts'
+import { EntraTokenClient } from '../../sidecar/src/upstream/entra/token-client.ts'
+import type { BindingCertificate } from '../../sidecar/src/model/binding.ts'
 
 /** Real time, but retry back-off sleeps return at once (and are recorded) so tests stay fast. */
 export class InstantSleepClock implements Clock {

@@ -1,11 +1,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { isSidecarError } from '../../sidecar/src/errors.ts'
+import { isSidecarError } from '../../sidecar/src/core/errors.ts'
 import {
   isTenantedAuthority,
   authorityMtlsTokenEndpoint,
   authorityTokenEndpoint,
-} from '../../sidecar/src/sources/entra/mtls-endpoint.ts'
+} from '../../sidecar/src/upstream/entra/mtls-endpoint.ts'
 
 const tenant = 'contoso.onmicrosoft.com'
 

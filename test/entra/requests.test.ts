@@ -10,8 +10,8 @@ import {
   managedIdentityMtlsRequest,
   scopeForResource,
   resourceOfScope,
-} from '../../sidecar/src/sources/entra/requests.ts'
-import type { BindingCertificate } from '../../sidecar/src/tokens/types.ts'
+} from '../../sidecar/src/upstream/entra/requests.ts'
+import type { BindingCertificate } from '../../sidecar/src/model/binding.ts'
 
 const binding: BindingCertificate = {
   x5tS256: 'thumb',

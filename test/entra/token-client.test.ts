@@ -1,15 +1,15 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { CertificateAuthority } from '../../sidecar/src/emulator/pki/certificate-authority.ts'
-import { isSidecarError, type SidecarError } from '../../sidecar/src/errors.ts'
+import { isSidecarError, type SidecarError } from '../../sidecar/src/core/errors.ts'
 import {
   managedIdentityMtlsRequest,
   boundCertificateRequest,
   clientSecretRequest,
-} from '../../sidecar/src/sources/entra/requests.ts'
+} from '../../sidecar/src/upstream/entra/requests.ts'
 import { registerApp } from '../../sidecar/src/emulator/entra.ts'
-import { signClientAssertion } from '../../sidecar/src/sources/entra/client-assertion.ts'
-import type { BindingCertificate } from '../../sidecar/src/tokens/types.ts'
+import { signClientAssertion } from '../../sidecar/src/upstream/entra/client-assertion.ts'
+import type { BindingCertificate } from '../../sidecar/src/model/binding.ts'
 import {
   counterTotal,
   issueClientCertificate,
@@ -395,8 +395,8 @@ test('an mTLS server that refuses the handshake surfaces reason tls_failure', as
 
 test('logs name the identity but never carry tokens, assertions or keys', async (t) => {
   const { Writable } = await import('node:stream')
-  const { createLogger } = await import('../../sidecar/src/log.ts')
-  const { EntraTokenClient } = await import('../../sidecar/src/sources/entra/token-client.ts')
+  const { createLogger } = await import('../../sidecar/src/core/log.ts')
+  const { EntraTokenClient } = await import('../../sidecar/src/upstream/entra/token-client.ts')
   const lines: string[] = []
   const destination = new Writable({
     write(chunk: Buffer, _enc, cb) {

@@ -8,13 +8,13 @@ import type { ManagedIdentitySelector } from '../../sidecar/src/config/types.ts'
 import {
   ImdsV2BindingCredential,
   MIN_CACHEABLE_LIFETIME_MS,
-} from '../../sidecar/src/credentials/imds-v2-binding.ts'
+} from '../../sidecar/src/credentials/managed-identity/imds-v2-binding.ts'
 import type { EmulatorSettings } from '../../sidecar/src/emulator/state.ts'
-import { SidecarError } from '../../sidecar/src/errors.ts'
-import { createLogger } from '../../sidecar/src/log.ts'
+import { SidecarError } from '../../sidecar/src/core/errors.ts'
+import { createLogger } from '../../sidecar/src/core/log.ts'
 import { BindingStore } from '../../sidecar/src/pki/binding-store.ts'
 import { SoftwareKeyProvider, type BindingKey, type KeyProvider } from '../../sidecar/src/pki/key-provider.ts'
-import { ImdsV2Client } from '../../sidecar/src/sources/imds-v2.ts'
+import { ImdsV2Client } from '../../sidecar/src/upstream/imds/v2.ts'
 import { FakeClock } from '../support/fake-clock.ts'
 import { driveUntilSettled, setup, waitFor } from './support.ts'
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { SystemClock } from '../../sidecar/src/clock.ts'
+import { SystemClock } from '../../sidecar/src/core/clock.ts'
 import { imdsV2Routes } from '../../sidecar/src/emulator/imds-v2.ts'
 import { createEmulatorState } from '../../sidecar/src/emulator/state.ts'
 import { buildCsr, cuIdJson } from '../../sidecar/src/pki/csr.ts'

@@ -1,9 +1,9 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { ImdsV2BindingCredential } from '../../sidecar/src/credentials/imds-v2-binding.ts'
-import { createLogger } from '../../sidecar/src/log.ts'
+import { ImdsV2BindingCredential } from '../../sidecar/src/credentials/managed-identity/imds-v2-binding.ts'
+import { createLogger } from '../../sidecar/src/core/log.ts'
 import { SoftwareKeyProvider, type BindingKey, type KeyProvider } from '../../sidecar/src/pki/key-provider.ts'
-import { ImdsV2Client } from '../../sidecar/src/sources/imds-v2.ts'
+import { ImdsV2Client } from '../../sidecar/src/upstream/imds/v2.ts'
 import { FakeClock } from '../support/fake-clock.ts'
 import { setup, waitFor } from './support.ts'
 

@@ -3,16 +3,16 @@ import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
 import { Agent } from 'undici'
 import type { TestContext } from 'node:test'
-import { SystemClock, type Clock } from '../../sidecar/src/clock.ts'
+import { SystemClock, type Clock } from '../../sidecar/src/core/clock.ts'
 import { imdsV2Routes } from '../../sidecar/src/emulator/imds-v2.ts'
 import {
   createEmulatorState,
   type EmulatorSettings,
   type EmulatorState,
 } from '../../sidecar/src/emulator/state.ts'
-import { silentLogger, type Logger } from '../../sidecar/src/log.ts'
-import { Metrics } from '../../sidecar/src/metrics.ts'
-import type { Runtime } from '../../sidecar/src/runtime.ts'
+import { silentLogger, type Logger } from '../../sidecar/src/core/log.ts'
+import { Metrics } from '../../sidecar/src/core/metrics.ts'
+import type { Runtime } from '../../sidecar/src/core/runtime.ts'
 
 export const IMDS_SERVER_HEADER = 'IMDS/150.870.65.1854'
 

@@ -9,9 +9,9 @@ import {
 import type { AddressInfo } from 'node:net'
 import { decodeJwt } from 'jose'
 import { parseConfig } from '../../sidecar/src/config/load.ts'
-import { Daemon } from '../../sidecar/src/daemon.ts'
+import { Daemon } from '../../sidecar/src/daemon/daemon.ts'
 import { startEmulator } from '../../sidecar/src/emulator/emulator.ts'
-import { createLogger } from '../../sidecar/src/log.ts'
+import { createLogger } from '../../sidecar/src/core/log.ts'
 import { json, LogCapture, startStack, type Stack } from '../support/stack.ts'
 
 /** What the resource server saw of one request. */

@@ -1,4 +1,4 @@
-import type { Clock, Timer } from '../../sidecar/src/clock.ts'
+import type { Clock, Timer } from '../../sidecar/src/core/clock.ts'
 
 interface Pending {
   at: number

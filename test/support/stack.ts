@@ -4,11 +4,11 @@ import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import type { TestContext } from 'node:test'
 import { parseConfig } from '../../sidecar/src/config/load.ts'
-import type { Clock } from '../../sidecar/src/clock.ts'
-import { Daemon } from '../../sidecar/src/daemon.ts'
-import type { SocketTable } from '../../sidecar/src/net/socket-table.ts'
+import type { Clock } from '../../sidecar/src/core/clock.ts'
+import { Daemon } from '../../sidecar/src/daemon/daemon.ts'
+import type { SocketTable } from '../../sidecar/src/http/callers/socket-table.ts'
 import { startEmulator, type Emulator, type EmulatorOptions } from '../../sidecar/src/emulator/emulator.ts'
-import { createLogger } from '../../sidecar/src/log.ts'
+import { createLogger } from '../../sidecar/src/core/log.ts'
 
 /** Every log line a daemon wrote, raw (for secret scans) and parsed. */
 export class LogCapture extends Writable {

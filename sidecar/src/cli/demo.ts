@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseConfig } from '../config/load.ts'
-import { Daemon } from '../daemon.ts'
+import { Daemon } from '../daemon/daemon.ts'
 import { startEmulator } from '../emulator/emulator.ts'
-import { createLogger } from '../log.ts'
+import { createLogger } from '../core/log.ts'
 
 /**
  * `credential-sidecar demo`: the built-in emulator (IMDS v1/v2, Entra, a demo mTLS resource) and

@@ -1,9 +1,9 @@
 import { request, type Dispatcher } from 'undici'
 import type { IdentityConfig, ManagedIdentitySelector, SidecarConfig } from '../config/types.ts'
-import { buildCore } from '../daemon.ts'
-import { silentLogger } from '../log.ts'
+import { buildCore } from '../daemon/daemon.ts'
+import { silentLogger } from '../core/log.ts'
 import { normaliseScope } from '../tokens/scope.ts'
-import { ImdsV2Client } from '../sources/imds-v2.ts'
+import { ImdsV2Client } from '../upstream/imds/v2.ts'
 import { probeImdsAsOtherUid, type LockdownProbe } from './imds-lockdown-probe.ts'
 
 /** The resource doctor asks a token for when an identity names no warmResource. */

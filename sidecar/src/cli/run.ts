@@ -1,6 +1,6 @@
 import type { SidecarConfig } from '../config/types.ts'
-import { Daemon } from '../daemon.ts'
-import { createLogger } from '../log.ts'
+import { Daemon } from '../daemon/daemon.ts'
+import { createLogger } from '../core/log.ts'
 
 /**
  * Runs the daemon as a process: one shutdown path for SIGTERM, SIGINT and fatal errors. The first

@@ -1,7 +1,7 @@
 import { createPrivateKey } from 'node:crypto'
 import { looksLikePkcs12, Pkcs12Error, readPkcs12 } from '../pki/pkcs12.ts'
 import { certificateInfo, publicKeysMatch, splitPemCertificates } from '../pki/x509.ts'
-import type { BindingCertificate } from '../tokens/types.ts'
+import type { BindingCertificate } from '../model/binding.ts'
 
 /** An application's certificate credential: the leaf (with key) and the chain for `x5c`. */
 export interface AppCertificate {

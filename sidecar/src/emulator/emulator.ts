@@ -1,4 +1,4 @@
-import { SystemClock, type Clock } from '../clock.ts'
+import { SystemClock, type Clock } from '../core/clock.ts'
 import { demoResourceAudience, startDemoResource } from './demo-resource.ts'
 import { startEmulatedEntra, type EmulatedEntraOptions } from './entra.ts'
 import { startEmulatedImds } from './imds.ts'

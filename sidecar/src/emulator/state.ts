@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { Clock } from '../clock.ts'
+import type { Clock } from '../core/clock.ts'
 import { CertificateAuthority } from './pki/certificate-authority.ts'
 import { CallCounter, FaultPlan } from './faults.ts'
 import { TokenMinter } from './token-minter.ts'

@@ -9,7 +9,7 @@ import {
   type CryptoKey,
 } from 'jose'
 import { randomUUID } from 'node:crypto'
-import type { Clock } from '../clock.ts'
+import type { Clock } from '../core/clock.ts'
 
 /**
  * The emulator's token issuer: RS256 JWTs shaped like Entra access tokens. Resources (the demo

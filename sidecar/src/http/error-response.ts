@@ -1,4 +1,4 @@
-import { isSidecarError, SidecarError } from '../errors.ts'
+import { isSidecarError, SidecarError } from '../core/errors.ts'
 
 /** The OAuth-shaped error body every route answers with (contract §3). */
 export interface ErrorBody {

@@ -1,11 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Runtime } from '../runtime.ts'
+import type { Runtime } from '../core/runtime.ts'
 import type { Identity } from '../identities/identity.ts'
 import { normaliseScope, type NormalisedScope } from '../tokens/scope.ts'
 import type { CachedToken } from '../tokens/token-cache.ts'
 import type { ServedToken, TokenService } from '../tokens/token-service.ts'
 import { logRequest, type CallerPolicy } from './app.ts'
-import { checkCaller, rawHeaderLookup, type CallerGuardOptions } from './caller-guard.ts'
+import { checkCaller, rawHeaderLookup, type CallerGuardOptions } from './callers/caller-guard.ts'
 import type { Readiness } from './readiness.ts'
 import {
   appServiceApiVersion,
@@ -14,7 +14,7 @@ import {
 } from './routes/app-service-compat.ts'
 import { compatIdentity, oneOf } from './routes/compat-identity.ts'
 import { imdsTokenJson, imdsTokenPath } from './routes/imds-compat.ts'
-import { tokenResponseJson } from './wire.ts'
+import { tokenResponseJson } from './wire/responses.ts'
 
 export interface FastLaneDeps {
   runtime: Runtime

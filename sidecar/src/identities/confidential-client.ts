@@ -1,9 +1,11 @@
 import type { ConfidentialClientConfig } from '../config/types.ts'
-import { mergeClaimsAndCapabilities, unionCapabilities, type AcquireOptions } from '../tokens/claims.ts'
-import type { AcquiredToken, BindingCertificate, TokenType } from '../tokens/types.ts'
-import type { ClientCredential } from './client-credentials/client-credential.ts'
-import { CredentialChain } from './client-credentials/credential-chain.ts'
-import type { CredentialBundle, Identity } from './identity.ts'
+import { mergeClaimsAndCapabilities, unionCapabilities, type AcquireOptions } from '../model/claims.ts'
+import type { AcquiredToken, TokenType } from '../model/token.ts'
+import type { BindingCertificate } from '../model/binding.ts'
+import type { ClientCredential } from '../credentials/source.ts'
+import { CredentialChain } from './chain.ts'
+import type { Identity } from './identity.ts'
+import type { CredentialBundle } from '../model/bundle.ts'
 
 /**
  * A confidential client (app registration): tokens from Entra with the first credential of

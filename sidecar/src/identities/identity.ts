@@ -1,6 +1,8 @@
 import type { IdentityConfig } from '../config/types.ts'
-import type { AcquireOptions } from '../tokens/claims.ts'
-import type { AcquiredToken, BindingCertificate, KeyProtection, TokenType } from '../tokens/types.ts'
+import type { AcquireOptions } from '../model/claims.ts'
+import type { AcquiredToken, TokenType } from '../model/token.ts'
+import type { BindingCertificate } from '../model/binding.ts'
+import type { CredentialBundle } from '../model/bundle.ts'
 
 /**
  * One configured identity: knows how to get its credential and its tokens from upstream. Caching,
@@ -54,18 +56,4 @@ export interface Identity {
 
   /** Stops timers and closes connections. */
   close(): Promise<void>
-}
-
-/** What GET /credential returns (contract §3), before wire formatting. */
-export interface CredentialBundle {
-  identity: string
-  clientId: string
-  tenantId: string
-  tokenEndpoint: string
-  keyProtection: KeyProtection
-  binding: BindingCertificate
-  /** FIC leg-1 token, the signed assertion for leg 2. */
-  assertion?: string
-  /** Epoch milliseconds. */
-  assertionExpiresOn?: number
 }

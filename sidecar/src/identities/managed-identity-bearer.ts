@@ -1,10 +1,11 @@
 import type { ManagedIdentityConfig } from '../config/types.ts'
-import { SidecarError } from '../errors.ts'
-import { resourceOfScope } from '../sources/entra/requests.ts'
-import type { ImdsV1Client } from '../sources/imds-v1.ts'
-import { unionCapabilities, type AcquireOptions } from '../tokens/claims.ts'
-import type { AcquiredToken } from '../tokens/types.ts'
-import type { CredentialBundle, Identity } from './identity.ts'
+import { SidecarError } from '../core/errors.ts'
+import { resourceOfScope } from '../upstream/entra/requests.ts'
+import type { ImdsV1Client } from '../upstream/imds/v1.ts'
+import { unionCapabilities, type AcquireOptions } from '../model/claims.ts'
+import type { AcquiredToken } from '../model/token.ts'
+import type { Identity } from './identity.ts'
+import type { CredentialBundle } from '../model/bundle.ts'
 
 /** A managed identity's plain Bearer tokens from IMDS v1: no certificate involved. */
 export class ManagedIdentityBearer implements Identity {

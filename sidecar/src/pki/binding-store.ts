@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { constants, promises as fs } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
-import { SidecarError } from '../errors.ts'
-import type { KeyProtection } from '../tokens/types.ts'
+import { SidecarError } from '../core/errors.ts'
+import type { KeyProtection } from '../model/binding.ts'
 
 /** What the store keeps for one identity: enough to serve the binding after a restart without IMDS. */
 export interface StoredBinding {

@@ -1,5 +1,5 @@
 import { constants, createPrivateKey, createPublicKey, sign, type KeyObject } from 'node:crypto'
-import type { KeyProtection } from '../tokens/types.ts'
+import type { KeyProtection } from '../model/binding.ts'
 import { PSS_SALT_LENGTH } from './csr.ts'
 import { generateRsaKeyPair, type RsaKeyPair } from './keys.ts'
 

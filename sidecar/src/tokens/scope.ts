@@ -1,4 +1,4 @@
-import { SidecarError } from '../errors.ts'
+import { SidecarError } from '../core/errors.ts'
 
 /** A requested audience in both spellings: `resource` for IMDS v1, `scope` for Entra. */
 export interface NormalisedScope {

@@ -1,9 +1,9 @@
-import { describeError } from '../errors.ts'
+import { describeError } from '../core/errors.ts'
 import { LRUCache } from 'lru-cache'
-import type { Clock, Random } from '../clock.ts'
-import type { Logger } from '../log.ts'
-import type { Metrics } from '../metrics.ts'
-import type { AcquiredToken } from './types.ts'
+import type { Clock, Random } from '../core/clock.ts'
+import type { Logger } from '../core/log.ts'
+import type { Metrics } from '../core/metrics.ts'
+import type { AcquiredToken } from '../model/token.ts'
 
 /** A token as cached: what upstream returned plus when we refresh it and when we stop serving it. */
 export interface CachedToken extends AcquiredToken {

@@ -1,11 +1,11 @@
-import type { Runtime } from '../runtime.ts'
-import { isSidecarError, SidecarError } from '../errors.ts'
+import type { Runtime } from '../core/runtime.ts'
+import { isSidecarError, SidecarError } from '../core/errors.ts'
 import type { Identity } from '../identities/identity.ts'
-import type { BindingCertificate } from './types.ts'
+import type { BindingCertificate } from '../model/binding.ts'
 import type { CachedToken, TokenCache } from './token-cache.ts'
 import type { NormalisedScope } from './scope.ts'
 import { createHash } from 'node:crypto'
-import type { AcquireOptions, CaeRequest } from './claims.ts'
+import type { AcquireOptions, CaeRequest } from '../model/claims.ts'
 
 export interface ServedToken {
   identity: Identity

@@ -1,13 +1,13 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import type { DownstreamApiConfig } from '../../config/types.ts'
-import { SidecarError } from '../../errors.ts'
-import { parseClaimsChallenge, type CaeRequest } from '../../tokens/claims.ts'
+import { SidecarError } from '../../core/errors.ts'
+import { parseClaimsChallenge, type CaeRequest } from '../../model/claims.ts'
 import { normaliseScope, type NormalisedScope } from '../../tokens/scope.ts'
 import type { TokenService } from '../../tokens/token-service.ts'
-import { bindingCertificateJson, type BindingCertificateJson } from '../wire.ts'
-import type { CallerAccess } from '../caller-access.ts'
-import { apiScope, type DownstreamProxy } from './downstream-proxy.ts'
-import { downstreamTarget } from './downstream-target.ts'
+import { bindingCertificateJson, type BindingCertificateJson } from '../wire/responses.ts'
+import type { CallerAccess } from '../callers/caller-access.ts'
+import { apiScope, type DownstreamProxy } from '../../downstream/proxy.ts'
+import { downstreamTarget } from '../../downstream/target.ts'
 
 export interface AgentIdCompatRoutesDeps {
   tokens: TokenService

@@ -1,11 +1,11 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono'
-import { SidecarError } from '../../errors.ts'
+import { SidecarError } from '../../core/errors.ts'
 import { normaliseScope } from '../../tokens/scope.ts'
 import type { ServedToken, TokenService } from '../../tokens/token-service.ts'
-import { callerGuard } from '../caller-guard.ts'
-import { caeFromQuery } from '../cae-query.ts'
-import { singleQuery } from '../wire.ts'
-import type { CallerAccess } from '../caller-access.ts'
+import { callerGuard } from '../callers/caller-guard.ts'
+import { caeFromQuery } from '../wire/cae-query.ts'
+import { singleQuery } from '../wire/responses.ts'
+import type { CallerAccess } from '../callers/caller-access.ts'
 import { compatClientId, compatIdentity, oneOf } from './compat-identity.ts'
 
 export interface AppServiceCompatRoutesDeps {

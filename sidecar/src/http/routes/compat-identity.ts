@@ -1,5 +1,5 @@
 import type { ManagedIdentitySelector } from '../../config/types.ts'
-import { SidecarError } from '../../errors.ts'
+import { SidecarError } from '../../core/errors.ts'
 import type { Identity } from '../../identities/identity.ts'
 import type { ServedToken, TokenService } from '../../tokens/token-service.ts'
 

@@ -1,8 +1,8 @@
 import type { IncomingMessage } from 'node:http'
 import { Hono, type Context, type MiddlewareHandler } from 'hono'
-import { downstreamTarget, splitDownstreamTarget } from './downstream-target.ts'
-import type { DownstreamProxy } from './downstream-proxy.ts'
-import type { CallerAccess } from '../caller-access.ts'
+import { downstreamTarget, splitDownstreamTarget } from '../../downstream/target.ts'
+import type { DownstreamProxy } from '../../downstream/proxy.ts'
+import type { CallerAccess } from '../callers/caller-access.ts'
 
 export interface DownstreamRoutesDeps {
   proxy: DownstreamProxy

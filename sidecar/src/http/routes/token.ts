@@ -1,10 +1,10 @@
 import { Hono } from 'hono'
 import { normaliseScope } from '../../tokens/scope.ts'
 import type { TokenService } from '../../tokens/token-service.ts'
-import type { Clock } from '../../clock.ts'
-import { caeFromQuery } from '../cae-query.ts'
-import { singleQuery, tokenResponseJson, credentialResponseJson } from '../wire.ts'
-import type { CallerAccess } from '../caller-access.ts'
+import type { Clock } from '../../core/clock.ts'
+import { caeFromQuery } from '../wire/cae-query.ts'
+import { singleQuery, tokenResponseJson, credentialResponseJson } from '../wire/responses.ts'
+import type { CallerAccess } from '../callers/caller-access.ts'
 
 export interface NativeRoutesDeps {
   tokens: TokenService

@@ -1,0 +1,84 @@
+import { readFile } from 'node:fs/promises'
+import { SidecarError } from '../core/errors.ts'
+import { federatedAssertionRequest, withClaims } from '../upstream/entra/requests.ts'
+import type { AcquiredToken } from '../model/token.ts'
+import type { CredentialBundle } from '../model/bundle.ts'
+import type { AppContext, ClientCredential } from './source.ts'
+
+/**
+ * `SignedAssertionFilePath` (Kubernetes workload identity): the projected service account token is
+ * the client assertion, `jwt-bearer` to the regular endpoint, Bearer only. The file is read on every
+ * use, never cached: kubelet rotates it at 80 % of its life, and a cached copy fails with
+ * AADSTS700024 (upstream-protocol.md §4).
+ */
+export class AssertionFileCredential implements ClientCredential {
+  readonly label: string
+  readonly canBind = false
+  readonly #app: AppContext
+  readonly #path: string
+
+  constructor(app: AppContext, path: string, index: number) {
+    this.#app = app
+    this.#path = path
+    this.label = `clientCredentials[${index}] (SignedAssertionFilePath ${path})`
+  }
+
+  async load(): Promise<undefined> {
+    await this.#read()
+    return undefined
+  }
+
+  async acquireToken(
+    scope: string,
+    signal: AbortSignal,
+    options: { claims?: string } = {},
+  ): Promise<AcquiredToken> {
+    const app = this.#app
+    return app.entra.requestToken(
+      withClaims(
+        federatedAssertionRequest({
+          tokenEndpoint: app.tokenEndpoint,
+          clientId: app.clientId,
+          scope,
+          identityName: app.identityName,
+          assertion: await this.#read(),
+          tokenType: 'Bearer',
+        }),
+        options.claims,
+      ),
+      signal,
+    )
+  }
+
+  invalidate(): void {}
+
+  async bundle(): Promise<CredentialBundle> {
+    throw new SidecarError(
+      'no_bound_credential',
+      `Identity "${this.#app.identityName}" authenticates with a projected token file (${this.label}), which has no certificate to bind`,
+    )
+  }
+
+  start(): void {}
+
+  async close(): Promise<void> {}
+
+  async #read(): Promise<string> {
+    let text: string
+    try {
+      text = (await readFile(this.#path, 'utf8')).trim()
+    } catch (error) {
+      const code = (error as { code?: unknown }).code
+      const why =
+        code === 'ENOENT'
+          ? 'file not found'
+          : `file not readable${typeof code === 'string' ? ` (${code})` : ''}`
+      throw new SidecarError('internal_error', `${this.label}: ${why}`, { reason: 'credential_unavailable' })
+    }
+    if (!text)
+      throw new SidecarError('internal_error', `${this.label}: file is empty`, {
+        reason: 'credential_unavailable',
+      })
+    return text
+  }
+}

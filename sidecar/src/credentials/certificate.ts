@@ -1,0 +1,285 @@
+import { readFile, stat } from 'node:fs/promises'
+import type { CertificateSource } from '../config/types.ts'
+import { isSidecarError, SidecarError } from '../core/errors.ts'
+import {
+  CertificateLoadError,
+  decodeBase64Certificate,
+  parseAppCertificate,
+  type AppCertificate,
+} from './app-certificate.ts'
+import { signClientAssertion } from '../upstream/entra/client-assertion.ts'
+import {
+  boundCertificateRequest,
+  certificateAssertionRequest,
+  withClaims,
+} from '../upstream/entra/requests.ts'
+import type { AcquiredToken } from '../model/token.ts'
+import type { BindingCertificate } from '../model/binding.ts'
+import type { CredentialBundle } from '../model/bundle.ts'
+import type { AppContext, ClientCredential } from './source.ts'
+
+/** A rotated file is noticed within this long; the check is a stat, not a read. */
+const fileCheckIntervalMs = 1000
+
+/**
+ * An app certificate from a file (`Path`) or from config (`Base64Encoded`).
+ *
+ * - Presented over mTLS (`useBoundCredential: true`, or `protocolScheme: MTLS_POP`, which needs the
+ *   TLS handshake): `boundCertificateRequest` on the mTLS host; for Bearer with a jwt-bearer client
+ *   assertion (x5c) signed by the same certificate as well, for mtls_pop with none.
+ * - Otherwise a private_key_jwt signed with it to the regular endpoint (Bearer).
+ *
+ * `load` returns the certificate in both modes, so it is part of the token cache key: a rotated
+ * certificate gets new tokens at once, and an `invalid_client` makes the token service call
+ * `invalidate`, which re-reads the file before the one retry — the cheapest way to pick up a
+ * rotation that landed between two file checks.
+ *
+ * A `Path` file is checked at most once a second (stat: inode, size, mtime, ctime) and re-read when
+ * it changed, so rotation needs no restart. A file that disappears or stops parsing no longer
+ * loads, and the chain falls through.
+ */
+export class CertificateCredential implements ClientCredential {
+  readonly label: string
+  readonly canBind = true
+  readonly #app: AppContext
+  readonly #source: CertificateSource
+  /** Presented in the TLS handshake rather than proven by a client assertion. */
+  readonly #overMtls: boolean
+  #current: AppCertificate | undefined
+  #fingerprint: string | undefined
+  #checkedAt = Number.NEGATIVE_INFINITY
+  #checking: Promise<AppCertificate> | undefined
+
+  constructor(app: AppContext, source: CertificateSource, index: number) {
+    this.#app = app
+    this.#source = source
+    this.#overMtls = source.useBoundCredential || app.tokenType === 'mtls_pop'
+    const where = source.sourceType === 'Path' ? ` ${source.certificateDiskPath}` : ''
+    this.label = `clientCredentials[${index}] (${source.sourceType}${where})`
+  }
+
+  async load(): Promise<BindingCertificate> {
+    return (await this.#certificate()).binding
+  }
+
+  async acquireToken(
+    scope: string,
+    signal: AbortSignal,
+    options: { claims?: string } = {},
+  ): Promise<AcquiredToken> {
+    const app = this.#app
+    const certificate = await this.#certificate()
+    if (this.#overMtls) {
+      // Bearer over mTLS still proves the certificate in the body too: a private_key_jwt whose
+      // aud is the mTLS token endpoint it is posted to, always with x5c (requests.ts).
+      const assertion =
+        app.tokenType === 'Bearer'
+          ? await signClientAssertion({
+              clientId: app.clientId,
+              tokenEndpoint: app.mtlsTokenEndpoint,
+              certificatePem: certificate.chainPem,
+              privateKeyPem: certificate.binding.privateKeyPem,
+              sendX5C: true,
+              clock: app.runtime.clock,
+            })
+          : undefined
+      try {
+        return await app.entra.requestToken(
+          withClaims(
+            boundCertificateRequest({
+              tokenEndpoint: app.mtlsTokenEndpoint,
+              clientId: app.clientId,
+              scope,
+              identityName: app.identityName,
+              allowBearerFallback: app.allowBearerFallback,
+              certificate: certificate.binding,
+              tokenType: app.tokenType,
+              ...(assertion === undefined ? {} : { assertion }),
+            }),
+            options.claims,
+          ),
+          signal,
+        )
+      } catch (error) {
+        if (!app.allowBearerFallback || !isSidecarError(error) || error.reason !== 'binding_not_allowed')
+          throw error
+        // Entra refuses bound tokens for the tenant (AADSTS3921996): a genuine Bearer token with a
+        // private_key_jwt on the regular endpoint instead, as Azure.Identity for .NET falls back.
+        app.runtime.logger.warn(
+          {
+            identity: app.identityName,
+            credential: this.label,
+            event: 'bearer_fallback',
+            aadsts: error.upstream?.errorCodes,
+            via: 'private_key_jwt',
+          },
+          'Entra does not allow bound tokens for this tenant; serving a Bearer token obtained with a client assertion because allowBearerFallback is on',
+        )
+        app.runtime.metrics.bearerFallbacks.inc({ identity: app.identityName })
+      }
+    }
+    return this.#assertionToken(certificate, scope, signal, options.claims)
+  }
+
+  /** Bearer with a private_key_jwt to the regular endpoint (not bound). */
+  async #assertionToken(
+    certificate: AppCertificate,
+    scope: string,
+    signal: AbortSignal,
+    claims: string | undefined,
+  ): Promise<AcquiredToken> {
+    const app = this.#app
+    const assertion = await signClientAssertion({
+      clientId: app.clientId,
+      tokenEndpoint: app.tokenEndpoint,
+      certificatePem: certificate.chainPem,
+      privateKeyPem: certificate.binding.privateKeyPem,
+      sendX5C: app.sendX5C,
+      clock: app.runtime.clock,
+    })
+    return app.entra.requestToken(
+      withClaims(
+        certificateAssertionRequest({
+          tokenEndpoint: app.tokenEndpoint,
+          clientId: app.clientId,
+          scope,
+          identityName: app.identityName,
+          assertion,
+        }),
+        claims,
+      ),
+      signal,
+    )
+  }
+
+  invalidate(binding: BindingCertificate): void {
+    if (this.#current?.binding.x5tS256 !== binding.x5tS256) return
+    this.#app.entra.evictBinding(binding.x5tS256)
+    if (this.#source.sourceType === 'Path') {
+      // Re-read on the next load even if the file looks unchanged.
+      this.#current = undefined
+      this.#fingerprint = undefined
+      this.#checkedAt = Number.NEGATIVE_INFINITY
+    }
+  }
+
+  async bundle(): Promise<CredentialBundle> {
+    const app = this.#app
+    if (!this.#overMtls) {
+      throw new SidecarError(
+        'no_bound_credential',
+        `Identity "${app.identityName}" signs client assertions with ${this.label} and presents no certificate over mTLS (set useBoundCredential: true or protocolScheme: MTLS_POP)`,
+      )
+    }
+    const { binding } = await this.#certificate()
+    return {
+      identity: app.identityName,
+      clientId: app.clientId,
+      tenantId: app.tenantId,
+      tokenEndpoint: app.mtlsTokenEndpoint,
+      keyProtection: binding.keyProtection,
+      binding,
+    }
+  }
+
+  start(): void {}
+
+  async close(): Promise<void> {}
+
+  /** The certificate as of now; at most one check of the file at a time. */
+  #certificate(): Promise<AppCertificate> {
+    const now = this.#app.runtime.clock.now()
+    const current = this.#current
+    if (current && now - this.#checkedAt < fileCheckIntervalMs && now < current.binding.notAfter)
+      return Promise.resolve(current)
+    this.#checking ??= this.#check().finally(() => {
+      this.#checking = undefined
+    })
+    return this.#checking
+  }
+
+  async #check(): Promise<AppCertificate> {
+    const { clock } = this.#app.runtime
+    const source = this.#source
+    try {
+      if (source.sourceType === 'Base64Encoded') {
+        // Static config: parsed once, checked again only for expiry.
+        this.#current ??= parseAppCertificate(
+          decodeBase64Certificate(source.base64EncodedValue),
+          source.certificatePassword,
+          clock.now(),
+        )
+        if (clock.now() >= this.#current.binding.notAfter) {
+          const expired = this.#current
+          this.#current = undefined
+          throw new CertificateLoadError(
+            `its certificate expired on ${new Date(expired.binding.notAfter).toISOString()}`,
+          )
+        }
+        this.#checkedAt = clock.now()
+        return this.#current
+      }
+      return await this.#checkFile(source.certificateDiskPath, source.certificatePassword)
+    } catch (error) {
+      throw loadFailure(this.label, error)
+    }
+  }
+
+  async #checkFile(path: string, password: string | undefined): Promise<AppCertificate> {
+    const { clock, logger } = this.#app.runtime
+    let fingerprint: string
+    try {
+      const s = await stat(path)
+      fingerprint = `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`
+    } catch (error) {
+      this.#current = undefined
+      this.#fingerprint = undefined
+      throw new CertificateLoadError(fileProblem(error))
+    }
+    const previous = this.#current
+    if (previous && fingerprint === this.#fingerprint && clock.now() < previous.binding.notAfter) {
+      this.#checkedAt = clock.now()
+      return previous
+    }
+    let loaded: AppCertificate
+    try {
+      loaded = parseAppCertificate(await readFile(path), password, clock.now())
+    } catch (error) {
+      this.#current = undefined
+      this.#fingerprint = undefined
+      throw error instanceof CertificateLoadError ? error : new CertificateLoadError(fileProblem(error))
+    }
+    this.#current = loaded
+    this.#fingerprint = fingerprint
+    this.#checkedAt = clock.now()
+    if (previous?.binding.x5tS256 !== loaded.binding.x5tS256) {
+      if (previous) this.#app.entra.evictBinding(previous.binding.x5tS256)
+      logger.info(
+        {
+          identity: this.#app.identityName,
+          credential: this.label,
+          event: previous ? 'certificate_rotated' : 'certificate_loaded',
+          'x5t#S256': loaded.binding.x5tS256,
+          subject: loaded.subject.replace(/\n/g, ', '),
+          not_after: new Date(loaded.binding.notAfter).toISOString(),
+        },
+        previous ? 'certificate file changed; using the new certificate' : 'certificate loaded',
+      )
+    }
+    return loaded
+  }
+}
+
+function fileProblem(error: unknown): string {
+  const code = (error as { code?: unknown }).code
+  if (code === 'ENOENT') return 'file not found'
+  if (code === 'EACCES' || code === 'EPERM') return 'file not readable (permission denied)'
+  if (code === 'EISDIR') return 'path is a directory'
+  return typeof code === 'string' ? `file not readable (${code})` : 'file not readable'
+}
+
+/** A certificate that does not load is a credential problem, not an upstream one. */
+function loadFailure(label: string, error: unknown): SidecarError {
+  const why = error instanceof CertificateLoadError ? error.message : 'unreadable certificate'
+  return new SidecarError('internal_error', `${label}: ${why}`, { reason: 'credential_unavailable' })
+}

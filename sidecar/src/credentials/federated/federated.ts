@@ -1,0 +1,101 @@
+import { isSidecarError, SidecarError } from '../../core/errors.ts'
+import type { ManagedIdentityAssertion } from './managed-identity-assertion.ts'
+import { federatedAssertionRequest, withClaims } from '../../upstream/entra/requests.ts'
+import type { AcquiredToken } from '../../model/token.ts'
+import type { BindingCertificate } from '../../model/binding.ts'
+import type { CredentialBundle } from '../../model/bundle.ts'
+import type { AppContext, ClientCredential } from '../source.ts'
+
+/**
+ * `SignedAssertionFromManagedIdentity` (FIC): leg 1 is a managed identity token
+ * (`ManagedIdentityAssertion`), leg 2 this app's client-credentials request with it as the client
+ * assertion (upstream-protocol.md §4).
+ *
+ * - Bound leg 1 (IMDS v2, mtls_pop): leg 2 goes over mTLS with the leg-1 certificate as `jwt-pop`;
+ *   the final token is Bearer or mtls_pop (bound to that same certificate). `load` returns the
+ *   leg-1 certificate, so a new IMDS v2 certificate means new tokens.
+ * - Unbound leg 1 (IMDS v1 Bearer): leg 2 is `jwt-bearer` to the regular endpoint, Bearer only.
+ *   `protocolScheme: MTLS_POP` with `useBoundCredential: false` is built with a bound leg 1 anyway
+ *   (`create-identities.ts`): a PoP token needs a certificate, and the leg-1 one is the only one.
+ */
+export class FederatedCredential implements ClientCredential {
+  readonly label: string
+  readonly canBind: boolean
+  readonly #app: AppContext
+  readonly #leg1: ManagedIdentityAssertion
+
+  constructor(app: AppContext, leg1: ManagedIdentityAssertion, index: number, selectorDescription: string) {
+    this.#app = app
+    this.#leg1 = leg1
+    this.canBind = leg1.bound
+    this.label = `clientCredentials[${index}] (SignedAssertionFromManagedIdentity ${selectorDescription}${leg1.bound ? ', bound' : ''})`
+  }
+
+  async load(signal: AbortSignal): Promise<BindingCertificate | undefined> {
+    return (await this.#leg1.current(signal)).binding
+  }
+
+  async acquireToken(
+    scope: string,
+    signal: AbortSignal,
+    options: { claims?: string } = {},
+  ): Promise<AcquiredToken> {
+    const app = this.#app
+    // Always the current bundle: the assertion's cnf must name the certificate presented with it.
+    const leg1 = await this.#leg1.current(signal)
+    const request = withClaims(
+      federatedAssertionRequest({
+        tokenEndpoint: leg1.binding ? app.mtlsTokenEndpoint : app.tokenEndpoint,
+        clientId: app.clientId,
+        scope,
+        identityName: app.identityName,
+        allowBearerFallback: app.allowBearerFallback,
+        assertion: leg1.assertion,
+        tokenType: app.tokenType,
+        ...(leg1.binding ? { binding: leg1.binding } : {}),
+      }),
+      options.claims,
+    )
+    try {
+      return await app.entra.requestToken(request, signal)
+    } catch (error) {
+      // Unbound: the token service has no binding to invalidate, so drop the leg-1 token here; a
+      // refused assertion (expired, revoked) is then re-fetched by the next request.
+      if (!leg1.binding && isSidecarError(error) && error.reason === 'invalid_client') this.#leg1.invalidate()
+      throw error
+    }
+  }
+
+  invalidate(binding: BindingCertificate): void {
+    this.#leg1.invalidate(binding)
+  }
+
+  async bundle(signal: AbortSignal): Promise<CredentialBundle> {
+    const app = this.#app
+    const leg1 = await this.#leg1.current(signal)
+    if (!leg1.binding) {
+      throw new SidecarError(
+        'no_bound_credential',
+        `Identity "${app.identityName}" gets its FIC leg 1 from IMDS v1 as a Bearer token (${this.label}): no bound credential (set useBoundCredential: true)`,
+      )
+    }
+    return {
+      identity: app.identityName,
+      clientId: app.clientId,
+      tenantId: app.tenantId,
+      tokenEndpoint: app.mtlsTokenEndpoint,
+      keyProtection: leg1.binding.keyProtection,
+      binding: leg1.binding,
+      assertion: leg1.assertion,
+      assertionExpiresOn: leg1.expiresOn,
+    }
+  }
+
+  start(): void {
+    this.#leg1.start()
+  }
+
+  async close(): Promise<void> {
+    this.#leg1.close()
+  }
+}

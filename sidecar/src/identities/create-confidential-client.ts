@@ -1,0 +1,91 @@
+import type {
+  ClientCredentialConfig,
+  ConfidentialClientConfig,
+  ManagedIdentitySelector,
+} from '../config/types.ts'
+import type { ImdsV2BindingCredential } from '../credentials/managed-identity/imds-v2-binding.ts'
+import { ManagedIdentityAssertion } from '../credentials/federated/managed-identity-assertion.ts'
+import type { Runtime } from '../core/runtime.ts'
+import { authorityMtlsTokenEndpoint, authorityTokenEndpoint } from '../upstream/entra/mtls-endpoint.ts'
+import type { EntraTokenClient } from '../upstream/entra/token-client.ts'
+import type { ImdsV1Client } from '../upstream/imds/v1.ts'
+import { ConfidentialClient } from './confidential-client.ts'
+import { AssertionFileCredential } from '../credentials/assertion-file.ts'
+import { CertificateCredential } from '../credentials/certificate.ts'
+import type { AppContext, ClientCredential } from '../credentials/source.ts'
+import { ClientSecretCredential } from '../credentials/client-secret.ts'
+import { CredentialChain } from './chain.ts'
+import { FederatedCredential } from '../credentials/federated/federated.ts'
+
+/** The shared upstream clients a confidential client is built from (a subset of `IdentitySources`). */
+export interface ConfidentialClientSources {
+  runtime: Runtime
+  imdsV1: ImdsV1Client
+  entra: EntraTokenClient
+  /** The IMDS v2 binding credential of a managed identity, shared by every identity that uses it. */
+  bindingCredential(selector: ManagedIdentitySelector, identity: string): ImdsV2BindingCredential
+}
+
+export function createConfidentialClient(
+  config: ConfidentialClientConfig,
+  sources: ConfidentialClientSources,
+): ConfidentialClient {
+  const app: AppContext = {
+    identityName: config.name,
+    clientId: config.clientId,
+    tenantId: config.tenantId,
+    tokenEndpoint: authorityTokenEndpoint(config.authorityHost, config.tenantId),
+    mtlsTokenEndpoint: authorityMtlsTokenEndpoint(config.authorityHost, config.tenantId, config.azureRegion),
+    tokenType: config.protocolScheme === 'MTLS_POP' ? 'mtls_pop' : 'Bearer',
+    allowBearerFallback: config.allowBearerFallback,
+    sendX5C: config.sendX5C,
+    entra: sources.entra,
+    runtime: sources.runtime,
+  }
+  const credentials = config.clientCredentials.map((credential, index) =>
+    createCredential(app, credential, index, sources),
+  )
+  return new ConfidentialClient(config, new CredentialChain(app, credentials))
+}
+
+function createCredential(
+  app: AppContext,
+  config: ClientCredentialConfig,
+  index: number,
+  sources: ConfidentialClientSources,
+): ClientCredential {
+  switch (config.sourceType) {
+    case 'Path':
+    case 'Base64Encoded':
+      return new CertificateCredential(app, config, index)
+    case 'SignedAssertionFromManagedIdentity': {
+      const selector: ManagedIdentitySelector =
+        config.managedIdentityClientId === undefined
+          ? { kind: 'system' }
+          : { kind: 'clientId', value: config.managedIdentityClientId }
+      // MTLS_POP needs a certificate to bind the final token to; with FIC the only one is leg 1's,
+      // so MTLS_POP gets a bound (IMDS v2) leg 1 even when useBoundCredential is false.
+      const bound = config.useBoundCredential || app.tokenType === 'mtls_pop'
+      const common = {
+        runtime: sources.runtime,
+        identity: app.identityName,
+        selector,
+        tokenExchangeUrl: config.tokenExchangeUrl,
+      }
+      const leg1 = bound
+        ? new ManagedIdentityAssertion({
+            ...common,
+            bound: true,
+            binding: sources.bindingCredential(selector, app.identityName),
+            entra: sources.entra,
+          })
+        : new ManagedIdentityAssertion({ ...common, bound: false, imdsV1: sources.imdsV1 })
+      const who = selector.kind === 'system' ? 'system-assigned' : `user-assigned ${selector.value}`
+      return new FederatedCredential(app, leg1, index, who)
+    }
+    case 'SignedAssertionFilePath':
+      return new AssertionFileCredential(app, config.signedAssertionFileDiskPath, index)
+    case 'ClientSecret':
+      return new ClientSecretCredential(app, config.clientSecret, index)
+  }
+}

@@ -1,0 +1,133 @@
+import type {
+  IdentityConfig,
+  ManagedIdentityConfig,
+  ManagedIdentitySelector,
+  SidecarConfig,
+} from '../config/types.ts'
+import { ImdsV2BindingCredential, selectorKey } from '../credentials/managed-identity/imds-v2-binding.ts'
+import { SoftwareKeyProvider, type KeyProvider } from '../pki/key-provider.ts'
+import type { Runtime } from '../core/runtime.ts'
+import { EntraTokenClient } from '../upstream/entra/token-client.ts'
+import { ImdsV1Client } from '../upstream/imds/v1.ts'
+import { ImdsV2Client } from '../upstream/imds/v2.ts'
+import type { createConfidentialClient } from './create-confidential-client.ts'
+import type { Identity } from './identity.ts'
+import { ManagedIdentityBearer } from './managed-identity-bearer.ts'
+import { ManagedIdentityBound } from './managed-identity-bound.ts'
+
+/** The configured identities and the upstream clients they share. */
+export interface IdentitySet {
+  /** In config order. */
+  identities: Map<string, Identity>
+  /** Closes every identity and the shared clients. */
+  close(): Promise<void>
+}
+
+/** What identities are built from; one instance per daemon, shared by all identities. */
+export interface IdentitySources {
+  runtime: Runtime
+  config: SidecarConfig
+  imdsV1: ImdsV1Client
+  imdsV2: ImdsV2Client
+  entra: EntraTokenClient
+  keyProvider: KeyProvider
+  /**
+   * The IMDS v2 binding credential of one managed identity, shared by every identity that uses it
+   * (a bound managed identity and an app's bound FIC leg 1 on the same VM identity hold one
+   * certificate, not two).
+   */
+  bindingCredential(selector: ManagedIdentitySelector, identity: string): ImdsV2BindingCredential
+}
+
+export async function createIdentities(config: SidecarConfig, runtime: Runtime): Promise<IdentitySet> {
+  const imdsV2 = new ImdsV2Client({ runtime, imdsEndpoint: config.upstream.imdsEndpoint })
+  const keyProvider = new SoftwareKeyProvider()
+  const bindingStores = bindingStoresBySelector(config)
+  const bindingCredentials = new Map<string, ImdsV2BindingCredential>()
+  const sources: IdentitySources = {
+    runtime,
+    config,
+    imdsV1: new ImdsV1Client({ runtime, imdsEndpoint: config.upstream.imdsEndpoint }),
+    imdsV2,
+    entra: new EntraTokenClient({ runtime }),
+    keyProvider,
+    bindingCredential: (selector, identity) => {
+      const key = selectorKey(selector)
+      let credential = bindingCredentials.get(key)
+      if (!credential) {
+        const bindingStorePath = bindingStores.get(key)
+        credential = new ImdsV2BindingCredential({
+          client: imdsV2,
+          keyProvider,
+          selector,
+          runtime,
+          identity,
+          ...(bindingStorePath === undefined ? {} : { bindingStorePath }),
+        })
+        bindingCredentials.set(key, credential)
+      }
+      return credential
+    },
+  }
+  // Confidential-client code (client assertions with jose, certificate files, PKCS#12) is loaded
+  // only when the configuration has such an identity: a lean start for the managed-identity case.
+  const confidential = [...config.identities.values()].some((i) => i.kind === 'confidentialClient')
+    ? (await import('./create-confidential-client.ts')).createConfidentialClient
+    : undefined
+  const identities = new Map<string, Identity>()
+  for (const [name, identityConfig] of config.identities)
+    identities.set(name, createIdentity(identityConfig, sources, confidential))
+  return {
+    identities,
+    close: async () => {
+      await Promise.all([...identities.values()].map((identity) => identity.close()))
+      // Idempotent: identities that use a shared credential have closed it already.
+      await Promise.all([...bindingCredentials.values()].map((credential) => credential.close()))
+      await sources.entra.close()
+    },
+  }
+}
+
+function createIdentity(
+  config: IdentityConfig,
+  sources: IdentitySources,
+  confidential: typeof createConfidentialClient | undefined,
+): Identity {
+  if (config.kind === 'managedIdentity') {
+    return usesImdsV2(config)
+      ? managedIdentityBound(config, sources)
+      : new ManagedIdentityBearer(config, sources.imdsV1)
+  }
+  if (!confidential) throw new Error('confidential-client support was not loaded')
+  return confidential(config, sources)
+}
+
+/** MTLS_POP, or a Bearer token over the bound credential, needs the IMDS v2 certificate. */
+function usesImdsV2(config: ManagedIdentityConfig): boolean {
+  return config.protocolScheme === 'MTLS_POP' || config.useBoundCredential
+}
+
+function managedIdentityBound(config: ManagedIdentityConfig, sources: IdentitySources): ManagedIdentityBound {
+  const credential = sources.bindingCredential(config.selector, config.name)
+  return new ManagedIdentityBound(config, {
+    credential,
+    entra: sources.entra,
+    imdsV1: sources.imdsV1,
+    runtime: sources.runtime,
+  })
+}
+
+/**
+ * A binding store belongs to the managed identity's certificate, so the first bound managed
+ * identity in config order that names one gives it to everyone sharing that certificate.
+ */
+function bindingStoresBySelector(config: SidecarConfig): Map<string, string> {
+  const stores = new Map<string, string>()
+  for (const identity of config.identities.values()) {
+    if (identity.kind !== 'managedIdentity' || identity.bindingStore === undefined || !usesImdsV2(identity))
+      continue
+    const key = selectorKey(identity.selector)
+    if (!stores.has(key)) stores.set(key, identity.bindingStore)
+  }
+  return stores
+}

@@ -1,0 +1,122 @@
+import { SidecarError } from '../core/errors.ts'
+
+/**
+ * Continuous access evaluation (CAE) inputs of one token request, as a caller gives them
+ * (contract §3): a claims challenge from a resource's `WWW-Authenticate`, the hash of the token the
+ * resource refused, and client capabilities (`xms_cc`, sent by msal-node to IMDS-style endpoints).
+ */
+export interface CaeRequest {
+  /** The claims challenge as a JSON object text (decoded when it came base64-encoded). */
+  claims?: string
+  /** Lower-case hex SHA-256 of the refused token. */
+  tokenSha256ToRefresh?: string
+  /** Capabilities the caller announced (`xms_cc=cp1,…`); added to the identity's own. */
+  clientCapabilities?: string[]
+}
+
+/** What an identity sends upstream for one acquisition, besides scope and binding. */
+export interface AcquireOptions {
+  /** The claims challenge (JSON), not yet merged with capabilities. */
+  claims?: string
+  /** Capabilities the caller announced, to be added to the identity's configured ones. */
+  clientCapabilities?: string[]
+  /** hex SHA-256 of the cached token this acquisition replaces (IMDS-style sources). */
+  tokenSha256ToRefresh?: string
+}
+
+const maxClaimsLength = 8 * 1024
+const capabilityPattern = /^[A-Za-z0-9_.-]{1,64}$/
+const maxCapabilities = 16
+
+/**
+ * A claims challenge as a resource hands it out: JSON, or base64/base64url of JSON (the
+ * `claims="…"` of `WWW-Authenticate` is base64; MSAL and the Azure SDKs pass either on). Returns
+ * the JSON text; anything that is not a JSON object is the caller's error.
+ */
+export function parseClaimsChallenge(raw: string): string {
+  const text = raw.trim()
+  if (text === '') throw new SidecarError('invalid_request', 'claims is empty')
+  if (text.length > maxClaimsLength)
+    throw new SidecarError('invalid_request', `claims is longer than ${maxClaimsLength} characters`)
+  const candidates = text.startsWith('{') ? [text] : [Buffer.from(text, 'base64').toString('utf8')]
+  for (const candidate of candidates) {
+    try {
+      const parsed: unknown = JSON.parse(candidate)
+      if (isObject(parsed)) return JSON.stringify(parsed)
+    } catch {
+      // fall through to the error below
+    }
+  }
+  throw new SidecarError(
+    'invalid_request',
+    'claims must be a JSON object (or base64 of one), as a resource\'s WWW-Authenticate claims="…" carries it',
+  )
+}
+
+/** `xms_cc=cp1,cp2` (msal-node joins its capabilities with commas). */
+export function parseCapabilities(raw: string): string[] {
+  const values = raw
+    .split(',')
+    .map((value) => value.trim())
+    .filter((value) => value !== '')
+  if (values.length > maxCapabilities || !values.every((value) => capabilityPattern.test(value))) {
+    throw new SidecarError(
+      'invalid_request',
+      `xms_cc must be a comma-separated list of at most ${maxCapabilities} capability names such as cp1`,
+    )
+  }
+  return values
+}
+
+/** `token_sha256_to_refresh`: 64 hex digits (SHA-256 of the access token, as msal-node sends it). */
+export function parseTokenHash(raw: string): string {
+  const value = raw.trim().toLowerCase()
+  if (!/^[0-9a-f]{64}$/.test(value)) {
+    throw new SidecarError(
+      'invalid_request',
+      'token_sha256_to_refresh must be the hex SHA-256 of the refused access token (64 hex digits)',
+    )
+  }
+  return value
+}
+
+/** Configured capabilities first, then the caller's, without repeats. */
+export function unionCapabilities(...lists: (readonly string[] | undefined)[]): string[] {
+  return [...new Set(lists.flatMap((list) => list ?? []))]
+}
+
+/**
+ * The `claims` parameter for an Entra request: the challenge merged with the client capabilities
+ * as `{"access_token":{"xms_cc":{"values":[…]}}}`, as MSAL.NET does (ClaimsHelper: capabilities
+ * JSON merged into the claims object, nested objects merged, arrays united). Undefined when there
+ * is neither. MSAL sends the capabilities on every request once configured, so Entra issues
+ * CAE-capable tokens from the first one on.
+ */
+export function mergeClaimsAndCapabilities(
+  claims: string | undefined,
+  capabilities: readonly string[],
+): string | undefined {
+  const challenge = claims === undefined ? undefined : (JSON.parse(claims) as Record<string, unknown>)
+  if (capabilities.length === 0) return challenge === undefined ? undefined : JSON.stringify(challenge)
+  const announced = { access_token: { xms_cc: { values: [...capabilities] } } }
+  return JSON.stringify(challenge === undefined ? announced : deepMerge(challenge, announced))
+}
+
+function deepMerge(
+  target: Record<string, unknown>,
+  source: Record<string, unknown>,
+): Record<string, unknown> {
+  const merged: Record<string, unknown> = { ...target }
+  for (const [key, value] of Object.entries(source)) {
+    const existing = merged[key]
+    if (isObject(existing) && isObject(value)) merged[key] = deepMerge(existing, value)
+    else if (Array.isArray(existing) && Array.isArray(value))
+      merged[key] = [...new Set([...existing, ...value])]
+    else merged[key] = value
+  }
+  return merged
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}

@@ -1,0 +1,312 @@
+import { parseSeconds } from '../../model/expiry.ts'
+import { randomUUID } from 'node:crypto'
+import { Agent, type Dispatcher } from 'undici'
+import { SidecarError, type ErrorReason, type UpstreamErrorDetail } from '../../core/errors.ts'
+import { describeEndpoint, parseJsonObject, parseRetryAfterMs, sendHttp, type HttpResponse } from '../http.ts'
+import { entraRetryPolicy, sendWithRetry } from '../retry.ts'
+import type { Runtime } from '../../core/runtime.ts'
+import type { AcquiredToken, TokenType } from '../../model/token.ts'
+import type { BindingCertificate } from '../../model/binding.ts'
+import { tlsConnectOptions, trustedCas } from '../trusted-cas.ts'
+import { bindingNotAllowedCode, entraConfigurationProblem } from './configuration-errors.ts'
+import { MtlsDispatchers } from './mtls-dispatchers.ts'
+
+/** One token request to an Entra token endpoint; `sources/entra/requests.ts` builds these. */
+export interface EntraTokenRequest {
+  tokenEndpoint: string
+  /** Form body. May hold a client assertion or secret: never logged, never put into an error. */
+  form: Record<string, string>
+  /** Presented as the TLS client certificate (mTLS endpoint); the token is bound to it for mtls_pop. */
+  clientCertificate?: BindingCertificate
+  /** What the caller will be served; an mtls_pop request answered with Bearer fails closed. */
+  expectedTokenType: TokenType
+  /** Serve Bearer when mtls_pop was asked and Entra answered Bearer (logged and counted). */
+  allowBearerFallback?: boolean
+  /** For logs and metrics. */
+  identityName: string
+  /** Metrics label, e.g. `entra.token` or `entra.mtls.token`. */
+  metricsEndpoint: string
+}
+
+export interface EntraTokenClientOptions {
+  runtime: Runtime
+  /** Share a per-certificate agent cache (e.g. with the downstream proxy); one is created otherwise. */
+  dispatchers?: MtlsDispatchers
+}
+
+/**
+ * Error codes Entra returns as `invalid_request` although the problem is the client's credential,
+ * not the request (e.g. a federated assertion that matches no FIC record). They mean the same as
+ * `invalid_client` to us: refresh the credential, do not blame the caller.
+ */
+const credentialErrorCodes = new Set([
+  70021, // no matching federated identity record found for presented assertion
+  700016, // application not found in the directory
+  700024, // client assertion is not within its valid time range
+  700027, // client assertion failed signature validation / certificate not registered
+  700211, // no matching federated identity record for presented assertion issuer
+  700212, // no matching federated identity record for presented assertion audience
+  700213, // no matching federated identity record for presented assertion subject
+  7000215, // invalid client secret
+  7000222, // client secret expired
+])
+
+/** `error` values that say the caller's request is wrong (contract §3: answered 400 with upstream's error). */
+const badRequestErrors = new Set(['invalid_scope', 'invalid_resource', 'invalid_request'])
+
+/**
+ * Posts token requests to Entra's token endpoints (regular and mTLS) and turns the answers into
+ * `AcquiredToken`s or `SidecarError`s. Never follows redirects. Retries 5xx once (entraRetryPolicy);
+ * the "binding rejected → re-mint once" retry belongs to the token service, which sees
+ * `reason: 'invalid_client'` or `reason: 'tls_failure'` on the error.
+ *
+ * @example
+ * const client = new EntraTokenClient({ runtime })
+ * const token = await client.requestToken(managedIdentityMtlsRequest({ ... }), signal)
+ */
+export class EntraTokenClient {
+  readonly #runtime: Runtime
+  readonly #dispatchers: MtlsDispatchers
+  readonly #ownsDispatchers: boolean
+  /** Plain (no client certificate) dispatcher that also trusts `extraCaPem`; lazily built. */
+  #plain: Agent | undefined
+
+  constructor(options: EntraTokenClientOptions) {
+    this.#runtime = options.runtime
+    this.#dispatchers = options.dispatchers ?? new MtlsDispatchers({ extraCaPem: options.runtime.extraCaPem })
+    this.#ownsDispatchers = options.dispatchers === undefined
+  }
+
+  async requestToken(req: EntraTokenRequest, signal: AbortSignal): Promise<AcquiredToken> {
+    const { clock, random, logger, metrics, timeoutMs } = this.#runtime
+    const endpoint = describeEndpoint(req.tokenEndpoint)
+    const dispatcher = req.clientCertificate
+      ? this.#dispatchers.get(req.clientCertificate)
+      : this.#plainDispatcher()
+    const body = new URLSearchParams(req.form).toString()
+    const attempt = async (): Promise<HttpResponse> => {
+      const started = performance.now()
+      const clientRequestId = randomUUID()
+      try {
+        const res = await sendHttp(dispatcher, {
+          method: 'POST',
+          url: req.tokenEndpoint,
+          headers: {
+            'content-type': 'application/x-www-form-urlencoded',
+            accept: 'application/json',
+            'client-request-id': clientRequestId,
+            'return-client-request-id': 'true',
+            'x-client-sku': 'credential-sidecar',
+            'x-client-os': process.platform,
+          },
+          body,
+          timeoutMs,
+          signal,
+        })
+        metrics.observeUpstream(req.metricsEndpoint, res.status, (performance.now() - started) / 1000)
+        return res
+      } catch (error) {
+        metrics.observeUpstream(req.metricsEndpoint, 'error', (performance.now() - started) / 1000)
+        throw error
+      }
+    }
+
+    let res: HttpResponse
+    try {
+      res = await sendWithRetry(attempt, entraRetryPolicy(), {
+        clock,
+        random,
+        signal,
+        onRetry: ({ retry, delayMs, failure }) =>
+          logger.warn(
+            { identity: req.identityName, endpoint, retry, delayMs, failure },
+            'retrying Entra token request',
+          ),
+      })
+    } catch (error) {
+      // A certificate the server refused in the handshake should not keep its pooled connections.
+      if (req.clientCertificate && (error as { reason?: ErrorReason }).reason === 'tls_failure') {
+        this.#dispatchers.evict(req.clientCertificate.x5tS256)
+      }
+      throw error
+    }
+    if (res.status >= 400) throw this.#errorFor(res, endpoint, req.identityName)
+    return this.#tokenFrom(res, req, endpoint)
+  }
+
+  /** Forgets the pooled connections for a certificate that was rejected or replaced. */
+  evictBinding(x5tS256: string): void {
+    this.#dispatchers.evict(x5tS256)
+  }
+
+  async close(): Promise<void> {
+    const plain = this.#plain
+    this.#plain = undefined
+    await Promise.allSettled([plain?.close(), this.#ownsDispatchers ? this.#dispatchers.close() : undefined])
+  }
+
+  #plainDispatcher(): Dispatcher {
+    const ca = trustedCas(this.#runtime.extraCaPem)
+    if (!ca) return this.#runtime.dispatcher
+    this.#plain ??= new Agent({ connect: tlsConnectOptions(ca) })
+    return this.#plain
+  }
+
+  #tokenFrom(res: HttpResponse, req: EntraTokenRequest, endpoint: string): AcquiredToken {
+    const json = parseJsonObject(res, endpoint)
+    const malformed = (what: string) =>
+      new SidecarError('upstream_error', `${endpoint} answered ${res.status} with ${what}`, {
+        reason: 'malformed_response',
+        upstream: { endpoint, status: res.status },
+      })
+    const accessToken = json['access_token']
+    if (typeof accessToken !== 'string' || accessToken === '') throw malformed('no access_token')
+    const expiresIn = parseSeconds(json['expires_in'])
+    if (expiresIn === undefined || expiresIn <= 0) throw malformed('no usable expires_in')
+    const refreshIn = parseSeconds(json['refresh_in'])
+    // MSAL treats a success without token_type as an error (upstream-protocol.md §7), not as Bearer.
+    const rawType = json['token_type']
+    if (rawType === undefined || rawType === null || rawType === '') throw malformed('no token_type')
+    if (typeof rawType !== 'string') throw malformed('a token_type that is not a string')
+    const answered = parseTokenType(rawType)
+
+    let tokenType: TokenType
+    if (answered === req.expectedTokenType) {
+      tokenType = answered
+    } else if (answered === 'Bearer' && req.expectedTokenType === 'mtls_pop' && req.allowBearerFallback) {
+      this.#runtime.logger.warn(
+        { identity: req.identityName, endpoint },
+        'mtls_pop was requested but Entra answered Bearer; serving Bearer because allowBearerFallback is on',
+      )
+      this.#runtime.metrics.bearerFallbacks.inc({ identity: req.identityName })
+      tokenType = 'Bearer'
+    } else {
+      // Fail closed (MSAL: token_type_mismatch): a Bearer token must never be served as PoP, and a
+      // PoP token is useless to a caller who will send it as Bearer.
+      throw new SidecarError(
+        'upstream_error',
+        `${endpoint} answered token_type '${rawType.slice(0, 32)}' where ${req.expectedTokenType} was requested`,
+        { reason: 'token_type_mismatch', upstream: { endpoint, status: res.status } },
+      )
+    }
+
+    const now = this.#runtime.clock.now()
+    // A PoP token is useless once its certificate has expired (the TLS handshake fails): with a
+    // short-lived certificate it expires with it, so callers and the cache never hold it longer.
+    const boundUntil =
+      tokenType === 'mtls_pop' && req.clientCertificate ? req.clientCertificate.notAfter : Infinity
+    const token: AcquiredToken = {
+      tokenType,
+      accessToken,
+      expiresOn: Math.min(now + expiresIn * 1000, boundUntil),
+    }
+    if (refreshIn !== undefined && refreshIn > 0)
+      token.refreshOn = Math.min(now + refreshIn * 1000, boundUntil)
+    // Also for a Bearer token obtained over mTLS: it was minted for this certificate (tokens/types.ts).
+    if (req.clientCertificate) token.binding = req.clientCertificate
+    return token
+  }
+
+  #errorFor(res: HttpResponse, endpoint: string, identity: string): SidecarError {
+    const status = res.status
+    const retryAfterMs = parseRetryAfterMs(res.headers['retry-after'], this.#runtime.clock.now())
+    const retryAfterSeconds = retryAfterMs === undefined ? undefined : Math.ceil(retryAfterMs / 1000)
+    let json: Record<string, unknown> | undefined
+    try {
+      json = parseJsonObject(res, endpoint)
+    } catch {
+      json = undefined
+    }
+    const upstream = upstreamDetail(json, endpoint, status, res.headers)
+    const what = describeUpstreamError(upstream)
+
+    if (status === 429 || status >= 500) {
+      return new SidecarError('upstream_unavailable', `${endpoint} answered ${status}${what}`, {
+        reason: status === 429 ? 'throttled' : 'server_error',
+        upstream,
+        ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
+      })
+    }
+    // Before the invalid_client check: re-minting the certificate does not fix an Entra setting.
+    const problem = entraConfigurationProblem(upstream.errorCodes, identity)
+    if (problem) {
+      return new SidecarError(
+        'upstream_error',
+        `${endpoint} refused with AADSTS${problem.code}: ${problem.advice}${what}`,
+        {
+          reason: problem.code === bindingNotAllowedCode ? 'binding_not_allowed' : 'entra_configuration',
+          upstream,
+        },
+      )
+    }
+    if (!upstream.error) {
+      return new SidecarError('upstream_error', `${endpoint} answered ${status} without an OAuth error`, {
+        reason: 'malformed_response',
+        upstream,
+      })
+    }
+    const error = upstream.error
+    const aboutCredential = upstream.errorCodes?.some((c) => credentialErrorCodes.has(c)) ?? false
+    if (
+      error === 'invalid_client' ||
+      error === 'unauthorized_client' ||
+      (error === 'invalid_request' && aboutCredential)
+    ) {
+      return new SidecarError('upstream_error', `${endpoint} refused the client credential${what}`, {
+        reason: 'invalid_client',
+        upstream,
+      })
+    }
+    if (badRequestErrors.has(error)) {
+      return new SidecarError('upstream_bad_request', `${endpoint} refused the request${what}`, { upstream })
+    }
+    return new SidecarError('upstream_error', `${endpoint} answered ${status}${what}`, { upstream })
+  }
+}
+
+function parseTokenType(value: string): TokenType | string {
+  const lower = value.trim().toLowerCase()
+  if (lower === 'bearer') return 'Bearer'
+  if (lower === 'mtls_pop') return 'mtls_pop'
+  return value
+}
+
+function upstreamDetail(
+  json: Record<string, unknown> | undefined,
+  endpoint: string,
+  status: number,
+  headers: Record<string, string>,
+): UpstreamErrorDetail {
+  const detail: UpstreamErrorDetail = { endpoint, status }
+  const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined)
+  const error = str(json?.['error'])
+  if (error) detail.error = error.slice(0, 100)
+  const description = str(json?.['error_description'])
+  if (description) detail.errorDescription = sanitizeDescription(description)
+  const codes = json?.['error_codes']
+  if (Array.isArray(codes)) {
+    const numbers = codes.filter((c): c is number => typeof c === 'number' && Number.isInteger(c))
+    if (numbers.length) detail.errorCodes = numbers
+  }
+  const traceId = str(json?.['trace_id'])
+  if (traceId) detail.traceId = traceId.slice(0, 100)
+  const correlationId = str(json?.['correlation_id']) ?? headers['client-request-id']
+  if (correlationId) detail.correlationId = correlationId.slice(0, 100)
+  return detail
+}
+
+/**
+ * AADSTS descriptions carry no secrets, but they are upstream text: cut them to a sane length and
+ * blank anything that looks like a JWT, in case an error ever echoes an assertion back.
+ */
+function sanitizeDescription(text: string): string {
+  return text
+    .replace(/eyJ[\w-]*\.[\w-]*\.[\w-]*/g, '[jwt]')
+    .replace(/[\r\n]+/g, ' ')
+    .slice(0, 600)
+}
+
+function describeUpstreamError(detail: UpstreamErrorDetail): string {
+  if (!detail.error) return ''
+  return `: ${detail.error}${detail.errorDescription ? ` (${detail.errorDescription})` : ''}`
+}

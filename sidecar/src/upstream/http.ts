@@ -1,0 +1,145 @@
+import { request, type Dispatcher } from 'undici'
+import { SidecarError, type ErrorReason } from '../core/errors.ts'
+
+export interface HttpRequest {
+  method: 'GET' | 'POST'
+  url: string | URL
+  headers?: Record<string, string>
+  body?: string
+  /** Per-attempt timeout. */
+  timeoutMs: number
+  signal?: AbortSignal
+}
+
+export interface HttpResponse {
+  status: number
+  headers: Record<string, string>
+  text: string
+}
+
+/**
+ * One HTTP exchange through an injected undici `Dispatcher`. Never follows redirects (undici's
+ * `request` does not): a credential-bearing request must not be replayed elsewhere.
+ * Transport failures become `SidecarError`s with reason `timeout`, `tls_failure` or `connect_failure`.
+ */
+export async function sendHttp(dispatcher: Dispatcher, req: HttpRequest): Promise<HttpResponse> {
+  const timeout = AbortSignal.timeout(req.timeoutMs)
+  const signal = req.signal ? AbortSignal.any([req.signal, timeout]) : timeout
+  const endpoint = describeEndpoint(req.url)
+  try {
+    const res = await request(req.url, {
+      dispatcher,
+      method: req.method,
+      headers: req.headers ?? {},
+      body: req.body ?? null,
+      signal,
+      headersTimeout: req.timeoutMs,
+      bodyTimeout: req.timeoutMs,
+    })
+    const text = await res.body.text()
+    const headers: Record<string, string> = {}
+    for (const [name, value] of Object.entries(res.headers)) {
+      if (value !== undefined) headers[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value
+    }
+    return { status: res.statusCode, headers, text }
+  } catch (error) {
+    if (req.signal?.aborted) throw req.signal.reason
+    throw transportError(error, endpoint, timeout.aborted)
+  }
+}
+
+function transportError(error: unknown, endpoint: string, timedOut: boolean): SidecarError {
+  const code = (error as { code?: string } | undefined)?.code ?? ''
+  let reason: ErrorReason = 'connect_failure'
+  if (
+    timedOut ||
+    code === 'UND_ERR_HEADERS_TIMEOUT' ||
+    code === 'UND_ERR_BODY_TIMEOUT' ||
+    code === 'UND_ERR_CONNECT_TIMEOUT'
+  ) {
+    reason = 'timeout'
+  } else if (isTlsFailure(error)) {
+    reason = 'tls_failure'
+  }
+  const what =
+    reason === 'timeout'
+      ? 'timed out'
+      : reason === 'tls_failure'
+        ? 'TLS handshake failed'
+        : 'connection failed'
+  const detail = code ? ` (${code})` : ''
+  return new SidecarError(
+    reason === 'timeout' ? 'upstream_timeout' : 'upstream_unavailable',
+    `${endpoint}: ${what}${detail}`,
+    {
+      reason,
+      upstream: { endpoint },
+      cause: error,
+    },
+  )
+}
+
+function isTlsFailure(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 5; depth++) {
+    const code = String((e as { code?: unknown }).code ?? '')
+    const message = String((e as { message?: unknown }).message ?? '')
+    // A server that refuses our client certificate may just drop the connection mid-handshake
+    // (Node servers do): Node reports ECONNRESET "… before secure TLS connection was established".
+    if (
+      /^ERR_SSL|^ERR_TLS|CERT|SSL/.test(code) ||
+      /alert|certificate|handshake|SSL|before secure TLS/i.test(message)
+    ) {
+      return true
+    }
+    e = (e as { cause?: unknown }).cause
+  }
+  return false
+}
+
+/** scheme://host[:port]/path without the query string: safe to log and to put in error messages. */
+export function describeEndpoint(url: string | URL): string {
+  try {
+    const u = typeof url === 'string' ? new URL(url) : url
+    return `${u.protocol}//${u.host}${u.pathname}`
+  } catch {
+    return '<invalid url>'
+  }
+}
+
+/** Parses a JSON object body; anything else is a malformed upstream answer. */
+export function parseJsonObject(res: HttpResponse, endpoint: string): Record<string, unknown> {
+  let value: unknown
+  try {
+    value = JSON.parse(res.text)
+  } catch {
+    throw new SidecarError(
+      'upstream_error',
+      `${endpoint} answered ${res.status} with a body that is not JSON`,
+      {
+        reason: 'malformed_response',
+        upstream: { endpoint, status: res.status },
+      },
+    )
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new SidecarError(
+      'upstream_error',
+      `${endpoint} answered ${res.status} with JSON that is not an object`,
+      {
+        reason: 'malformed_response',
+        upstream: { endpoint, status: res.status },
+      },
+    )
+  }
+  return value as Record<string, unknown>
+}
+
+/** Parses a `Retry-After` header (delta-seconds or HTTP-date) into milliseconds from `now`. */
+export function parseRetryAfterMs(value: string | undefined, now: number): number | undefined {
+  if (!value) return undefined
+  const trimmed = value.trim()
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000
+  const date = Date.parse(trimmed)
+  if (Number.isNaN(date)) return undefined
+  return Math.max(0, date - now)
+}

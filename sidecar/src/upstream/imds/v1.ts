@@ -1,0 +1,115 @@
+import { randomUUID } from 'node:crypto'
+import type { ManagedIdentitySelector } from '../../config/types.ts'
+import { SidecarError } from '../../core/errors.ts'
+import { describeEndpoint, parseJsonObject, sendHttp, type HttpResponse } from '../http.ts'
+import { imdsRetryPolicy, sendWithRetry } from '../retry.ts'
+import type { Runtime } from '../../core/runtime.ts'
+import { parseExpiry, parseSeconds } from '../../model/expiry.ts'
+import type { AcquiredToken } from '../../model/token.ts'
+import { imdsFailure } from './errors.ts'
+import { imdsSelectorParam } from './selector.ts'
+
+const apiVersion = '2018-02-01'
+
+/**
+ * IMDS v1: Bearer tokens for the VM's managed identities
+ * (MSAL.NET ManagedIdentity/ImdsManagedIdentitySource.cs).
+ */
+export class ImdsV1Client {
+  readonly #runtime: Runtime
+  readonly #endpoint: string
+
+  constructor(options: { runtime: Runtime; imdsEndpoint: string }) {
+    this.#runtime = options.runtime
+    this.#endpoint = options.imdsEndpoint.replace(/\/+$/, '')
+  }
+
+  async getToken(
+    selector: ManagedIdentitySelector,
+    resource: string,
+    signal: AbortSignal,
+    cae: { clientCapabilities?: string[]; tokenSha256ToRefresh?: string } = {},
+  ): Promise<AcquiredToken> {
+    const url = new URL(`${this.#endpoint}/metadata/identity/oauth2/token`)
+    url.searchParams.set('api-version', apiVersion)
+    url.searchParams.set('resource', resource)
+    const param = imdsSelectorParam(selector, 'msi_res_id')
+    if (param) url.searchParams.set(param[0], param[1])
+    // The two MSI v1 CAE parameters (MSAL.NET docs/msiv1_token_revocation.md; msal-node 7.2
+    // BaseManagedIdentitySource sends xms_cc to every managed identity source): capabilities as
+    // msal-node joins them, and the hash of the refused token so the endpoint skips its own cache.
+    if (cae.clientCapabilities?.length) url.searchParams.set('xms_cc', cae.clientCapabilities.join(','))
+    if (cae.tokenSha256ToRefresh) url.searchParams.set('token_sha256_to_refresh', cae.tokenSha256ToRefresh)
+    const endpoint = describeEndpoint(url)
+    const { clock, random, logger, metrics, dispatcher, timeoutMs } = this.#runtime
+
+    const res = await sendWithRetry(
+      async () => {
+        const started = performance.now()
+        let status: number | 'error' = 'error'
+        try {
+          // A new request id per attempt: each is a separate call in IMDS's logs.
+          const response = await sendHttp(dispatcher, {
+            method: 'GET',
+            url,
+            headers: { Metadata: 'true', 'x-ms-client-request-id': randomUUID() },
+            timeoutMs,
+            signal,
+          })
+          status = response.status
+          return response
+        } finally {
+          metrics.observeUpstream('imds.token', status, (performance.now() - started) / 1000)
+        }
+      },
+      imdsRetryPolicy(),
+      {
+        clock,
+        random,
+        signal,
+        onRetry: ({ retry, delayMs, failure }) =>
+          logger.info(
+            {
+              endpoint,
+              retry,
+              delay_ms: delayMs,
+              failure: failure.kind === 'status' ? failure.status : failure.reason,
+            },
+            'retrying IMDS',
+          ),
+      },
+    )
+    if (res.status !== 200) throw imdsFailure(res, endpoint)
+    return parseTokenResponse(res, endpoint, clock.now())
+  }
+}
+
+function parseTokenResponse(res: HttpResponse, endpoint: string, now: number): AcquiredToken {
+  const body = parseJsonObject(res, endpoint)
+  const malformed = (what: string) =>
+    new SidecarError('upstream_error', `${endpoint} answered 200 without ${what}`, {
+      reason: 'malformed_response',
+      upstream: { endpoint, status: res.status },
+    })
+  const accessToken = body['access_token']
+  if (typeof accessToken !== 'string' || accessToken === '') throw malformed('an access_token')
+  const tokenType = typeof body['token_type'] === 'string' ? body['token_type'] : 'Bearer'
+  if (tokenType.toLowerCase() !== 'bearer') {
+    throw new SidecarError(
+      'upstream_error',
+      `${endpoint} answered token_type "${tokenType}" where Bearer was expected`,
+      {
+        reason: 'token_type_mismatch',
+        upstream: { endpoint, status: res.status },
+      },
+    )
+  }
+  const expiresIn = parseSeconds(body['expires_in'])
+  const expiresOn =
+    parseExpiry(body['expires_on'], now) ?? (expiresIn === undefined ? undefined : now + expiresIn * 1000)
+  if (expiresOn === undefined) throw malformed('a readable expires_on or expires_in')
+  const refreshIn = parseSeconds(body['refresh_in'])
+  const token: AcquiredToken = { tokenType: 'Bearer', accessToken, expiresOn }
+  if (refreshIn !== undefined) token.refreshOn = now + refreshIn * 1000
+  return token
+}
