@@ -1,3 +1,5 @@
+import { upToLater } from '../core/jitter.ts'
+
 /**
  * When to renew, and until when to hand out, a binding certificate — relative to its own life.
  *
@@ -44,7 +46,7 @@ export function certificateLifetime(
 ): CertificateLifetime {
   const lifeMs = Math.max(0, notAfter - receivedAt)
   const usableUntil = notAfter - Math.min(MAX_EXPIRY_SKEW_MS, lifeMs / 10)
-  const margin = Math.min(LONG_LIVED_MS, lifeMs / 2) * (1 + 0.1 * random())
+  const margin = upToLater(Math.min(LONG_LIVED_MS, lifeMs / 2), 0.1, random)
   const renewAt = Math.round(Math.min(usableUntil, Math.max(receivedAt, notAfter - margin)))
   return { receivedAt, notAfter, lifeMs, longLived: lifeMs >= LONG_LIVED_MS, renewAt, usableUntil }
 }

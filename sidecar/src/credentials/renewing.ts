@@ -2,6 +2,7 @@ import { untilAborted } from '../core/abort.ts'
 import type { Timer } from '../core/clock.ts'
 import { SidecarError, describeError } from '../core/errors.ts'
 import type { Runtime } from '../core/runtime.ts'
+import { spread, upToEarlier } from '../core/jitter.ts'
 
 export interface RenewingValueOptions<T> {
   runtime: Runtime
@@ -116,7 +117,7 @@ export class RenewingValue<T> {
       // Half-life, jittered up to 10 % earlier, and never past the point where it stops being usable.
       const halfLife = (expiresOn - now) / 2
       const latest = expiresOn - margin - now
-      this.#schedule(Math.min(halfLife * (0.9 + 0.1 * runtime.random()), latest))
+      this.#schedule(Math.min(upToEarlier(halfLife, 0.1, runtime.random), latest))
       runtime.logger.debug(
         {
           identity: this.#options.identity,
@@ -163,7 +164,7 @@ export class RenewingValue<T> {
       if (usable === undefined) return
       const backoff = Math.min(retryBaseMs * 2 ** (this.#failures - 1), retryMaxMs)
       const latest = expiresOn(usable) - this.#margin - runtime.clock.now()
-      this.#schedule(Math.min(backoff * (0.9 + 0.2 * runtime.random()), latest))
+      this.#schedule(Math.min(spread(backoff, 0.1, runtime.random), latest))
     })
   }
 }

@@ -4,6 +4,7 @@ import type { Clock, Random } from '../core/clock.ts'
 import type { Logger } from '../core/log.ts'
 import type { Metrics } from '../core/metrics.ts'
 import type { AcquiredToken } from '../model/token.ts'
+import { upToEarlier } from '../core/jitter.ts'
 
 /** A token as cached: what upstream returned plus when we refresh it and when we stop serving it. */
 export interface CachedToken extends AcquiredToken {
@@ -262,7 +263,7 @@ export class TokenCache {
         ? now + lifetime / 2
         : Math.max(now + lifetime / 2, servableUntil - this.#bufferMs))
     // Jitter: up to 10 % earlier, so many tokens acquired together do not refresh together.
-    refreshAt = now + Math.max(0, refreshAt - now) * (0.9 + 0.1 * this.#random())
+    refreshAt = now + upToEarlier(Math.max(0, refreshAt - now), 0.1, this.#random)
     refreshAt = Math.round(Math.max(now, Math.min(refreshAt, servableUntil)))
     return { ...token, refreshAt, servableUntil }
   }

@@ -1,6 +1,7 @@
 import type { Clock, Random } from '../core/clock.ts'
 import { isSidecarError, type ErrorReason } from '../core/errors.ts'
 import { parseRetryAfterMs, type HttpResponse } from './http.ts'
+import { spread } from '../core/jitter.ts'
 
 /** Why an attempt did not produce a final answer. */
 export type AttemptFailure =
@@ -101,7 +102,7 @@ export async function sendWithRetry(
       if ('res' in outcome) return outcome.res
       throw outcome.error
     }
-    const jittered = Math.round(base * (0.8 + 0.4 * ctx.random()))
+    const jittered = Math.round(spread(base, 0.2, ctx.random))
     const delayMs = retryAfter !== undefined ? Math.max(retryAfter, jittered) : jittered
     ctx.onRetry?.({ retry, delayMs, failure })
     await ctx.clock.sleep(delayMs, ctx.signal)

@@ -21,6 +21,7 @@ import {
   renewalRetryBaseMs,
   type CertificateLifetime,
 } from '../certificate-lifetime.ts'
+import { spread } from '../../core/jitter.ts'
 
 /** A managed identity's IMDS v2 binding certificate and where to use it. */
 export interface ImdsV2Binding {
@@ -434,7 +435,7 @@ export class ImdsV2BindingCredential {
         // Less than a back-off step of use left: a retry at once would be a tight loop (each failure
         // scheduling the next at 0 ms). Let it lapse; the next caller mints, with the cold back-off.
         if (latest < Math.min(base, backoff)) return
-        const delay = Math.min(backoff * (0.9 + 0.2 * this.#runtime.random()), latest)
+        const delay = Math.min(spread(backoff, 0.1, this.#runtime.random), latest)
         // A retry of a renewal that was wanted: not subject to the "unused" check again.
         this.#usedSinceApply = true
         this.#setRenewal(Math.round(delay))
