@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises'
 import { SidecarError } from '../core/errors.ts'
+import { WatchedFile } from '../core/watched-file.ts'
 import { federatedAssertionRequest, withClaims } from '../upstream/entra/requests.ts'
 import type { AcquiredToken } from '../model/token.ts'
 import type { CredentialBundle } from '../model/bundle.ts'
@@ -7,20 +7,32 @@ import type { AppContext, ClientCredential } from './source.ts'
 
 /**
  * `SignedAssertionFilePath` (Kubernetes workload identity): the projected service account token is
- * the client assertion, `jwt-bearer` to the regular endpoint, Bearer only. The file is read on every
- * use, never cached: kubelet rotates it at 80 % of its life, and a cached copy fails with
- * AADSTS700024 (upstream-protocol.md §4).
+ * the client assertion, `jwt-bearer` to the regular endpoint, Bearer only. The file is checked on
+ * every use (a stat; read again when it changed), never trusted from an earlier check: kubelet
+ * rotates it at 80 % of its life, and a stale copy fails with AADSTS700024 (upstream-protocol.md §4).
  */
 export class AssertionFileCredential implements ClientCredential {
   readonly label: string
   readonly canBind = false
   readonly #app: AppContext
-  readonly #path: string
+  readonly #file: WatchedFile<string>
 
   constructor(app: AppContext, path: string, index: number) {
     this.#app = app
-    this.#path = path
     this.label = `clientCredentials[${index}] (SignedAssertionFilePath ${path})`
+    this.#file = new WatchedFile({
+      path,
+      clock: app.runtime.clock,
+      checkIntervalMs: 0,
+      parse: (bytes) => {
+        const text = bytes.toString('utf8').trim()
+        if (!text)
+          throw new SidecarError('internal_error', `${this.label}: file is empty`, {
+            reason: 'credential_unavailable',
+          })
+        return text
+      },
+    })
   }
 
   async load(): Promise<undefined> {
@@ -64,10 +76,10 @@ export class AssertionFileCredential implements ClientCredential {
   async close(): Promise<void> {}
 
   async #read(): Promise<string> {
-    let text: string
     try {
-      text = (await readFile(this.#path, 'utf8')).trim()
+      return (await this.#file.check()).value
     } catch (error) {
+      if (error instanceof SidecarError) throw error
       const code = (error as { code?: unknown }).code
       const why =
         code === 'ENOENT'
@@ -75,10 +87,5 @@ export class AssertionFileCredential implements ClientCredential {
           : `file not readable${typeof code === 'string' ? ` (${code})` : ''}`
       throw new SidecarError('internal_error', `${this.label}: ${why}`, { reason: 'credential_unavailable' })
     }
-    if (!text)
-      throw new SidecarError('internal_error', `${this.label}: file is empty`, {
-        reason: 'credential_unavailable',
-      })
-    return text
   }
 }

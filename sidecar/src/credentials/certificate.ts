@@ -1,6 +1,6 @@
-import { readFile, stat } from 'node:fs/promises'
 import type { CertificateSource } from '../config/types.ts'
 import { isSidecarError, SidecarError } from '../core/errors.ts'
+import { WatchedFile, type FileCheck } from '../core/watched-file.ts'
 import {
   CertificateLoadError,
   decodeBase64Certificate,
@@ -17,6 +17,9 @@ import type { AcquiredToken } from '../model/token.ts'
 import type { BindingCertificate } from '../model/binding.ts'
 import type { CredentialBundle } from '../model/bundle.ts'
 import type { AppContext, ClientCredential } from './source.ts'
+
+type Base64Certificate = Extract<CertificateSource, { sourceType: 'Base64Encoded' }>
+type FileCertificate = Extract<CertificateSource, { sourceType: 'Path' }>
 
 /** A rotated file is noticed within this long; the check is a stat, not a read. */
 const fileCheckIntervalMs = 1000
@@ -45,10 +48,10 @@ export class CertificateCredential implements ClientCredential {
   readonly #source: CertificateSource
   /** Presented in the TLS handshake rather than proven by a client assertion. */
   readonly #overMtls: boolean
-  #current: AppCertificate | undefined
-  #fingerprint: string | undefined
-  #checkedAt = Number.NEGATIVE_INFINITY
-  #checking: Promise<AppCertificate> | undefined
+  /** `Path`: the file, re-read when it changes. */
+  #file: WatchedFile<AppCertificate> | undefined
+  /** `Base64Encoded`: parsed once. */
+  #decoded: AppCertificate | undefined
 
   constructor(app: AppContext, source: CertificateSource, index: number) {
     this.#app = app
@@ -153,14 +156,11 @@ export class CertificateCredential implements ClientCredential {
   }
 
   invalidate(binding: BindingCertificate): void {
-    if (this.#current?.binding.x5tS256 !== binding.x5tS256) return
+    const current = this.#file?.value ?? this.#decoded
+    if (current?.binding.x5tS256 !== binding.x5tS256) return
     this.#app.entra.evictBinding(binding.x5tS256)
-    if (this.#source.sourceType === 'Path') {
-      // Re-read on the next load even if the file looks unchanged.
-      this.#current = undefined
-      this.#fingerprint = undefined
-      this.#checkedAt = Number.NEGATIVE_INFINITY
-    }
+    // Re-read on the next load even if the file looks unchanged.
+    this.#file?.forget()
   }
 
   async bundle(): Promise<CredentialBundle> {
@@ -186,75 +186,64 @@ export class CertificateCredential implements ClientCredential {
 
   async close(): Promise<void> {}
 
-  /** The certificate as of now; at most one check of the file at a time. */
-  #certificate(): Promise<AppCertificate> {
-    const now = this.#app.runtime.clock.now()
-    const current = this.#current
-    if (current && now - this.#checkedAt < fileCheckIntervalMs && now < current.binding.notAfter)
-      return Promise.resolve(current)
-    this.#checking ??= this.#check().finally(() => {
-      this.#checking = undefined
-    })
-    return this.#checking
-  }
-
-  async #check(): Promise<AppCertificate> {
-    const { clock } = this.#app.runtime
+  /** The certificate as of now; the file is looked at no more than once a second. */
+  async #certificate(): Promise<AppCertificate> {
     const source = this.#source
     try {
-      if (source.sourceType === 'Base64Encoded') {
-        // Static config: parsed once, checked again only for expiry.
-        this.#current ??= parseAppCertificate(
-          decodeBase64Certificate(source.base64EncodedValue),
-          source.certificatePassword,
-          clock.now(),
-        )
-        if (clock.now() >= this.#current.binding.notAfter) {
-          const expired = this.#current
-          this.#current = undefined
-          throw new CertificateLoadError(
-            `its certificate expired on ${new Date(expired.binding.notAfter).toISOString()}`,
-          )
-        }
-        this.#checkedAt = clock.now()
-        return this.#current
-      }
-      return await this.#checkFile(source.certificateDiskPath, source.certificatePassword)
+      if (source.sourceType === 'Base64Encoded') return this.#decodedCertificate(source)
+      return await this.#fromFile((this.#file ??= this.#watch(source)))
     } catch (error) {
       throw loadFailure(this.label, error)
     }
   }
 
-  async #checkFile(path: string, password: string | undefined): Promise<AppCertificate> {
-    const { clock, logger } = this.#app.runtime
-    let fingerprint: string
-    try {
-      const s = await stat(path)
-      fingerprint = `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`
-    } catch (error) {
-      this.#current = undefined
-      this.#fingerprint = undefined
-      throw new CertificateLoadError(fileProblem(error))
+  /** Static config: parsed once, checked again only for expiry. */
+  #decodedCertificate(source: Base64Certificate): AppCertificate {
+    const { clock } = this.#app.runtime
+    this.#decoded ??= parseAppCertificate(
+      decodeBase64Certificate(source.base64EncodedValue),
+      source.certificatePassword,
+      clock.now(),
+    )
+    if (clock.now() >= this.#decoded.binding.notAfter) {
+      const expired = this.#decoded
+      this.#decoded = undefined
+      throw new CertificateLoadError(
+        `its certificate expired on ${new Date(expired.binding.notAfter).toISOString()}`,
+      )
     }
-    const previous = this.#current
-    if (previous && fingerprint === this.#fingerprint && clock.now() < previous.binding.notAfter) {
-      this.#checkedAt = clock.now()
-      return previous
-    }
-    let loaded: AppCertificate
+    return this.#decoded
+  }
+
+  #watch(source: FileCertificate): WatchedFile<AppCertificate> {
+    const { clock } = this.#app.runtime
+    return new WatchedFile({
+      path: source.certificateDiskPath,
+      clock,
+      checkIntervalMs: fileCheckIntervalMs,
+      parse: (bytes) => parseAppCertificate(bytes, source.certificatePassword, clock.now()),
+      isStale: (certificate, now) => now >= certificate.binding.notAfter,
+    })
+  }
+
+  /** A file that disappears or stops parsing no longer loads (the chain falls through). */
+  async #fromFile(file: WatchedFile<AppCertificate>): Promise<AppCertificate> {
+    const recent = file.recent
+    if (recent) return recent
+    let checked: FileCheck<AppCertificate>
     try {
-      loaded = parseAppCertificate(await readFile(path), password, clock.now())
+      checked = await file.check()
     } catch (error) {
-      this.#current = undefined
-      this.#fingerprint = undefined
       throw error instanceof CertificateLoadError ? error : new CertificateLoadError(fileProblem(error))
     }
-    this.#current = loaded
-    this.#fingerprint = fingerprint
-    this.#checkedAt = clock.now()
+    return this.#loaded(checked)
+  }
+
+  /** A new certificate in the file: the old one's mTLS connections go, and the change is logged. */
+  #loaded({ value: loaded, previous }: FileCheck<AppCertificate>): AppCertificate {
     if (previous?.binding.x5tS256 !== loaded.binding.x5tS256) {
       if (previous) this.#app.entra.evictBinding(previous.binding.x5tS256)
-      logger.info(
+      this.#app.runtime.logger.info(
         {
           identity: this.#app.identityName,
           credential: this.label,

@@ -1,40 +1,37 @@
-import { readFileSync, statSync } from 'node:fs'
+import { SystemClock, type Clock } from '../core/clock.ts'
+import { WatchedFile } from '../core/watched-file.ts'
 
 /**
  * The caller secret (`callers.secretFile`), re-read when the file changes so it can be rotated
  * without a restart (checked at most once a second). Trailing newlines are not part of it.
  */
 export class SecretFile {
-  readonly #path: string
+  readonly #file: WatchedFile<string>
   #value: string
-  #mtimeMs: number
-  #checkedAt = 0
 
-  constructor(path: string) {
-    this.#path = path
-    const { value, mtimeMs } = SecretFile.#read(path)
-    this.#value = value
-    this.#mtimeMs = mtimeMs
+  /** Throws when the file is missing or empty: the daemon does not start without its secret. */
+  constructor(path: string, clock: Clock = new SystemClock()) {
+    this.#file = new WatchedFile({
+      path,
+      clock,
+      checkIntervalMs: 1000,
+      parse: (bytes) => {
+        const value = bytes.toString('utf8').replace(/[\r\n]+$/, '')
+        if (!value) throw new Error(`callers.secretFile ${path} is empty`)
+        return value
+      },
+    })
+    this.#value = this.#file.checkSync().value
   }
 
   current(): string {
-    const now = Date.now()
-    if (now - this.#checkedAt >= 1000) {
-      this.#checkedAt = now
+    if (this.#file.due) {
       try {
-        const mtimeMs = statSync(this.#path).mtimeMs
-        if (mtimeMs !== this.#mtimeMs)
-          ({ value: this.#value, mtimeMs: this.#mtimeMs } = SecretFile.#read(this.#path))
+        this.#value = this.#file.checkSync().value
       } catch {
         // Keep the last good secret while the file is being replaced.
       }
     }
     return this.#value
-  }
-
-  static #read(path: string): { value: string; mtimeMs: number } {
-    const value = readFileSync(path, 'utf8').replace(/[\r\n]+$/, '')
-    if (!value) throw new Error(`callers.secretFile ${path} is empty`)
-    return { value, mtimeMs: statSync(path).mtimeMs }
   }
 }
