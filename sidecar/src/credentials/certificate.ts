@@ -17,6 +17,7 @@ import type { AcquiredToken } from '../model/token.ts'
 import type { BindingCertificate } from '../model/binding.ts'
 import type { CredentialBundle } from '../model/bundle.ts'
 import type { AppContext, ClientCredential } from './source.ts'
+import { dropBinding } from './binding-retry.ts'
 
 type Base64Certificate = Extract<CertificateSource, { sourceType: 'Base64Encoded' }>
 type FileCertificate = Extract<CertificateSource, { sourceType: 'Path' }>
@@ -158,9 +159,8 @@ export class CertificateCredential implements ClientCredential {
   invalidate(binding: BindingCertificate): void {
     const current = this.#file?.value ?? this.#decoded
     if (current?.binding.x5tS256 !== binding.x5tS256) return
-    this.#app.entra.evictBinding(binding.x5tS256)
     // Re-read on the next load even if the file looks unchanged.
-    this.#file?.forget()
+    dropBinding(binding, { invalidate: () => this.#file?.forget() }, this.#app.entra)
   }
 
   async bundle(): Promise<CredentialBundle> {

@@ -1,5 +1,6 @@
 import type { Runtime } from '../core/runtime.ts'
-import { isSidecarError, SidecarError } from '../core/errors.ts'
+import { SidecarError } from '../core/errors.ts'
+import { retryOnceWithFreshBinding } from '../credentials/binding-retry.ts'
 import type { Identity } from '../identities/identity.ts'
 import type { BindingCertificate } from '../model/binding.ts'
 import type { CachedToken, TokenCache } from './token-cache.ts'
@@ -130,63 +131,68 @@ export class TokenService {
     this.#closing.abort(new SidecarError('shutting_down', 'The sidecar is shutting down'))
   }
 
-  async #acquire(
+  #acquire(
     identity: Identity,
     scope: NormalisedScope,
     cae: CaeRequest,
   ): Promise<{ token: CachedToken; key: string }> {
     const signal = this.#closing.signal
-    for (let attempt = 0; ; attempt++) {
-      const binding = await identity.currentBinding(signal)
-      try {
-        // The key holds the binding asked for, not the one on the answer: an unbound answer
-        // (private_key_jwt) may come from an identity whose certificate is still part of its key.
-        const key = cacheKey(identity, binding, scope)
-        const options: AcquireOptions = {}
-        if (cae.clientCapabilities?.length) options.clientCapabilities = cae.clientCapabilities
-        const acquire = async (fetchSignal: AbortSignal) => {
-          const acquired = await identity.acquireToken(
-            scope.scope,
-            binding,
-            AbortSignal.any([fetchSignal, signal]),
-            options,
-          )
-          this.#runtime.metrics.observeToken(
-            identity.name,
-            scope.scope,
-            acquired.expiresOn,
-            acquired.binding?.notAfter,
-          )
-          return acquired
-        }
-        // Only a CAE request needs the cached token's hash; every other one is an ordinary get.
-        if (!asksForRefresh(cae)) return { token: await this.#cache.get(key, acquire), key }
-        const cached = this.#cache.peek(key)
-        const cachedHash = cached === undefined ? undefined : sha256Hex(cached.accessToken)
-        const hashMatches = cae.tokenSha256ToRefresh !== undefined && cae.tokenSha256ToRefresh === cachedHash
-        const hashNamesAnother =
-          cae.tokenSha256ToRefresh !== undefined && cached !== undefined && !hashMatches
-        const forced = !hashNamesAnother && (hashMatches || cae.claims !== undefined)
-        if (!forced) return { token: await this.#cache.get(key, acquire), key }
-        if (cae.claims !== undefined) options.claims = cae.claims
-        if (cachedHash !== undefined) options.tokenSha256ToRefresh = cachedHash
-        this.#runtime.logger.info(
-          { identity: identity.name, scope: scope.scope, claims: cae.claims !== undefined },
-          'refreshing a token a resource refused (continuous access evaluation)',
+    return retryOnceWithFreshBinding({
+      load: () => identity.currentBinding(signal),
+      bindingOf: (binding) => binding,
+      attempt: (binding) => this.#fromCache(identity, scope, cae, binding, signal),
+      rejected: (binding, error) => {
+        this.#runtime.logger.warn(
+          { identity: identity.name, 'x5t#S256': binding.x5tS256, reason: error.reason },
+          'upstream rejected the binding certificate; minting a fresh one and retrying once',
         )
-        return { token: await this.#cache.forceRefresh(key, acquire), key }
-      } catch (error) {
-        if (attempt === 0 && binding && isBindingRejected(error)) {
-          this.#runtime.logger.warn(
-            { identity: identity.name, 'x5t#S256': binding.x5tS256, reason: (error as SidecarError).reason },
-            'upstream rejected the binding certificate; minting a fresh one and retrying once',
-          )
-          identity.invalidateBinding(binding)
-          continue
-        }
-        throw error
-      }
+        identity.invalidateBinding(binding)
+      },
+    })
+  }
+
+  async #fromCache(
+    identity: Identity,
+    scope: NormalisedScope,
+    cae: CaeRequest,
+    binding: BindingCertificate | undefined,
+    signal: AbortSignal,
+  ): Promise<{ token: CachedToken; key: string }> {
+    // The key holds the binding asked for, not the one on the answer: an unbound answer
+    // (private_key_jwt) may come from an identity whose certificate is still part of its key.
+    const key = cacheKey(identity, binding, scope)
+    const options: AcquireOptions = {}
+    if (cae.clientCapabilities?.length) options.clientCapabilities = cae.clientCapabilities
+    const acquire = async (fetchSignal: AbortSignal) => {
+      const acquired = await identity.acquireToken(
+        scope.scope,
+        binding,
+        AbortSignal.any([fetchSignal, signal]),
+        options,
+      )
+      this.#runtime.metrics.observeToken(
+        identity.name,
+        scope.scope,
+        acquired.expiresOn,
+        acquired.binding?.notAfter,
+      )
+      return acquired
     }
+    // Only a CAE request needs the cached token's hash; every other one is an ordinary get.
+    if (!asksForRefresh(cae)) return { token: await this.#cache.get(key, acquire), key }
+    const cached = this.#cache.peek(key)
+    const cachedHash = cached === undefined ? undefined : sha256Hex(cached.accessToken)
+    const hashMatches = cae.tokenSha256ToRefresh !== undefined && cae.tokenSha256ToRefresh === cachedHash
+    const hashNamesAnother = cae.tokenSha256ToRefresh !== undefined && cached !== undefined && !hashMatches
+    const forced = !hashNamesAnother && (hashMatches || cae.claims !== undefined)
+    if (!forced) return { token: await this.#cache.get(key, acquire), key }
+    if (cae.claims !== undefined) options.claims = cae.claims
+    if (cachedHash !== undefined) options.tokenSha256ToRefresh = cachedHash
+    this.#runtime.logger.info(
+      { identity: identity.name, scope: scope.scope, claims: cae.claims !== undefined },
+      'refreshing a token a resource refused (continuous access evaluation)',
+    )
+    return { token: await this.#cache.forceRefresh(key, acquire), key }
   }
 }
 
@@ -206,8 +212,4 @@ function asksForRefresh(cae: CaeRequest): boolean {
 
 function sha256Hex(text: string): string {
   return createHash('sha256').update(text).digest('hex')
-}
-
-function isBindingRejected(error: unknown): boolean {
-  return isSidecarError(error) && (error.reason === 'invalid_client' || error.reason === 'tls_failure')
 }

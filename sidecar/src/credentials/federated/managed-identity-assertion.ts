@@ -1,5 +1,4 @@
 import type { ManagedIdentitySelector } from '../../config/types.ts'
-import { isSidecarError } from '../../core/errors.ts'
 import type { Runtime } from '../../core/runtime.ts'
 import {
   managedIdentityMtlsRequest,
@@ -11,6 +10,7 @@ import type { ImdsV1Client } from '../../upstream/imds/v1.ts'
 import type { BindingCertificate } from '../../model/binding.ts'
 import type { ImdsV2BindingCredential } from '../managed-identity/imds-v2-binding.ts'
 import { RenewingValue } from '../renewing.ts'
+import { dropBinding, retryOnceWithFreshBinding } from '../binding-retry.ts'
 
 /** FIC leg 1: a managed identity token for the token-exchange audience, the client assertion of leg 2. */
 export interface FederatedAssertion {
@@ -78,11 +78,8 @@ export class ManagedIdentityAssertion {
       if (!options.bound || (current?.binding && current.binding.x5tS256 !== binding.x5tS256)) return
     }
     this.#value.invalidate()
-    if (options.bound && binding) {
-      // Ignored by the binding credential when it has already moved on to another certificate.
-      options.binding.invalidate(binding)
-      options.entra.evictBinding(binding.x5tS256)
-    }
+    // Ignored by the binding credential when it has already moved on to another certificate.
+    if (options.bound && binding) dropBinding(binding, options.binding, options.entra)
   }
 
   start(): void {
@@ -100,9 +97,10 @@ export class ManagedIdentityAssertion {
       const token = await options.imdsV1.getToken(options.selector, resourceOfScope(scope), signal)
       return { assertion: token.accessToken, expiresOn: token.expiresOn }
     }
-    for (let attempt = 0; ; attempt++) {
-      const current = await options.binding.current(signal)
-      try {
+    return retryOnceWithFreshBinding({
+      load: () => options.binding.current(signal),
+      bindingOf: (current) => current.binding,
+      attempt: async (current) => {
         const token = await options.entra.requestToken(
           managedIdentityMtlsRequest({
             tokenEndpoint: current.tokenEndpoint,
@@ -116,22 +114,14 @@ export class ManagedIdentityAssertion {
           signal,
         )
         return { assertion: token.accessToken, expiresOn: token.expiresOn, binding: current.binding }
-      } catch (error) {
-        if (
-          attempt === 0 &&
-          isSidecarError(error) &&
-          (error.reason === 'invalid_client' || error.reason === 'tls_failure')
-        ) {
-          options.runtime.logger.warn(
-            { identity: options.identity, 'x5t#S256': current.binding.x5tS256, reason: error.reason },
-            'FIC leg 1: Entra refused the IMDS v2 certificate; minting a fresh one and retrying once',
-          )
-          options.binding.invalidate(current.binding)
-          options.entra.evictBinding(current.binding.x5tS256)
-          continue
-        }
-        throw error
-      }
-    }
+      },
+      rejected: (binding, error) => {
+        options.runtime.logger.warn(
+          { identity: options.identity, 'x5t#S256': binding.x5tS256, reason: error.reason },
+          'FIC leg 1: Entra refused the IMDS v2 certificate; minting a fresh one and retrying once',
+        )
+        dropBinding(binding, options.binding, options.entra)
+      },
+    })
   }
 }
