@@ -2,8 +2,9 @@ import { SidecarError } from '../core/errors.ts'
 import { WatchedFile } from '../core/watched-file.ts'
 import { federatedAssertionRequest, withClaims } from '../upstream/entra/requests.ts'
 import type { AcquiredToken } from '../model/token.ts'
+import type { BindingCertificate } from '../model/binding.ts'
 import type { CredentialBundle } from '../model/bundle.ts'
-import type { AppContext, ClientCredential } from './source.ts'
+import type { AppContext, CredentialSource, SourceRequestOptions } from './source.ts'
 
 /**
  * `SignedAssertionFilePath` (Kubernetes workload identity): the projected service account token is
@@ -11,7 +12,7 @@ import type { AppContext, ClientCredential } from './source.ts'
  * every use (a stat; read again when it changed), never trusted from an earlier check: kubelet
  * rotates it at 80 % of its life, and a stale copy fails with AADSTS700024 (upstream-protocol.md §4).
  */
-export class AssertionFileCredential implements ClientCredential {
+export class AssertionFileCredential implements CredentialSource {
   readonly label: string
   readonly canBind = false
   readonly #app: AppContext
@@ -42,8 +43,9 @@ export class AssertionFileCredential implements ClientCredential {
 
   async acquireToken(
     scope: string,
+    _binding: BindingCertificate | undefined,
     signal: AbortSignal,
-    options: { claims?: string } = {},
+    options: SourceRequestOptions,
   ): Promise<AcquiredToken> {
     const app = this.#app
     return app.entra.requestToken(

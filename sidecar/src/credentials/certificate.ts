@@ -16,7 +16,7 @@ import {
 import type { AcquiredToken } from '../model/token.ts'
 import type { BindingCertificate } from '../model/binding.ts'
 import type { CredentialBundle } from '../model/bundle.ts'
-import type { AppContext, ClientCredential } from './source.ts'
+import type { AppContext, CredentialSource, SourceRequestOptions } from './source.ts'
 import { dropBinding } from './binding-retry.ts'
 
 type Base64Certificate = Extract<CertificateSource, { sourceType: 'Base64Encoded' }>
@@ -42,7 +42,7 @@ const fileCheckIntervalMs = 1000
  * it changed, so rotation needs no restart. A file that disappears or stops parsing no longer
  * loads, and the chain falls through.
  */
-export class CertificateCredential implements ClientCredential {
+export class CertificateCredential implements CredentialSource {
   readonly label: string
   readonly canBind = true
   readonly #app: AppContext
@@ -68,8 +68,9 @@ export class CertificateCredential implements ClientCredential {
 
   async acquireToken(
     scope: string,
+    _binding: BindingCertificate | undefined,
     signal: AbortSignal,
-    options: { claims?: string } = {},
+    options: SourceRequestOptions,
   ): Promise<AcquiredToken> {
     const app = this.#app
     const certificate = await this.#certificate()

@@ -1,11 +1,12 @@
 import { SidecarError } from '../core/errors.ts'
 import { clientSecretRequest, withClaims } from '../upstream/entra/requests.ts'
 import type { AcquiredToken } from '../model/token.ts'
+import type { BindingCertificate } from '../model/binding.ts'
 import type { CredentialBundle } from '../model/bundle.ts'
-import type { AppContext, ClientCredential } from './source.ts'
+import type { AppContext, CredentialSource, SourceRequestOptions } from './source.ts'
 
 /** `ClientSecret`: always loads; Bearer only, regular endpoint. The secret is never logged. */
-export class ClientSecretCredential implements ClientCredential {
+export class ClientSecretCredential implements CredentialSource {
   readonly label: string
   readonly canBind = false
   readonly #app: AppContext
@@ -23,8 +24,9 @@ export class ClientSecretCredential implements ClientCredential {
 
   acquireToken(
     scope: string,
+    _binding: BindingCertificate | undefined,
     signal: AbortSignal,
-    options: { claims?: string } = {},
+    options: SourceRequestOptions,
   ): Promise<AcquiredToken> {
     const app = this.#app
     return app.entra.requestToken(

@@ -23,34 +23,69 @@ export interface AppContext {
 }
 
 /**
- * One entry of `clientCredentials`. The chain (`credential-chain.ts`) uses the first entry whose
- * `load` succeeds; implementations make `load` cheap when nothing changed.
+ * What a source sends upstream for continuous access evaluation (contract §3), prepared once by the
+ * identity: each source sends the part its upstream understands.
  */
-export interface ClientCredential {
-  /** `clientCredentials[i] (<sourceType> <where>)`: for logs; never a secret. */
+export interface SourceRequestOptions {
+  /** Entra's `claims` parameter: the claims challenge merged with the capabilities; none when neither. */
+  claims?: string
+  /** The identity's configured capabilities and the caller's (IMDS v1 takes them as `xms_cc`). */
+  clientCapabilities: string[]
+  /** hex SHA-256 of the token this acquisition replaces (IMDS v1 `token_sha256_to_refresh`). */
+  tokenSha256ToRefresh?: string
+}
+
+/**
+ * One way to get an identity's tokens, the way MSAL models its sources: a managed identity over
+ * IMDS v1 (Bearer) or IMDS v2 (bound), or one entry of a confidential client's `clientCredentials`
+ * (certificate, client secret, assertion file, FIC from a managed identity). An identity holds an
+ * ordered chain of them (`identities/chain.ts`); implementations make `load` cheap when nothing
+ * changed.
+ */
+export interface CredentialSource {
+  /** e.g. `clientCredentials[i] (<sourceType> <where>)`: for logs; never a secret. */
   readonly label: string
   /** Whether it can present a certificate over mTLS (and so give mtls_pop tokens). */
   readonly canBind: boolean
 
   /**
-   * Makes sure the credential is usable now and returns the certificate tokens will be obtained with
-   * (part of the token cache key), or undefined when none is involved. Throws when it does not load
-   * (file missing or unreadable, managed identity leg 1 failing), with a loggable reason.
+   * Makes sure the source is usable now and returns the certificate tokens will be bound to or
+   * obtained with (part of the token cache key), or undefined when none is involved. Throws when it
+   * does not load (file missing or unreadable, IMDS or FIC leg 1 failing), with a loggable reason.
+   * May acquire the credential; implementations make that single-flight.
    */
   load(signal: AbortSignal): Promise<BindingCertificate | undefined>
 
   /**
-   * Fetches a token for `scope` (`…/.default`) with the credential as last loaded. `claims` is the
-   * `claims` parameter, already merged with the client capabilities.
+   * What `load` would resolve to right now, when that is known without waiting or I/O (`{ binding }`,
+   * binding undefined for a source without a certificate); undefined when only `load` can tell.
+   * Lets a cache hit be served synchronously (the fast lane). Absent: only `load` can tell.
    */
-  acquireToken(scope: string, signal: AbortSignal, options?: { claims?: string }): Promise<AcquiredToken>
+  bindingIfKnown?(): { binding: BindingCertificate | undefined } | undefined
 
-  /** Upstream rejected `binding`: drop it so the next `load` re-reads / re-mints. */
+  /**
+   * Fetches a token for `scope` (`…/.default`). `binding` is the one `load` gave for the cache key;
+   * it may be a moment old, and a source may use its current state instead so that what it presents
+   * is self-consistent (an FIC assertion with the certificate its cnf names).
+   */
+  acquireToken(
+    scope: string,
+    binding: BindingCertificate | undefined,
+    signal: AbortSignal,
+    options: SourceRequestOptions,
+  ): Promise<AcquiredToken>
+
+  /**
+   * Upstream rejected `binding` (invalid_client, TLS failure): drop it so the next `load` re-reads or
+   * re-mints. A binding that is not this source's current one is ignored.
+   */
   invalidate(binding: BindingCertificate): void
 
   /** GET /credential; throws `no_bound_credential` when nothing is presented over mTLS. */
   bundle(signal: AbortSignal): Promise<CredentialBundle>
 
+  /** Starts background work (key pre-generation, renewal timers). Idempotent. */
   start(): void
+  /** Stops timers and closes connections. */
   close(): Promise<void>
 }

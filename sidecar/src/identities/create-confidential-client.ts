@@ -9,10 +9,9 @@ import type { Runtime } from '../core/runtime.ts'
 import { authorityMtlsTokenEndpoint, authorityTokenEndpoint } from '../upstream/entra/mtls-endpoint.ts'
 import type { EntraTokenClient } from '../upstream/entra/token-client.ts'
 import type { ImdsV1Client } from '../upstream/imds/v1.ts'
-import { ConfidentialClient } from './confidential-client.ts'
 import { AssertionFileCredential } from '../credentials/assertion-file.ts'
 import { CertificateCredential } from '../credentials/certificate.ts'
-import type { AppContext, ClientCredential } from '../credentials/source.ts'
+import type { AppContext, CredentialSource } from '../credentials/source.ts'
 import { ClientSecretCredential } from '../credentials/client-secret.ts'
 import { CredentialChain } from './chain.ts'
 import { FederatedCredential } from '../credentials/federated/federated.ts'
@@ -26,10 +25,15 @@ export interface ConfidentialClientSources {
   bindingCredential(selector: ManagedIdentitySelector, identity: string): ImdsV2BindingCredential
 }
 
-export function createConfidentialClient(
+/**
+ * A confidential client's chain: its `clientCredentials` in order, each a credential source that
+ * knows its own request shape — certificate (private_key_jwt or presented over mTLS), FIC from a
+ * managed identity (bound or not), projected token file, client secret.
+ */
+export function confidentialClientChain(
   config: ConfidentialClientConfig,
   sources: ConfidentialClientSources,
-): ConfidentialClient {
+): CredentialChain {
   const app: AppContext = {
     identityName: config.name,
     clientId: config.clientId,
@@ -45,7 +49,7 @@ export function createConfidentialClient(
   const credentials = config.clientCredentials.map((credential, index) =>
     createCredential(app, credential, index, sources),
   )
-  return new ConfidentialClient(config, new CredentialChain(app, credentials))
+  return CredentialChain.firstThatLoads(app, credentials)
 }
 
 function createCredential(
@@ -53,7 +57,7 @@ function createCredential(
   config: ClientCredentialConfig,
   index: number,
   sources: ConfidentialClientSources,
-): ClientCredential {
+): CredentialSource {
   switch (config.sourceType) {
     case 'Path':
     case 'Base64Encoded':

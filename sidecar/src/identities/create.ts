@@ -10,10 +10,12 @@ import type { Runtime } from '../core/runtime.ts'
 import { EntraTokenClient } from '../upstream/entra/token-client.ts'
 import { ImdsV1Client } from '../upstream/imds/v1.ts'
 import { ImdsV2Client } from '../upstream/imds/v2.ts'
-import type { createConfidentialClient } from './create-confidential-client.ts'
-import type { Identity } from './identity.ts'
-import { ManagedIdentityBearer } from './managed-identity-bearer.ts'
-import { ManagedIdentityBound } from './managed-identity-bound.ts'
+import { ImdsV1Source } from '../credentials/managed-identity/imds-v1-source.ts'
+import { ImdsV2Source } from '../credentials/managed-identity/imds-v2-source.ts'
+import type { CredentialSource } from '../credentials/source.ts'
+import { CredentialChain } from './chain.ts'
+import type { confidentialClientChain } from './create-confidential-client.ts'
+import { Identity } from './identity.ts'
 
 /** The configured identities and the upstream clients they share. */
 export interface IdentitySet {
@@ -72,7 +74,7 @@ export async function createIdentities(config: SidecarConfig, runtime: Runtime):
   // Confidential-client code (client assertions with jose, certificate files, PKCS#12) is loaded
   // only when the configuration has such an identity: a lean start for the managed-identity case.
   const confidential = [...config.identities.values()].some((i) => i.kind === 'confidentialClient')
-    ? (await import('./create-confidential-client.ts')).createConfidentialClient
+    ? (await import('./create-confidential-client.ts')).confidentialClientChain
     : undefined
   const identities = new Map<string, Identity>()
   for (const [name, identityConfig] of config.identities)
@@ -91,15 +93,12 @@ export async function createIdentities(config: SidecarConfig, runtime: Runtime):
 function createIdentity(
   config: IdentityConfig,
   sources: IdentitySources,
-  confidential: typeof createConfidentialClient | undefined,
+  confidential: typeof confidentialClientChain | undefined,
 ): Identity {
-  if (config.kind === 'managedIdentity') {
-    return usesImdsV2(config)
-      ? managedIdentityBound(config, sources)
-      : new ManagedIdentityBearer(config, sources.imdsV1)
-  }
+  if (config.kind === 'managedIdentity')
+    return new Identity(config, CredentialChain.of(managedIdentitySource(config, sources)))
   if (!confidential) throw new Error('confidential-client support was not loaded')
-  return confidential(config, sources)
+  return new Identity(config, confidential(config, sources))
 }
 
 /** MTLS_POP, or a Bearer token over the bound credential, needs the IMDS v2 certificate. */
@@ -107,10 +106,10 @@ function usesImdsV2(config: ManagedIdentityConfig): boolean {
   return config.protocolScheme === 'MTLS_POP' || config.useBoundCredential
 }
 
-function managedIdentityBound(config: ManagedIdentityConfig, sources: IdentitySources): ManagedIdentityBound {
-  const credential = sources.bindingCredential(config.selector, config.name)
-  return new ManagedIdentityBound(config, {
-    credential,
+function managedIdentitySource(config: ManagedIdentityConfig, sources: IdentitySources): CredentialSource {
+  if (!usesImdsV2(config)) return new ImdsV1Source(config, sources.imdsV1)
+  return new ImdsV2Source(config, {
+    credential: sources.bindingCredential(config.selector, config.name),
     entra: sources.entra,
     imdsV1: sources.imdsV1,
     runtime: sources.runtime,

@@ -1,24 +1,24 @@
 import type { Runtime } from '../core/runtime.ts'
 import { SidecarError } from '../core/errors.ts'
 import { retryOnceWithFreshBinding } from '../credentials/binding-retry.ts'
-import type { Identity } from '../identities/identity.ts'
+import type { Identity, IdentityLike } from '../identities/identity.ts'
 import type { BindingCertificate } from '../model/binding.ts'
 import type { CachedToken, TokenCache } from './token-cache.ts'
 import type { NormalisedScope } from './scope.ts'
 import { createHash } from 'node:crypto'
 import type { AcquireOptions, CaeRequest } from '../model/claims.ts'
 
-export interface ServedToken {
-  identity: Identity
+export interface ServedToken<I extends IdentityLike = Identity> {
+  identity: I
   scope: NormalisedScope
   token: CachedToken
   /** The cache entry it came from (identity, type, binding thumbprint, scope). */
   cacheKey: string
 }
 
-export interface TokenServiceOptions {
+export interface TokenServiceOptions<I extends IdentityLike = Identity> {
   runtime: Runtime
-  identities: ReadonlyMap<string, Identity>
+  identities: ReadonlyMap<string, I>
   defaultIdentity: string
   cache: TokenCache
   /** A caller gets an answer by then, even while upstream retries go on in the background. */
@@ -30,16 +30,18 @@ export interface TokenServiceOptions {
  * (which is part of the cache key, so a new certificate means new tokens), then the cache. When
  * upstream rejects the binding (invalid_client or a TLS failure), drop it, mint a fresh one and
  * retry once.
+ *
+ * Typed by the identities it serves (`Identity`; a test may serve fakes of the same shape).
  */
-export class TokenService {
+export class TokenService<I extends IdentityLike = Identity> {
   readonly #runtime: Runtime
-  readonly #identities: ReadonlyMap<string, Identity>
+  readonly #identities: ReadonlyMap<string, I>
   readonly #defaultIdentity: string
   readonly #cache: TokenCache
   readonly #deadlineMs: number
   readonly #closing = new AbortController()
 
-  constructor(options: TokenServiceOptions) {
+  constructor(options: TokenServiceOptions<I>) {
     this.#runtime = options.runtime
     this.#identities = options.identities
     this.#defaultIdentity = options.defaultIdentity
@@ -48,7 +50,7 @@ export class TokenService {
   }
 
   /** Resolves `name` (or the default identity); unknown names are the caller's error. */
-  identity(name: string | undefined): Identity {
+  identity(name: string | undefined): I {
     const resolved = name ?? this.#defaultIdentity
     const identity = this.#identities.get(resolved)
     if (!identity) {
@@ -60,7 +62,7 @@ export class TokenService {
     return identity
   }
 
-  get identities(): ReadonlyMap<string, Identity> {
+  get identities(): ReadonlyMap<string, I> {
     return this.#identities
   }
 
@@ -71,7 +73,7 @@ export class TokenService {
    * and the answer replaces the cached token. A hash naming another token (one already replaced)
    * is answered from the cache, claims or not: that caller just has not seen the new token yet.
    */
-  async getToken(identity: Identity, scope: NormalisedScope, cae: CaeRequest = {}): Promise<ServedToken> {
+  async getToken(identity: I, scope: NormalisedScope, cae: CaeRequest = {}): Promise<ServedToken<I>> {
     // A plain hit needs no deadline timer, no race and no await: the answer is already in memory.
     if (!asksForRefresh(cae)) {
       const hit = this.peek(identity, scope)
@@ -85,7 +87,7 @@ export class TokenService {
    * A fresh cache hit for `identity` and `scope`, synchronously, or undefined when answering needs
    * `getToken` (a miss, a refresh due, a binding that is not known without waiting).
    */
-  peek(identity: Identity, scope: NormalisedScope): ServedToken | undefined {
+  peek(identity: I, scope: NormalisedScope): ServedToken<I> | undefined {
     const known = identity.bindingIfKnown()
     if (known === undefined) return undefined
     const key = cacheKey(identity, known.binding, scope)
@@ -97,7 +99,7 @@ export class TokenService {
    * The resource refused `served.token` (401): forget it so the next `getToken` fetches a fresh one
    * (proxy mode retries once with it). A token that was already replaced is left alone.
    */
-  invalidate(served: ServedToken): void {
+  invalidate(served: ServedToken<I>): void {
     this.#cache.invalidate(served.cacheKey, served.token.accessToken)
   }
 
@@ -132,7 +134,7 @@ export class TokenService {
   }
 
   #acquire(
-    identity: Identity,
+    identity: IdentityLike,
     scope: NormalisedScope,
     cae: CaeRequest,
   ): Promise<{ token: CachedToken; key: string }> {
@@ -152,7 +154,7 @@ export class TokenService {
   }
 
   async #fromCache(
-    identity: Identity,
+    identity: IdentityLike,
     scope: NormalisedScope,
     cae: CaeRequest,
     binding: BindingCertificate | undefined,
@@ -198,7 +200,7 @@ export class TokenService {
 
 /** identity + token type + binding thumbprint (empty when unbound) + normalised scope. */
 export function cacheKey(
-  identity: Identity,
+  identity: IdentityLike,
   binding: BindingCertificate | undefined,
   scope: NormalisedScope,
 ): string {

@@ -4,7 +4,7 @@ import { federatedAssertionRequest, withClaims } from '../../upstream/entra/requ
 import type { AcquiredToken } from '../../model/token.ts'
 import type { BindingCertificate } from '../../model/binding.ts'
 import type { CredentialBundle } from '../../model/bundle.ts'
-import type { AppContext, ClientCredential } from '../source.ts'
+import type { AppContext, CredentialSource, SourceRequestOptions } from '../source.ts'
 
 /**
  * `SignedAssertionFromManagedIdentity` (FIC): leg 1 is a managed identity token
@@ -16,9 +16,9 @@ import type { AppContext, ClientCredential } from '../source.ts'
  *   leg-1 certificate, so a new IMDS v2 certificate means new tokens.
  * - Unbound leg 1 (IMDS v1 Bearer): leg 2 is `jwt-bearer` to the regular endpoint, Bearer only.
  *   `protocolScheme: MTLS_POP` with `useBoundCredential: false` is built with a bound leg 1 anyway
- *   (`create-identities.ts`): a PoP token needs a certificate, and the leg-1 one is the only one.
+ *   (`identities/create-confidential-client.ts`): a PoP token needs a certificate, and the leg-1 one is the only one.
  */
-export class FederatedCredential implements ClientCredential {
+export class FederatedCredential implements CredentialSource {
   readonly label: string
   readonly canBind: boolean
   readonly #app: AppContext
@@ -37,8 +37,9 @@ export class FederatedCredential implements ClientCredential {
 
   async acquireToken(
     scope: string,
+    _binding: BindingCertificate | undefined,
     signal: AbortSignal,
-    options: { claims?: string } = {},
+    options: SourceRequestOptions,
   ): Promise<AcquiredToken> {
     const app = this.#app
     // Always the current bundle: the assertion's cnf must name the certificate presented with it.

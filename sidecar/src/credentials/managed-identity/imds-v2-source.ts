@@ -1,15 +1,16 @@
-import type { ManagedIdentityConfig } from '../config/types.ts'
-import type { ImdsV2BindingCredential } from '../credentials/managed-identity/imds-v2-binding.ts'
-import { isSidecarError } from '../core/errors.ts'
-import { managedIdentityMtlsRequest, resourceOfScope, withClaims } from '../upstream/entra/requests.ts'
-import { mergeClaimsAndCapabilities, unionCapabilities, type AcquireOptions } from '../model/claims.ts'
-import type { EntraTokenClient } from '../upstream/entra/token-client.ts'
-import type { ImdsV1Client } from '../upstream/imds/v1.ts'
-import type { Runtime } from '../core/runtime.ts'
-import type { AcquiredToken } from '../model/token.ts'
-import type { BindingCertificate } from '../model/binding.ts'
-import type { Identity } from './identity.ts'
-import type { CredentialBundle } from '../model/bundle.ts'
+import type { ManagedIdentityConfig } from '../../config/types.ts'
+import { isSidecarError } from '../../core/errors.ts'
+import type { Runtime } from '../../core/runtime.ts'
+import { managedIdentityMtlsRequest, resourceOfScope, withClaims } from '../../upstream/entra/requests.ts'
+import type { EntraTokenClient } from '../../upstream/entra/token-client.ts'
+import type { ImdsV1Client } from '../../upstream/imds/v1.ts'
+import type { AcquiredToken, TokenType } from '../../model/token.ts'
+import type { BindingCertificate } from '../../model/binding.ts'
+import type { CredentialBundle } from '../../model/bundle.ts'
+import { dropBinding } from '../binding-retry.ts'
+import type { CredentialSource, SourceRequestOptions } from '../source.ts'
+import type { ImdsV2BindingCredential } from './imds-v2-binding.ts'
+import { describeSelector } from './imds-v1-source.ts'
 
 /**
  * A managed identity whose credential is an IMDS v2 binding certificate: tokens come from Entra's
@@ -21,10 +22,11 @@ import type { CredentialBundle } from '../model/bundle.ts'
  * the token is a genuine Bearer token from IMDS v1 instead, as Azure.Identity for .NET retries a
  * refused bound request as a plain managed identity request; logged and counted.
  */
-export class ManagedIdentityBound implements Identity {
-  readonly name: string
-  readonly config: ManagedIdentityConfig
-  readonly tokenType: 'Bearer' | 'mtls_pop'
+export class ImdsV2Source implements CredentialSource {
+  readonly label: string
+  readonly canBind = true
+  readonly #config: ManagedIdentityConfig
+  readonly #tokenType: TokenType
   readonly #credential: ImdsV2BindingCredential
   readonly #entra: EntraTokenClient
   readonly #imdsV1: ImdsV1Client
@@ -39,13 +41,13 @@ export class ManagedIdentityBound implements Identity {
       runtime: Runtime
     },
   ) {
-    this.name = config.name
-    this.config = config
-    this.tokenType = config.protocolScheme === 'MTLS_POP' ? 'mtls_pop' : 'Bearer'
+    this.#config = config
+    this.#tokenType = config.protocolScheme === 'MTLS_POP' ? 'mtls_pop' : 'Bearer'
     this.#credential = deps.credential
     this.#entra = deps.entra
     this.#imdsV1 = deps.imdsV1
     this.#runtime = deps.runtime
+    this.label = `managed identity (IMDS v2 ${describeSelector(config)})`
   }
 
   bindingIfKnown(): { binding: BindingCertificate } | undefined {
@@ -53,7 +55,7 @@ export class ManagedIdentityBound implements Identity {
     return usable && { binding: usable.binding }
   }
 
-  async currentBinding(signal: AbortSignal): Promise<BindingCertificate> {
+  async load(signal: AbortSignal): Promise<BindingCertificate> {
     return (await this.#credential.current(signal)).binding
   }
 
@@ -61,8 +63,9 @@ export class ManagedIdentityBound implements Identity {
     scope: string,
     binding: BindingCertificate | undefined,
     signal: AbortSignal,
-    options: AcquireOptions = {},
+    options: SourceRequestOptions,
   ): Promise<AcquiredToken> {
+    const config = this.#config
     // Client id and token endpoint belong to the identity, not to one certificate: take them from
     // the current binding even if `binding` was renewed meanwhile (it is still valid).
     const current = await this.#credential.current(signal)
@@ -70,46 +73,45 @@ export class ManagedIdentityBound implements Identity {
       tokenEndpoint: current.tokenEndpoint,
       clientId: current.clientId,
       scope,
-      identityName: this.name,
-      allowBearerFallback: this.config.allowBearerFallback,
+      identityName: config.name,
+      allowBearerFallback: config.allowBearerFallback,
       binding: binding ?? current.binding,
-      tokenType: this.tokenType,
+      tokenType: this.#tokenType,
     })
-    const capabilities = unionCapabilities(this.config.clientCapabilities, options.clientCapabilities)
-    const claims = mergeClaimsAndCapabilities(options.claims, capabilities)
     try {
-      return await this.#entra.requestToken(withClaims(request, claims), signal)
+      return await this.#entra.requestToken(withClaims(request, options.claims), signal)
     } catch (error) {
-      if (
-        !this.config.allowBearerFallback ||
-        !isSidecarError(error) ||
-        error.reason !== 'binding_not_allowed'
-      )
+      if (!config.allowBearerFallback || !isSidecarError(error) || error.reason !== 'binding_not_allowed')
         throw error
       const { logger, metrics } = this.#runtime
       logger.warn(
-        { identity: this.name, event: 'bearer_fallback', aadsts: error.upstream?.errorCodes, via: 'imds_v1' },
+        {
+          identity: config.name,
+          event: 'bearer_fallback',
+          aadsts: error.upstream?.errorCodes,
+          via: 'imds_v1',
+        },
         'Entra does not allow bound tokens for this tenant; serving a Bearer token from IMDS v1 because allowBearerFallback is on',
       )
-      metrics.bearerFallbacks.inc({ identity: this.name })
+      metrics.bearerFallbacks.inc({ identity: config.name })
+      const { clientCapabilities } = options
       return this.#imdsV1.getToken(
-        this.config.selector,
+        config.selector,
         resourceOfScope(scope),
         signal,
-        capabilities.length ? { clientCapabilities: capabilities } : {},
+        clientCapabilities.length ? { clientCapabilities } : {},
       )
     }
   }
 
-  invalidateBinding(binding: BindingCertificate): void {
-    this.#credential.invalidate(binding)
-    this.#entra.evictBinding(binding.x5tS256)
+  invalidate(binding: BindingCertificate): void {
+    dropBinding(binding, this.#credential, this.#entra)
   }
 
-  async credentialBundle(signal: AbortSignal): Promise<CredentialBundle> {
+  async bundle(signal: AbortSignal): Promise<CredentialBundle> {
     const current = await this.#credential.current(signal)
     return {
-      identity: this.name,
+      identity: this.#config.name,
       clientId: current.clientId,
       tenantId: current.tenantId,
       tokenEndpoint: current.tokenEndpoint,
