@@ -2,9 +2,8 @@ import { SidecarError } from '../core/errors.ts'
 import { WatchedFile } from '../core/watched-file.ts'
 import { federatedAssertionRequest, withClaims } from '../upstream/entra/requests.ts'
 import type { AcquiredToken } from '../model/token.ts'
-import type { BindingCertificate } from '../model/binding.ts'
 import type { CredentialBundle } from '../model/bundle.ts'
-import type { AppContext, CredentialSource, SourceRequestOptions } from './source.ts'
+import { appRequest, type AppContext, type CredentialSource, type SourceTokenRequest } from './source.ts'
 
 /**
  * `SignedAssertionFilePath` (Kubernetes workload identity): the projected service account token is
@@ -41,30 +40,15 @@ export class AssertionFileCredential implements CredentialSource {
     return undefined
   }
 
-  async acquireToken(
-    scope: string,
-    _binding: BindingCertificate | undefined,
-    signal: AbortSignal,
-    options: SourceRequestOptions,
-  ): Promise<AcquiredToken> {
-    const app = this.#app
-    return app.entra.requestToken(
-      withClaims(
-        federatedAssertionRequest({
-          tokenEndpoint: app.tokenEndpoint,
-          clientId: app.clientId,
-          scope,
-          identityName: app.identityName,
-          assertion: await this.#read(),
-          tokenType: 'Bearer',
-        }),
-        options.claims,
-      ),
-      signal,
-    )
+  async acquireToken({ scope, signal, claims }: SourceTokenRequest): Promise<AcquiredToken> {
+    const assertion = await this.#read()
+    const request = federatedAssertionRequest({
+      ...appRequest(this.#app, scope),
+      assertion,
+      tokenType: 'Bearer',
+    })
+    return this.#app.entra.requestToken(withClaims(request, claims), signal)
   }
-
-  invalidate(): void {}
 
   async bundle(): Promise<CredentialBundle> {
     throw new SidecarError(
@@ -72,10 +56,6 @@ export class AssertionFileCredential implements CredentialSource {
       `Identity "${this.#app.identityName}" authenticates with a projected token file (${this.label}), which has no certificate to bind`,
     )
   }
-
-  start(): void {}
-
-  async close(): Promise<void> {}
 
   async #read(): Promise<string> {
     try {

@@ -16,7 +16,7 @@ import {
 import type { AcquiredToken } from '../model/token.ts'
 import type { BindingCertificate } from '../model/binding.ts'
 import type { CredentialBundle } from '../model/bundle.ts'
-import type { AppContext, CredentialSource, SourceRequestOptions } from './source.ts'
+import { appRequest, type AppContext, type CredentialSource, type SourceTokenRequest } from './source.ts'
 import { dropBinding } from './binding-retry.ts'
 
 type Base64Certificate = Extract<CertificateSource, { sourceType: 'Base64Encoded' }>
@@ -66,12 +66,7 @@ export class CertificateCredential implements CredentialSource {
     return (await this.#certificate()).binding
   }
 
-  async acquireToken(
-    scope: string,
-    _binding: BindingCertificate | undefined,
-    signal: AbortSignal,
-    options: SourceRequestOptions,
-  ): Promise<AcquiredToken> {
+  async acquireToken({ scope, signal, claims }: SourceTokenRequest): Promise<AcquiredToken> {
     const app = this.#app
     const certificate = await this.#certificate()
     if (this.#overMtls) {
@@ -88,23 +83,16 @@ export class CertificateCredential implements CredentialSource {
               clock: app.runtime.clock,
             })
           : undefined
+      const request = boundCertificateRequest({
+        ...appRequest(app, scope),
+        tokenEndpoint: app.mtlsTokenEndpoint,
+        allowBearerFallback: app.allowBearerFallback,
+        certificate: certificate.binding,
+        tokenType: app.tokenType,
+        ...(assertion === undefined ? {} : { assertion }),
+      })
       try {
-        return await app.entra.requestToken(
-          withClaims(
-            boundCertificateRequest({
-              tokenEndpoint: app.mtlsTokenEndpoint,
-              clientId: app.clientId,
-              scope,
-              identityName: app.identityName,
-              allowBearerFallback: app.allowBearerFallback,
-              certificate: certificate.binding,
-              tokenType: app.tokenType,
-              ...(assertion === undefined ? {} : { assertion }),
-            }),
-            options.claims,
-          ),
-          signal,
-        )
+        return await app.entra.requestToken(withClaims(request, claims), signal)
       } catch (error) {
         if (!app.allowBearerFallback || !isSidecarError(error) || error.reason !== 'binding_not_allowed')
           throw error
@@ -123,7 +111,7 @@ export class CertificateCredential implements CredentialSource {
         app.runtime.metrics.bearerFallbacks.inc({ identity: app.identityName })
       }
     }
-    return this.#assertionToken(certificate, scope, signal, options.claims)
+    return this.#assertionToken(certificate, scope, signal, claims)
   }
 
   /** Bearer with a private_key_jwt to the regular endpoint (not bound). */
@@ -142,19 +130,8 @@ export class CertificateCredential implements CredentialSource {
       sendX5C: app.sendX5C,
       clock: app.runtime.clock,
     })
-    return app.entra.requestToken(
-      withClaims(
-        certificateAssertionRequest({
-          tokenEndpoint: app.tokenEndpoint,
-          clientId: app.clientId,
-          scope,
-          identityName: app.identityName,
-          assertion,
-        }),
-        claims,
-      ),
-      signal,
-    )
+    const request = certificateAssertionRequest({ ...appRequest(app, scope), assertion })
+    return app.entra.requestToken(withClaims(request, claims), signal)
   }
 
   invalidate(binding: BindingCertificate): void {
@@ -182,10 +159,6 @@ export class CertificateCredential implements CredentialSource {
       binding,
     }
   }
-
-  start(): void {}
-
-  async close(): Promise<void> {}
 
   /** The certificate as of now; the file is looked at no more than once a second. */
   async #certificate(): Promise<AppCertificate> {

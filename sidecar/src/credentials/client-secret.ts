@@ -1,9 +1,8 @@
 import { SidecarError } from '../core/errors.ts'
 import { clientSecretRequest, withClaims } from '../upstream/entra/requests.ts'
 import type { AcquiredToken } from '../model/token.ts'
-import type { BindingCertificate } from '../model/binding.ts'
 import type { CredentialBundle } from '../model/bundle.ts'
-import type { AppContext, CredentialSource, SourceRequestOptions } from './source.ts'
+import { appRequest, type AppContext, type CredentialSource, type SourceTokenRequest } from './source.ts'
 
 /** `ClientSecret`: always loads; Bearer only, regular endpoint. The secret is never logged. */
 export class ClientSecretCredential implements CredentialSource {
@@ -22,29 +21,10 @@ export class ClientSecretCredential implements CredentialSource {
     return undefined
   }
 
-  acquireToken(
-    scope: string,
-    _binding: BindingCertificate | undefined,
-    signal: AbortSignal,
-    options: SourceRequestOptions,
-  ): Promise<AcquiredToken> {
-    const app = this.#app
-    return app.entra.requestToken(
-      withClaims(
-        clientSecretRequest({
-          tokenEndpoint: app.tokenEndpoint,
-          clientId: app.clientId,
-          scope,
-          identityName: app.identityName,
-          clientSecret: this.#secret,
-        }),
-        options.claims,
-      ),
-      signal,
-    )
+  acquireToken({ scope, signal, claims }: SourceTokenRequest): Promise<AcquiredToken> {
+    const request = clientSecretRequest({ ...appRequest(this.#app, scope), clientSecret: this.#secret })
+    return this.#app.entra.requestToken(withClaims(request, claims), signal)
   }
-
-  invalidate(): void {}
 
   async bundle(): Promise<CredentialBundle> {
     throw new SidecarError(
@@ -52,8 +32,4 @@ export class ClientSecretCredential implements CredentialSource {
       `Identity "${this.#app.identityName}" authenticates with a client secret (${this.label}), which has no certificate to bind`,
     )
   }
-
-  start(): void {}
-
-  async close(): Promise<void> {}
 }

@@ -23,10 +23,27 @@ export interface AppContext {
 }
 
 /**
- * What a source sends upstream for continuous access evaluation (contract §3), prepared once by the
- * identity: each source sends the part its upstream understands.
+ * The request fields every confidential-client source starts from: this app at Entra's regular
+ * token endpoint (the mTLS one is `app.mtlsTokenEndpoint`).
  */
-export interface SourceRequestOptions {
+export function appRequest(app: AppContext, scope: string) {
+  return { tokenEndpoint: app.tokenEndpoint, clientId: app.clientId, scope, identityName: app.identityName }
+}
+
+/**
+ * One acquisition as a source gets it. The continuous access evaluation inputs (contract §3) are
+ * prepared once by the identity; each source sends the part its upstream understands.
+ */
+export interface SourceTokenRequest {
+  /** `…/.default` */
+  scope: string
+  /**
+   * The binding `load` gave for the cache key. It may be a moment old; a source may use its current
+   * state instead so that what it presents is self-consistent (an FIC assertion with the
+   * certificate its cnf names).
+   */
+  binding: BindingCertificate | undefined
+  signal: AbortSignal
   /** Entra's `claims` parameter: the claims challenge merged with the capabilities; none when neither. */
   claims?: string
   /** The identity's configured capabilities and the caller's (IMDS v1 takes them as `xms_cc`). */
@@ -63,29 +80,20 @@ export interface CredentialSource {
    */
   bindingIfKnown?(): { binding: BindingCertificate | undefined } | undefined
 
-  /**
-   * Fetches a token for `scope` (`…/.default`). `binding` is the one `load` gave for the cache key;
-   * it may be a moment old, and a source may use its current state instead so that what it presents
-   * is self-consistent (an FIC assertion with the certificate its cnf names).
-   */
-  acquireToken(
-    scope: string,
-    binding: BindingCertificate | undefined,
-    signal: AbortSignal,
-    options: SourceRequestOptions,
-  ): Promise<AcquiredToken>
+  /** Fetches a token for `request.scope` with the source as last loaded. */
+  acquireToken(request: SourceTokenRequest): Promise<AcquiredToken>
 
   /**
    * Upstream rejected `binding` (invalid_client, TLS failure): drop it so the next `load` re-reads or
-   * re-mints. A binding that is not this source's current one is ignored.
+   * re-mints. A binding that is not this source's current one is ignored. Absent: nothing to drop.
    */
-  invalidate(binding: BindingCertificate): void
+  invalidate?(binding: BindingCertificate): void
 
   /** GET /credential; throws `no_bound_credential` when nothing is presented over mTLS. */
   bundle(signal: AbortSignal): Promise<CredentialBundle>
 
-  /** Starts background work (key pre-generation, renewal timers). Idempotent. */
-  start(): void
-  /** Stops timers and closes connections. */
-  close(): Promise<void>
+  /** Starts background work (key pre-generation, renewal timers). Idempotent. Absent: none. */
+  start?(): void
+  /** Stops timers and closes connections. Absent: none to stop. */
+  close?(): Promise<void> | void
 }

@@ -89,16 +89,16 @@ export class CredentialChain {
 
   /** Upstream rejected `binding`: every source that holds it drops it (the others ignore it). */
   invalidate(binding: BindingCertificate): void {
-    for (const credential of this.credentials) credential.invalidate(binding)
+    for (const credential of this.credentials) credential.invalidate?.(binding)
   }
 
   start(): void {
-    for (const credential of this.credentials) credential.start()
+    for (const credential of this.credentials) credential.start?.()
   }
 
   async close(): Promise<void> {
     this.#closing.abort(new SidecarError('shutting_down', 'The sidecar is shutting down'))
-    await Promise.all(this.credentials.map((credential) => credential.close()))
+    await Promise.all(this.credentials.map((credential) => credential.close?.()))
   }
 
   async #walk(app: ChainContext): Promise<Selected> {

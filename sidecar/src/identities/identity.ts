@@ -62,7 +62,10 @@ export class Identity {
     const source = await this.#chain.inUse(signal)
     const clientCapabilities = unionCapabilities(this.config.clientCapabilities, options.clientCapabilities)
     const claims = mergeClaimsAndCapabilities(options.claims, clientCapabilities)
-    return source.acquireToken(scope, binding, signal, {
+    return source.acquireToken({
+      scope,
+      binding,
+      signal,
       clientCapabilities,
       ...(claims === undefined ? {} : { claims }),
       ...(options.tokenSha256ToRefresh ? { tokenSha256ToRefresh: options.tokenSha256ToRefresh } : {}),

@@ -4,7 +4,7 @@ import { federatedAssertionRequest, withClaims } from '../../upstream/entra/requ
 import type { AcquiredToken } from '../../model/token.ts'
 import type { BindingCertificate } from '../../model/binding.ts'
 import type { CredentialBundle } from '../../model/bundle.ts'
-import type { AppContext, CredentialSource, SourceRequestOptions } from '../source.ts'
+import { appRequest, type AppContext, type CredentialSource, type SourceTokenRequest } from '../source.ts'
 
 /**
  * `SignedAssertionFromManagedIdentity` (FIC): leg 1 is a managed identity token
@@ -35,30 +35,19 @@ export class FederatedCredential implements CredentialSource {
     return (await this.#leg1.current(signal)).binding
   }
 
-  async acquireToken(
-    scope: string,
-    _binding: BindingCertificate | undefined,
-    signal: AbortSignal,
-    options: SourceRequestOptions,
-  ): Promise<AcquiredToken> {
+  async acquireToken({ scope, signal, claims }: SourceTokenRequest): Promise<AcquiredToken> {
     const app = this.#app
     // Always the current bundle: the assertion's cnf must name the certificate presented with it.
     const leg1 = await this.#leg1.current(signal)
-    const request = withClaims(
-      federatedAssertionRequest({
-        tokenEndpoint: leg1.binding ? app.mtlsTokenEndpoint : app.tokenEndpoint,
-        clientId: app.clientId,
-        scope,
-        identityName: app.identityName,
-        allowBearerFallback: app.allowBearerFallback,
-        assertion: leg1.assertion,
-        tokenType: app.tokenType,
-        ...(leg1.binding ? { binding: leg1.binding } : {}),
-      }),
-      options.claims,
-    )
+    const request = federatedAssertionRequest({
+      ...appRequest(app, scope),
+      ...(leg1.binding ? { tokenEndpoint: app.mtlsTokenEndpoint, binding: leg1.binding } : {}),
+      allowBearerFallback: app.allowBearerFallback,
+      assertion: leg1.assertion,
+      tokenType: app.tokenType,
+    })
     try {
-      return await app.entra.requestToken(request, signal)
+      return await app.entra.requestToken(withClaims(request, claims), signal)
     } catch (error) {
       // Unbound: the token service has no binding to invalidate, so drop the leg-1 token here; a
       // refused assertion (expired, revoked) is then re-fetched by the next request.

@@ -3,9 +3,8 @@ import { SidecarError } from '../../core/errors.ts'
 import { resourceOfScope } from '../../upstream/entra/requests.ts'
 import type { ImdsV1Client } from '../../upstream/imds/v1.ts'
 import type { AcquiredToken } from '../../model/token.ts'
-import type { BindingCertificate } from '../../model/binding.ts'
 import type { CredentialBundle } from '../../model/bundle.ts'
-import type { CredentialSource, SourceRequestOptions } from '../source.ts'
+import type { CredentialSource, SourceTokenRequest } from '../source.ts'
 
 /** A managed identity's plain Bearer tokens from IMDS v1: no certificate involved. */
 export class ImdsV1Source implements CredentialSource {
@@ -28,22 +27,19 @@ export class ImdsV1Source implements CredentialSource {
     return undefined
   }
 
-  acquireToken(
-    scope: string,
-    _binding: BindingCertificate | undefined,
-    signal: AbortSignal,
-    options: SourceRequestOptions,
-  ): Promise<AcquiredToken> {
+  acquireToken({
+    scope,
+    signal,
+    clientCapabilities,
+    tokenSha256ToRefresh,
+  }: SourceTokenRequest): Promise<AcquiredToken> {
     // IMDS v1 takes a resource, not a scope, and no claims: what MSAL sends it for CAE is the
     // capabilities (xms_cc) and the hash of the refused token (token_sha256_to_refresh).
-    const { clientCapabilities, tokenSha256ToRefresh } = options
     return this.#imds.getToken(this.#config.selector, resourceOfScope(scope), signal, {
       ...(clientCapabilities.length ? { clientCapabilities } : {}),
       ...(tokenSha256ToRefresh ? { tokenSha256ToRefresh } : {}),
     })
   }
-
-  invalidate(): void {}
 
   async bundle(): Promise<CredentialBundle> {
     throw new SidecarError(
@@ -51,10 +47,6 @@ export class ImdsV1Source implements CredentialSource {
       `Identity "${this.#config.name}" uses IMDS v1 Bearer tokens and has no bound credential (set protocolScheme: MTLS_POP or useBoundCredential: true)`,
     )
   }
-
-  start(): void {}
-
-  async close(): Promise<void> {}
 }
 
 /** `system-assigned`, or `clientId <id>` and the like: which managed identity, for labels. */

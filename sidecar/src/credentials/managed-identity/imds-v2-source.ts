@@ -8,7 +8,7 @@ import type { AcquiredToken, TokenType } from '../../model/token.ts'
 import type { BindingCertificate } from '../../model/binding.ts'
 import type { CredentialBundle } from '../../model/bundle.ts'
 import { dropBinding } from '../binding-retry.ts'
-import type { CredentialSource, SourceRequestOptions } from '../source.ts'
+import type { CredentialSource, SourceTokenRequest } from '../source.ts'
 import type { ImdsV2BindingCredential } from './imds-v2-binding.ts'
 import { describeSelector } from './imds-v1-source.ts'
 
@@ -59,12 +59,13 @@ export class ImdsV2Source implements CredentialSource {
     return (await this.#credential.current(signal)).binding
   }
 
-  async acquireToken(
-    scope: string,
-    binding: BindingCertificate | undefined,
-    signal: AbortSignal,
-    options: SourceRequestOptions,
-  ): Promise<AcquiredToken> {
+  async acquireToken({
+    scope,
+    binding,
+    signal,
+    claims,
+    clientCapabilities,
+  }: SourceTokenRequest): Promise<AcquiredToken> {
     const config = this.#config
     // Client id and token endpoint belong to the identity, not to one certificate: take them from
     // the current binding even if `binding` was renewed meanwhile (it is still valid).
@@ -79,7 +80,7 @@ export class ImdsV2Source implements CredentialSource {
       tokenType: this.#tokenType,
     })
     try {
-      return await this.#entra.requestToken(withClaims(request, options.claims), signal)
+      return await this.#entra.requestToken(withClaims(request, claims), signal)
     } catch (error) {
       if (!config.allowBearerFallback || !isSidecarError(error) || error.reason !== 'binding_not_allowed')
         throw error
@@ -94,7 +95,6 @@ export class ImdsV2Source implements CredentialSource {
         'Entra does not allow bound tokens for this tenant; serving a Bearer token from IMDS v1 because allowBearerFallback is on',
       )
       metrics.bearerFallbacks.inc({ identity: config.name })
-      const { clientCapabilities } = options
       return this.#imdsV1.getToken(
         config.selector,
         resourceOfScope(scope),
