@@ -2,9 +2,10 @@ import { Readable } from 'node:stream'
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web'
 import { Agent, request, type Dispatcher } from 'undici'
 import type { DownstreamApiConfig } from '../config/types.ts'
-import { SidecarError, type ErrorReason } from '../core/errors.ts'
+import { SidecarError } from '../core/errors.ts'
 import type { Runtime } from '../core/runtime.ts'
 import { tlsConnectOptions, trustedCas } from '../upstream/trusted-cas.ts'
+import { classifyTransportError } from '../upstream/transport-errors.ts'
 import { normaliseScope, type NormalisedScope } from '../tokens/scope.ts'
 import type { ServedToken, TokenService } from '../tokens/token-service.ts'
 import type { BindingCertificate } from '../model/binding.ts'
@@ -205,23 +206,19 @@ function toResponse(method: string, res: Dispatcher.ResponseData): Response {
 
 /** Transport failures: the endpoint is named by api and origin only (the path may carry ids). */
 function upstreamError(api: DownstreamApiConfig, error: unknown, deadlinePassed: boolean): SidecarError {
-  const code = String((error as { code?: unknown } | undefined)?.code ?? '')
+  const { reason, code, what } = classifyTransportError(error, deadlinePassed)
   const endpoint = new URL(api.baseUrl).origin
-  if (deadlinePassed || /^UND_ERR_(HEADERS|CONNECT)_TIMEOUT$/.test(code)) {
+  if (reason === 'timeout') {
     return new SidecarError(
       'upstream_timeout',
       `Downstream API "${api.name}" (${endpoint}) did not answer in time`,
       {
-        reason: 'timeout',
+        reason,
         upstream: { endpoint },
         cause: error,
       },
     )
   }
-  const reason: ErrorReason = /^ERR_SSL|^ERR_TLS|CERT|UNABLE_TO_|SELF_SIGNED/.test(code)
-    ? 'tls_failure'
-    : 'connect_failure'
-  const what = reason === 'tls_failure' ? 'TLS handshake failed' : 'connection failed'
   return new SidecarError(
     'upstream_error',
     `Downstream API "${api.name}" (${endpoint}): ${what}${code ? ` (${code})` : ''}`,
