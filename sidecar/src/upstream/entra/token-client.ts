@@ -2,8 +2,9 @@ import { parseSeconds } from '../../model/expiry.ts'
 import { randomUUID } from 'node:crypto'
 import { Agent, type Dispatcher } from 'undici'
 import { SidecarError, type ErrorReason, type UpstreamErrorDetail } from '../../core/errors.ts'
-import { describeEndpoint, parseJsonObject, parseRetryAfterMs, sendHttp, type HttpResponse } from '../http.ts'
-import { entraRetryPolicy, sendWithRetry } from '../retry.ts'
+import { callUpstream } from '../client.ts'
+import { describeEndpoint, parseJsonObject, parseRetryAfterMs, type HttpResponse } from '../http.ts'
+import { entraRetryPolicy } from '../retry.ts'
 import type { Runtime } from '../../core/runtime.ts'
 import type { AcquiredToken, TokenType } from '../../model/token.ts'
 import type { BindingCertificate } from '../../model/binding.ts'
@@ -77,50 +78,38 @@ export class EntraTokenClient {
   }
 
   async requestToken(req: EntraTokenRequest, signal: AbortSignal): Promise<AcquiredToken> {
-    const { clock, random, logger, metrics, timeoutMs } = this.#runtime
+    const { logger } = this.#runtime
     const endpoint = describeEndpoint(req.tokenEndpoint)
-    const dispatcher = req.clientCertificate
-      ? this.#agents.get(req.clientCertificate, { tls12: true })
-      : this.#plainDispatcher()
     const body = new URLSearchParams(req.form).toString()
-    const attempt = async (): Promise<HttpResponse> => {
-      const started = performance.now()
-      const clientRequestId = randomUUID()
-      try {
-        const res = await sendHttp(dispatcher, {
+    let res: HttpResponse
+    try {
+      res = await callUpstream(this.#runtime, {
+        metricsEndpoint: req.metricsEndpoint,
+        request: () => ({
           method: 'POST',
           url: req.tokenEndpoint,
           headers: {
             'content-type': 'application/x-www-form-urlencoded',
             accept: 'application/json',
-            'client-request-id': clientRequestId,
+            // A new id per attempt, echoed back (return-client-request-id) into the error detail.
+            'client-request-id': randomUUID(),
             'return-client-request-id': 'true',
             'x-client-sku': 'credential-sidecar',
             'x-client-os': process.platform,
           },
           body,
-          timeoutMs,
-          signal,
-        })
-        metrics.observeUpstream(req.metricsEndpoint, res.status, (performance.now() - started) / 1000)
-        return res
-      } catch (error) {
-        metrics.observeUpstream(req.metricsEndpoint, 'error', (performance.now() - started) / 1000)
-        throw error
-      }
-    }
-
-    let res: HttpResponse
-    try {
-      res = await sendWithRetry(attempt, entraRetryPolicy(), {
-        clock,
-        random,
+        }),
+        policy: entraRetryPolicy(),
+        dispatcher: req.clientCertificate
+          ? this.#agents.get(req.clientCertificate, { tls12: true })
+          : this.#plainDispatcher(),
         signal,
-        onRetry: ({ retry, delayMs, failure }) =>
+        logRetry: ({ retry, delayMs, failure }) =>
           logger.warn(
             { identity: req.identityName, endpoint, retry, delayMs, failure },
             'retrying Entra token request',
           ),
+        errorFor: (res) => (res.status >= 400 ? this.#errorFor(res, endpoint, req.identityName) : undefined),
       })
     } catch (error) {
       // A certificate the server refused in the handshake should not keep its pooled connections.
@@ -129,7 +118,6 @@ export class EntraTokenClient {
       }
       throw error
     }
-    if (res.status >= 400) throw this.#errorFor(res, endpoint, req.identityName)
     return this.#tokenFrom(res, req, endpoint)
   }
 
