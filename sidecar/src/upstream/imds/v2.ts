@@ -78,11 +78,10 @@ export class ImdsV2Client {
       signal,
       (res) =>
         res.status === 404
-          ? new SidecarError(
-              'upstream_error',
+          ? noImdsV2(
               `${endpoint} answered 404${options.probe ? '' : ' after retries'}: this host has no IMDS v2 credential endpoint, which mTLS PoP (and bound ` +
                 `credentials) for a managed identity need; use protocolScheme Bearer (IMDS v1) here`,
-              { reason: 'imds_v2_unavailable', upstream: { endpoint, status: 404 } },
+              endpoint,
             )
           : undefined,
     )
@@ -158,13 +157,9 @@ export class ImdsV2Client {
           }
         }
         if (res.status === 404) {
-          return new SidecarError(
-            'upstream_error',
+          return noImdsV2(
             `${endpoint} answered 404 after retries: this host has no IMDS v2 credential endpoint`,
-            {
-              reason: 'imds_v2_unavailable',
-              upstream: { endpoint, status: 404 },
-            },
+            endpoint,
           )
         }
         return undefined
@@ -271,6 +266,14 @@ export function mtlsTokenEndpoint(mtlsAuthenticationEndpoint: string, tenantId: 
 
 function nonEmpty(value: unknown): value is string {
   return typeof value === 'string' && value.trim() !== ''
+}
+
+/** A 404 that persists: there is no IMDS v2 credential endpoint on this host. */
+function noImdsV2(message: string, endpoint: string): SidecarError {
+  return new SidecarError('upstream_error', message, {
+    reason: 'imds_v2_unavailable',
+    upstream: { endpoint, status: 404 },
+  })
 }
 
 function malformed(endpoint: string, status: number, what: string): SidecarError {
