@@ -86,10 +86,6 @@ export class MtlsAgents {
     this.#agents.delete(agentKey(x5tS256, false))
   }
 
-  get size(): number {
-    return this.#agents.size
-  }
-
   /** Closes every agent, letting requests under way finish. Once, at shutdown. */
   async close(): Promise<void> {
     const agents = [...this.#agents.values()]
