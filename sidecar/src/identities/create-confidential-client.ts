@@ -5,6 +5,8 @@ import type {
 } from '../config/types.ts'
 import type { ImdsV2BindingCredential } from '../credentials/managed-identity/imds-v2-binding.ts'
 import { ManagedIdentityAssertion } from '../credentials/federated/managed-identity-assertion.ts'
+import { ImdsV1Source } from '../credentials/managed-identity/imds-v1-source.ts'
+import { ImdsV2Source } from '../credentials/managed-identity/imds-v2-source.ts'
 import type { Runtime } from '../core/runtime.ts'
 import { authorityMtlsTokenEndpoint, authorityTokenEndpoint } from '../upstream/entra/mtls-endpoint.ts'
 import type { EntraTokenClient } from '../upstream/entra/token-client.ts'
@@ -70,20 +72,25 @@ function createCredential(
       // MTLS_POP needs a certificate to bind the final token to; with FIC the only one is leg 1's,
       // so MTLS_POP gets a bound (IMDS v2) leg 1 even when useBoundCredential is false.
       const bound = config.useBoundCredential || app.tokenType === 'mtls_pop'
-      const common = {
+      const target = { name: app.identityName, selector }
+      const managedIdentity = bound
+        ? new ImdsV2Source({
+            ...target,
+            // jwt-pop needs the cnf claim: no Bearer fallback on leg 1.
+            tokenType: 'mtls_pop',
+            allowBearerFallback: false,
+            credential: sources.bindingCredential(selector, app.identityName),
+            entra: sources.entra,
+            imdsV1: sources.imdsV1,
+            runtime: sources.runtime,
+          })
+        : new ImdsV1Source(target, sources.imdsV1)
+      const leg1 = new ManagedIdentityAssertion({
         runtime: sources.runtime,
         identity: app.identityName,
-        selector,
+        managedIdentity,
         tokenExchangeUrl: config.tokenExchangeUrl,
-      }
-      const leg1 = bound
-        ? new ManagedIdentityAssertion({
-            ...common,
-            bound: true,
-            binding: sources.bindingCredential(selector, app.identityName),
-            entra: sources.entra,
-          })
-        : new ManagedIdentityAssertion({ ...common, bound: false, imdsV1: sources.imdsV1 })
+      })
       const who = selector.kind === 'system' ? 'system-assigned' : `user-assigned ${selector.value}`
       return new FederatedCredential(app, leg1, index, who)
     }

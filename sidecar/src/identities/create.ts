@@ -113,7 +113,11 @@ function usesImdsV2(config: ManagedIdentityConfig): boolean {
 
 function managedIdentitySource(config: ManagedIdentityConfig, sources: IdentitySources): CredentialSource {
   if (!usesImdsV2(config)) return new ImdsV1Source(config, sources.imdsV1)
-  return new ImdsV2Source(config, {
+  return new ImdsV2Source({
+    name: config.name,
+    selector: config.selector,
+    tokenType: config.protocolScheme === 'MTLS_POP' ? 'mtls_pop' : 'Bearer',
+    allowBearerFallback: config.allowBearerFallback,
     credential: sources.bindingCredential(config.selector, config.name),
     entra: sources.entra,
     imdsV1: sources.imdsV1,

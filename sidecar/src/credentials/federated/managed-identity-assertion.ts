@@ -1,16 +1,9 @@
-import type { ManagedIdentitySelector } from '../../config/types.ts'
 import type { Runtime } from '../../core/runtime.ts'
-import {
-  managedIdentityMtlsRequest,
-  resourceOfScope,
-  scopeForResource,
-} from '../../upstream/entra/requests.ts'
-import type { EntraTokenClient } from '../../upstream/entra/token-client.ts'
-import type { ImdsV1Client } from '../../upstream/imds/v1.ts'
+import { scopeForResource } from '../../upstream/entra/requests.ts'
 import type { BindingCertificate } from '../../model/binding.ts'
-import type { ImdsV2BindingCredential } from '../managed-identity/imds-v2-binding.ts'
 import { RenewingValue } from '../renewing.ts'
-import { dropBinding, retryOnceWithFreshBinding } from '../binding-retry.ts'
+import { retryOnceWithFreshBinding } from '../binding-retry.ts'
+import type { CredentialSource } from '../source.ts'
 
 /** FIC leg 1: a managed identity token for the token-exchange audience, the client assertion of leg 2. */
 export interface FederatedAssertion {
@@ -22,17 +15,18 @@ export interface FederatedAssertion {
   binding?: BindingCertificate
 }
 
-export type ManagedIdentityAssertionOptions = {
+export interface ManagedIdentityAssertionOptions {
   runtime: Runtime
   /** Identity name (the app), for logs. */
   identity: string
-  selector: ManagedIdentitySelector
+  /**
+   * The managed identity leg 1 asks: IMDS v2 (bound: mtls_pop, no Bearer fallback, since jwt-pop
+   * needs the cnf claim) or IMDS v1 (a Bearer token).
+   */
+  managedIdentity: CredentialSource
   /** e.g. api://AzureADTokenExchange (leg 1 asks for `<tokenExchangeUrl>/.default`). */
   tokenExchangeUrl: string
-} & (
-  | { bound: true; binding: ImdsV2BindingCredential; entra: EntraTokenClient }
-  | { bound: false; imdsV1: ImdsV1Client }
-)
+}
 
 /**
  * The leg-1 assertion of `SignedAssertionFromManagedIdentity`, cached and renewed ahead of use
@@ -51,11 +45,11 @@ export class ManagedIdentityAssertion {
 
   constructor(options: ManagedIdentityAssertionOptions) {
     this.#options = options
-    this.bound = options.bound
+    this.bound = options.managedIdentity.canBind
     this.#value = new RenewingValue({
       runtime: options.runtime,
       identity: options.identity,
-      label: options.bound ? 'fic_leg1_bound' : 'fic_leg1',
+      label: this.bound ? 'fic_leg1_bound' : 'fic_leg1',
       fetch: (signal) => this.#fetch(signal),
       // A bound assertion is only usable while the certificate its cnf names is.
       expiresOn: (value) => Math.min(value.expiresOn, value.binding?.notAfter ?? Number.POSITIVE_INFINITY),
@@ -72,55 +66,40 @@ export class ManagedIdentityAssertion {
    * is ignored.
    */
   invalidate(binding?: BindingCertificate): void {
-    const options = this.#options
     if (binding) {
       const current = this.#value.peek()
-      if (!options.bound || (current?.binding && current.binding.x5tS256 !== binding.x5tS256)) return
+      if (!this.bound || (current?.binding && current.binding.x5tS256 !== binding.x5tS256)) return
     }
     this.#value.invalidate()
     // Ignored by the binding credential when it has already moved on to another certificate.
-    if (options.bound && binding) dropBinding(binding, options.binding, options.entra)
+    if (binding) this.#options.managedIdentity.invalidate?.(binding)
   }
 
   start(): void {
-    if (this.#options.bound) this.#options.binding.start()
+    this.#options.managedIdentity.start?.()
   }
 
+  /** The managed identity's binding credential is shared, and closed with the identities. */
   close(): void {
     this.#value.close()
   }
 
-  async #fetch(signal: AbortSignal): Promise<FederatedAssertion> {
-    const options = this.#options
-    const scope = scopeForResource(options.tokenExchangeUrl)
-    if (!options.bound) {
-      const token = await options.imdsV1.getToken(options.selector, resourceOfScope(scope), signal)
-      return { assertion: token.accessToken, expiresOn: token.expiresOn }
-    }
+  #fetch(signal: AbortSignal): Promise<FederatedAssertion> {
+    const { managedIdentity, runtime, identity } = this.#options
+    const scope = scopeForResource(this.#options.tokenExchangeUrl)
     return retryOnceWithFreshBinding({
-      load: () => options.binding.current(signal),
-      bindingOf: (current) => current.binding,
-      attempt: async (current) => {
-        const token = await options.entra.requestToken(
-          managedIdentityMtlsRequest({
-            tokenEndpoint: current.tokenEndpoint,
-            clientId: current.clientId,
-            scope,
-            identityName: options.identity,
-            binding: current.binding,
-            // jwt-pop needs the cnf claim: no Bearer fallback on leg 1.
-            tokenType: 'mtls_pop',
-          }),
-          signal,
-        )
-        return { assertion: token.accessToken, expiresOn: token.expiresOn, binding: current.binding }
+      load: () => managedIdentity.load(signal),
+      bindingOf: (binding) => binding,
+      attempt: async (binding) => {
+        const token = await managedIdentity.acquireToken({ scope, binding, signal, clientCapabilities: [] })
+        return { assertion: token.accessToken, expiresOn: token.expiresOn, ...(binding ? { binding } : {}) }
       },
       rejected: (binding, error) => {
-        options.runtime.logger.warn(
-          { identity: options.identity, 'x5t#S256': binding.x5tS256, reason: error.reason },
+        runtime.logger.warn(
+          { identity, 'x5t#S256': binding.x5tS256, reason: error.reason },
           'FIC leg 1: Entra refused the IMDS v2 certificate; minting a fresh one and retrying once',
         )
-        dropBinding(binding, options.binding, options.entra)
+        managedIdentity.invalidate?.(binding)
       },
     })
   }

@@ -1,4 +1,3 @@
-import type { ManagedIdentityConfig } from '../../config/types.ts'
 import { isSidecarError } from '../../core/errors.ts'
 import type { Runtime } from '../../core/runtime.ts'
 import { managedIdentityMtlsRequest, resourceOfScope, withClaims } from '../../upstream/entra/requests.ts'
@@ -10,7 +9,18 @@ import type { CredentialBundle } from '../../model/bundle.ts'
 import { dropBinding } from '../binding-retry.ts'
 import type { CredentialSource, SourceTokenRequest } from '../source.ts'
 import type { ImdsV2BindingCredential } from './imds-v2-binding.ts'
-import { describeSelector } from './imds-v1-source.ts'
+import { describeSelector, type ManagedIdentityTarget } from './imds-v1-source.ts'
+
+/** A managed identity configured for IMDS v2, or the managed identity of a bound FIC leg 1. */
+export interface ImdsV2SourceOptions extends ManagedIdentityTarget {
+  /** mtls_pop for protocolScheme MTLS_POP, else a Bearer token obtained with the certificate. */
+  tokenType: TokenType
+  allowBearerFallback: boolean
+  credential: ImdsV2BindingCredential
+  entra: EntraTokenClient
+  imdsV1: ImdsV1Client
+  runtime: Runtime
+}
 
 /**
  * A managed identity whose credential is an IMDS v2 binding certificate: tokens come from Entra's
@@ -21,33 +31,21 @@ import { describeSelector } from './imds-v1-source.ts'
  * When Entra refuses bound tokens for the tenant (AADSTS3921996) and `allowBearerFallback` is on,
  * the token is a genuine Bearer token from IMDS v1 instead, as Azure.Identity for .NET retries a
  * refused bound request as a plain managed identity request; logged and counted.
+ *
+ * A bound FIC leg 1 is this source too: mtls_pop, no fallback (jwt-pop needs the cnf claim).
  */
 export class ImdsV2Source implements CredentialSource {
   readonly label: string
   readonly canBind = true
-  readonly #config: ManagedIdentityConfig
-  readonly #tokenType: TokenType
+  readonly #options: ImdsV2SourceOptions
   readonly #credential: ImdsV2BindingCredential
   readonly #entra: EntraTokenClient
-  readonly #imdsV1: ImdsV1Client
-  readonly #runtime: Runtime
 
-  constructor(
-    config: ManagedIdentityConfig,
-    deps: {
-      credential: ImdsV2BindingCredential
-      entra: EntraTokenClient
-      imdsV1: ImdsV1Client
-      runtime: Runtime
-    },
-  ) {
-    this.#config = config
-    this.#tokenType = config.protocolScheme === 'MTLS_POP' ? 'mtls_pop' : 'Bearer'
-    this.#credential = deps.credential
-    this.#entra = deps.entra
-    this.#imdsV1 = deps.imdsV1
-    this.#runtime = deps.runtime
-    this.label = `managed identity (IMDS v2 ${describeSelector(config)})`
+  constructor(options: ImdsV2SourceOptions) {
+    this.#options = options
+    this.#credential = options.credential
+    this.#entra = options.entra
+    this.label = `managed identity (IMDS v2 ${describeSelector(options.selector)})`
   }
 
   bindingIfKnown(): { binding: BindingCertificate } | undefined {
@@ -66,7 +64,7 @@ export class ImdsV2Source implements CredentialSource {
     claims,
     clientCapabilities,
   }: SourceTokenRequest): Promise<AcquiredToken> {
-    const config = this.#config
+    const options = this.#options
     // Client id and token endpoint belong to the identity, not to one certificate: take them from
     // the current binding even if `binding` was renewed meanwhile (it is still valid).
     const current = await this.#credential.current(signal)
@@ -74,29 +72,29 @@ export class ImdsV2Source implements CredentialSource {
       tokenEndpoint: current.tokenEndpoint,
       clientId: current.clientId,
       scope,
-      identityName: config.name,
-      allowBearerFallback: config.allowBearerFallback,
+      identityName: options.name,
+      allowBearerFallback: options.allowBearerFallback,
       binding: binding ?? current.binding,
-      tokenType: this.#tokenType,
+      tokenType: options.tokenType,
     })
     try {
       return await this.#entra.requestToken(withClaims(request, claims), signal)
     } catch (error) {
-      if (!config.allowBearerFallback || !isSidecarError(error) || error.reason !== 'binding_not_allowed')
+      if (!options.allowBearerFallback || !isSidecarError(error) || error.reason !== 'binding_not_allowed')
         throw error
-      const { logger, metrics } = this.#runtime
+      const { logger, metrics } = options.runtime
       logger.warn(
         {
-          identity: config.name,
+          identity: options.name,
           event: 'bearer_fallback',
           aadsts: error.upstream?.errorCodes,
           via: 'imds_v1',
         },
         'Entra does not allow bound tokens for this tenant; serving a Bearer token from IMDS v1 because allowBearerFallback is on',
       )
-      metrics.bearerFallbacks.inc({ identity: config.name })
-      return this.#imdsV1.getToken(
-        config.selector,
+      metrics.bearerFallbacks.inc({ identity: options.name })
+      return options.imdsV1.getToken(
+        options.selector,
         resourceOfScope(scope),
         signal,
         clientCapabilities.length ? { clientCapabilities } : {},
@@ -111,7 +109,7 @@ export class ImdsV2Source implements CredentialSource {
   async bundle(signal: AbortSignal): Promise<CredentialBundle> {
     const current = await this.#credential.current(signal)
     return {
-      identity: this.#config.name,
+      identity: this.#options.name,
       clientId: current.clientId,
       tenantId: current.tenantId,
       tokenEndpoint: current.tokenEndpoint,
