@@ -12,7 +12,8 @@ import { parseConfig } from '../../sidecar/src/config/load.ts'
 import { Daemon } from '../../sidecar/src/daemon/daemon.ts'
 import { startEmulator } from '../../sidecar/src/emulator/emulator.ts'
 import { createLogger } from '../../sidecar/src/core/log.ts'
-import { json, LogCapture, startStack, type Stack } from '../support/stack.ts'
+import { LogCapture } from '../support/runtime.ts'
+import { json, startStack, type Stack } from '../support/stack.ts'
 
 /** What the resource server saw of one request. */
 interface Seen {
