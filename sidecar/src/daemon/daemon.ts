@@ -8,7 +8,7 @@ import type { DownstreamProxy } from '../downstream/proxy.ts'
 import type { TokenService } from '../tokens/token-service.ts'
 import { buildCore, buildSurface, type CoreOptions } from './compose.ts'
 import { drainServers } from './drain.ts'
-import { listen, nodeListener } from './serve.ts'
+import { nodeListener, startServers } from './serve.ts'
 import { warmUp } from './warm-up.ts'
 
 export interface DaemonOptions extends CoreOptions {
@@ -75,7 +75,7 @@ export class Daemon {
       { runtime, tokens, readiness, callers: surface.app.callers },
       nodeListener(app.fetch),
     )
-    const { servers, url, opsUrl } = await listen(config, {
+    const { servers, url, opsUrl } = await startServers(config, {
       main: lane.listener,
       ops: () => nodeListener(createApp({ ...surface.app, surface: 'ops' }).fetch),
       // callers.allow: the caller's uid is read once per connection, before any request on it.

@@ -27,7 +27,7 @@ export function nodeListener(fetch: (request: Request) => Response | Promise<Res
  * Listens on `listen.host:port`, `listen.socket` and `listen.ops` (the ops app built only when that
  * is configured), each server hardened. `onConnection` sees every TCP connection of the main listener.
  */
-export async function listen(
+export async function startServers(
   config: SidecarConfig,
   handlers: {
     main: RequestListener
