@@ -38,7 +38,6 @@ export async function startInProcessApp(
   const surface = buildSurface(config, core)
   t.after(async () => {
     core.tokens.close()
-    await surface.downstream.close()
     await core.closeIdentities()
     await core.runtime.dispatcher.close()
   })

@@ -4,7 +4,7 @@ import { SystemClock, type Clock, type Random } from '../../sidecar/src/core/clo
 import { createLogger, type Logger } from '../../sidecar/src/core/log.ts'
 import { Metrics } from '../../sidecar/src/core/metrics.ts'
 import type { Runtime } from '../../sidecar/src/core/runtime.ts'
-import { tlsConnectOptions, trustedCas } from '../../sidecar/src/upstream/trusted-cas.ts'
+import { tlsConnectOptions, trustedCas } from '../../sidecar/src/upstream/tls.ts'
 
 /** Every log line a daemon or component wrote, raw (for secret scans) and parsed. */
 export class LogCapture extends Writable {

@@ -5,7 +5,7 @@ import { createLogger, type Logger } from '../core/log.ts'
 import { Metrics } from '../core/metrics.ts'
 import type { Runtime } from '../core/runtime.ts'
 import type { SidecarConfig } from '../config/types.ts'
-import { tlsConnectOptions, trustedCas } from '../upstream/trusted-cas.ts'
+import { MtlsAgents, tlsConnectOptions, trustedCas } from '../upstream/tls.ts'
 import { createIdentities } from '../identities/create.ts'
 import type { Identity } from '../identities/identity.ts'
 import { TokenCache } from '../tokens/token-cache.ts'
@@ -32,7 +32,9 @@ export interface Core {
   runtime: Runtime
   identities: Map<string, Identity>
   tokens: TokenService
-  /** Closes identities and the upstream clients they share. */
+  /** The one mTLS agent cache, shared by the Entra token client and the downstream proxy. */
+  mtlsAgents: MtlsAgents
+  /** Closes identities and the upstream clients they share (the mTLS agent cache last). */
   closeIdentities(): Promise<void>
 }
 
@@ -40,8 +42,8 @@ export interface Core {
 export async function buildCore(options: CoreOptions): Promise<Core> {
   const { config } = options
   const runtime = createRuntime(options)
-  // Upstream clients every identity shares are created here, between the runtime and the identities.
-  const identitySet = await createIdentities(config, runtime)
+  const mtlsAgents = new MtlsAgents({ extraCaPem: runtime.extraCaPem })
+  const identitySet = await createIdentities(config, runtime, mtlsAgents)
   const identities = identitySet.identities
   const cache = new TokenCache({
     clock: runtime.clock,
@@ -57,7 +59,11 @@ export async function buildCore(options: CoreOptions): Promise<Core> {
     cache,
     requestDeadlineMs: config.upstream.requestDeadlineMs,
   })
-  return { runtime, identities, tokens, closeIdentities: identitySet.close }
+  const closeIdentities = async () => {
+    await identitySet.close()
+    await mtlsAgents.close()
+  }
+  return { runtime, identities, tokens, mtlsAgents, closeIdentities }
 }
 
 function createRuntime(options: CoreOptions): Runtime {
@@ -78,7 +84,6 @@ function createRuntime(options: CoreOptions): Runtime {
 /** What the HTTP surface is built from, over a core. */
 export interface Surface {
   readiness: Readiness
-  downstream: DownstreamProxy
   /** `callers.allow`: connection owners, read once per connection by the TCP listener. */
   peers: PeerUids | undefined
   /** The app's dependencies (main surface); the ops app takes the same with `surface: 'ops'`. */
@@ -90,7 +95,12 @@ export function buildSurface(config: SidecarConfig, core: Core, socketTable?: So
   const { runtime, tokens } = core
   const secretFile = config.callers.secretFile ? new SecretFile(config.callers.secretFile) : undefined
   const readiness = new Readiness()
-  const downstream = new DownstreamProxy({ runtime, tokens, apis: config.downstreamApis })
+  const downstream = new DownstreamProxy({
+    runtime,
+    tokens,
+    apis: config.downstreamApis,
+    mtlsAgents: core.mtlsAgents,
+  })
   const peers = config.callers.allow
     ? new PeerUids(socketTable ?? new SocketTable(), runtime.metrics)
     : undefined
@@ -113,7 +123,6 @@ export function buildSurface(config: SidecarConfig, core: Core, socketTable?: So
   }
   return {
     readiness,
-    downstream,
     peers,
     app: {
       runtime,

@@ -4,7 +4,6 @@ import { createApp } from '../http/app.ts'
 import { fastLane, type FastLaneStatus } from '../http/fast-lane.ts'
 import type { SocketTable } from '../http/callers/socket-table.ts'
 import type { Readiness } from '../http/readiness.ts'
-import type { DownstreamProxy } from '../downstream/proxy.ts'
 import type { TokenService } from '../tokens/token-service.ts'
 import { buildCore, buildSurface, type CoreOptions } from './compose.ts'
 import { drainServers } from './drain.ts'
@@ -32,7 +31,6 @@ export class Daemon {
   readonly fastLane: FastLaneStatus
   readonly #servers: Server[]
   readonly #closeIdentities: () => Promise<void>
-  readonly #downstream: DownstreamProxy
   readonly #ownsDispatcher: boolean
   readonly #warmStop = new AbortController()
   #shutdown: Promise<void> | undefined
@@ -46,7 +44,6 @@ export class Daemon {
     fastLane: FastLaneStatus
     servers: Server[]
     closeIdentities: () => Promise<void>
-    downstream: DownstreamProxy
     ownsDispatcher: boolean
   }) {
     this.url = init.url
@@ -57,7 +54,6 @@ export class Daemon {
     this.fastLane = init.fastLane
     this.#servers = init.servers
     this.#closeIdentities = init.closeIdentities
-    this.#downstream = init.downstream
     this.#ownsDispatcher = init.ownsDispatcher
   }
 
@@ -101,7 +97,6 @@ export class Daemon {
       fastLane: lane.status,
       servers,
       closeIdentities: core.closeIdentities,
-      downstream: surface.downstream,
       ownsDispatcher: !options.dispatcher,
     })
     warmUp({
@@ -130,7 +125,6 @@ export class Daemon {
     logger.info({ grace_ms: graceMs }, 'draining')
     await drainServers(this.#servers, { readiness: this.readiness, logger, graceMs })
     this.tokens.close()
-    await this.#downstream.close()
     await this.#closeIdentities()
     if (this.#ownsDispatcher) await this.runtime.dispatcher.close()
     logger.info('stopped')
