@@ -3,14 +3,8 @@ import type { Timer } from '../../core/clock.ts'
 import type { ManagedIdentitySelector } from '../../config/types.ts'
 import { SidecarError, describeError } from '../../core/errors.ts'
 import { BindingStore } from '../../pki/binding-store.ts'
-import { buildCsr } from '../../pki/csr.ts'
 import { preloadForge } from '../../pki/forge.ts'
-import {
-  KeyPool,
-  softwareKeyFromPrivatePem,
-  type BindingKey,
-  type KeyProvider,
-} from '../../pki/key-provider.ts'
+import { KeyPool, softwareKeyFromPrivatePem, type KeyProvider } from '../../pki/key-provider.ts'
 import { certificateInfo, publicKeysMatch, type CertificateInfo } from '../../pki/x509.ts'
 import type { Runtime } from '../../core/runtime.ts'
 import type { ImdsV2Client } from '../../upstream/imds/v2.ts'
@@ -22,18 +16,9 @@ import {
   type CertificateLifetime,
 } from '../certificate-lifetime.ts'
 import { spread } from '../../core/jitter.ts'
+import { mintBinding, toBinding, type ImdsV2Binding } from './mint-binding.ts'
 
-/** A managed identity's IMDS v2 binding certificate and where to use it. */
-export interface ImdsV2Binding {
-  binding: BindingCertificate
-  /** The certificate response's client id (the real GUID): what the token leg sends. */
-  clientId: string
-  tenantId: string
-  /** `{mtls_authentication_endpoint}/{tenant}/oauth2/v2.0/token`. */
-  tokenEndpoint: string
-  /** "SystemAssigned" or "UserAssigned", as IMDS says. */
-  identityType: string
-}
+export type { ImdsV2Binding } from './mint-binding.ts'
 
 export interface ImdsV2BindingCredentialOptions {
   client: ImdsV2Client
@@ -262,44 +247,10 @@ export class ImdsV2BindingCredential {
   }
 
   async #doMint(seq: number, trigger: Trigger): Promise<ImdsV2Binding> {
-    const signal = this.#abort.signal
-    // Metadata and the key in parallel: without a pre-generated key, keygen hides behind the round trip.
-    const [metadataResult, keyResult] = await Promise.allSettled([
-      this.#client.getPlatformMetadata(this.#selector, signal),
-      this.#pool.take(),
-    ])
-    if (metadataResult.status === 'rejected') {
-      // The key never reached IMDS: keep it for the next attempt instead of burning another keygen.
-      if (keyResult.status === 'fulfilled') this.#pool.giveBack(keyResult.value)
-      throw metadataResult.reason
-    }
-    if (keyResult.status === 'rejected') throw keyResult.reason
-    const metadata = metadataResult.value
-    const key = keyResult.value
-
-    const csr = await buildCsr({
-      clientId: metadata.clientId,
-      tenantId: metadata.tenantId,
-      cuIdJson: metadata.cuIdJson,
-      publicKeyPem: key.publicKeyPem,
-      signPss: (data) => key.signPss(data),
-    })
-    const issued = await this.#client.issueCredential(this.#selector, csr, signal)
-
-    if (!publicKeysMatch(issued.certificateDer, key.publicKeyPem)) {
-      throw mismatch('IMDS issued a certificate for a public key that is not the one in the CSR')
-    }
-    if (!sameId(issued.clientId, metadata.clientId) || !sameId(issued.tenantId, metadata.tenantId)) {
-      throw mismatch(
-        `IMDS issued a certificate for client ${issued.clientId} in tenant ${issued.tenantId}, ` +
-          `but the platform metadata named client ${metadata.clientId} in tenant ${metadata.tenantId}`,
-      )
-    }
-    const info = certificateInfo(issued.certificateDer)
-    if (info.notAfter <= this.#runtime.clock.now())
-      throw mismatch('IMDS issued a certificate that has already expired')
-
-    const result = toBinding(info, key, issued)
+    const result = await mintBinding(
+      { client: this.#client, pool: this.#pool, selector: this.#selector, clock: this.#runtime.clock },
+      this.#abort.signal,
+    )
     this.#apply(seq, result, trigger)
     return result
   }
@@ -504,35 +455,4 @@ export class ImdsV2BindingCredential {
 /** Stable key of a selector, stored with a binding so a changed config never reuses it. */
 export function selectorKey(selector: ManagedIdentitySelector): string {
   return selector.kind === 'system' ? 'system' : `${selector.kind}:${selector.value.toLowerCase()}`
-}
-
-function toBinding(
-  info: CertificateInfo,
-  key: BindingKey,
-  issued: { clientId: string; tenantId: string; tokenEndpoint: string; identityType: string },
-): ImdsV2Binding {
-  return {
-    binding: {
-      x5tS256: info.x5tS256,
-      certificatePem: info.pem,
-      privateKeyPem: key.privateKeyPem,
-      notAfter: info.notAfter,
-      keyProtection: key.protection,
-    },
-    clientId: issued.clientId,
-    tenantId: issued.tenantId,
-    tokenEndpoint: issued.tokenEndpoint,
-    identityType: issued.identityType,
-  }
-}
-
-function mismatch(message: string): SidecarError {
-  return new SidecarError('upstream_error', message, {
-    reason: 'malformed_response',
-    upstream: { endpoint: 'imds.issuecredential' },
-  })
-}
-
-function sameId(a: string, b: string): boolean {
-  return a.toLowerCase() === b.toLowerCase()
 }
