@@ -212,7 +212,7 @@ export class RenewingValue<T> {
     if (!this.#options.fetchOutlivesInvalidation) this.#inflight = undefined
     this.#cancelTimer()
     const store = this.#options.store
-    if (store) this.#queueStore(() => store.remove())
+    if (store) this.#queueStore(store, () => store.remove())
     return true
   }
 
@@ -295,13 +295,8 @@ export class RenewingValue<T> {
     const now = runtime.clock.now()
     const lifetime = this.#policy.lifetime(now, expiresOn(value), runtime.random)
     if (lifetime.usableUntil <= now) {
-      throw new SidecarError(
-        'upstream_error',
-        `${label} for identity "${identity}" has already expired when issued`,
-        {
-          reason: 'malformed_response',
-        },
-      )
+      const message = `${label} for identity "${identity}" has already expired when issued`
+      throw new SidecarError('upstream_error', message, { reason: 'malformed_response' })
     }
     const outdated = !this.#options.fetchOutlivesInvalidation && generation !== this.#generation
     if (this.#closed || seq < this.#currentSeq || outdated) {
@@ -316,7 +311,7 @@ export class RenewingValue<T> {
     this.#log.applied(value, lifetime, arrival)
     this.#schedule(Math.max(0, lifetime.renewAt - now))
     const store = this.#options.store
-    if (store && arrival !== 'loaded' && lifetime.persist) this.#queueStore(() => store.save(value))
+    if (store && arrival !== 'loaded' && lifetime.persist) this.#queueStore(store, () => store.save(value))
   }
 
   #schedule(delayMs: number): void {
@@ -389,9 +384,8 @@ export class RenewingValue<T> {
   }
 
   /** Store operations run one at a time, in order, so a removal never undoes a later save. */
-  #queueStore(op: () => Promise<void>): void {
-    const store = this.#options.store
-    this.#storeOps = this.#storeOps.then(op).catch((error: unknown) => store?.updateFailed(error))
+  #queueStore(store: ValueStore<T>, operation: () => Promise<void>): void {
+    this.#storeOps = this.#storeOps.then(operation).catch((error: unknown) => store.updateFailed(error))
   }
 }
 
