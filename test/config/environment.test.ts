@@ -200,7 +200,7 @@ test('upstream trust with a caFile still includes NODE_EXTRA_CA_CERTS (and the p
   t.after(() => rmSync(dir, { recursive: true, force: true }))
   await writeFile(join(dir, 'extra.pem'), emulator.caPem)
   // NODE_EXTRA_CA_CERTS is read when Node starts, hence a child process.
-  const trustedCas = new URL('../../sidecar/src/upstream/trusted-cas.ts', import.meta.url).href
+  const trustedCas = new URL('../../sidecar/src/upstream/tls.ts', import.meta.url).href
   const script = `import { rootCertificates } from 'node:tls'
 const { trustedCas } = await import(${JSON.stringify(trustedCas)})
 const list = trustedCas(['-----BEGIN CERTIFICATE-----\\nfrom caFile\\n-----END CERTIFICATE-----\\n'])

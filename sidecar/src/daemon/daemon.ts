@@ -22,7 +22,7 @@ import { createIdentities } from '../identities/create.ts'
 import type { Identity } from '../identities/identity.ts'
 import { createLogger, type Logger } from '../core/log.ts'
 import { Metrics } from '../core/metrics.ts'
-import { tlsConnectOptions, trustedCas } from '../upstream/trusted-cas.ts'
+import { MtlsAgents, tlsConnectOptions, trustedCas } from '../upstream/tls.ts'
 import { listenOnUnixSocket } from './unix-socket.ts'
 import type { Runtime } from '../core/runtime.ts'
 import { normaliseScope } from '../tokens/scope.ts'
@@ -55,7 +55,6 @@ export class Daemon {
   readonly fastLane: FastLaneStatus
   readonly #servers: Server[]
   readonly #closeIdentities: () => Promise<void>
-  readonly #downstream: DownstreamProxy
   readonly #ownsDispatcher: boolean
   #warmStop = new AbortController()
   #shutdown: Promise<void> | undefined
@@ -69,7 +68,6 @@ export class Daemon {
     fastLane: FastLaneStatus
     servers: Server[]
     closeIdentities: () => Promise<void>
-    downstream: DownstreamProxy
     ownsDispatcher: boolean
   }) {
     this.url = init.url
@@ -80,16 +78,15 @@ export class Daemon {
     this.fastLane = init.fastLane
     this.#servers = init.servers
     this.#closeIdentities = init.closeIdentities
-    this.#downstream = init.downstream
     this.#ownsDispatcher = init.ownsDispatcher
   }
 
   static async start(options: DaemonOptions): Promise<Daemon> {
     const { config } = options
-    const { runtime, identities, tokens, closeIdentities } = await buildCore(options)
+    const { runtime, identities, tokens, mtlsAgents, closeIdentities } = await buildCore(options)
     const secretFile = config.callers.secretFile ? new SecretFile(config.callers.secretFile) : undefined
     const readiness = new Readiness()
-    const downstream = new DownstreamProxy({ runtime, tokens, apis: config.downstreamApis })
+    const downstream = new DownstreamProxy({ runtime, tokens, apis: config.downstreamApis, mtlsAgents })
     const peers = config.callers.allow
       ? new PeerUids(options.socketTable ?? new SocketTable(), runtime.metrics)
       : undefined
@@ -183,7 +180,6 @@ export class Daemon {
       fastLane: lane.status,
       servers,
       closeIdentities,
-      downstream,
       ownsDispatcher: !options.dispatcher,
     })
     daemon.#warm(config)
@@ -233,7 +229,6 @@ export class Daemon {
     await closed
     clearTimeout(timer)
     this.tokens.close()
-    await this.#downstream.close()
     await this.#closeIdentities()
     if (this.#ownsDispatcher) await this.runtime.dispatcher.close()
     logger.info('stopped')
@@ -277,7 +272,9 @@ export interface Core {
   runtime: Runtime
   identities: Map<string, Identity>
   tokens: TokenService
-  /** Closes identities and the upstream clients they share. */
+  /** The one mTLS agent cache, shared by the Entra token client and the downstream proxy. */
+  mtlsAgents: MtlsAgents
+  /** Closes identities and the upstream clients they share (the mTLS agent cache last). */
   closeIdentities(): Promise<void>
 }
 
@@ -295,7 +292,8 @@ export async function buildCore(options: DaemonOptions): Promise<Core> {
     extraCaPem,
     timeoutMs: config.upstream.timeoutMs,
   }
-  const identitySet = await createIdentities(config, runtime)
+  const mtlsAgents = new MtlsAgents({ extraCaPem })
+  const identitySet = await createIdentities(config, runtime, mtlsAgents)
   const identities = identitySet.identities
   const cache = new TokenCache({
     clock: runtime.clock,
@@ -311,7 +309,11 @@ export async function buildCore(options: DaemonOptions): Promise<Core> {
     cache,
     requestDeadlineMs: config.upstream.requestDeadlineMs,
   })
-  return { runtime, identities, tokens, closeIdentities: identitySet.close }
+  const closeIdentities = async () => {
+    await identitySet.close()
+    await mtlsAgents.close()
+  }
+  return { runtime, identities, tokens, mtlsAgents, closeIdentities }
 }
 
 /**

@@ -1,30 +1,27 @@
 import { Readable } from 'node:stream'
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web'
-import { Agent, request, type Dispatcher } from 'undici'
+import { request, type Dispatcher } from 'undici'
 import type { DownstreamApiConfig } from '../config/types.ts'
-import { SidecarError, type ErrorReason } from '../core/errors.ts'
+import { SidecarError } from '../core/errors.ts'
 import type { Runtime } from '../core/runtime.ts'
-import { tlsConnectOptions, trustedCas } from '../upstream/trusted-cas.ts'
+import type { MtlsAgents } from '../upstream/tls.ts'
+import { classifyTransportError } from '../upstream/transport-errors.ts'
 import { normaliseScope, type NormalisedScope } from '../tokens/scope.ts'
 import type { ServedToken, TokenService } from '../tokens/token-service.ts'
-import type { BindingCertificate } from '../model/binding.ts'
 import { forwardedRequestHeaders, forwardedResponseHeaders } from './headers.ts'
 
 export interface DownstreamProxyOptions {
   runtime: Runtime
   tokens: TokenService
   apis: ReadonlyMap<string, DownstreamApiConfig>
+  /** The daemon's mTLS agent cache (shared with the Entra token client), for mtls_pop tokens. */
+  mtlsAgents: MtlsAgents
   /** Request bodies up to this size are buffered so a 401 can be retried; larger ones stream once. Default 1 MiB. */
   replayLimitBytes?: number
 }
 
 /** A request body: bytes that can be sent again, or a stream that can be sent once. */
 type OutgoingBody = { replayable: true; bytes: Buffer | null } | { replayable: false; stream: Readable }
-
-interface MtlsSlot {
-  x5tS256: string
-  agent: Agent
-}
 
 const nullBodyStatuses = new Set([204, 205, 304])
 
@@ -39,13 +36,13 @@ export class DownstreamProxy {
   readonly #tokens: TokenService
   readonly #apis: ReadonlyMap<string, DownstreamApiConfig>
   readonly #replayLimit: number
-  /** One mTLS agent per identity, replaced (old one closed) when its binding certificate changes. */
-  readonly #mtls = new Map<string, MtlsSlot>()
+  readonly #mtlsAgents: MtlsAgents
 
   constructor(options: DownstreamProxyOptions) {
     this.#runtime = options.runtime
     this.#tokens = options.tokens
     this.#apis = options.apis
+    this.#mtlsAgents = options.mtlsAgents
     this.#replayLimit = options.replayLimitBytes ?? 1024 * 1024
   }
 
@@ -82,13 +79,6 @@ export class DownstreamProxy {
     return toResponse(incoming.method, res)
   }
 
-  /** Closes the mTLS agents, letting requests under way finish. */
-  async close(): Promise<void> {
-    const agents = [...this.#mtls.values()].map((slot) => slot.agent)
-    this.#mtls.clear()
-    await Promise.allSettled(agents.map((agent) => agent.close()))
-  }
-
   async #send(
     api: DownstreamApiConfig,
     target: URL,
@@ -123,17 +113,13 @@ export class DownstreamProxy {
 
   /** Bearer tokens go over the shared dispatcher; mtls_pop ones over TLS with their certificate. */
   #dispatcher(served: ServedToken): Dispatcher {
-    const { token, identity } = served
+    const { token } = served
     if (token.tokenType !== 'mtls_pop') return this.#runtime.dispatcher
     if (!token.binding)
       throw new SidecarError('internal_error', 'mtls_pop token without its binding certificate')
-    const slot = this.#mtls.get(identity.name)
-    if (slot?.x5tS256 === token.binding.x5tS256) return slot.agent
-    const agent = mtlsAgent(token.binding, this.#runtime.extraCaPem)
-    this.#mtls.set(identity.name, { x5tS256: token.binding.x5tS256, agent })
-    // close() lets requests already sent on the old certificate finish.
-    if (slot) void slot.agent.close().catch(() => {})
-    return agent
+    // A replaced or rejected certificate's agent is evicted (and closed, letting requests already
+    // sent on it finish) when its credential calls evictBinding.
+    return this.#mtlsAgents.get(token.binding)
   }
 
   /**
@@ -174,13 +160,6 @@ export function apiScope(api: DownstreamApiConfig): NormalisedScope {
   return first.endsWith('/.default') ? normaliseScope({ scope: first }) : normaliseScope({ resource: first })
 }
 
-function mtlsAgent(binding: BindingCertificate, extraCaPem: readonly string[]): Agent {
-  const ca = trustedCas(extraCaPem)
-  return new Agent({
-    connect: tlsConnectOptions(ca, { cert: binding.certificatePem, key: binding.privateKeyPem }),
-  })
-}
-
 function toResponse(method: string, res: Dispatcher.ResponseData): Response {
   const headers = forwardedResponseHeaders(res.headers)
   if (res.statusCode < 200 || res.statusCode > 599) {
@@ -205,23 +184,19 @@ function toResponse(method: string, res: Dispatcher.ResponseData): Response {
 
 /** Transport failures: the endpoint is named by api and origin only (the path may carry ids). */
 function upstreamError(api: DownstreamApiConfig, error: unknown, deadlinePassed: boolean): SidecarError {
-  const code = String((error as { code?: unknown } | undefined)?.code ?? '')
+  const { reason, code, what } = classifyTransportError(error, deadlinePassed)
   const endpoint = new URL(api.baseUrl).origin
-  if (deadlinePassed || /^UND_ERR_(HEADERS|CONNECT)_TIMEOUT$/.test(code)) {
+  if (reason === 'timeout') {
     return new SidecarError(
       'upstream_timeout',
       `Downstream API "${api.name}" (${endpoint}) did not answer in time`,
       {
-        reason: 'timeout',
+        reason,
         upstream: { endpoint },
         cause: error,
       },
     )
   }
-  const reason: ErrorReason = /^ERR_SSL|^ERR_TLS|CERT|UNABLE_TO_|SELF_SIGNED/.test(code)
-    ? 'tls_failure'
-    : 'connect_failure'
-  const what = reason === 'tls_failure' ? 'TLS handshake failed' : 'connection failed'
   return new SidecarError(
     'upstream_error',
     `Downstream API "${api.name}" (${endpoint}): ${what}${code ? ` (${code})` : ''}`,

@@ -10,6 +10,7 @@ import type { Runtime } from '../core/runtime.ts'
 import { EntraTokenClient } from '../upstream/entra/token-client.ts'
 import { ImdsV1Client } from '../upstream/imds/v1.ts'
 import { ImdsV2Client } from '../upstream/imds/v2.ts'
+import type { MtlsAgents } from '../upstream/tls.ts'
 import type { createConfidentialClient } from './create-confidential-client.ts'
 import type { Identity } from './identity.ts'
 import { ManagedIdentityBearer } from './managed-identity-bearer.ts'
@@ -39,7 +40,11 @@ export interface IdentitySources {
   bindingCredential(selector: ManagedIdentitySelector, identity: string): ImdsV2BindingCredential
 }
 
-export async function createIdentities(config: SidecarConfig, runtime: Runtime): Promise<IdentitySet> {
+export async function createIdentities(
+  config: SidecarConfig,
+  runtime: Runtime,
+  mtlsAgents: MtlsAgents,
+): Promise<IdentitySet> {
   const imdsV2 = new ImdsV2Client({ runtime, imdsEndpoint: config.upstream.imdsEndpoint })
   const keyProvider = new SoftwareKeyProvider()
   const bindingStores = bindingStoresBySelector(config)
@@ -49,7 +54,7 @@ export async function createIdentities(config: SidecarConfig, runtime: Runtime):
     config,
     imdsV1: new ImdsV1Client({ runtime, imdsEndpoint: config.upstream.imdsEndpoint }),
     imdsV2,
-    entra: new EntraTokenClient({ runtime }),
+    entra: new EntraTokenClient({ runtime, agents: mtlsAgents }),
     keyProvider,
     bindingCredential: (selector, identity) => {
       const key = selectorKey(selector)

@@ -1,5 +1,6 @@
 import { request, type Dispatcher } from 'undici'
-import { SidecarError, type ErrorReason } from '../core/errors.ts'
+import { SidecarError } from '../core/errors.ts'
+import { classifyTransportError } from './transport-errors.ts'
 
 export interface HttpRequest {
   method: 'GET' | 'POST'
@@ -49,24 +50,7 @@ export async function sendHttp(dispatcher: Dispatcher, req: HttpRequest): Promis
 }
 
 function transportError(error: unknown, endpoint: string, timedOut: boolean): SidecarError {
-  const code = (error as { code?: string } | undefined)?.code ?? ''
-  let reason: ErrorReason = 'connect_failure'
-  if (
-    timedOut ||
-    code === 'UND_ERR_HEADERS_TIMEOUT' ||
-    code === 'UND_ERR_BODY_TIMEOUT' ||
-    code === 'UND_ERR_CONNECT_TIMEOUT'
-  ) {
-    reason = 'timeout'
-  } else if (isTlsFailure(error)) {
-    reason = 'tls_failure'
-  }
-  const what =
-    reason === 'timeout'
-      ? 'timed out'
-      : reason === 'tls_failure'
-        ? 'TLS handshake failed'
-        : 'connection failed'
+  const { reason, code, what } = classifyTransportError(error, timedOut)
   const detail = code ? ` (${code})` : ''
   return new SidecarError(
     reason === 'timeout' ? 'upstream_timeout' : 'upstream_unavailable',
@@ -77,23 +61,6 @@ function transportError(error: unknown, endpoint: string, timedOut: boolean): Si
       cause: error,
     },
   )
-}
-
-function isTlsFailure(error: unknown): boolean {
-  for (let e: unknown = error, depth = 0; e && depth < 5; depth++) {
-    const code = String((e as { code?: unknown }).code ?? '')
-    const message = String((e as { message?: unknown }).message ?? '')
-    // A server that refuses our client certificate may just drop the connection mid-handshake
-    // (Node servers do): Node reports ECONNRESET "… before secure TLS connection was established".
-    if (
-      /^ERR_SSL|^ERR_TLS|CERT|SSL/.test(code) ||
-      /alert|certificate|handshake|SSL|before secure TLS/i.test(message)
-    ) {
-      return true
-    }
-    e = (e as { cause?: unknown }).cause
-  }
-  return false
 }
 
 /** scheme://host[:port]/path without the query string: safe to log and to put in error messages. */

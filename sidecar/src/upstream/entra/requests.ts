@@ -113,19 +113,10 @@ export function boundCertificateRequest(
 export function certificateAssertionRequest(
   options: CommonRequestOptions & { assertion: string },
 ): EntraTokenRequest {
-  return {
-    tokenEndpoint: options.tokenEndpoint,
-    form: {
-      grant_type: 'client_credentials',
-      client_id: options.clientId,
-      scope: scopeForResource(options.scope),
-      client_assertion_type: jwtBearerAssertionType,
-      client_assertion: options.assertion,
-    },
-    expectedTokenType: 'Bearer',
-    identityName: options.identityName,
-    metricsEndpoint: 'entra.token',
-  }
+  return regularBearerRequest(options, {
+    client_assertion_type: jwtBearerAssertionType,
+    client_assertion: options.assertion,
+  })
 }
 
 /**
@@ -165,13 +156,21 @@ export function federatedAssertionRequest(
 export function clientSecretRequest(
   options: CommonRequestOptions & { clientSecret: string },
 ): EntraTokenRequest {
+  return regularBearerRequest(options, { client_secret: options.clientSecret })
+}
+
+/** client_credentials to the regular endpoint, Bearer only, authenticated by `credential` fields. */
+function regularBearerRequest(
+  options: CommonRequestOptions,
+  credential: Record<string, string>,
+): EntraTokenRequest {
   return {
     tokenEndpoint: options.tokenEndpoint,
     form: {
       grant_type: 'client_credentials',
       client_id: options.clientId,
       scope: scopeForResource(options.scope),
-      client_secret: options.clientSecret,
+      ...credential,
     },
     expectedTokenType: 'Bearer',
     identityName: options.identityName,

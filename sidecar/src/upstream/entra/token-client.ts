@@ -2,14 +2,14 @@ import { parseSeconds } from '../../model/expiry.ts'
 import { randomUUID } from 'node:crypto'
 import { Agent, type Dispatcher } from 'undici'
 import { SidecarError, type ErrorReason, type UpstreamErrorDetail } from '../../core/errors.ts'
-import { describeEndpoint, parseJsonObject, parseRetryAfterMs, sendHttp, type HttpResponse } from '../http.ts'
-import { entraRetryPolicy, sendWithRetry } from '../retry.ts'
+import { callUpstream } from '../client.ts'
+import { describeEndpoint, parseJsonObject, parseRetryAfterMs, type HttpResponse } from '../http.ts'
+import { entraRetryPolicy } from '../retry.ts'
 import type { Runtime } from '../../core/runtime.ts'
 import type { AcquiredToken, TokenType } from '../../model/token.ts'
 import type { BindingCertificate } from '../../model/binding.ts'
-import { tlsConnectOptions, trustedCas } from '../trusted-cas.ts'
+import { MtlsAgents, tlsConnectOptions, trustedCas } from '../tls.ts'
 import { bindingNotAllowedCode, entraConfigurationProblem } from './configuration-errors.ts'
-import { MtlsDispatchers } from './mtls-dispatchers.ts'
 
 /** One token request to an Entra token endpoint; `sources/entra/requests.ts` builds these. */
 export interface EntraTokenRequest {
@@ -30,8 +30,8 @@ export interface EntraTokenRequest {
 
 export interface EntraTokenClientOptions {
   runtime: Runtime
-  /** Share a per-certificate agent cache (e.g. with the downstream proxy); one is created otherwise. */
-  dispatchers?: MtlsDispatchers
+  /** The daemon's mTLS agent cache, shared with the downstream proxy (and closed by the daemon); one is created otherwise. */
+  agents?: MtlsAgents
 }
 
 /**
@@ -66,83 +66,70 @@ const badRequestErrors = new Set(['invalid_scope', 'invalid_resource', 'invalid_
  */
 export class EntraTokenClient {
   readonly #runtime: Runtime
-  readonly #dispatchers: MtlsDispatchers
-  readonly #ownsDispatchers: boolean
+  readonly #agents: MtlsAgents
+  readonly #ownsAgents: boolean
   /** Plain (no client certificate) dispatcher that also trusts `extraCaPem`; lazily built. */
   #plain: Agent | undefined
 
   constructor(options: EntraTokenClientOptions) {
     this.#runtime = options.runtime
-    this.#dispatchers = options.dispatchers ?? new MtlsDispatchers({ extraCaPem: options.runtime.extraCaPem })
-    this.#ownsDispatchers = options.dispatchers === undefined
+    this.#agents = options.agents ?? new MtlsAgents({ extraCaPem: options.runtime.extraCaPem })
+    this.#ownsAgents = options.agents === undefined
   }
 
   async requestToken(req: EntraTokenRequest, signal: AbortSignal): Promise<AcquiredToken> {
-    const { clock, random, logger, metrics, timeoutMs } = this.#runtime
+    const { logger } = this.#runtime
     const endpoint = describeEndpoint(req.tokenEndpoint)
-    const dispatcher = req.clientCertificate
-      ? this.#dispatchers.get(req.clientCertificate)
-      : this.#plainDispatcher()
     const body = new URLSearchParams(req.form).toString()
-    const attempt = async (): Promise<HttpResponse> => {
-      const started = performance.now()
-      const clientRequestId = randomUUID()
-      try {
-        const res = await sendHttp(dispatcher, {
+    let res: HttpResponse
+    try {
+      res = await callUpstream(this.#runtime, {
+        metricsEndpoint: req.metricsEndpoint,
+        request: () => ({
           method: 'POST',
           url: req.tokenEndpoint,
           headers: {
             'content-type': 'application/x-www-form-urlencoded',
             accept: 'application/json',
-            'client-request-id': clientRequestId,
+            // A new id per attempt, echoed back (return-client-request-id) into the error detail.
+            'client-request-id': randomUUID(),
             'return-client-request-id': 'true',
             'x-client-sku': 'credential-sidecar',
             'x-client-os': process.platform,
           },
           body,
-          timeoutMs,
-          signal,
-        })
-        metrics.observeUpstream(req.metricsEndpoint, res.status, (performance.now() - started) / 1000)
-        return res
-      } catch (error) {
-        metrics.observeUpstream(req.metricsEndpoint, 'error', (performance.now() - started) / 1000)
-        throw error
-      }
-    }
-
-    let res: HttpResponse
-    try {
-      res = await sendWithRetry(attempt, entraRetryPolicy(), {
-        clock,
-        random,
+        }),
+        policy: entraRetryPolicy(),
+        dispatcher: req.clientCertificate
+          ? this.#agents.get(req.clientCertificate, { tls12: true })
+          : this.#plainDispatcher(),
         signal,
-        onRetry: ({ retry, delayMs, failure }) =>
+        logRetry: ({ retry, delayMs, failure }) =>
           logger.warn(
             { identity: req.identityName, endpoint, retry, delayMs, failure },
             'retrying Entra token request',
           ),
+        errorFor: (res) => (res.status >= 400 ? this.#errorFor(res, endpoint, req.identityName) : undefined),
       })
     } catch (error) {
       // A certificate the server refused in the handshake should not keep its pooled connections.
       if (req.clientCertificate && (error as { reason?: ErrorReason }).reason === 'tls_failure') {
-        this.#dispatchers.evict(req.clientCertificate.x5tS256)
+        this.#agents.evict(req.clientCertificate.x5tS256)
       }
       throw error
     }
-    if (res.status >= 400) throw this.#errorFor(res, endpoint, req.identityName)
     return this.#tokenFrom(res, req, endpoint)
   }
 
   /** Forgets the pooled connections for a certificate that was rejected or replaced. */
   evictBinding(x5tS256: string): void {
-    this.#dispatchers.evict(x5tS256)
+    this.#agents.evict(x5tS256)
   }
 
   async close(): Promise<void> {
     const plain = this.#plain
     this.#plain = undefined
-    await Promise.allSettled([plain?.close(), this.#ownsDispatchers ? this.#dispatchers.close() : undefined])
+    await Promise.allSettled([plain?.close(), this.#ownsAgents ? this.#agents.close() : undefined])
   }
 
   #plainDispatcher(): Dispatcher {

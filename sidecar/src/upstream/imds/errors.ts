@@ -1,5 +1,5 @@
 import { SidecarError, type UpstreamErrorDetail } from '../../core/errors.ts'
-import type { HttpResponse } from '../http.ts'
+import { parseRetryAfterMs, type HttpResponse } from '../http.ts'
 
 /**
  * What an IMDS error answer says. IMDS error bodies are `{error, error_description}` or sometimes
@@ -26,40 +26,36 @@ export function imdsErrorDetail(endpoint: string, res: HttpResponse): UpstreamEr
   return detail
 }
 
-/**
- * Turns a non-2xx IMDS v1 answer into a SidecarError: 400 means the request is wrong (identity
- * not found, bad resource), 5xx/429/404/410/408 after retries mean IMDS is not available now.
- */
-export function imdsFailure(res: HttpResponse, endpoint: string): SidecarError {
-  const upstream = imdsErrorDetail(endpoint, res)
-  const error = upstream.error
-  const description = upstream.errorDescription
-  const said = description ? `: ${description}` : error ? `: ${error}` : ''
+/** When IMDS asks us to back off without saying how long. */
+const DEFAULT_RETRY_AFTER_SECONDS = 5
 
-  if (res.status === 400) {
-    const identityNotFound = /identity not found/i.test(description ?? '')
-    return new SidecarError('upstream_bad_request', `IMDS refused the request (400${said})`, {
-      upstream,
+/**
+ * Turns a final (after retries) IMDS error answer, v1 or v2, into a SidecarError: 400 means the
+ * request is wrong (identity not found, bad resource); 429, 5xx, 404, 410 and 408 mean IMDS is not
+ * available now, with the Retry-After it sent (seconds or HTTP-date) or 5 s; anything else is a
+ * refusal. IMDS v2 answers its own meaning of 404 and 400 before asking here.
+ */
+export function imdsFailure(res: HttpResponse, endpoint: string, now: number): SidecarError {
+  const upstream = imdsErrorDetail(endpoint, res)
+  const said = upstream.errorDescription ?? upstream.error ?? `status ${res.status}`
+  const status = res.status
+  if (status === 400) {
+    const identityNotFound = /identity not found/i.test(said)
+    return new SidecarError('upstream_bad_request', `${endpoint} refused the request: ${said}`, {
       ...(identityNotFound ? { reason: 'identity_not_found' as const } : {}),
+      upstream,
     })
   }
-  if (
-    res.status === 429 ||
-    res.status >= 500 ||
-    res.status === 404 ||
-    res.status === 410 ||
-    res.status === 408
-  ) {
-    const retryAfter = Number(res.headers['retry-after'])
-    return new SidecarError(
-      'upstream_unavailable',
-      `IMDS is not available (${res.status}${said}) after retries`,
-      {
-        upstream,
-        reason: res.status === 429 ? 'throttled' : 'server_error',
-        retryAfterSeconds: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : 5,
-      },
-    )
+  if (status === 429 || status >= 500 || status === 404 || status === 410 || status === 408) {
+    const retryAfterMs = parseRetryAfterMs(res.headers['retry-after'], now)
+    return new SidecarError('upstream_unavailable', `${endpoint} answered ${status} after retries: ${said}`, {
+      reason: status === 429 ? 'throttled' : 'server_error',
+      upstream,
+      retryAfterSeconds:
+        retryAfterMs === undefined
+          ? DEFAULT_RETRY_AFTER_SECONDS
+          : Math.max(1, Math.ceil(retryAfterMs / 1000)),
+    })
   }
-  return new SidecarError('upstream_error', `IMDS refused the request (${res.status}${said})`, { upstream })
+  return new SidecarError('upstream_error', `${endpoint} answered ${status}: ${said}`, { upstream })
 }

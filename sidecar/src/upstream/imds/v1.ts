@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto'
 import type { ManagedIdentitySelector } from '../../config/types.ts'
 import { SidecarError } from '../../core/errors.ts'
-import { describeEndpoint, parseJsonObject, sendHttp, type HttpResponse } from '../http.ts'
-import { imdsRetryPolicy, sendWithRetry } from '../retry.ts'
+import { callUpstream } from '../client.ts'
+import { describeEndpoint, parseJsonObject, type HttpResponse } from '../http.ts'
+import { imdsRetryPolicy } from '../retry.ts'
 import type { Runtime } from '../../core/runtime.ts'
 import { parseExpiry, parseSeconds } from '../../model/expiry.ts'
 import type { AcquiredToken } from '../../model/token.ts'
@@ -41,45 +42,30 @@ export class ImdsV1Client {
     if (cae.clientCapabilities?.length) url.searchParams.set('xms_cc', cae.clientCapabilities.join(','))
     if (cae.tokenSha256ToRefresh) url.searchParams.set('token_sha256_to_refresh', cae.tokenSha256ToRefresh)
     const endpoint = describeEndpoint(url)
-    const { clock, random, logger, metrics, dispatcher, timeoutMs } = this.#runtime
+    const { clock, logger } = this.#runtime
 
-    const res = await sendWithRetry(
-      async () => {
-        const started = performance.now()
-        let status: number | 'error' = 'error'
-        try {
-          // A new request id per attempt: each is a separate call in IMDS's logs.
-          const response = await sendHttp(dispatcher, {
-            method: 'GET',
-            url,
-            headers: { Metadata: 'true', 'x-ms-client-request-id': randomUUID() },
-            timeoutMs,
-            signal,
-          })
-          status = response.status
-          return response
-        } finally {
-          metrics.observeUpstream('imds.token', status, (performance.now() - started) / 1000)
-        }
-      },
-      imdsRetryPolicy(),
-      {
-        clock,
-        random,
-        signal,
-        onRetry: ({ retry, delayMs, failure }) =>
-          logger.info(
-            {
-              endpoint,
-              retry,
-              delay_ms: delayMs,
-              failure: failure.kind === 'status' ? failure.status : failure.reason,
-            },
-            'retrying IMDS',
-          ),
-      },
-    )
-    if (res.status !== 200) throw imdsFailure(res, endpoint)
+    const res = await callUpstream(this.#runtime, {
+      metricsEndpoint: 'imds.token',
+      // A new request id per attempt: each is a separate call in IMDS's logs.
+      request: () => ({
+        method: 'GET',
+        url,
+        headers: { Metadata: 'true', 'x-ms-client-request-id': randomUUID() },
+      }),
+      policy: imdsRetryPolicy(),
+      signal,
+      logRetry: ({ retry, delayMs, failure }) =>
+        logger.info(
+          {
+            endpoint,
+            retry,
+            delay_ms: delayMs,
+            failure: failure.kind === 'status' ? failure.status : failure.reason,
+          },
+          'retrying IMDS',
+        ),
+      errorFor: (res) => (res.status === 200 ? undefined : imdsFailure(res, endpoint, clock.now())),
+    })
     return parseTokenResponse(res, endpoint, clock.now())
   }
 }

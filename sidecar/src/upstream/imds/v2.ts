@@ -1,12 +1,12 @@
 import { randomUUID, X509Certificate } from 'node:crypto'
-import { performance } from 'node:perf_hooks'
 import type { ManagedIdentitySelector } from '../../config/types.ts'
-import { SidecarError, type ErrorReason } from '../../core/errors.ts'
-import { describeEndpoint, parseJsonObject, parseRetryAfterMs, sendHttp, type HttpResponse } from '../http.ts'
-import { imdsRetryPolicy, sendWithRetry, type RetryPolicy } from '../retry.ts'
+import { SidecarError } from '../../core/errors.ts'
+import { callUpstream } from '../client.ts'
+import { describeEndpoint, parseJsonObject, type HttpResponse } from '../http.ts'
+import { imdsRetryPolicy, type RetryPolicy } from '../retry.ts'
 import { cuIdJson } from '../../pki/csr.ts'
 import type { Runtime } from '../../core/runtime.ts'
-import { imdsErrorDetail } from './errors.ts'
+import { imdsErrorDetail, imdsFailure } from './errors.ts'
 import { imdsSelectorParam } from './selector.ts'
 
 /**
@@ -47,8 +47,6 @@ export interface ImdsV2ClientOptions {
 export const IMDS_V2_API_VERSION = '2.0'
 const PLATFORM_METADATA_PATH = '/metadata/identity/getplatformmetadata'
 const ISSUE_CREDENTIAL_PATH = '/metadata/identity/issuecredential'
-/** When IMDS asks us to back off without saying how long. */
-const DEFAULT_RETRY_AFTER_SECONDS = 5
 
 export class ImdsV2Client {
   readonly #runtime: Runtime
@@ -71,24 +69,22 @@ export class ImdsV2Client {
     signal?: AbortSignal,
     options: { probe?: boolean } = {},
   ): Promise<PlatformMetadata> {
-    const name = 'imds.getplatformmetadata'
     const url = this.#url(PLATFORM_METADATA_PATH, selector)
+    const endpoint = describeEndpoint(url)
     const res = await this.#send(
-      name,
+      'imds.getplatformmetadata',
       { method: 'GET', url },
       imdsRetryPolicy({ retryNotFound: !options.probe }),
       signal,
+      (res) =>
+        res.status === 404
+          ? noImdsV2(
+              `${endpoint} answered 404${options.probe ? '' : ' after retries'}: this host has no IMDS v2 credential endpoint, which mTLS PoP (and bound ` +
+                `credentials) for a managed identity need; use protocolScheme Bearer (IMDS v1) here`,
+              endpoint,
+            )
+          : undefined,
     )
-    const endpoint = describeEndpoint(url)
-    if (res.status === 404) {
-      throw new SidecarError(
-        'upstream_error',
-        `${endpoint} answered 404${options.probe ? '' : ' after retries'}: this host has no IMDS v2 credential endpoint, which mTLS PoP (and bound ` +
-          `credentials) for a managed identity need; use protocolScheme Bearer (IMDS v1) here`,
-        { reason: 'imds_v2_unavailable', upstream: { endpoint, status: 404 } },
-      )
-    }
-    if (res.status !== 200) throw this.#statusError(endpoint, res)
 
     const server = res.headers['server'] ?? ''
     if (!/imds/i.test(server)) {
@@ -135,10 +131,10 @@ export class ImdsV2Client {
     csrBase64: string,
     signal?: AbortSignal,
   ): Promise<IssuedCredential> {
-    const name = 'imds.issuecredential'
     const url = this.#url(ISSUE_CREDENTIAL_PATH, selector)
+    const endpoint = describeEndpoint(url)
     const res = await this.#send(
-      name,
+      'imds.issuecredential',
       {
         method: 'POST',
         url,
@@ -147,31 +143,28 @@ export class ImdsV2Client {
       },
       imdsRetryPolicy(),
       signal,
+      (res) => {
+        if (res.status === 400) {
+          const detail = imdsErrorDetail(endpoint, res)
+          const text = `${detail.error ?? ''} ${detail.errorDescription ?? ''}`
+          if (/attestation/i.test(text)) {
+            return new SidecarError(
+              'upstream_error',
+              `${endpoint} demands an attestation token (KeyGuard key attestation), which a software key ` +
+                `cannot provide: this platform does not issue binding certificates for unattested keys`,
+              { reason: 'attestation_required', upstream: detail },
+            )
+          }
+        }
+        if (res.status === 404) {
+          return noImdsV2(
+            `${endpoint} answered 404 after retries: this host has no IMDS v2 credential endpoint`,
+            endpoint,
+          )
+        }
+        return undefined
+      },
     )
-    const endpoint = describeEndpoint(url)
-    if (res.status === 400) {
-      const detail = imdsErrorDetail(endpoint, res)
-      const text = `${detail.error ?? ''} ${detail.errorDescription ?? ''}`
-      if (/attestation/i.test(text)) {
-        throw new SidecarError(
-          'upstream_error',
-          `${endpoint} demands an attestation token (KeyGuard key attestation), which a software key ` +
-            `cannot provide: this platform does not issue binding certificates for unattested keys`,
-          { reason: 'attestation_required', upstream: detail },
-        )
-      }
-    }
-    if (res.status === 404) {
-      throw new SidecarError(
-        'upstream_error',
-        `${endpoint} answered 404 after retries: this host has no IMDS v2 credential endpoint`,
-        {
-          reason: 'imds_v2_unavailable',
-          upstream: { endpoint, status: 404 },
-        },
-      )
-    }
-    if (res.status !== 200) throw this.#statusError(endpoint, res)
 
     const body = parseJsonObject(res, endpoint)
     const fields = [
@@ -216,39 +209,28 @@ export class ImdsV2Client {
     return url
   }
 
-  async #send(
+  /**
+   * One IMDS v2 call. `errorFor` answers what this endpoint's own statuses mean (its 404, a 400
+   * that demands attestation); any other answer but 200 is an IMDS failure (`imdsFailure`).
+   */
+  #send(
     name: string,
     req: { method: 'GET' | 'POST'; url: URL; body?: string; headers?: Record<string, string> },
     policy: RetryPolicy,
     signal: AbortSignal | undefined,
+    errorFor: (res: HttpResponse) => SidecarError | undefined,
   ): Promise<HttpResponse> {
-    const { clock, random, dispatcher, metrics, logger, timeoutMs } = this.#runtime
+    const { clock, logger } = this.#runtime
+    const endpoint = describeEndpoint(req.url)
     // One request id for the logical call, so IMDS logs tie the retries together.
     const requestId = randomUUID()
     const headers = { ...req.headers, Metadata: 'true', 'x-ms-client-request-id': requestId }
-    const attempt = async (): Promise<HttpResponse> => {
-      const started = performance.now()
-      try {
-        const res = await sendHttp(dispatcher, {
-          method: req.method,
-          url: req.url,
-          headers,
-          ...(req.body === undefined ? {} : { body: req.body }),
-          timeoutMs,
-          ...(signal ? { signal } : {}),
-        })
-        metrics.observeUpstream(name, res.status, (performance.now() - started) / 1000)
-        return res
-      } catch (error) {
-        metrics.observeUpstream(name, 'error', (performance.now() - started) / 1000)
-        throw error
-      }
-    }
-    return sendWithRetry(attempt, policy, {
-      clock,
-      random,
-      ...(signal ? { signal } : {}),
-      onRetry: ({ retry, delayMs, failure }) =>
+    return callUpstream(this.#runtime, {
+      metricsEndpoint: name,
+      request: () => ({ ...req, headers }),
+      policy,
+      signal,
+      logRetry: ({ retry, delayMs, failure }) =>
         logger.debug(
           {
             endpoint: name,
@@ -259,37 +241,8 @@ export class ImdsV2Client {
           },
           'retrying IMDS v2 call',
         ),
-    })
-  }
-
-  #statusError(endpoint: string, res: HttpResponse): SidecarError {
-    const detail = imdsErrorDetail(endpoint, res)
-    const said = detail.errorDescription ?? detail.error ?? `status ${res.status}`
-    if (res.status === 429 || res.status >= 500) {
-      const retryAfterMs = parseRetryAfterMs(res.headers['retry-after'], this.#runtime.clock.now())
-      const reason: ErrorReason = res.status === 429 ? 'throttled' : 'server_error'
-      return new SidecarError(
-        'upstream_unavailable',
-        `${endpoint} answered ${res.status} after retries: ${said}`,
-        {
-          reason,
-          upstream: detail,
-          retryAfterSeconds:
-            retryAfterMs === undefined
-              ? DEFAULT_RETRY_AFTER_SECONDS
-              : Math.max(1, Math.ceil(retryAfterMs / 1000)),
-        },
-      )
-    }
-    if (res.status === 400) {
-      const notFound = /identity not found/i.test(said)
-      return new SidecarError('upstream_bad_request', `${endpoint} refused the request: ${said}`, {
-        ...(notFound ? { reason: 'identity_not_found' as const } : {}),
-        upstream: detail,
-      })
-    }
-    return new SidecarError('upstream_error', `${endpoint} answered ${res.status}: ${said}`, {
-      upstream: detail,
+      errorFor: (res) =>
+        errorFor(res) ?? (res.status === 200 ? undefined : imdsFailure(res, endpoint, clock.now())),
     })
   }
 }
@@ -313,6 +266,14 @@ export function mtlsTokenEndpoint(mtlsAuthenticationEndpoint: string, tenantId: 
 
 function nonEmpty(value: unknown): value is string {
   return typeof value === 'string' && value.trim() !== ''
+}
+
+/** A 404 that persists: there is no IMDS v2 credential endpoint on this host. */
+function noImdsV2(message: string, endpoint: string): SidecarError {
+  return new SidecarError('upstream_error', message, {
+    reason: 'imds_v2_unavailable',
+    upstream: { endpoint, status: 404 },
+  })
 }
 
 function malformed(endpoint: string, status: number, what: string): SidecarError {

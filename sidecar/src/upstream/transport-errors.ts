@@ -1,0 +1,51 @@
+/** What went wrong below HTTP: no answer in time, a refused TLS handshake, or no connection at all. */
+export type TransportFailure = 'timeout' | 'tls_failure' | 'connect_failure'
+
+export interface ClassifiedTransportError {
+  reason: TransportFailure
+  /** The error's `code` (e.g. `ECONNREFUSED`, `UND_ERR_CONNECT_TIMEOUT`), '' when it has none. */
+  code: string
+  /** Short words for a message: "timed out", "TLS handshake failed", "connection failed". */
+  what: string
+}
+
+const timeoutCodes = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT'])
+
+/**
+ * Classifies an error thrown by an undici request. `deadlinePassed`: the caller's own timer fired
+ * (the abort then hides the real cause). Used for IMDS, Entra and the downstream proxy alike.
+ */
+export function classifyTransportError(error: unknown, deadlinePassed: boolean): ClassifiedTransportError {
+  const code = String((error as { code?: unknown } | undefined)?.code ?? '')
+  const reason: TransportFailure =
+    deadlinePassed || timeoutCodes.has(code)
+      ? 'timeout'
+      : isTlsFailure(error)
+        ? 'tls_failure'
+        : 'connect_failure'
+  const what =
+    reason === 'timeout'
+      ? 'timed out'
+      : reason === 'tls_failure'
+        ? 'TLS handshake failed'
+        : 'connection failed'
+  return { reason, code, what }
+}
+
+function isTlsFailure(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 5; depth++) {
+    const code = String((e as { code?: unknown }).code ?? '')
+    const message = String((e as { message?: unknown }).message ?? '')
+    // A server that refuses our client certificate may just drop the connection mid-handshake
+    // (Node servers do): Node reports ECONNRESET "… before secure TLS connection was established".
+    // Certificate verification failures carry OpenSSL's codes (UNABLE_TO_…, SELF_SIGNED_…).
+    if (
+      /^ERR_SSL|^ERR_TLS|CERT|SSL|UNABLE_TO_|SELF_SIGNED/.test(code) ||
+      /alert|certificate|handshake|SSL|before secure TLS/i.test(message)
+    ) {
+      return true
+    }
+    e = (e as { cause?: unknown }).cause
+  }
+  return false
+}
