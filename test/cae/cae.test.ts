@@ -3,7 +3,6 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { FakeClock } from '../support/fake-clock.ts'
 import { json, startStack } from '../support/stack.ts'
-import { startAppStack } from '../confidential-client/stack.ts'
 
 /** Continuous access evaluation (issue 10 item 4, contract §3): claims and token_sha256_to_refresh. */
 
@@ -15,10 +14,10 @@ const challengeB64 = Buffer.from(JSON.stringify(challenge)).toString('base64')
 
 test('confidential client: capabilities on every request, claims merged with them on a forced refresh', async (t) => {
   const secret = 'cae-client-secret-value'
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: () => ({ clientSecrets: [secret] }),
     env: { APP_SECRET: secret },
-    identity: () =>
+    app: () =>
       [
         '    clientCapabilities: [cp1]',
         '    clientCredentials:',

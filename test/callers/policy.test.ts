@@ -9,7 +9,7 @@ import { createLogger } from '../../sidecar/src/core/log.ts'
 import { Metrics } from '../../sidecar/src/core/metrics.ts'
 import { SocketTable } from '../../sidecar/src/http/callers/socket-table.ts'
 import { FakeClock } from '../support/fake-clock.ts'
-import { LogCapture } from '../support/stack.ts'
+import { LogCapture } from '../support/runtime.ts'
 
 const entries = [
   { uid: 1000, identities: ['app', 'mi'] },

@@ -9,7 +9,8 @@ import { decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose'
 import type { SeenTokenRequest } from '../../sidecar/src/emulator/entra.ts'
 import { writePkcs12 } from '../../sidecar/src/pki/pkcs12.ts'
 import { splitPemCertificates, x5tS256 } from '../../sidecar/src/pki/x509.ts'
-import { callDemoResource, issueAppCertificate, secretsInLogs, startAppStack } from './stack.ts'
+import { startStack } from '../support/stack.ts'
+import { callDemoResource, issueAppCertificate, secretsInLogs } from './stack.ts'
 
 const graph = 'https://graph.microsoft.com'
 
@@ -26,7 +27,7 @@ async function pemFile(
 for (const sendX5C of [false, true]) {
   test(`certificate, not bound (private_key_jwt to the regular endpoint), sendX5C: ${sendX5C} → Bearer`, async (t) => {
     let keyPem = ''
-    const stack = await startAppStack(t, {
+    const stack = await startStack(t, {
       register: async ({ emulator, dir, clientId }) => {
         // With x5c, subject name + issuer authentication: a CA-issued CN=<clientId> certificate
         // that is NOT registered on the app. Without it, a registered one.
@@ -35,7 +36,7 @@ for (const sendX5C of [false, true]) {
         await pemFile(dir, 'app.pem', cert)
         return sendX5C ? {} : { certificates: [cert.certificatePem] }
       },
-      identity: ({ dir }) =>
+      app: ({ dir }) =>
         [
           `    sendX5C: ${sendX5C}`,
           '    clientCredentials:',
@@ -58,12 +59,12 @@ for (const sendX5C of [false, true]) {
 }
 
 test('an x5c-only (unregistered) certificate without sendX5C is refused: 502 with the AADSTS code passed through', async (t) => {
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: async ({ emulator, dir, clientId }) => {
       await pemFile(dir, 'app.pem', await issueAppCertificate(emulator, clientId))
       return {}
     },
-    identity: ({ dir }) =>
+    app: ({ dir }) =>
       [
         '    clientCredentials:',
         '      - sourceType: Path',
@@ -80,14 +81,14 @@ test('an x5c-only (unregistered) certificate without sendX5C is refused: 502 wit
 test('certificate with useBoundCredential: presented over mTLS with a jwt-bearer assertion (x5c, aud = mTLS endpoint) → Bearer; /credential returns the bundle', async (t) => {
   let cert!: Awaited<ReturnType<typeof issueAppCertificate>>
   const seen: SeenTokenRequest[] = []
-  const stack = await startAppStack(t, {
-    onTokenRequest: (request) => seen.push(request),
+  const stack = await startStack(t, {
+    emulator: { entra: { onTokenRequest: (request) => seen.push(request) } },
     register: async ({ emulator, dir }) => {
       cert = await issueAppCertificate(emulator)
       await pemFile(dir, 'app.pem', cert)
       return { certificates: [cert.certificatePem] }
     },
-    identity: ({ dir }) =>
+    app: ({ dir }) =>
       [
         '    clientCredentials:',
         '      - sourceType: Path',
@@ -144,14 +145,14 @@ test('certificate with useBoundCredential: presented over mTLS with a jwt-bearer
 test('certificate with MTLS_POP: token bound to the app certificate (no client assertion sent), /token returns it, the resource accepts it', async (t) => {
   let cert!: Awaited<ReturnType<typeof issueAppCertificate>>
   const seen: SeenTokenRequest[] = []
-  const stack = await startAppStack(t, {
-    onTokenRequest: (request) => seen.push(request),
+  const stack = await startStack(t, {
+    emulator: { entra: { onTokenRequest: (request) => seen.push(request) } },
     register: async ({ emulator, dir }) => {
       cert = await issueAppCertificate(emulator)
       await pemFile(dir, 'app.pem', cert)
       return { certificates: [cert.certificatePem] }
     },
-    identity: ({ dir }) =>
+    app: ({ dir }) =>
       [
         '    protocolScheme: MTLS_POP',
         '    clientCredentials:',
@@ -185,12 +186,12 @@ test('certificate with MTLS_POP: token bound to the app certificate (no client a
 })
 
 test("an unregistered certificate over mTLS is refused with Entra's AADSTS code (502, error_codes passed through)", async (t) => {
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: async ({ emulator, dir }) => {
       await pemFile(dir, 'app.pem', await issueAppCertificate(emulator))
       return {}
     },
-    identity: ({ dir }) =>
+    app: ({ dir }) =>
       [
         '    protocolScheme: MTLS_POP',
         '    clientCredentials:',
@@ -209,7 +210,7 @@ test("an unregistered certificate over mTLS is refused with Entra's AADSTS code 
 test('PKCS#12 with a password (node-forge and OpenSSL 3 files), detected by content not extension', async (t) => {
   let cert!: Awaited<ReturnType<typeof issueAppCertificate>>
   const password = 'pfx-pa55word-ab12'
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: async ({ emulator, dir }) => {
       cert = await issueAppCertificate(emulator)
       const pfx = writePkcs12({
@@ -252,7 +253,7 @@ test('PKCS#12 with a password (node-forge and OpenSSL 3 files), detected by cont
       return { certificates: [cert.certificatePem] }
     },
     env: { CERT_PASSWORD: password },
-    identity: ({ dir, clientId, emulator }) =>
+    app: ({ dir, clientId, emulator }) =>
       [
         '    protocolScheme: MTLS_POP',
         '    clientCredentials:',
@@ -283,7 +284,7 @@ test('PKCS#12 with a password (node-forge and OpenSSL 3 files), detected by cont
 test('a PKCS#12 file with the wrong password does not load: the reason is logged, the password is not', async (t) => {
   const password = 'right-password-123'
   const wrong = 'wrong-password-456'
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: async ({ emulator, dir }) => {
       const cert = await issueAppCertificate(emulator)
       await writeFile(
@@ -292,7 +293,7 @@ test('a PKCS#12 file with the wrong password does not load: the reason is logged
       )
       return { certificates: [cert.certificatePem] }
     },
-    identity: ({ dir }) =>
+    app: ({ dir }) =>
       [
         '    clientCredentials:',
         '      - sourceType: Path',
@@ -314,13 +315,13 @@ test('a PKCS#12 file with the wrong password does not load: the reason is logged
 test('Base64Encoded: base64 of a PKCS#12 file, and base64 of PEM text with a PKCS#1 key', async (t) => {
   let certA!: Awaited<ReturnType<typeof issueAppCertificate>>
   let certB!: Awaited<ReturnType<typeof issueAppCertificate>>
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: async ({ emulator }) => {
       certA = await issueAppCertificate(emulator)
       certB = await issueAppCertificate(emulator)
       return { certificates: [certA.certificatePem, certB.certificatePem] }
     },
-    identity: ({ clientId, emulator }) => {
+    app: ({ clientId, emulator }) => {
       const pfx = writePkcs12({
         certificatesPem: [certA.certificatePem],
         privateKeyPem: certA.privateKeyPem,
@@ -356,14 +357,14 @@ test('Base64Encoded: base64 of a PKCS#12 file, and base64 of PEM text with a PKC
 test('a rotated certificate file is used for the next token without a restart (new x5t#S256, new cache entry)', async (t) => {
   let first!: Awaited<ReturnType<typeof issueAppCertificate>>
   let second!: Awaited<ReturnType<typeof issueAppCertificate>>
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: async ({ emulator, dir }) => {
       first = await issueAppCertificate(emulator)
       second = await issueAppCertificate(emulator)
       await pemFile(dir, 'app.pem', first)
       return { certificates: [first.certificatePem, second.certificatePem] }
     },
-    identity: ({ dir }) =>
+    app: ({ dir }) =>
       [
         '    protocolScheme: MTLS_POP',
         '    clientCredentials:',

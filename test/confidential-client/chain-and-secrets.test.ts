@@ -6,20 +6,21 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { decodeJwt } from 'jose'
 import { parseConfig } from '../../sidecar/src/config/load.ts'
 import { registerWorkloadIssuer } from '../../sidecar/src/emulator/entra.ts'
-import { issueAppCertificate, secretsInLogs, startAppStack } from './stack.ts'
+import { startStack } from '../support/stack.ts'
+import { issueAppCertificate, secretsInLogs } from './stack.ts'
 
 const graph = 'https://graph.microsoft.com'
 
 test('SignedAssertionFilePath: the projected token is re-read on every use (jwt-bearer, Bearer)', async (t) => {
   const subject = 'system:serviceaccount:default:workload'
   let issuer!: Awaited<ReturnType<typeof registerWorkloadIssuer>>
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: async ({ emulator, dir }) => {
       issuer = await registerWorkloadIssuer(emulator.state, 'https://oidc.aks.example/cluster-1/')
       await writeFile(join(dir, 'token'), await issuer.sign({ subject }))
       return { federatedIssuers: [{ issuer: issuer.issuer, subject }] }
     },
-    identity: ({ dir }) =>
+    app: ({ dir }) =>
       [
         '    clientCredentials:',
         '      - sourceType: SignedAssertionFilePath',
@@ -50,10 +51,10 @@ test('SignedAssertionFilePath: the projected token is re-read on every use (jwt-
 
 test('ClientSecret → Bearer; /credential is 409; the secret never reaches the logs', async (t) => {
   const secret = 'app-secret~0123456789abcdefghij'
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: () => ({ clientSecrets: [secret] }),
     env: { APP_SECRET: secret },
-    identity: () =>
+    app: () =>
       [
         '    clientCredentials:',
         '      - sourceType: ClientSecret',
@@ -72,9 +73,9 @@ test('ClientSecret → Bearer; /credential is 409; the secret never reaches the 
 })
 
 test('a wrong client secret is 502 with AADSTS7000215 passed through', async (t) => {
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: () => ({ clientSecrets: ['the-right-secret-value'] }),
-    identity: () =>
+    app: () =>
       [
         '    clientCredentials:',
         '      - sourceType: ClientSecret',
@@ -89,9 +90,9 @@ test('a wrong client secret is 502 with AADSTS7000215 passed through', async (t)
 
 test('the chain falls through a missing certificate file to the next credential and logs why', async (t) => {
   const secret = 'fallback-secret-0123456789'
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: () => ({ clientSecrets: [secret] }),
-    identity: ({ dir }) =>
+    app: ({ dir }) =>
       [
         '    clientCredentials:',
         '      - sourceType: Path',
@@ -115,13 +116,13 @@ test('the chain falls through a missing certificate file to the next credential 
 
 test('a chosen certificate that stops loading (file deleted) makes the next acquisition walk the chain again', async (t) => {
   const secret = 'fallback-secret-abcdefghijkl'
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: async ({ emulator, dir }) => {
       const cert = await issueAppCertificate(emulator)
       await writeFile(join(dir, 'app.pem'), cert.certificatePem + cert.privateKeyPem)
       return { certificates: [cert.certificatePem], clientSecrets: [secret] }
     },
-    identity: ({ dir }) =>
+    app: ({ dir }) =>
       [
         '    clientCredentials:',
         '      - sourceType: Path',
@@ -148,8 +149,8 @@ test('a chosen certificate that stops loading (file deleted) makes the next acqu
 })
 
 test('when no credential loads, the answer names every reason', async (t) => {
-  const stack = await startAppStack(t, {
-    identity: ({ dir }) =>
+  const stack = await startStack(t, {
+    app: ({ dir }) =>
       [
         '    clientCredentials:',
         '      - sourceType: Path',
@@ -169,14 +170,14 @@ test('when no credential loads, the answer names every reason', async (t) => {
 
 test('an MTLS_POP identity skips credentials that cannot bind, with the reason logged', async (t) => {
   let x5t = ''
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: async ({ emulator, dir }) => {
       const cert = await issueAppCertificate(emulator)
       x5t = cert.x5tS256
       await writeFile(join(dir, 'app.pem'), cert.certificatePem + cert.privateKeyPem)
       return { certificates: [cert.certificatePem], clientSecrets: ['some-secret-value-123'] }
     },
-    identity: ({ dir }) =>
+    app: ({ dir }) =>
       [
         '    protocolScheme: MTLS_POP',
         '    clientCredentials:',

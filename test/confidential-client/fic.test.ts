@@ -3,7 +3,8 @@ import assert from 'node:assert/strict'
 import { X509Certificate } from 'node:crypto'
 import { decodeJwt } from 'jose'
 import { x5tS256 } from '../../sidecar/src/pki/x509.ts'
-import { callDemoResource, secretsInLogs, startAppStack } from './stack.ts'
+import { startStack } from '../support/stack.ts'
+import { callDemoResource, secretsInLogs } from './stack.ts'
 
 const graph = 'https://graph.microsoft.com'
 const vault = 'https://vault.azure.net'
@@ -25,9 +26,9 @@ function commonName(certificatePem: string): string | undefined {
 }
 
 test('FIC bound → Bearer: leg 1 is an IMDS v2 mtls_pop token, leg 2 jwt-pop over mTLS; leg 1 is reused across resources', async (t) => {
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: ({ emulator }) => ({ federatedSubjects: [emulator.state.managedIdentities[0]!.objectId] }),
-    identity: () => fic({ bound: true }),
+    app: () => fic({ bound: true }),
   })
   const calls = stack.emulator.state.calls
   const { status, body } = await stack.token(graph)
@@ -49,9 +50,9 @@ test('FIC bound → Bearer: leg 1 is an IMDS v2 mtls_pop token, leg 2 jwt-pop ov
 })
 
 test('FIC bound → mtls_pop: bound to the leg-1 (IMDS v2) certificate; the resource accepts it; /credential returns the bundle', async (t) => {
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: ({ emulator }) => ({ federatedSubjects: [emulator.state.managedIdentities[0]!.objectId] }),
-    identity: () => fic({ bound: true, scheme: 'MTLS_POP' }),
+    app: () => fic({ bound: true, scheme: 'MTLS_POP' }),
   })
   const mi = stack.emulator.state.managedIdentities[0]!
   const { status, body } = await stack.token(stack.emulator.resourceAudience)
@@ -85,9 +86,9 @@ test('FIC bound → mtls_pop: bound to the leg-1 (IMDS v2) certificate; the reso
 })
 
 test('FIC unbound → Bearer: leg 1 from IMDS v1, leg 2 jwt-bearer to the regular endpoint; /credential is 409', async (t) => {
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: ({ emulator }) => ({ federatedSubjects: [emulator.state.managedIdentities[0]!.objectId] }),
-    identity: () => fic({ bound: false }),
+    app: () => fic({ bound: false }),
   })
   const calls = stack.emulator.state.calls
   const { status, body } = await stack.token(graph)
@@ -107,9 +108,9 @@ test('FIC unbound → Bearer: leg 1 from IMDS v1, leg 2 jwt-bearer to the regula
 })
 
 test('FIC with MTLS_POP and useBoundCredential: false still gets a bound leg 1 (a PoP token needs its certificate)', async (t) => {
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: ({ emulator }) => ({ federatedSubjects: [emulator.state.managedIdentities[0]!.objectId] }),
-    identity: () => fic({ bound: false, scheme: 'MTLS_POP' }),
+    app: () => fic({ bound: false, scheme: 'MTLS_POP' }),
   })
   const { status, body } = await stack.token(graph)
   assert.equal(status, 200, JSON.stringify(body))
@@ -120,9 +121,9 @@ test('FIC with MTLS_POP and useBoundCredential: false still gets a bound leg 1 (
 
 for (const bound of [true, false]) {
   test(`FIC leg 1 from a user-assigned managed identity (managedIdentityClientId), ${bound ? 'bound' : 'unbound'}`, async (t) => {
-    const stack = await startAppStack(t, {
+    const stack = await startStack(t, {
       register: ({ emulator }) => ({ federatedSubjects: [emulator.state.managedIdentities[1]!.objectId] }),
-      identity: ({ emulator }) =>
+      app: ({ emulator }) =>
         fic({
           bound,
           managedIdentityClientId: emulator.state.managedIdentities[1]!.clientId,
@@ -139,7 +140,7 @@ for (const bound of [true, false]) {
 
 for (const bound of [true, false]) {
   test(`FIC without a federated record on the app → 502 with AADSTS70021 passed through (${bound ? 'bound' : 'unbound'})`, async (t) => {
-    const stack = await startAppStack(t, { identity: () => fic({ bound }) })
+    const stack = await startStack(t, { app: () => fic({ bound }) })
     const { status, body } = await stack.token(graph)
     assert.equal(status, 502, JSON.stringify(body))
     assert.equal(body.error, 'upstream_error')
@@ -153,9 +154,9 @@ for (const bound of [true, false]) {
 }
 
 test('leg 2 refusing the binding (invalid_client) drops the leg-1 bundle and the IMDS v2 certificate; the retry mints fresh', async (t) => {
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: ({ emulator }) => ({ federatedSubjects: [emulator.state.managedIdentities[0]!.objectId] }),
-    identity: () => fic({ bound: true, scheme: 'MTLS_POP' }),
+    app: () => fic({ bound: true, scheme: 'MTLS_POP' }),
   })
   const calls = stack.emulator.state.calls
   const first = await stack.token(graph)
@@ -185,9 +186,9 @@ test('leg 2 refusing the binding (invalid_client) drops the leg-1 bundle and the
 })
 
 test('a bound managed identity and an app FIC on the same VM identity share one IMDS v2 certificate', async (t) => {
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: ({ emulator }) => ({ federatedSubjects: [emulator.state.managedIdentities[0]!.objectId] }),
-    identity: () =>
+    app: () =>
       [
         fic({ bound: true, scheme: 'MTLS_POP' }),
         '  mi:',
@@ -204,10 +205,10 @@ test('a bound managed identity and an app FIC on the same VM identity share one 
 })
 
 test('FIC bound with 60-second IMDS v2 certificates: 18 requests share one certificate, one leg 1 and one leg 2', async (t) => {
-  const stack = await startAppStack(t, {
-    settings: { bindingCertificateValidityMs: 60_000 },
+  const stack = await startStack(t, {
+    emulator: { settings: { bindingCertificateValidityMs: 60_000 } },
     register: ({ emulator }) => ({ federatedSubjects: [emulator.state.managedIdentities[0]!.objectId] }),
-    identity: () => fic({ bound: true, scheme: 'MTLS_POP' }),
+    app: () => fic({ bound: true, scheme: 'MTLS_POP' }),
   })
   const calls = stack.emulator.state.calls
   const served = new Set<string>()

@@ -1,25 +1,16 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { RenewingValue } from '../../sidecar/src/credentials/renewing.ts'
-import { silentLogger } from '../../sidecar/src/core/log.ts'
-import { Metrics } from '../../sidecar/src/core/metrics.ts'
-import type { Runtime } from '../../sidecar/src/core/runtime.ts'
 import { FakeClock } from '../support/fake-clock.ts'
+import { testRuntime } from '../support/runtime.ts'
 
 const minute = 60_000
 
 /** A leg-1-like value source: each fetch returns `{n, expiresOn: now + lifetime}`; failures on demand. */
 function setup(lifetimeMs = 60 * minute) {
   const clock = new FakeClock()
-  const runtime: Runtime = {
-    clock,
-    random: () => 1, // no jitter: renewals exactly at half-life
-    logger: silentLogger(),
-    metrics: new Metrics(),
-    dispatcher: undefined as never,
-    extraCaPem: [],
-    timeoutMs: 1000,
-  }
+  // random 1: no jitter, renewals exactly at half-life
+  const runtime = testRuntime({ clock, random: () => 1, timeoutMs: 1000 })
   let fetches = 0
   let failing = false
   let gate: Promise<void> | undefined

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { writeFile } from 'node:fs/promises'
 import { decodeJwt } from 'jose'
 import type { SeenTokenRequest } from '../../sidecar/src/emulator/entra.ts'
-import { issueAppCertificate, startAppStack } from '../confidential-client/stack.ts'
+import { issueAppCertificate } from '../confidential-client/stack.ts'
 import { json, startStack } from '../support/stack.ts'
 
 /** AADSTS3921996: the tenant is not allowed bound tokens (emulator: every mtls_pop request refused). */
@@ -62,17 +62,19 @@ test('managed identity, binding refused, allowBearerFallback: a genuine IMDS v1 
   assert.equal(calls.count('imds.token'), 1)
 })
 
-async function popCertStack(t: Parameters<typeof startAppStack>[0], fallback: boolean) {
+async function popCertStack(t: Parameters<typeof startStack>[0], fallback: boolean) {
   const seen: SeenTokenRequest[] = []
-  const stack = await startAppStack(t, {
-    settings: { boundTokensRefused: true },
-    onTokenRequest: (request) => seen.push(request),
+  const stack = await startStack(t, {
+    emulator: {
+      settings: { boundTokensRefused: true },
+      entra: { onTokenRequest: (request) => seen.push(request) },
+    },
     register: async ({ emulator, dir }) => {
       const cert = await issueAppCertificate(emulator)
       await writeFile(join(dir, 'app.pem'), cert.certificatePem + cert.privateKeyPem)
       return { certificates: [cert.certificatePem] }
     },
-    identity: ({ dir }) =>
+    app: ({ dir }) =>
       [
         '    protocolScheme: MTLS_POP',
         ...(fallback ? ['    allowBearerFallback: true'] : []),

@@ -1,18 +1,16 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Agent } from 'undici'
 import type { ManagedIdentityConfig } from '../../sidecar/src/config/types.ts'
 import { SidecarError } from '../../sidecar/src/core/errors.ts'
 import type { IdentityLike as Identity } from '../../sidecar/src/identities/identity.ts'
 import type { CredentialBundle } from '../../sidecar/src/model/bundle.ts'
-import { silentLogger } from '../../sidecar/src/core/log.ts'
-import { Metrics } from '../../sidecar/src/core/metrics.ts'
 import { normaliseScope } from '../../sidecar/src/tokens/scope.ts'
 import { TokenCache } from '../../sidecar/src/tokens/token-cache.ts'
 import { TokenService } from '../../sidecar/src/tokens/token-service.ts'
 import type { AcquiredToken } from '../../sidecar/src/model/token.ts'
 import type { BindingCertificate } from '../../sidecar/src/model/binding.ts'
 import { FakeClock } from '../support/fake-clock.ts'
+import { testRuntime } from '../support/runtime.ts'
 
 /** An identity whose certificate is part of its cache key but whose answers carry no binding (private_key_jwt). */
 class CertificateAssertionIdentity implements Identity {
@@ -63,18 +61,9 @@ class CertificateAssertionIdentity implements Identity {
 
 function setup() {
   const clock = new FakeClock()
-  const logger = silentLogger()
-  const metrics = new Metrics()
   const identity = new CertificateAssertionIdentity(clock)
-  const runtime = {
-    clock,
-    random: () => 0.5,
-    logger,
-    metrics,
-    dispatcher: new Agent(),
-    extraCaPem: [],
-    timeoutMs: 1000,
-  }
+  const runtime = testRuntime({ clock, timeoutMs: 1000 })
+  const { logger, metrics } = runtime
   const cache = new TokenCache({ clock, random: () => 0.5, logger, metrics, maxTokens: 10 })
   const service = new TokenService({
     runtime,

@@ -1,5 +1,4 @@
 import type { TestContext } from 'node:test'
-import { Agent } from 'undici'
 import { SystemClock, type Clock } from '../../sidecar/src/core/clock.ts'
 import { startEmulatedEntra, type EmulatedEntra } from '../../sidecar/src/emulator/entra.ts'
 import {
@@ -7,12 +6,12 @@ import {
   type EmulatorSettings,
   type EmulatorState,
 } from '../../sidecar/src/emulator/state.ts'
-import { silentLogger } from '../../sidecar/src/core/log.ts'
-import { Metrics } from '../../sidecar/src/core/metrics.ts'
+import type { Metrics } from '../../sidecar/src/core/metrics.ts'
 import { certificateInfo } from '../../sidecar/src/pki/x509.ts'
 import type { Runtime } from '../../sidecar/src/core/runtime.ts'
 import { EntraTokenClient } from '../../sidecar/src/upstream/entra/token-client.ts'
 import type { BindingCertificate } from '../../sidecar/src/model/binding.ts'
+import { testRuntime } from '../support/runtime.ts'
 
 /** Real time, but retry back-off sleeps return at once (and are recorded) so tests stay fast. */
 export class InstantSleepClock implements Clock {
@@ -51,21 +50,12 @@ export async function startEntraFixture(
   const clock = new InstantSleepClock()
   const state = await createEmulatorState(clock, settings)
   const entra = await startEmulatedEntra(state)
-  const metrics = new Metrics()
-  const dispatcher = new Agent()
-  const runtime: Runtime = {
-    clock,
-    random: () => 0.5,
-    logger: silentLogger(),
-    metrics,
-    dispatcher,
-    extraCaPem: [state.ca.certificatePem],
-    timeoutMs: 5000,
-  }
+  const runtime = testRuntime({ clock, trust: [state.ca.certificatePem] })
+  const { metrics } = runtime
   const client = new EntraTokenClient({ runtime })
   t.after(async () => {
     await client.close()
-    await dispatcher.close()
+    await runtime.dispose()
     await entra.close()
   })
   return {

@@ -9,7 +9,8 @@ import { parseConfig } from '../../sidecar/src/config/load.ts'
 import { Daemon } from '../../sidecar/src/daemon/daemon.ts'
 import { createLogger } from '../../sidecar/src/core/log.ts'
 import { FakeClock } from '../support/fake-clock.ts'
-import { json, LogCapture, startStack } from '../support/stack.ts'
+import { LogCapture } from '../support/runtime.ts'
+import { json, startStack } from '../support/stack.ts'
 
 /** Regression tests for the defects hostile testing found (issue 10, item 6). */
 

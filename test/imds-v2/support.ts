@@ -1,7 +1,6 @@
 import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
-import { Agent } from 'undici'
 import type { TestContext } from 'node:test'
 import { SystemClock, type Clock } from '../../sidecar/src/core/clock.ts'
 import { imdsV2Routes } from '../../sidecar/src/emulator/imds-v2.ts'
@@ -10,9 +9,9 @@ import {
   type EmulatorSettings,
   type EmulatorState,
 } from '../../sidecar/src/emulator/state.ts'
-import { silentLogger, type Logger } from '../../sidecar/src/core/log.ts'
-import { Metrics } from '../../sidecar/src/core/metrics.ts'
+import type { Logger } from '../../sidecar/src/core/log.ts'
 import type { Runtime } from '../../sidecar/src/core/runtime.ts'
+import { testRuntime } from '../support/runtime.ts'
 
 export const IMDS_SERVER_HEADER = 'IMDS/150.870.65.1854'
 
@@ -77,23 +76,6 @@ export async function startImdsV2(
   }
 }
 
-export function testRuntime(
-  clock: Clock,
-  options: { logger?: Logger; random?: () => number } = {},
-): Runtime & { dispose(): Promise<void> } {
-  const dispatcher = new Agent({ keepAliveTimeout: 1000 })
-  return {
-    clock,
-    random: options.random ?? (() => 0.5),
-    logger: options.logger ?? silentLogger(),
-    metrics: new Metrics(),
-    dispatcher,
-    extraCaPem: [],
-    timeoutMs: 5000,
-    dispose: () => dispatcher.close(),
-  }
-}
-
 /** Starts an emulated IMDS v2 and a runtime, both torn down after the test. */
 export async function setup(
   t: TestContext,
@@ -105,10 +87,10 @@ export async function setup(
   } = {},
 ): Promise<{ imds: EmulatedImds; runtime: Runtime }> {
   const imds = await startImdsV2(options)
-  const runtime = testRuntime(
-    options.clock ?? imds.state.clock,
-    options.logger ? { logger: options.logger } : {},
-  )
+  const runtime = testRuntime({
+    clock: options.clock ?? imds.state.clock,
+    ...(options.logger ? { logger: options.logger } : {}),
+  })
   t.after(async () => {
     await runtime.dispose()
     await imds.close()

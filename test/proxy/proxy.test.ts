@@ -8,11 +8,7 @@ import {
 } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { decodeJwt } from 'jose'
-import { parseConfig } from '../../sidecar/src/config/load.ts'
-import { Daemon } from '../../sidecar/src/daemon/daemon.ts'
-import { startEmulator } from '../../sidecar/src/emulator/emulator.ts'
-import { createLogger } from '../../sidecar/src/core/log.ts'
-import { json, LogCapture, startStack, type Stack } from '../support/stack.ts'
+import { json, startStack, type Stack } from '../support/stack.ts'
 
 /** What the resource server saw of one request. */
 interface Seen {
@@ -390,23 +386,17 @@ test('a resource that cannot be reached is a 502 upstream_error', async (t) => {
 
 test('a resource that does not answer within upstream.timeoutMs is a 504 upstream_timeout', async (t) => {
   const resource = await startResource(t)
-  const emulator = await startEmulator()
-  t.after(() => emulator.close())
-  // startStack writes its own upstream section; this test needs a short timeoutMs.
-  const yaml = [
-    'listen:\n  host: 127.0.0.1\n  port: 0',
-    `upstream:\n  imdsEndpoint: ${emulator.imdsUrl}\n  timeoutMs: 300`,
-    'identities:\n  mi:\n    managedIdentity: {}',
-    `downstreamApis:\n  api:\n    baseUrl: ${resource.url}\n    scopes: ["${scope}"]`,
-    '',
-  ].join('\n')
-  const daemon = await Daemon.start({
-    config: parseConfig(yaml, { source: 'test.yaml', env: {} }),
-    logger: createLogger({ level: 'debug', destination: new LogCapture() }),
+  const stack = await startStack(t, {
+    upstreamYaml: '  timeoutMs: 300\n',
+    configYaml: () =>
+      [
+        'identities:\n  mi:\n    managedIdentity: {}',
+        `downstreamApis:\n  api:\n    baseUrl: ${resource.url}\n    scopes: ["${scope}"]`,
+        '',
+      ].join('\n'),
   })
-  t.after(() => daemon.shutdown(1000))
   const started = Date.now()
-  const res = await send({ url: daemon.url }, '/downstream/api/hang')
+  const res = await send(stack, '/downstream/api/hang')
   assert.equal(res.status, 504)
   assert.equal(JSON.parse(res.body.toString()).error, 'upstream_timeout')
   assert.ok(Date.now() - started < 5000)

@@ -60,6 +60,21 @@ identities:
   const url = daemon.url
   const resource = emulator.resourceAudience
   const pop = join(dir, 'pop.json')
+  // Handlers before the banner: whoever reads the banner may signal at once (a test does).
+  const stopped = new Promise<number>((resolve) => {
+    let stopping = false
+    const stop = () => {
+      // A second Ctrl-C: stop at once (the 'exit' handler still removes the directory).
+      if (stopping) process.exit(1)
+      stopping = true
+      void daemon
+        .shutdown(2000)
+        .then(() => emulator.close())
+        .then(() => resolve(0))
+    }
+    process.on('SIGINT', stop)
+    process.on('SIGTERM', stop)
+  })
   process.stdout.write(`credential-sidecar demo: the daemon and the emulator are running on loopback.
 
   daemon           ${url}
@@ -91,18 +106,5 @@ identities:
 
 Press Ctrl-C to stop.
 `)
-  return new Promise<number>((resolve) => {
-    let stopping = false
-    const stop = () => {
-      // A second Ctrl-C: stop at once (the 'exit' handler still removes the directory).
-      if (stopping) process.exit(1)
-      stopping = true
-      void daemon
-        .shutdown(2000)
-        .then(() => emulator.close())
-        .then(() => resolve(0))
-    }
-    process.on('SIGINT', stop)
-    process.on('SIGTERM', stop)
-  })
+  return stopped
 }

@@ -1,6 +1,6 @@
 import { request, type Dispatcher } from 'undici'
 import type { IdentityConfig, ManagedIdentitySelector, SidecarConfig } from '../config/types.ts'
-import { buildCore } from '../daemon/daemon.ts'
+import { buildCore } from '../daemon/compose.ts'
 import { silentLogger } from '../core/log.ts'
 import { normaliseScope } from '../tokens/scope.ts'
 import { ImdsV2Client } from '../upstream/imds/v2.ts'

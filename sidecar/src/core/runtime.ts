@@ -5,7 +5,7 @@ import type { Metrics } from './metrics.ts'
 
 /**
  * What every component needs from the outside world, injected from the composition root
- * (`daemon.ts`). Tests build one with a fake clock and loopback servers.
+ * (`daemon/compose.ts`). Tests build one with a fake clock and loopback servers.
  */
 export interface Runtime {
   clock: Clock

@@ -1,4 +1,5 @@
-import { upToLater } from '../core/jitter.ts'
+import { spread, upToLater } from '../core/jitter.ts'
+import { exponentialBackoff, type RenewalPolicy } from './renewing.ts'
 
 /**
  * When to renew, and until when to hand out, a binding certificate — relative to its own life.
@@ -20,38 +21,37 @@ import { upToLater } from '../core/jitter.ts'
 export const LONG_LIVED_MS = 24 * 3600_000
 /** A certificate this close to expiry is not handed out: the TLS handshake and token call need time. */
 const MAX_EXPIRY_SKEW_MS = 5 * 60_000
-
-export interface CertificateLifetime {
-  /** Epoch ms when it was received. */
-  receivedAt: number
-  notAfter: number
-  /** `notAfter − receivedAt`. */
-  lifeMs: number
-  /** At least 24 h of life when received: renewed in the background whether used or not, and persisted. */
-  longLived: boolean
-  /** Epoch ms from which it should be replaced (jittered up to 10 % of the margin earlier). */
-  renewAt: number
-  /** Epoch ms from which it is no longer handed out. */
-  usableUntil: number
-}
+const RENEW_RETRY_MAX_MS = 15 * 60_000
 
 /**
- * @param random in [0, 1): spreads a fleet's renewals; only ever earlier than the margin.
- * @example certificateLifetime(now, now + 7 * DAY, () => 0).renewAt // now + 6 days
+ * The binding-certificate policy. A long-lived certificate (≥ 24 h) is renewed in the background
+ * whether used or not, and persisted. A short-lived one (minutes, hours: MSAL would not cache it;
+ * refusing to keep it would make every request an IMDS round trip) is served from memory only, never
+ * persisted, and renewed in the background only if it was used since it was issued; otherwise the
+ * next caller's use triggers the renewal. An idle identity with 60-second certificates thus costs
+ * nothing, a busy one one certificate per half-life.
+ *
+ * @example certificateRenewal.lifetime(now, now + 7 * DAY, () => 0).renewAt // now + 6 days
  */
-export function certificateLifetime(
-  receivedAt: number,
-  notAfter: number,
-  random: () => number,
-): CertificateLifetime {
-  const lifeMs = Math.max(0, notAfter - receivedAt)
-  const usableUntil = notAfter - Math.min(MAX_EXPIRY_SKEW_MS, lifeMs / 10)
-  const margin = upToLater(Math.min(LONG_LIVED_MS, lifeMs / 2), 0.1, random)
-  const renewAt = Math.round(Math.min(usableUntil, Math.max(receivedAt, notAfter - margin)))
-  return { receivedAt, notAfter, lifeMs, longLived: lifeMs >= LONG_LIVED_MS, renewAt, usableUntil }
-}
+export const certificateRenewal: RenewalPolicy = {
+  lifetime(receivedAt, notAfter, random) {
+    const lifeMs = Math.max(0, notAfter - receivedAt)
+    const usableUntil = notAfter - Math.min(MAX_EXPIRY_SKEW_MS, lifeMs / 10)
+    // Jittered up to 10 % of the margin earlier: spreads a fleet's renewals, never later than the margin.
+    const margin = upToLater(Math.min(LONG_LIVED_MS, lifeMs / 2), 0.1, random)
+    const renewAt = Math.round(Math.min(usableUntil, Math.max(receivedAt, notAfter - margin)))
+    const longLived = lifeMs >= LONG_LIVED_MS
+    return { receivedAt, lifeMs, renewAt, usableUntil, renewWhenIdle: longLived, persist: longLived }
+  },
 
-/** Back-off base after a failed renewal: 1/20 of the life, between 1 s and 30 s. */
-export function renewalRetryBaseMs(lifeMs: number): number {
-  return Math.min(30_000, Math.max(1000, lifeMs / 20))
+  /** Back-off scaled to the life: 1/20 of it (between 1 s and 30 s), doubling to 15 min. */
+  retryDelay(failures, lifetime, now, random) {
+    const base = Math.min(30_000, Math.max(1000, lifetime.lifeMs / 20))
+    const backoff = exponentialBackoff(base, RENEW_RETRY_MAX_MS, failures)
+    const latest = lifetime.usableUntil - now
+    // Less than a back-off step of use left: a retry at once would be a tight loop (each failure
+    // scheduling the next at 0 ms). Let it lapse; the next caller mints, with the cold back-off.
+    if (latest < Math.min(base, backoff)) return undefined
+    return Math.min(spread(backoff, 0.1, random), latest)
+  },
 }

@@ -44,7 +44,7 @@ const operationsRoutes = new Set(['/healthz', '/readyz', '/metrics'])
 type Env = { Variables: { correlationId: string | undefined } }
 
 /**
- * The daemon's HTTP surface, built separately from listening (`daemon.ts` serves it) so route
+ * The daemon's HTTP surface, built separately from listening (`daemon/serve.ts` serves it) so route
  * tests can call `app.request()` in process.
  */
 export function createApp(deps: AppDeps): Hono<Env> {

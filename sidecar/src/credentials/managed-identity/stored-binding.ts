@@ -1,0 +1,93 @@
+import type { ManagedIdentitySelector } from '../../config/types.ts'
+import { describeError } from '../../core/errors.ts'
+import type { Runtime } from '../../core/runtime.ts'
+import { BindingStore } from '../../pki/binding-store.ts'
+import { softwareKeyFromPrivatePem } from '../../pki/key-provider.ts'
+import { certificateInfo, publicKeysMatch, type CertificateInfo } from '../../pki/x509.ts'
+import { LONG_LIVED_MS } from '../certificate-lifetime.ts'
+import type { ValueStore } from '../renewing.ts'
+import { toBinding, type ImdsV2Binding } from './mint-binding.ts'
+
+/**
+ * MSAL renews a binding certificate when less than 24 h remain and never caches one with less
+ * (`ManagedIdentity/V2/CertificateCacheEntry.cs` `MinRemainingLifetime`, used by `InMemoryCertificateCache.cs`).
+ * Here: the life below which a certificate is never persisted (`certificate-lifetime.ts` scales the
+ * renewal and expiry margins to shorter lives).
+ */
+export const MIN_CACHEABLE_LIFETIME_MS = LONG_LIVED_MS
+
+/** Stable key of a selector, stored with a binding so a changed config never reuses it. */
+export function selectorKey(selector: ManagedIdentitySelector): string {
+  return selector.kind === 'system' ? 'system' : `${selector.kind}:${selector.value.toLowerCase()}`
+}
+
+export interface StoredBindingOptions {
+  /** The 0600 file (`managedIdentity.bindingStore`). */
+  path: string
+  selector: ManagedIdentitySelector
+  runtime: Runtime
+  /** Identity name, for logs. */
+  identity: string
+}
+
+/**
+ * The binding store as the renewal engine's store: what is reused after a restart (this selector's
+ * certificate, with its own key, and more than 24 h left), what is refused and why.
+ */
+export function storedBinding(options: StoredBindingOptions): ValueStore<ImdsV2Binding> {
+  const { runtime, identity, selector } = options
+  const store = new BindingStore(options.path)
+  return {
+    async load() {
+      const { logger, clock } = runtime
+      const log = { identity, path: store.path }
+      let stored
+      try {
+        stored = await store.load()
+      } catch (error) {
+        // Refused (e.g. group-readable) or unreadable: never use that key. The next mint replaces the file with a 0600 one.
+        logger.error(
+          { ...log, error: describeError(error) },
+          'binding store refused; minting a new binding certificate',
+        )
+        return undefined
+      }
+      if (!stored) return undefined
+      let why: string | undefined
+      let info: CertificateInfo | undefined
+      try {
+        info = certificateInfo(stored.certificatePem)
+        if (stored.selector !== selectorKey(selector)) why = 'it belongs to another managed identity selector'
+        else if (!publicKeysMatch(stored.certificatePem, stored.privateKeyPem))
+          why = 'its key does not match its certificate'
+        else if (info.notAfter - clock.now() <= MIN_CACHEABLE_LIFETIME_MS)
+          why = 'its certificate has 24 h or less left'
+      } catch {
+        why = 'it does not hold a readable certificate and key'
+      }
+      if (why || !info) {
+        logger.info({ ...log, why }, 'stored IMDS v2 binding not reused')
+        return undefined
+      }
+      return toBinding(info, softwareKeyFromPrivatePem(stored.privateKeyPem), stored)
+    },
+    save(value) {
+      return store.save({
+        selector: selectorKey(selector),
+        clientId: value.clientId,
+        tenantId: value.tenantId,
+        tokenEndpoint: value.tokenEndpoint,
+        identityType: value.identityType,
+        certificatePem: value.binding.certificatePem,
+        privateKeyPem: value.binding.privateKeyPem,
+        keyProtection: value.binding.keyProtection,
+      })
+    },
+    remove() {
+      return store.remove()
+    },
+    updateFailed(error) {
+      runtime.logger.warn({ identity, error: describeError(error) }, 'binding store update failed')
+    },
+  }
+}

@@ -1,0 +1,136 @@
+import { readFileSync } from 'node:fs'
+import { Agent, type Dispatcher } from 'undici'
+import { SystemClock, type Clock, type Random } from '../core/clock.ts'
+import { createLogger, type Logger } from '../core/log.ts'
+import { Metrics } from '../core/metrics.ts'
+import type { Runtime } from '../core/runtime.ts'
+import type { SidecarConfig } from '../config/types.ts'
+import { MtlsAgents, tlsConnectOptions, trustedCas } from '../upstream/tls.ts'
+import { createIdentities } from '../identities/create.ts'
+import type { Identity } from '../identities/identity.ts'
+import { TokenCache } from '../tokens/token-cache.ts'
+import { TokenService } from '../tokens/token-service.ts'
+import { DownstreamProxy } from '../downstream/proxy.ts'
+import type { AppDeps, CallerPolicy } from '../http/app.ts'
+import { AllowListAccess } from '../http/callers/caller-access.ts'
+import { localHostPolicy } from '../http/callers/caller-guard.ts'
+import { PeerUids } from '../http/callers/peer-uids.ts'
+import { SocketTable } from '../http/callers/socket-table.ts'
+import { Readiness } from '../http/readiness.ts'
+import { SecretFile } from '../http/secret-file.ts'
+
+export interface CoreOptions {
+  config: SidecarConfig
+  logger?: Logger
+  clock?: Clock
+  random?: Random
+  /** Outgoing HTTP for IMDS and Entra; default: an undici Agent trusting upstream.caFile too. */
+  dispatcher?: Dispatcher
+}
+
+export interface Core {
+  runtime: Runtime
+  identities: Map<string, Identity>
+  tokens: TokenService
+  /** The one mTLS agent cache, shared by the Entra token client and the downstream proxy. */
+  mtlsAgents: MtlsAgents
+  /** Closes identities and the upstream clients they share (the mTLS agent cache last). */
+  closeIdentities(): Promise<void>
+}
+
+/** Everything but the HTTP surface: shared by the daemon and `doctor`. */
+export async function buildCore(options: CoreOptions): Promise<Core> {
+  const { config } = options
+  const runtime = createRuntime(options)
+  const mtlsAgents = new MtlsAgents({ extraCaPem: runtime.extraCaPem })
+  const identitySet = await createIdentities(config, runtime, mtlsAgents)
+  const identities = identitySet.identities
+  const cache = new TokenCache({
+    clock: runtime.clock,
+    random: runtime.random,
+    logger: runtime.logger,
+    metrics: runtime.metrics,
+    maxTokens: config.cache.maxTokens,
+  })
+  const tokens = new TokenService({
+    runtime,
+    identities,
+    defaultIdentity: config.defaultIdentity,
+    cache,
+    requestDeadlineMs: config.upstream.requestDeadlineMs,
+  })
+  const closeIdentities = async () => {
+    await identitySet.close()
+    await mtlsAgents.close()
+  }
+  return { runtime, identities, tokens, mtlsAgents, closeIdentities }
+}
+
+function createRuntime(options: CoreOptions): Runtime {
+  const { config } = options
+  const extraCaPem = config.upstream.caFile ? [readFileSync(config.upstream.caFile, 'utf8')] : []
+  const ca = trustedCas(extraCaPem)
+  return {
+    clock: options.clock ?? new SystemClock(),
+    random: options.random ?? Math.random,
+    logger: options.logger ?? createLogger({ level: config.log.level }),
+    metrics: new Metrics({ identities: config.identities.keys() }),
+    dispatcher: options.dispatcher ?? new Agent(ca ? { connect: tlsConnectOptions(ca) } : {}),
+    extraCaPem,
+    timeoutMs: config.upstream.timeoutMs,
+  }
+}
+
+/** What the HTTP surface is built from, over a core. */
+export interface Surface {
+  readiness: Readiness
+  /** `callers.allow`: connection owners, read once per connection by the TCP listener. */
+  peers: PeerUids | undefined
+  /** The app's dependencies (main surface); the ops app takes the same with `surface: 'ops'`. */
+  app: AppDeps
+}
+
+/** Readiness, the proxy and the caller policy (`callers`), wired to a core. */
+export function buildSurface(config: SidecarConfig, core: Core, socketTable?: SocketTable): Surface {
+  const { runtime, tokens } = core
+  const secretFile = config.callers.secretFile ? new SecretFile(config.callers.secretFile) : undefined
+  const readiness = new Readiness()
+  const downstream = new DownstreamProxy({
+    runtime,
+    tokens,
+    apis: config.downstreamApis,
+    mtlsAgents: core.mtlsAgents,
+  })
+  const peers = config.callers.allow
+    ? new PeerUids(socketTable ?? new SocketTable(), runtime.metrics)
+    : undefined
+  const callers: CallerPolicy = {
+    requireMetadataHeader: config.callers.requireMetadataHeader,
+    exposePrivateKey: config.callers.exposePrivateKey,
+    secret: () => secretFile?.current(),
+    hostAllowed: localHostPolicy(config.listen.host),
+    ...(peers && config.callers.allow
+      ? {
+          access: new AllowListAccess({
+            entries: config.callers.allow,
+            peers,
+            logger: runtime.logger,
+            metrics: runtime.metrics,
+            clock: runtime.clock,
+          }),
+        }
+      : {}),
+  }
+  return {
+    readiness,
+    peers,
+    app: {
+      runtime,
+      tokens,
+      readiness,
+      downstream,
+      agentIdSidecar: config.compat.agentIdSidecar,
+      callers,
+    },
+  }
+}
