@@ -1,11 +1,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { startAppStack } from './stack.ts'
+import { startStack } from '../support/stack.ts'
 
 test('FIC leg 1 refusing the IMDS v2 certificate (invalid_client) drops it, mints a fresh one and asks once more', async (t) => {
-  const stack = await startAppStack(t, {
+  const stack = await startStack(t, {
     register: ({ emulator }) => ({ federatedSubjects: [emulator.state.managedIdentities[0]!.objectId] }),
-    identity: () =>
+    app: () =>
       [
         '    clientCredentials:',
         '      - sourceType: SignedAssertionFromManagedIdentity',
