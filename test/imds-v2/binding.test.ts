@@ -5,10 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createPrivateKey, X509Certificate } from 'node:crypto'
 import type { ManagedIdentitySelector } from '../../sidecar/src/config/types.ts'
-import {
-  ImdsV2BindingCredential,
-  MIN_CACHEABLE_LIFETIME_MS,
-} from '../../sidecar/src/credentials/managed-identity/imds-v2-binding.ts'
+import { ImdsV2BindingCredential } from '../../sidecar/src/credentials/managed-identity/imds-v2-binding.ts'
+import { MIN_CACHEABLE_LIFETIME_MS } from '../../sidecar/src/credentials/managed-identity/stored-binding.ts'
 import type { EmulatorSettings } from '../../sidecar/src/emulator/state.ts'
 import { SidecarError } from '../../sidecar/src/core/errors.ts'
 import { createLogger } from '../../sidecar/src/core/log.ts'

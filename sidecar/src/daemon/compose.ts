@@ -93,7 +93,9 @@ export interface Surface {
 /** Readiness, the proxy and the caller policy (`callers`), wired to a core. */
 export function buildSurface(config: SidecarConfig, core: Core, socketTable?: SocketTable): Surface {
   const { runtime, tokens } = core
-  const secretFile = config.callers.secretFile ? new SecretFile(config.callers.secretFile) : undefined
+  const secretFile = config.callers.secretFile
+    ? new SecretFile(config.callers.secretFile, runtime.clock)
+    : undefined
   const readiness = new Readiness()
   const downstream = new DownstreamProxy({
     runtime,

@@ -1,4 +1,4 @@
-import { SystemClock, type Clock } from '../core/clock.ts'
+import type { Clock } from '../core/clock.ts'
 import { WatchedFile } from '../core/watched-file.ts'
 
 /**
@@ -10,7 +10,7 @@ export class SecretFile {
   #value: string
 
   /** Throws when the file is missing or empty: the daemon does not start without its secret. */
-  constructor(path: string, clock: Clock = new SystemClock()) {
+  constructor(path: string, clock: Clock) {
     this.#file = new WatchedFile({
       path,
       clock,

@@ -4,7 +4,8 @@ import type {
   ManagedIdentitySelector,
   SidecarConfig,
 } from '../config/types.ts'
-import { ImdsV2BindingCredential, selectorKey } from '../credentials/managed-identity/imds-v2-binding.ts'
+import { ImdsV2BindingCredential } from '../credentials/managed-identity/imds-v2-binding.ts'
+import { selectorKey } from '../credentials/managed-identity/stored-binding.ts'
 import { SoftwareKeyProvider, type KeyProvider } from '../pki/key-provider.ts'
 import type { Runtime } from '../core/runtime.ts'
 import { EntraTokenClient } from '../upstream/entra/token-client.ts'

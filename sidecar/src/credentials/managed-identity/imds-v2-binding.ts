@@ -10,9 +10,6 @@ import { RenewingValue, type RenewalLog } from '../renewing.ts'
 import { mintBinding, type ImdsV2Binding } from './mint-binding.ts'
 import { storedBinding } from './stored-binding.ts'
 
-export type { ImdsV2Binding } from './mint-binding.ts'
-export { MIN_CACHEABLE_LIFETIME_MS, selectorKey } from './stored-binding.ts'
-
 export interface ImdsV2BindingCredentialOptions {
   client: ImdsV2Client
   keyProvider: KeyProvider
