@@ -1,6 +1,5 @@
 import { parseSeconds } from '../../model/expiry.ts'
 import { randomUUID } from 'node:crypto'
-import { Agent, type Dispatcher } from 'undici'
 import { SidecarError, type ErrorReason, type UpstreamErrorDetail } from '../../core/errors.ts'
 import { callUpstream } from '../client.ts'
 import { describeEndpoint, parseJsonObject, parseRetryAfterMs, type HttpResponse } from '../http.ts'
@@ -8,7 +7,7 @@ import { entraRetryPolicy } from '../retry.ts'
 import type { Runtime } from '../../core/runtime.ts'
 import type { AcquiredToken, TokenType } from '../../model/token.ts'
 import type { BindingCertificate } from '../../model/binding.ts'
-import { MtlsAgents, tlsConnectOptions, trustedCas } from '../tls.ts'
+import { MtlsAgents } from '../tls.ts'
 import { bindingNotAllowedCode, entraConfigurationProblem } from './configuration-errors.ts'
 
 /** One token request to an Entra token endpoint; `sources/entra/requests.ts` builds these. */
@@ -68,8 +67,6 @@ export class EntraTokenClient {
   readonly #runtime: Runtime
   readonly #agents: MtlsAgents
   readonly #ownsAgents: boolean
-  /** Plain (no client certificate) dispatcher that also trusts `extraCaPem`; lazily built. */
-  #plain: Agent | undefined
 
   constructor(options: EntraTokenClientOptions) {
     this.#runtime = options.runtime
@@ -102,7 +99,7 @@ export class EntraTokenClient {
         policy: entraRetryPolicy(),
         dispatcher: req.clientCertificate
           ? this.#agents.get(req.clientCertificate, { tls12: true })
-          : this.#plainDispatcher(),
+          : this.#runtime.dispatcher,
         signal,
         logRetry: ({ retry, delayMs, failure }) =>
           logger.warn(
@@ -127,16 +124,7 @@ export class EntraTokenClient {
   }
 
   async close(): Promise<void> {
-    const plain = this.#plain
-    this.#plain = undefined
-    await Promise.allSettled([plain?.close(), this.#ownsAgents ? this.#agents.close() : undefined])
-  }
-
-  #plainDispatcher(): Dispatcher {
-    const ca = trustedCas(this.#runtime.extraCaPem)
-    if (!ca) return this.#runtime.dispatcher
-    this.#plain ??= new Agent({ connect: tlsConnectOptions(ca) })
-    return this.#plain
+    if (this.#ownsAgents) await this.#agents.close()
   }
 
   #tokenFrom(res: HttpResponse, req: EntraTokenRequest, endpoint: string): AcquiredToken {
