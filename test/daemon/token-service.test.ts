@@ -2,7 +2,9 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { ManagedIdentityConfig } from '../../sidecar/src/config/types.ts'
 import { SidecarError } from '../../sidecar/src/core/errors.ts'
-import type { IdentityLike as Identity } from '../../sidecar/src/identities/identity.ts'
+import type { CredentialSource } from '../../sidecar/src/credentials/source.ts'
+import { CredentialChain } from '../../sidecar/src/identities/chain.ts'
+import { Identity } from '../../sidecar/src/identities/identity.ts'
 import type { CredentialBundle } from '../../sidecar/src/model/bundle.ts'
 import { normaliseScope } from '../../sidecar/src/tokens/scope.ts'
 import { TokenCache } from '../../sidecar/src/tokens/token-cache.ts'
@@ -12,11 +14,10 @@ import type { BindingCertificate } from '../../sidecar/src/model/binding.ts'
 import { FakeClock } from '../support/fake-clock.ts'
 import { testRuntime } from '../support/runtime.ts'
 
-/** An identity whose certificate is part of its cache key but whose answers carry no binding (private_key_jwt). */
-class CertificateAssertionIdentity implements Identity {
-  readonly name = 'app'
-  readonly config = { name: 'app' } as ManagedIdentityConfig
-  readonly tokenType = 'Bearer' as const
+/** A source whose certificate is part of its cache key but whose answers carry no binding (private_key_jwt). */
+class CertificateAssertionSource implements CredentialSource {
+  readonly label = 'certificate (test)'
+  readonly canBind = true
   acquired = 0
   invalidated: string[] = []
   rejectNext: SidecarError | undefined
@@ -34,7 +35,7 @@ class CertificateAssertionIdentity implements Identity {
   bindingIfKnown() {
     return { binding: this.binding }
   }
-  async currentBinding() {
+  async load() {
     return this.binding
   }
   async acquireToken(): Promise<AcquiredToken> {
@@ -48,20 +49,19 @@ class CertificateAssertionIdentity implements Identity {
       expiresOn: this.clock.now() + 3600_000,
     }
   }
-  invalidateBinding(binding: BindingCertificate) {
+  invalidate(binding: BindingCertificate) {
     this.invalidated.push(binding.x5tS256)
     this.binding = { ...this.binding, x5tS256: 'cert-2' }
   }
-  async credentialBundle(): Promise<CredentialBundle> {
+  async bundle(): Promise<CredentialBundle> {
     throw new SidecarError('no_bound_credential', 'none')
   }
-  start() {}
-  async close() {}
 }
 
 function setup() {
   const clock = new FakeClock()
-  const identity = new CertificateAssertionIdentity(clock)
+  const source = new CertificateAssertionSource(clock)
+  const identity = new Identity({ name: 'app' } as ManagedIdentityConfig, CredentialChain.of(source))
   const runtime = testRuntime({ clock, timeoutMs: 1000 })
   const { logger, metrics } = runtime
   const cache = new TokenCache({ clock, random: () => 0.5, logger, metrics, maxTokens: 10 })
@@ -72,27 +72,27 @@ function setup() {
     cache,
     requestDeadlineMs: 5000,
   })
-  return { identity, service }
+  return { identity, source, service }
 }
 
 test('invalidate drops the entry a token came from, even when the answer carried no binding', async () => {
-  const { identity, service } = setup()
+  const { identity, source, service } = setup()
   const scope = normaliseScope({ resource: 'https://graph.microsoft.com' })
   const first = await service.getToken(identity, scope)
   assert.equal((await service.getToken(identity, scope)).token.accessToken, first.token.accessToken)
   service.invalidate(first)
   const second = await service.getToken(identity, scope)
   assert.notEqual(second.token.accessToken, first.token.accessToken)
-  assert.equal(identity.acquired, 2)
+  assert.equal(source.acquired, 2)
   service.invalidate(first) // a stale report leaves the newer token alone
   assert.equal((await service.getToken(identity, scope)).token.accessToken, second.token.accessToken)
 })
 
 test('a rejected binding is invalidated and the request retried once with the new one', async () => {
-  const { identity, service } = setup()
-  identity.rejectNext = new SidecarError('upstream_error', 'invalid_client', { reason: 'invalid_client' })
+  const { identity, source, service } = setup()
+  source.rejectNext = new SidecarError('upstream_error', 'invalid_client', { reason: 'invalid_client' })
   const served = await service.getToken(identity, normaliseScope({ resource: 'https://x' }))
-  assert.deepEqual(identity.invalidated, ['cert-1'])
+  assert.deepEqual(source.invalidated, ['cert-1'])
   assert.match(served.token.accessToken, /cert-2$/)
-  assert.equal(identity.acquired, 2)
+  assert.equal(source.acquired, 2)
 })

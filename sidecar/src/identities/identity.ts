@@ -95,9 +95,3 @@ export class Identity {
     return this.#chain.close()
   }
 }
-
-/**
- * An identity as the token service sees it: `Identity`'s public face, without its private state,
- * so a test can stand in a fake.
- */
-export type IdentityLike = Pick<Identity, keyof Identity>

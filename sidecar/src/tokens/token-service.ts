@@ -1,24 +1,24 @@
 import type { Runtime } from '../core/runtime.ts'
 import { SidecarError } from '../core/errors.ts'
 import { retryOnceWithFreshBinding } from '../credentials/binding-retry.ts'
-import type { Identity, IdentityLike } from '../identities/identity.ts'
+import type { Identity } from '../identities/identity.ts'
 import type { BindingCertificate } from '../model/binding.ts'
 import type { CachedToken, TokenCache } from './token-cache.ts'
 import type { NormalisedScope } from './scope.ts'
 import { createHash } from 'node:crypto'
 import type { AcquireOptions, CaeRequest } from '../model/claims.ts'
 
-export interface ServedToken<I extends IdentityLike = Identity> {
-  identity: I
+export interface ServedToken {
+  identity: Identity
   scope: NormalisedScope
   token: CachedToken
   /** The cache entry it came from (identity, type, binding thumbprint, scope). */
   cacheKey: string
 }
 
-export interface TokenServiceOptions<I extends IdentityLike = Identity> {
+export interface TokenServiceOptions {
   runtime: Runtime
-  identities: ReadonlyMap<string, I>
+  identities: ReadonlyMap<string, Identity>
   defaultIdentity: string
   cache: TokenCache
   /** A caller gets an answer by then, even while upstream retries go on in the background. */
@@ -30,18 +30,16 @@ export interface TokenServiceOptions<I extends IdentityLike = Identity> {
  * (which is part of the cache key, so a new certificate means new tokens), then the cache. When
  * upstream rejects the binding (invalid_client or a TLS failure), drop it, mint a fresh one and
  * retry once.
- *
- * Typed by the identities it serves (`Identity`; a test may serve fakes of the same shape).
  */
-export class TokenService<I extends IdentityLike = Identity> {
+export class TokenService {
   readonly #runtime: Runtime
-  readonly #identities: ReadonlyMap<string, I>
+  readonly #identities: ReadonlyMap<string, Identity>
   readonly #defaultIdentity: string
   readonly #cache: TokenCache
   readonly #deadlineMs: number
   readonly #closing = new AbortController()
 
-  constructor(options: TokenServiceOptions<I>) {
+  constructor(options: TokenServiceOptions) {
     this.#runtime = options.runtime
     this.#identities = options.identities
     this.#defaultIdentity = options.defaultIdentity
@@ -50,7 +48,7 @@ export class TokenService<I extends IdentityLike = Identity> {
   }
 
   /** Resolves `name` (or the default identity); unknown names are the caller's error. */
-  identity(name: string | undefined): I {
+  identity(name: string | undefined): Identity {
     const resolved = name ?? this.#defaultIdentity
     const identity = this.#identities.get(resolved)
     if (!identity) {
@@ -62,7 +60,7 @@ export class TokenService<I extends IdentityLike = Identity> {
     return identity
   }
 
-  get identities(): ReadonlyMap<string, I> {
+  get identities(): ReadonlyMap<string, Identity> {
     return this.#identities
   }
 
@@ -73,7 +71,7 @@ export class TokenService<I extends IdentityLike = Identity> {
    * and the answer replaces the cached token. A hash naming another token (one already replaced)
    * is answered from the cache, claims or not: that caller just has not seen the new token yet.
    */
-  async getToken(identity: I, scope: NormalisedScope, cae: CaeRequest = {}): Promise<ServedToken<I>> {
+  async getToken(identity: Identity, scope: NormalisedScope, cae: CaeRequest = {}): Promise<ServedToken> {
     // A plain hit needs no deadline timer, no race and no await: the answer is already in memory.
     if (!asksForRefresh(cae)) {
       const hit = this.peek(identity, scope)
@@ -87,7 +85,7 @@ export class TokenService<I extends IdentityLike = Identity> {
    * A fresh cache hit for `identity` and `scope`, synchronously, or undefined when answering needs
    * `getToken` (a miss, a refresh due, a binding that is not known without waiting).
    */
-  peek(identity: I, scope: NormalisedScope): ServedToken<I> | undefined {
+  peek(identity: Identity, scope: NormalisedScope): ServedToken | undefined {
     const known = identity.bindingIfKnown()
     if (known === undefined) return undefined
     const key = cacheKey(identity, known.binding, scope)
@@ -99,7 +97,7 @@ export class TokenService<I extends IdentityLike = Identity> {
    * The resource refused `served.token` (401): forget it so the next `getToken` fetches a fresh one
    * (proxy mode retries once with it). A token that was already replaced is left alone.
    */
-  invalidate(served: ServedToken<I>): void {
+  invalidate(served: ServedToken): void {
     this.#cache.invalidate(served.cacheKey, served.token.accessToken)
   }
 
@@ -134,7 +132,7 @@ export class TokenService<I extends IdentityLike = Identity> {
   }
 
   #acquire(
-    identity: IdentityLike,
+    identity: Identity,
     scope: NormalisedScope,
     cae: CaeRequest,
   ): Promise<{ token: CachedToken; key: string }> {
@@ -154,7 +152,7 @@ export class TokenService<I extends IdentityLike = Identity> {
   }
 
   async #fromCache(
-    identity: IdentityLike,
+    identity: Identity,
     scope: NormalisedScope,
     cae: CaeRequest,
     binding: BindingCertificate | undefined,
@@ -200,7 +198,7 @@ export class TokenService<I extends IdentityLike = Identity> {
 
 /** identity + token type + binding thumbprint (empty when unbound) + normalised scope. */
 export function cacheKey(
-  identity: IdentityLike,
+  identity: Identity,
   binding: BindingCertificate | undefined,
   scope: NormalisedScope,
 ): string {
