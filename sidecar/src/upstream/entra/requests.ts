@@ -185,7 +185,7 @@ function withFallback(options: { allowBearerFallback?: boolean }, req: EntraToke
 
 /**
  * Adds the `claims` parameter (a claims challenge merged with the client capabilities, see
- * `tokens/claims.ts`) to any Entra token request; unchanged when there is none.
+ * `model/claims.ts`) to any Entra token request; unchanged when there is none.
  */
 export function withClaims(req: EntraTokenRequest, claims: string | undefined): EntraTokenRequest {
   if (claims === undefined) return req

@@ -10,7 +10,7 @@ import type { BindingCertificate } from '../../model/binding.ts'
 import { MtlsAgents } from '../tls.ts'
 import { bindingNotAllowedCode, entraConfigurationProblem } from './configuration-errors.ts'
 
-/** One token request to an Entra token endpoint; `sources/entra/requests.ts` builds these. */
+/** One token request to an Entra token endpoint; `upstream/entra/requests.ts` builds these. */
 export interface EntraTokenRequest {
   tokenEndpoint: string
   /** Form body. May hold a client assertion or secret: never logged, never put into an error. */
@@ -177,7 +177,7 @@ export class EntraTokenClient {
     }
     if (refreshIn !== undefined && refreshIn > 0)
       token.refreshOn = Math.min(now + refreshIn * 1000, boundUntil)
-    // Also for a Bearer token obtained over mTLS: it was minted for this certificate (tokens/types.ts).
+    // Also for a Bearer token obtained over mTLS: it was minted for this certificate (model/token.ts).
     if (req.clientCertificate) token.binding = req.clientCertificate
     return token
   }
