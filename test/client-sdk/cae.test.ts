@@ -1,16 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { Agent as HttpsAgent } from 'node:https'
-import {
-  bearerTokenAuthenticationPolicy,
-  bearerTokenAuthenticationPolicyName,
-  createDefaultHttpClient,
-  createEmptyPipeline,
-  createPipelineRequest,
-} from '@azure/core-rest-pipeline'
 import { SidecarClient } from '../../client-sdk/src/index.ts'
 import { startStack } from '../support/stack.ts'
+import { demoResourcePipeline } from './support.ts'
 
 /** The SDK's side of continuous access evaluation (contract §4: getToken(scope, { claims })). */
 
@@ -40,29 +33,7 @@ test('tokenCredential() in a real Azure pipeline answers a CAE challenge (401 in
   const stack = await startStack(t)
   const sidecar = new SidecarClient({ endpoint: stack.url, env: {} })
   t.after(() => sidecar.close())
-  const sent: string[] = []
-  const pipeline = createEmptyPipeline()
-  pipeline.addPolicy(
-    bearerTokenAuthenticationPolicy({ credential: sidecar.tokenCredential(), scopes: demoScope }),
-  )
-  pipeline.addPolicy(
-    {
-      name: 'record-authorization',
-      sendRequest: (request, next) => {
-        sent.push(request.headers.get('authorization') ?? '')
-        return next(request)
-      },
-    },
-    { afterPolicies: [bearerTokenAuthenticationPolicyName] },
-  )
-  const agent = new HttpsAgent({ ca: stack.emulator.caPem })
-  t.after(() => agent.destroy())
-  const httpClient = createDefaultHttpClient()
-  const call = async () => {
-    const request = createPipelineRequest({ url: `${stack.emulator.resourceUrl}/api/whoami` })
-    request.agent = agent
-    return pipeline.sendRequest(httpClient, request)
-  }
+  const { sent, call } = demoResourcePipeline(t, stack, sidecar.tokenCredential(), demoScope)
   assert.equal((await call()).status, 200)
   // The resource revokes the token: a CAE challenge, as Entra-protected resources send it.
   stack.emulator.state.faults.script('resource', [

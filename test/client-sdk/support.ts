@@ -1,6 +1,16 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { Agent as HttpsAgent } from 'node:https'
 import type { TestContext } from 'node:test'
+import type { TokenCredential } from '@azure/core-auth'
+import {
+  bearerTokenAuthenticationPolicy,
+  bearerTokenAuthenticationPolicyName,
+  createDefaultHttpClient,
+  createEmptyPipeline,
+  createPipelineRequest,
+  type PipelineResponse,
+} from '@azure/core-rest-pipeline'
 import type { Stack } from '../support/stack.ts'
 
 /** How many requests the daemon served on /token, any status (from its Prometheus metrics). */
@@ -41,4 +51,39 @@ export function tokenJson(overrides: Record<string, unknown> = {}): Record<strin
     identity: 'mi',
     ...overrides,
   }
+}
+
+/**
+ * A real Azure SDK pipeline (bearerTokenAuthenticationPolicy over `credential`) to the emulator's
+ * demo resource. `sent` records every Authorization header the pipeline put on the wire, in order;
+ * `call()` sends one GET /api/whoami (trusting the emulator's CA).
+ */
+export function demoResourcePipeline(
+  t: TestContext,
+  stack: Stack,
+  credential: TokenCredential,
+  scopes: string,
+): { sent: string[]; call: () => Promise<PipelineResponse> } {
+  const sent: string[] = []
+  const pipeline = createEmptyPipeline()
+  pipeline.addPolicy(bearerTokenAuthenticationPolicy({ credential, scopes }))
+  pipeline.addPolicy(
+    {
+      name: 'record-authorization',
+      sendRequest: (request, next) => {
+        sent.push(request.headers.get('authorization') ?? '')
+        return next(request)
+      },
+    },
+    { afterPolicies: [bearerTokenAuthenticationPolicyName] },
+  )
+  const agent = new HttpsAgent({ ca: stack.emulator.caPem })
+  t.after(() => agent.destroy())
+  const httpClient = createDefaultHttpClient()
+  const call = () => {
+    const request = createPipelineRequest({ url: `${stack.emulator.resourceUrl}/api/whoami` })
+    request.agent = agent
+    return pipeline.sendRequest(httpClient, request)
+  }
+  return { sent, call }
 }

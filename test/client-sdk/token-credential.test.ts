@@ -1,16 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Agent as HttpsAgent } from 'node:https'
 import type { AccessToken, TokenCredential } from '@azure/core-auth'
-import {
-  bearerTokenAuthenticationPolicy,
-  bearerTokenAuthenticationPolicyName,
-  createDefaultHttpClient,
-  createEmptyPipeline,
-  createPipelineRequest,
-} from '@azure/core-rest-pipeline'
 import { SidecarClient, SidecarClientError } from '../../client-sdk/src/index.ts'
 import { startStack } from '../support/stack.ts'
+import { demoResourcePipeline } from './support.ts'
 
 const demoScope = 'api://credential-sidecar-demo/.default'
 
@@ -21,26 +14,9 @@ test('tokenCredential() drives a real Azure SDK pipeline (bearerTokenAuthenticat
   // Compile-time: structurally a @azure/core-auth TokenCredential, without the SDK importing it.
   const credential: TokenCredential = sidecar.tokenCredential()
 
-  const sent: string[] = []
-  const pipeline = createEmptyPipeline()
-  pipeline.addPolicy(bearerTokenAuthenticationPolicy({ credential, scopes: demoScope }))
-  pipeline.addPolicy(
-    {
-      name: 'record-authorization',
-      sendRequest: (request, next) => {
-        sent.push(request.headers.get('authorization') ?? '')
-        return next(request)
-      },
-    },
-    { afterPolicies: [bearerTokenAuthenticationPolicyName] },
-  )
-  const agent = new HttpsAgent({ ca: stack.emulator.caPem })
-  t.after(() => agent.destroy())
-  const httpClient = createDefaultHttpClient()
+  const { sent, call } = demoResourcePipeline(t, stack, credential, demoScope)
   for (let i = 0; i < 2; i++) {
-    const request = createPipelineRequest({ url: `${stack.emulator.resourceUrl}/api/whoami` })
-    request.agent = agent // trusts the emulator's CA
-    const response = await pipeline.sendRequest(httpClient, request)
+    const response = await call()
     assert.equal(response.status, 200)
     const body = JSON.parse(response.bodyAsText ?? '{}') as Record<string, unknown>
     assert.equal(body['scheme'], 'Bearer')
