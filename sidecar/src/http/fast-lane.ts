@@ -50,28 +50,29 @@ interface Template {
   partsBytes: number
 }
 
-const routes = new Map<string, { kind: Kind; params: ReadonlySet<string> }>([
+interface LaneRoute {
+  kind: Kind
+  params: ReadonlySet<string>
+}
+
+/** A route at its path and with a trailing slash (the compat clients send both). */
+function atBothSlashes(path: string, route: LaneRoute): [string, LaneRoute][] {
+  return [
+    [path, route],
+    [`${path}/`, route],
+  ]
+}
+
+const routes = new Map<string, LaneRoute>([
   ['/token', { kind: 'token', params: new Set(['resource', 'scope', 'identity']) }],
-  ...[imdsTokenPath, `${imdsTokenPath}/`].map(
-    (path) =>
-      [
-        path,
-        {
-          kind: 'imds' as const,
-          params: new Set(['api-version', 'resource', 'client_id', 'object_id', 'msi_res_id', 'mi_res_id']),
-        },
-      ] as const,
-  ),
-  ...[appServiceTokenPath, `${appServiceTokenPath}/`].map(
-    (path) =>
-      [
-        path,
-        {
-          kind: 'appService' as const,
-          params: new Set(['api-version', 'resource', 'client_id', 'principal_id', 'object_id', 'mi_res_id']),
-        },
-      ] as const,
-  ),
+  ...atBothSlashes(imdsTokenPath, {
+    kind: 'imds',
+    params: new Set(['api-version', 'resource', 'client_id', 'object_id', 'msi_res_id', 'mi_res_id']),
+  }),
+  ...atBothSlashes(appServiceTokenPath, {
+    kind: 'appService',
+    params: new Set(['api-version', 'resource', 'client_id', 'principal_id', 'object_id', 'mi_res_id']),
+  }),
 ])
 
 /** Raw query values the lane understands: unreserved characters, `:`, `/` and percent escapes. */
