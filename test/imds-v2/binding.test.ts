@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { createPrivateKey, X509Certificate } from 'node:crypto'
 import type { ManagedIdentitySelector } from '../../sidecar/src/config/types.ts'
 import { ImdsV2BindingCredential } from '../../sidecar/src/credentials/managed-identity/imds-v2-binding.ts'
-import { MIN_CACHEABLE_LIFETIME_MS } from '../../sidecar/src/credentials/managed-identity/stored-binding.ts'
+import { LONG_LIVED_MS } from '../../sidecar/src/credentials/certificate-lifetime.ts'
 import type { EmulatorSettings } from '../../sidecar/src/emulator/state.ts'
 import { SidecarError } from '../../sidecar/src/core/errors.ts'
 import { createLogger } from '../../sidecar/src/core/log.ts'
@@ -134,7 +134,7 @@ test('renewal runs in the background before expiry; callers keep the old certifi
 
   let release!: () => void
   client.gate = new Promise<void>((resolve) => (release = resolve))
-  await clock.advance(first.binding.notAfter - clock.now() - MIN_CACHEABLE_LIFETIME_MS + 3600_000) // < 24 h left
+  await clock.advance(first.binding.notAfter - clock.now() - LONG_LIVED_MS + 3600_000) // < 24 h left
   assert.equal(credential.status.renewing, true, 'renewal under way')
   const during = await credential.current()
   assert.equal(during.binding.x5tS256, first.binding.x5tS256, 'served the old certificate without waiting')

@@ -17,7 +17,12 @@ import { exponentialBackoff, type RenewalPolicy } from './renewing.ts'
  * - hand out until `min(5 min, life / 10)` before `notAfter`.
  */
 
-/** MSAL's renewal margin, and the life from which a certificate counts as long-lived (persisted, renewed unprompted). */
+/**
+ * MSAL's renewal margin, and the life from which a certificate counts as long-lived (persisted,
+ * renewed unprompted): MSAL renews a binding certificate when less than 24 h remain and never caches
+ * one with less (`ManagedIdentity/V2/CertificateCacheEntry.cs` `MinRemainingLifetime`, used by
+ * `InMemoryCertificateCache.cs`). A stored binding with this much or less left is not reused.
+ */
 export const LONG_LIVED_MS = 24 * 3600_000
 /** A certificate this close to expiry is not handed out: the TLS handshake and token call need time. */
 const MAX_EXPIRY_SKEW_MS = 5 * 60_000
@@ -41,7 +46,7 @@ export const certificateRenewal: RenewalPolicy = {
     const margin = upToLater(Math.min(LONG_LIVED_MS, lifeMs / 2), 0.1, random)
     const renewAt = Math.round(Math.min(usableUntil, Math.max(receivedAt, notAfter - margin)))
     const longLived = lifeMs >= LONG_LIVED_MS
-    return { receivedAt, lifeMs, renewAt, usableUntil, renewWhenIdle: longLived, persist: longLived }
+    return { lifeMs, renewAt, usableUntil, renewWhenIdle: longLived, persist: longLived }
   },
 
   /** Back-off scaled to the life: 1/20 of it (between 1 s and 30 s), doubling to 15 min. */

@@ -6,9 +6,7 @@ import { spread, upToEarlier } from '../core/jitter.ts'
 
 /** When a value is renewed and until when it is handed out: fixed by its policy when it arrives. */
 export interface Lifetime {
-  /** Epoch ms when it was received. */
-  receivedAt: number
-  /** Its expiry minus `receivedAt` (never negative). */
+  /** Its expiry minus when it was received (never negative). */
   lifeMs: number
   /** Epoch ms from which it should be replaced. */
   renewAt: number
@@ -49,7 +47,6 @@ export function halfLifeRenewal(minRemainingMs = 5 * 60_000): RenewalPolicy {
       // Never past the point where it stops being usable.
       const renewIn = Math.min(upToEarlier(lifeMs / 2, 0.1, random), usableUntil - receivedAt)
       return {
-        receivedAt,
         lifeMs,
         renewAt: receivedAt + Math.round(renewIn),
         usableUntil,
@@ -98,9 +95,7 @@ export interface RenewingValueOptions<T> {
   fetch(signal: AbortSignal): Promise<T>
   /** Epoch ms. */
   expiresOn(value: T): number
-  /** For the default policy (`halfLifeRenewal`): never hand out a value with less than this left (default 5 minutes). */
-  minRemainingMs?: number
-  /** Default: `halfLifeRenewal(minRemainingMs)`. */
+  /** Default: `halfLifeRenewal()`. */
   policy?: RenewalPolicy
   /**
    * After a failed fetch started by a caller (nothing usable), callers get that failure, without a
@@ -171,7 +166,7 @@ export class RenewingValue<T> {
 
   constructor(options: RenewingValueOptions<T>) {
     this.#options = options
-    this.#policy = options.policy ?? halfLifeRenewal(options.minRemainingMs)
+    this.#policy = options.policy ?? halfLifeRenewal()
     this.#log = options.log ?? defaultLog(options)
     this.#storeLoaded = options.store === undefined
   }

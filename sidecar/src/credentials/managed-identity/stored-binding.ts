@@ -8,14 +8,6 @@ import { LONG_LIVED_MS } from '../certificate-lifetime.ts'
 import type { ValueStore } from '../renewing.ts'
 import { toBinding, type ImdsV2Binding } from './mint-binding.ts'
 
-/**
- * MSAL renews a binding certificate when less than 24 h remain and never caches one with less
- * (`ManagedIdentity/V2/CertificateCacheEntry.cs` `MinRemainingLifetime`, used by `InMemoryCertificateCache.cs`).
- * Here: the life below which a certificate is never persisted (`certificate-lifetime.ts` scales the
- * renewal and expiry margins to shorter lives).
- */
-export const MIN_CACHEABLE_LIFETIME_MS = LONG_LIVED_MS
-
 /** Stable key of a selector, stored with a binding so a changed config never reuses it. */
 export function selectorKey(selector: ManagedIdentitySelector): string {
   return selector.kind === 'system' ? 'system' : `${selector.kind}:${selector.value.toLowerCase()}`
@@ -60,8 +52,7 @@ export function storedBinding(options: StoredBindingOptions): ValueStore<ImdsV2B
         if (stored.selector !== selectorKey(selector)) why = 'it belongs to another managed identity selector'
         else if (!publicKeysMatch(stored.certificatePem, stored.privateKeyPem))
           why = 'its key does not match its certificate'
-        else if (info.notAfter - clock.now() <= MIN_CACHEABLE_LIFETIME_MS)
-          why = 'its certificate has 24 h or less left'
+        else if (info.notAfter - clock.now() <= LONG_LIVED_MS) why = 'its certificate has 24 h or less left'
       } catch {
         why = 'it does not hold a readable certificate and key'
       }
