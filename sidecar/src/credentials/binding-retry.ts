@@ -2,7 +2,7 @@ import { isSidecarError, type SidecarError } from '../core/errors.ts'
 import type { BindingCertificate } from '../model/binding.ts'
 
 /** Upstream refused the certificate presented or signed with: invalid_client, or a failed TLS handshake. */
-export function isBindingRejected(error: unknown): error is SidecarError {
+function isBindingRejected(error: unknown): error is SidecarError {
   return isSidecarError(error) && (error.reason === 'invalid_client' || error.reason === 'tls_failure')
 }
 
@@ -21,22 +21,20 @@ export function dropBinding(
 }
 
 /**
- * "Binding rejected → re-mint once": runs `attempt` with what `load` gives; when upstream rejects
- * its binding, `rejected` drops that binding (and says so in the log) and `attempt` runs once more
+ * "Binding rejected → re-mint once": runs `attempt` with the binding `load` gives; when upstream
+ * rejects it, `rejected` drops that binding (and says so in the log) and `attempt` runs once more
  * with a fresh `load`. Once only: a fresh certificate refused again is an answer, not a loop.
  */
-export async function retryOnceWithFreshBinding<Loaded, Result>(steps: {
-  load(): Promise<Loaded>
-  bindingOf(loaded: Loaded): BindingCertificate | undefined
-  attempt(loaded: Loaded): Promise<Result>
+export async function retryOnceWithFreshBinding<Result>(steps: {
+  load(): Promise<BindingCertificate | undefined>
+  attempt(binding: BindingCertificate | undefined): Promise<Result>
   rejected(binding: BindingCertificate, error: SidecarError): void
 }): Promise<Result> {
   for (let attempt = 0; ; attempt++) {
-    const loaded = await steps.load()
+    const binding = await steps.load()
     try {
-      return await steps.attempt(loaded)
+      return await steps.attempt(binding)
     } catch (error) {
-      const binding = steps.bindingOf(loaded)
       if (attempt === 0 && binding && isBindingRejected(error)) {
         steps.rejected(binding, error)
         continue

@@ -139,7 +139,6 @@ export class TokenService {
     const signal = this.#closing.signal
     return retryOnceWithFreshBinding({
       load: () => identity.currentBinding(signal),
-      bindingOf: (binding) => binding,
       attempt: (binding) => this.#fromCache(identity, scope, cae, binding, signal),
       rejected: (binding, error) => {
         this.#runtime.logger.warn(

@@ -89,7 +89,6 @@ export class ManagedIdentityAssertion {
     const scope = scopeForResource(this.#options.tokenExchangeUrl)
     return retryOnceWithFreshBinding({
       load: () => managedIdentity.load(signal),
-      bindingOf: (binding) => binding,
       attempt: async (binding) => {
         const token = await managedIdentity.acquireToken({ scope, binding, signal, clientCapabilities: [] })
         return { assertion: token.accessToken, expiresOn: token.expiresOn, ...(binding ? { binding } : {}) }
