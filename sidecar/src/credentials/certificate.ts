@@ -1,5 +1,5 @@
 import type { CertificateSource } from '../config/types.ts'
-import { isSidecarError, SidecarError } from '../core/errors.ts'
+import { SidecarError } from '../core/errors.ts'
 import { WatchedFile, type FileCheck } from '../core/watched-file.ts'
 import {
   CertificateLoadError,
@@ -18,6 +18,7 @@ import type { BindingCertificate } from '../model/binding.ts'
 import type { CredentialBundle } from '../model/bundle.ts'
 import { appRequest, type AppContext, type CredentialSource, type SourceTokenRequest } from './source.ts'
 import { dropBinding } from './binding-retry.ts'
+import { boundOrBearerFallback } from './bearer-fallback.ts'
 
 type Base64Certificate = Extract<CertificateSource, { sourceType: 'Base64Encoded' }>
 type FileCertificate = Extract<CertificateSource, { sourceType: 'Path' }>
@@ -91,25 +92,15 @@ export class CertificateCredential implements CredentialSource {
         tokenType: app.tokenType,
         ...(assertion === undefined ? {} : { assertion }),
       })
-      try {
-        return await app.entra.requestToken(withClaims(request, claims), signal)
-      } catch (error) {
-        if (!app.allowBearerFallback || !isSidecarError(error) || error.reason !== 'binding_not_allowed')
-          throw error
-        // Entra refuses bound tokens for the tenant (AADSTS3921996): a genuine Bearer token with a
-        // private_key_jwt on the regular endpoint instead, as Azure.Identity for .NET falls back.
-        app.runtime.logger.warn(
-          {
-            identity: app.identityName,
-            credential: this.label,
-            event: 'bearer_fallback',
-            aadsts: error.upstream?.errorCodes,
-            via: 'private_key_jwt',
-          },
-          'Entra does not allow bound tokens for this tenant; serving a Bearer token obtained with a client assertion because allowBearerFallback is on',
-        )
-        app.runtime.metrics.bearerFallbacks.inc({ identity: app.identityName })
-      }
+      // Entra refuses bound tokens for the tenant: a private_key_jwt on the regular endpoint instead.
+      return boundOrBearerFallback(() => app.entra.requestToken(withClaims(request, claims), signal), {
+        allowed: app.allowBearerFallback,
+        runtime: app.runtime,
+        identity: app.identityName,
+        credential: this.label,
+        via: { field: 'private_key_jwt', served: 'obtained with a client assertion' },
+        bearer: () => this.#assertionToken(certificate, scope, signal, claims),
+      })
     }
     return this.#assertionToken(certificate, scope, signal, claims)
   }

@@ -1,4 +1,3 @@
-import { isSidecarError } from '../../core/errors.ts'
 import type { Runtime } from '../../core/runtime.ts'
 import { managedIdentityMtlsRequest, resourceOfScope, withClaims } from '../../upstream/entra/requests.ts'
 import type { EntraTokenClient } from '../../upstream/entra/token-client.ts'
@@ -7,6 +6,7 @@ import type { AcquiredToken, TokenType } from '../../model/token.ts'
 import type { BindingCertificate } from '../../model/binding.ts'
 import type { CredentialBundle } from '../../model/bundle.ts'
 import { dropBinding } from '../binding-retry.ts'
+import { boundOrBearerFallback } from '../bearer-fallback.ts'
 import type { CredentialSource, SourceTokenRequest } from '../source.ts'
 import type { ImdsV2BindingCredential } from './imds-v2-binding.ts'
 import { describeSelector, type ManagedIdentityTarget } from './imds-v1-source.ts'
@@ -77,29 +77,19 @@ export class ImdsV2Source implements CredentialSource {
       binding: binding ?? current.binding,
       tokenType: options.tokenType,
     })
-    try {
-      return await this.#entra.requestToken(withClaims(request, claims), signal)
-    } catch (error) {
-      if (!options.allowBearerFallback || !isSidecarError(error) || error.reason !== 'binding_not_allowed')
-        throw error
-      const { logger, metrics } = options.runtime
-      logger.warn(
-        {
-          identity: options.name,
-          event: 'bearer_fallback',
-          aadsts: error.upstream?.errorCodes,
-          via: 'imds_v1',
-        },
-        'Entra does not allow bound tokens for this tenant; serving a Bearer token from IMDS v1 because allowBearerFallback is on',
-      )
-      metrics.bearerFallbacks.inc({ identity: options.name })
-      return options.imdsV1.getToken(
-        options.selector,
-        resourceOfScope(scope),
-        signal,
-        clientCapabilities.length ? { clientCapabilities } : {},
-      )
-    }
+    return boundOrBearerFallback(() => this.#entra.requestToken(withClaims(request, claims), signal), {
+      allowed: options.allowBearerFallback,
+      runtime: options.runtime,
+      identity: options.name,
+      via: { field: 'imds_v1', served: 'from IMDS v1' },
+      bearer: () =>
+        options.imdsV1.getToken(
+          options.selector,
+          resourceOfScope(scope),
+          signal,
+          clientCapabilities.length ? { clientCapabilities } : {},
+        ),
+    })
   }
 
   invalidate(binding: BindingCertificate): void {
