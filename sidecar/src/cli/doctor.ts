@@ -5,6 +5,7 @@ import { silentLogger } from '../core/log.ts'
 import { normaliseScope } from '../tokens/scope.ts'
 import { ImdsV2Client } from '../upstream/imds/v2.ts'
 import { probeImdsAsOtherUid, type LockdownProbe } from './imds-lockdown-probe.ts'
+import { usesImdsV2 } from '../config/token-scheme.ts'
 
 /** The resource doctor asks a token for when an identity names no warmResource. */
 const probeResource = 'https://management.azure.com'
@@ -250,8 +251,7 @@ function withTimeout<T>(promise: Promise<T>, signal: AbortSignal, ms: number): P
 
 function describePath(config: IdentityConfig): string {
   if (config.kind === 'managedIdentity') {
-    const bound = config.protocolScheme === 'MTLS_POP' || config.useBoundCredential
-    return `managed identity, ${config.protocolScheme}, ${bound ? 'IMDS v2 + Entra mTLS' : 'IMDS v1'}`
+    return `managed identity, ${config.protocolScheme}, ${usesImdsV2(config) ? 'IMDS v2 + Entra mTLS' : 'IMDS v1'}`
   }
   return `confidential client ${config.clientId}, ${config.protocolScheme}, credentials: ${config.clientCredentials.map((c) => c.sourceType).join(' > ')}`
 }
@@ -263,5 +263,5 @@ function describePath(config: IdentityConfig): string {
  */
 function imdsV2Selector(config: IdentityConfig): ManagedIdentitySelector | undefined {
   if (config.kind !== 'managedIdentity') return undefined
-  return config.protocolScheme === 'MTLS_POP' || config.useBoundCredential ? config.selector : undefined
+  return usesImdsV2(config) ? config.selector : undefined
 }

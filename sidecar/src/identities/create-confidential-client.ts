@@ -17,6 +17,7 @@ import type { AppContext, CredentialSource } from '../credentials/source.ts'
 import { ClientSecretCredential } from '../credentials/client-secret.ts'
 import { CredentialChain } from './chain.ts'
 import { FederatedCredential } from '../credentials/federated/federated.ts'
+import { servedTokenType } from '../config/token-scheme.ts'
 
 /** The shared upstream clients a confidential client is built from (a subset of `IdentitySources`). */
 export interface ConfidentialClientSources {
@@ -42,7 +43,7 @@ export function confidentialClientChain(
     tenantId: config.tenantId,
     tokenEndpoint: authorityTokenEndpoint(config.authorityHost, config.tenantId),
     mtlsTokenEndpoint: authorityMtlsTokenEndpoint(config.authorityHost, config.tenantId, config.azureRegion),
-    tokenType: config.protocolScheme === 'MTLS_POP' ? 'mtls_pop' : 'Bearer',
+    tokenType: servedTokenType(config),
     allowBearerFallback: config.allowBearerFallback,
     sendX5C: config.sendX5C,
     entra: sources.entra,

@@ -18,6 +18,7 @@ import type { CredentialSource } from '../credentials/source.ts'
 import { CredentialChain } from './chain.ts'
 import type { confidentialClientChain } from './create-confidential-client.ts'
 import { Identity } from './identity.ts'
+import { servedTokenType, usesImdsV2 } from '../config/token-scheme.ts'
 
 /** The configured identities and the upstream clients they share. */
 export interface IdentitySet {
@@ -107,17 +108,12 @@ function createIdentity(
   return new Identity(config, confidential(config, sources))
 }
 
-/** MTLS_POP, or a Bearer token over the bound credential, needs the IMDS v2 certificate. */
-function usesImdsV2(config: ManagedIdentityConfig): boolean {
-  return config.protocolScheme === 'MTLS_POP' || config.useBoundCredential
-}
-
 function managedIdentitySource(config: ManagedIdentityConfig, sources: IdentitySources): CredentialSource {
   if (!usesImdsV2(config)) return new ImdsV1Source(config, sources.imdsV1)
   return new ImdsV2Source({
     name: config.name,
     selector: config.selector,
-    tokenType: config.protocolScheme === 'MTLS_POP' ? 'mtls_pop' : 'Bearer',
+    tokenType: servedTokenType(config),
     allowBearerFallback: config.allowBearerFallback,
     credential: sources.bindingCredential(config.selector, config.name),
     entra: sources.entra,

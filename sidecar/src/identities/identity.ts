@@ -4,6 +4,7 @@ import type { AcquiredToken, TokenType } from '../model/token.ts'
 import type { BindingCertificate } from '../model/binding.ts'
 import type { CredentialBundle } from '../model/bundle.ts'
 import type { CredentialChain } from './chain.ts'
+import { servedTokenType } from '../config/token-scheme.ts'
 
 /**
  * One configured identity: a name, the token type its callers get, and its chain of credential
@@ -25,7 +26,7 @@ export class Identity {
   constructor(config: IdentityConfig, chain: CredentialChain) {
     this.name = config.name
     this.config = config
-    this.tokenType = config.protocolScheme === 'MTLS_POP' ? 'mtls_pop' : 'Bearer'
+    this.tokenType = servedTokenType(config)
     this.#chain = chain
   }
 
