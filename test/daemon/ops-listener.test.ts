@@ -1,6 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { parseConfig } from '../../sidecar/src/config/load.ts'
+import { silentLogger } from '../../sidecar/src/core/log.ts'
+import { Daemon } from '../../sidecar/src/daemon/daemon.ts'
 import { startStack } from '../support/stack.ts'
 
 const opsYaml = '  ops:\n    host: 127.0.0.1\n    port: 0\n'
@@ -130,3 +134,32 @@ test('probes and scrapes are logged at debug, not info; token requests stay at i
     stack.logs.records.some((r) => r['msg'] === 'token acquired from upstream' && r['level'] === 'info'),
   )
 })
+
+test('a start that fails at the ops listener releases the main port it had already taken', async (t) => {
+  const taken = createServer()
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+  t.after(() => new Promise<void>((resolve) => taken.close(() => resolve())))
+  const opsPort = (taken.address() as AddressInfo).port
+  const mainPort = await freePort()
+  const config = parseConfig(
+    `listen:\n  host: 127.0.0.1\n  port: ${mainPort}\n  ops:\n    host: 127.0.0.1\n    port: ${opsPort}\n` +
+      'upstream:\n  imdsEndpoint: http://127.0.0.1:9\nidentities:\n  mi:\n    managedIdentity: {}\n',
+    { source: 'c.yaml', env: {} },
+  )
+  await assert.rejects(Daemon.start({ config, logger: silentLogger() }), { code: 'EADDRINUSE' })
+  // The main listener was up before the ops one failed: its port is free again.
+  const again = createServer()
+  await new Promise<void>((resolve, reject) => {
+    again.once('error', reject)
+    again.listen(mainPort, '127.0.0.1', resolve)
+  })
+  await new Promise<void>((resolve) => again.close(() => resolve()))
+})
+
+async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}

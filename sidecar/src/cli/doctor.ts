@@ -47,8 +47,6 @@ export interface DoctorReport {
 
 export interface DoctorOptions {
   json?: boolean
-  /** Outgoing HTTP for the IMDS probe and the identities; default: as the daemon builds it. */
-  dispatcher?: Dispatcher
 }
 
 /**
@@ -61,18 +59,14 @@ export async function runDoctor(
   out: NodeJS.WritableStream = process.stdout,
   options: DoctorOptions = {},
 ): Promise<number> {
-  const report = await diagnose(config, options)
+  const report = await diagnose(config)
   out.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : renderText(report))
   return report.ok ? 0 : 1
 }
 
-export async function diagnose(config: SidecarConfig, options: DoctorOptions = {}): Promise<DoctorReport> {
+async function diagnose(config: SidecarConfig): Promise<DoctorReport> {
   const started = performance.now()
-  const { tokens, identities, runtime, closeIdentities } = await buildCore({
-    config,
-    logger: silentLogger(),
-    ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
-  })
+  const { tokens, identities, runtime, close } = await buildCore({ config, logger: silentLogger() })
   const imds = await probeImds(config.upstream.imdsEndpoint, runtime.dispatcher)
   const report: DoctorReport = {
     ok: true,
@@ -139,9 +133,7 @@ export async function diagnose(config: SidecarConfig, options: DoctorOptions = {
       if (needsImds(identity.config) && imds.status !== 400) entry.hint = notImdsHint
     }
   }
-  tokens.close()
-  await closeIdentities()
-  if (!options.dispatcher) await runtime.dispatcher.close()
+  await close()
   // Only worth asking when the sidecar's own uid reaches IMDS (and it keeps doctor's time bound).
   const lockdown: LockdownProbe = imds.reachable
     ? await probeImdsAsOtherUid(config.upstream.imdsEndpoint)

@@ -34,8 +34,11 @@ export interface Core {
   tokens: TokenService
   /** The one mTLS agent cache, shared by the Entra token client and the downstream proxy. */
   mtlsAgents: MtlsAgents
-  /** Closes identities and the upstream clients they share (the mTLS agent cache last). */
-  closeIdentities(): Promise<void>
+  /**
+   * Stops the token service, closes identities and the upstream clients they share (the mTLS agent
+   * cache last), then the dispatcher unless the caller passed its own.
+   */
+  close(): Promise<void>
 }
 
 /** Everything but the HTTP surface: shared by the daemon and `doctor`. */
@@ -59,11 +62,13 @@ export async function buildCore(options: CoreOptions): Promise<Core> {
     cache,
     requestDeadlineMs: config.upstream.requestDeadlineMs,
   })
-  const closeIdentities = async () => {
+  const close = async () => {
+    tokens.close()
     await identitySet.close()
     await mtlsAgents.close()
+    if (!options.dispatcher) await runtime.dispatcher.close()
   }
-  return { runtime, identities, tokens, mtlsAgents, closeIdentities }
+  return { runtime, identities, tokens, mtlsAgents, close }
 }
 
 function createRuntime(options: CoreOptions): Runtime {

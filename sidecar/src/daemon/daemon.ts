@@ -30,8 +30,7 @@ export class Daemon {
   /** How many cache hits the fast lane answered itself (tests prove which path served). */
   readonly fastLane: FastLaneStatus
   readonly #servers: Server[]
-  readonly #closeIdentities: () => Promise<void>
-  readonly #ownsDispatcher: boolean
+  readonly #closeCore: () => Promise<void>
   readonly #warmStop = new AbortController()
   #shutdown: Promise<void> | undefined
 
@@ -43,8 +42,7 @@ export class Daemon {
     readiness: Readiness
     fastLane: FastLaneStatus
     servers: Server[]
-    closeIdentities: () => Promise<void>
-    ownsDispatcher: boolean
+    closeCore: () => Promise<void>
   }) {
     this.url = init.url
     this.opsUrl = init.opsUrl
@@ -53,8 +51,7 @@ export class Daemon {
     this.readiness = init.readiness
     this.fastLane = init.fastLane
     this.#servers = init.servers
-    this.#closeIdentities = init.closeIdentities
-    this.#ownsDispatcher = init.ownsDispatcher
+    this.#closeCore = init.closeCore
   }
 
   static async start(options: DaemonOptions): Promise<Daemon> {
@@ -71,12 +68,20 @@ export class Daemon {
       { runtime, tokens, readiness, callers: surface.app.callers },
       nodeListener(app.fetch),
     )
-    const { servers, url, opsUrl } = await startServers(config, {
-      main: lane.listener,
-      ops: () => nodeListener(createApp({ ...surface.app, surface: 'ops' }).fetch),
-      // callers.allow: the caller's uid is read once per connection, before any request on it.
-      onConnection: surface.peers?.remember,
-    })
+    let listening
+    try {
+      listening = await startServers(config, {
+        main: lane.listener,
+        ops: () => nodeListener(createApp({ ...surface.app, surface: 'ops' }).fetch),
+        // callers.allow: the caller's uid is read once per connection, before any request on it.
+        onConnection: surface.peers?.remember,
+      })
+    } catch (error) {
+      // Nothing listens: stop the identities' timers and connections too, or they would linger.
+      await core.close()
+      throw error
+    }
+    const { servers, url, opsUrl } = listening
     readiness.markListening()
     runtime.logger.info(
       {
@@ -96,8 +101,7 @@ export class Daemon {
       readiness,
       fastLane: lane.status,
       servers,
-      closeIdentities: core.closeIdentities,
-      ownsDispatcher: !options.dispatcher,
+      closeCore: core.close,
     })
     warmUp({
       runtime,
@@ -124,9 +128,7 @@ export class Daemon {
     this.#warmStop.abort()
     logger.info({ grace_ms: graceMs }, 'draining')
     await drainServers(this.#servers, { readiness: this.readiness, logger, graceMs })
-    this.tokens.close()
-    await this.#closeIdentities()
-    if (this.#ownsDispatcher) await this.runtime.dispatcher.close()
+    await this.#closeCore()
     logger.info('stopped')
   }
 }

@@ -6,6 +6,7 @@ import { SidecarError } from '../core/errors.ts'
 import type { SidecarConfig } from '../config/types.ts'
 import { hostnameOf } from '../http/callers/caller-guard.ts'
 import { errorResponse } from '../http/error-response.ts'
+import { listenOn } from './listen-on.ts'
 import { listenOnUnixSocket } from './unix-socket.ts'
 
 export type RequestListener = (req: IncomingMessage, res: ServerResponse) => void
@@ -39,31 +40,31 @@ export async function startServers(
   // Host is checked by the caller guard, which answers in the OAuth error shape.
   const serverOptions = { requireHostHeader: false }
   const servers: Server[] = []
-  const tcp = hardened(createServer(serverOptions, handlers.main), upstream.requestDeadlineMs)
-  if (handlers.onConnection) tcp.on('connection', handlers.onConnection)
-  await listenOn(tcp, { host: listen.host, port: listen.port, backlog: listen.backlog })
-  servers.push(tcp)
-  const url = urlOf(tcp)
-  if (listen.socket) {
-    const unix = hardened(createServer(serverOptions, handlers.main), upstream.requestDeadlineMs)
-    try {
+  try {
+    const tcp = hardened(createServer(serverOptions, handlers.main), upstream.requestDeadlineMs)
+    if (handlers.onConnection) tcp.on('connection', handlers.onConnection)
+    await listenOn(tcp, { host: listen.host, port: listen.port, backlog: listen.backlog })
+    servers.push(tcp)
+    const url = urlOf(tcp)
+    if (listen.socket) {
+      const unix = hardened(createServer(serverOptions, handlers.main), upstream.requestDeadlineMs)
       await listenOnUnixSocket(unix, listen.socket, listen.backlog)
-    } catch (error) {
-      // Start failed: release the TCP port too, or the process would linger half-started.
-      await new Promise<void>((resolve) => tcp.close(() => resolve()))
-      throw error
+      servers.push(unix)
     }
-    servers.push(unix)
+    let opsUrl: string | undefined
+    if (listen.ops) {
+      // Health, readiness and metrics only, so it may face the pod network (kubelet, Prometheus).
+      const ops = hardened(createServer(serverOptions, handlers.ops()), upstream.requestDeadlineMs)
+      await listenOn(ops, { ...listen.ops, backlog: listen.backlog })
+      servers.push(ops)
+      opsUrl = urlOf(ops)
+    }
+    return { servers, url, opsUrl }
+  } catch (error) {
+    // Start failed: release what is already listening, or the process would linger half-started.
+    await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))))
+    throw error
   }
-  let opsUrl: string | undefined
-  if (listen.ops) {
-    // Health, readiness and metrics only, so it may face the pod network (kubelet, Prometheus).
-    const ops = hardened(createServer(serverOptions, handlers.ops()), upstream.requestDeadlineMs)
-    await listenOn(ops, { ...listen.ops, backlog: listen.backlog })
-    servers.push(ops)
-    opsUrl = urlOf(ops)
-  }
-  return { servers, url, opsUrl }
 }
 
 /**
@@ -100,14 +101,4 @@ function urlOf(server: Server): string {
   const address = server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   return `http://${host}:${address.port}`
-}
-
-function listenOn(server: Server, where: { host: string; port: number; backlog: number }): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(where, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
 }

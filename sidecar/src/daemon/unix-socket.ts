@@ -2,6 +2,7 @@ import { chmodSync, linkSync, lstatSync, mkdtempSync, rmdirSync, statSync, unlin
 import type { Server } from 'node:http'
 import { connect } from 'node:net'
 import { basename, dirname, join } from 'node:path'
+import { listenOn } from './listen-on.ts'
 
 /** Why the daemon refuses to take a socket path: it never deletes what it did not create. */
 export class SocketPathInUseError extends Error {
@@ -25,7 +26,7 @@ export async function listenOnUnixSocket(server: Server, path: string, backlog?:
   const privateDir = mkdtempSync(join(dirname(path), `.${basename(path)}.`))
   const temporary = join(privateDir, 's')
   try {
-    await listen(server, temporary, backlog)
+    await listenOn(server, backlog === undefined ? { path: temporary } : { path: temporary, backlog })
     chmodSync(temporary, 0o660)
     try {
       linkSync(temporary, path)
@@ -92,16 +93,6 @@ function answers(path: string): Promise<boolean> {
       clearTimeout(timer)
       if (error.code === 'ECONNREFUSED') resolve(false)
       else reject(new SocketPathInUseError(`cannot probe ${path}: ${error.code ?? error.message}`))
-    })
-  })
-}
-
-function listen(server: Server, path: string, backlog: number | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(backlog === undefined ? { path } : { path, backlog }, () => {
-      server.off('error', reject)
-      resolve()
     })
   })
 }
