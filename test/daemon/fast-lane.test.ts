@@ -211,3 +211,31 @@ test('with callers.allow the fast lane stands aside: every answer goes through t
   assert.equal((await rawGet(stack.url, `${path}&identity=other`, standardHeaders(stack))).status, 400)
   assert.equal(stack.daemon.fastLane.served, 0)
 })
+
+test('fast lane: an IMDS answer keeps a token nbf that falls in the second the answer is first built', async (t) => {
+  const clock = new FakeClock()
+  const stack = await startStack(t, { clock })
+  // A token whose nbf is "now" (an issuer that does not back-date it): not_before is that nbf for
+  // the token's life, never the moving "now" the IMDS shape uses for a token without one.
+  const nbf = Math.floor(clock.now() / 1000)
+  const payload = Buffer.from(JSON.stringify({ nbf, exp: nbf + 3600 })).toString('base64url')
+  stack.emulator.state.faults.script('imds.token', [
+    {
+      status: 200,
+      body: {
+        access_token: `eyJhbGciOiJub25lIn0.${payload}.sig`,
+        expires_in: '3600',
+        token_type: 'Bearer',
+        resource,
+      },
+    },
+  ])
+  assert.equal((await rawGet(stack.url, `/token?resource=${resource}`, standardHeaders(stack))).status, 200)
+  const path = `/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${resource}`
+  const first = await bothPaths(stack, path, standardHeaders(stack))
+  assert.equal(JSON.parse(first.fast.body).not_before, String(nbf))
+  await clock.advance(10_000)
+  const { slow, fast } = await bothPaths(stack, path, standardHeaders(stack))
+  assert.deepEqual(fast, slow)
+  assert.equal(JSON.parse(fast.body).not_before, String(nbf))
+})

@@ -12,9 +12,9 @@ import {
   appServiceTokenJson,
   appServiceTokenPath,
 } from './routes/app-service-compat.ts'
-import { compatIdentity, oneOf } from './routes/compat-identity.ts'
-import { imdsTokenJson, imdsTokenPath } from './routes/imds-compat.ts'
-import { tokenResponseJson } from './wire/responses.ts'
+import { compatIdentity, compatNotBefore, oneOf } from './routes/compat-identity.ts'
+import { imdsExpiresIn, imdsTokenJson, imdsTokenPath } from './routes/imds-compat.ts'
+import { expiresIn, tokenResponseJson } from './wire/responses.ts'
 
 export interface FastLaneDeps {
   runtime: Runtime
@@ -266,20 +266,20 @@ function makeTemplate(
     case 'token': {
       const body: Record<string, unknown> = { ...tokenResponseJson(served, nowMs, exposePrivateKey) }
       body['expires_in'] = marker('expires_in')
-      holes.set('expires_in', (now) => String(Math.max(0, Math.floor((expiresOn - now) / 1000))))
+      holes.set('expires_in', (now) => String(expiresIn(expiresOn, now)))
       json = body
       break
     }
     case 'imds': {
       const body: Record<string, unknown> = { ...imdsTokenJson(served, target.resource, nowMs) }
-      const expiresIn = (now: number) =>
-        `"${Math.max(0, Math.floor(expiresOn / 1000) - Math.floor(now / 1000))}"`
+      const imdsExpiresInJson = (now: number) => JSON.stringify(imdsExpiresIn(expiresOn, now))
       body['expires_in'] = marker('expires_in')
       body['ext_expires_in'] = marker('ext_expires_in')
-      holes.set('expires_in', expiresIn)
-      holes.set('ext_expires_in', expiresIn)
-      // not_before is the token's nbf when it has one, else "now".
-      if (body['not_before'] === String(Math.floor(nowMs / 1000))) {
+      holes.set('expires_in', imdsExpiresInJson)
+      holes.set('ext_expires_in', imdsExpiresInJson)
+      // not_before is the token's nbf when it has one (fixed), else "now" (a hole). Decided by
+      // whether there is an nbf, not by comparing values: an nbf in this very second is still fixed.
+      if (compatNotBefore(served) === undefined) {
         body['not_before'] = marker('not_before')
         holes.set('not_before', (now) => `"${Math.floor(now / 1000)}"`)
       }

@@ -32,11 +32,16 @@ export interface ImdsTokenJson {
 export const imdsTokenPath = '/metadata/identity/oauth2/token'
 const path = imdsTokenPath
 
+/** IMDS's `expires_in` (and `ext_expires_in`): whole seconds from now to `expires_on`, a string. */
+export function imdsExpiresIn(expiresOnMs: number, nowMs: number): string {
+  return String(Math.max(0, Math.floor(expiresOnMs / 1000) - Math.floor(nowMs / 1000)))
+}
+
 /** The IMDS answer for `served`, asked for as `resource`, at `nowMs`. */
 export function imdsTokenJson(served: ServedToken, resource: string, nowMs: number): ImdsTokenJson {
   const nowSeconds = Math.floor(nowMs / 1000)
   const expiresOn = Math.floor(served.token.expiresOn / 1000)
-  const expiresIn = String(Math.max(0, expiresOn - nowSeconds))
+  const expiresIn = imdsExpiresIn(served.token.expiresOn, nowMs)
   const clientId = compatClientId(served)
   return {
     access_token: served.token.accessToken,

@@ -40,6 +40,11 @@ export function bindingCertificateJson(
   return json
 }
 
+/** The native answer's `expires_in`: whole seconds left, never negative. */
+export function expiresIn(expiresOnMs: number, nowMs: number): number {
+  return Math.max(0, Math.floor((expiresOnMs - nowMs) / 1000))
+}
+
 export function tokenResponseJson(
   served: ServedToken,
   nowMs: number,
@@ -50,7 +55,7 @@ export function tokenResponseJson(
     token_type: token.tokenType,
     access_token: token.accessToken,
     expires_on: Math.floor(token.expiresOn / 1000),
-    expires_in: Math.max(0, Math.floor((token.expiresOn - nowMs) / 1000)),
+    expires_in: expiresIn(token.expiresOn, nowMs),
     refresh_on: Math.floor(token.refreshAt / 1000),
     resource: scope.resource,
     scope: scope.scope,
