@@ -64,6 +64,23 @@ test("an identity IMDS does not know is a 400 with IMDS's words", async (t) => {
   assert.match(body.correlation_id, /^[0-9a-f-]{36}$/)
 })
 
+test('IMDS error text that echoes a JWT reaches neither the caller nor the log', async (t) => {
+  const stack = await startStack(t)
+  const echoed = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl'
+  stack.emulator.state.faults.script('imds.token', [
+    {
+      status: 400,
+      body: { error: 'invalid_request', error_description: `bad assertion ${echoed}\nline two` },
+    },
+  ])
+  const res = await stack.get('/token?resource=https://management.azure.com')
+  assert.equal(res.status, 400)
+  const body = await json(res)
+  assert.match(body.error_description, /bad assertion \[jwt\] line two/)
+  assert.ok(!JSON.stringify(body).includes(echoed))
+  assert.ok(!JSON.stringify(stack.logs.records).includes(echoed))
+})
+
 test('an unknown resource is passed through as invalid_resource', async (t) => {
   const stack = await startStack(t)
   const res = await stack.get('/token?resource=https://nothing.invalid')

@@ -110,3 +110,16 @@ export function parseRetryAfterMs(value: string | undefined, now: number): numbe
   if (Number.isNaN(date)) return undefined
   return Math.max(0, date - now)
 }
+
+/**
+ * Text an upstream wrote (AADSTS or IMDS error descriptions) made fit for an error message and a
+ * log line: no secrets are expected in it, but it is upstream's text, so anything that looks like
+ * a JWT is blanked (in case an error ever echoes an assertion or token back), line breaks become
+ * spaces, and it is cut to `maxChars`.
+ */
+export function upstreamText(text: string, maxChars: number): string {
+  return text
+    .replace(/eyJ[\w-]*\.[\w-]*\.[\w-]*/g, '[jwt]')
+    .replace(/[\r\n]+/g, ' ')
+    .slice(0, maxChars)
+}

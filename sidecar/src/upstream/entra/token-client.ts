@@ -2,7 +2,13 @@ import { parseSeconds } from '../../model/expiry.ts'
 import { randomUUID } from 'node:crypto'
 import { SidecarError, type ErrorReason, type UpstreamErrorDetail } from '../../core/errors.ts'
 import { callUpstream } from '../client.ts'
-import { describeEndpoint, parseJsonObject, parseRetryAfterMs, type HttpResponse } from '../http.ts'
+import {
+  describeEndpoint,
+  parseJsonObject,
+  parseRetryAfterMs,
+  upstreamText,
+  type HttpResponse,
+} from '../http.ts'
 import { entraRetryPolicy } from '../retry.ts'
 import type { Runtime } from '../../core/runtime.ts'
 import type { AcquiredToken, TokenType } from '../../model/token.ts'
@@ -257,7 +263,7 @@ function upstreamDetail(
   const error = str(json?.['error'])
   if (error) detail.error = error.slice(0, 100)
   const description = str(json?.['error_description'])
-  if (description) detail.errorDescription = sanitizeDescription(description)
+  if (description) detail.errorDescription = upstreamText(description, 600)
   const codes = json?.['error_codes']
   if (Array.isArray(codes)) {
     const numbers = codes.filter((c): c is number => typeof c === 'number' && Number.isInteger(c))
@@ -268,17 +274,6 @@ function upstreamDetail(
   const correlationId = str(json?.['correlation_id']) ?? headers['client-request-id']
   if (correlationId) detail.correlationId = correlationId.slice(0, 100)
   return detail
-}
-
-/**
- * AADSTS descriptions carry no secrets, but they are upstream text: cut them to a sane length and
- * blank anything that looks like a JWT, in case an error ever echoes an assertion back.
- */
-function sanitizeDescription(text: string): string {
-  return text
-    .replace(/eyJ[\w-]*\.[\w-]*\.[\w-]*/g, '[jwt]')
-    .replace(/[\r\n]+/g, ' ')
-    .slice(0, 600)
 }
 
 function describeUpstreamError(detail: UpstreamErrorDetail): string {

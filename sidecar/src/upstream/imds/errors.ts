@@ -1,10 +1,10 @@
 import { SidecarError, type UpstreamErrorDetail } from '../../core/errors.ts'
-import { parseRetryAfterMs, type HttpResponse } from '../http.ts'
+import { parseRetryAfterMs, upstreamText, type HttpResponse } from '../http.ts'
 
 /**
  * What an IMDS error answer says. IMDS error bodies are `{error, error_description}` or sometimes
- * `{message, correlationId}` (or not JSON). Only those short fields are kept, clipped: never a
- * body that might echo a CSR or certificate. Shared by IMDS v1 and v2.
+ * `{message, correlationId}` (or not JSON). Only those short fields are kept, clipped and with
+ * anything JWT-shaped blanked (`upstreamText`): never a body that might echo a CSR or certificate. Shared by IMDS v1 and v2.
  */
 export function imdsErrorDetail(endpoint: string, res: HttpResponse): UpstreamErrorDetail {
   const detail: UpstreamErrorDetail = { endpoint, status: res.status }
@@ -16,7 +16,7 @@ export function imdsErrorDetail(endpoint: string, res: HttpResponse): UpstreamEr
   } catch {
     // Not JSON: status alone.
   }
-  const clip = (v: unknown) => (typeof v === 'string' && v !== '' ? v.slice(0, 300) : undefined)
+  const clip = (v: unknown) => (typeof v === 'string' && v !== '' ? upstreamText(v, 300) : undefined)
   const error = clip(body['error'])
   const description = clip(body['error_description']) ?? clip(body['message'])
   const correlationId = clip(body['correlation_id']) ?? clip(body['correlationId'])
