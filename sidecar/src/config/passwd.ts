@@ -11,7 +11,7 @@ export const defaultPasswdFile = '/etc/passwd'
  *
  * @throws the read error (ENOENT, EACCES) for the caller to report.
  */
-export function readPasswd(path: string = defaultPasswdFile): Map<string, number> {
+export function readPasswd(path: string): Map<string, number> {
   return parsePasswd(readFileSync(path, 'utf8'))
 }
 

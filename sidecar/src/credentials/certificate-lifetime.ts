@@ -1,5 +1,6 @@
 import { spread, upToLater } from '../core/jitter.ts'
-import { exponentialBackoff, type RenewalPolicy } from './renewing.ts'
+import type { RenewalPolicy } from './renewing.ts'
+import { exponentialBackoff } from '../core/backoff.ts'
 
 /**
  * When to renew, and until when to hand out, a binding certificate — relative to its own life.

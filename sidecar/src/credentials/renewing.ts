@@ -3,6 +3,7 @@ import type { Random, Timer } from '../core/clock.ts'
 import { SidecarError, describeError } from '../core/errors.ts'
 import type { Runtime } from '../core/runtime.ts'
 import { spread, upToEarlier } from '../core/jitter.ts'
+import { exponentialBackoff } from '../core/backoff.ts'
 
 /** When a value is renewed and until when it is handed out: fixed by its policy when it arrives. */
 export interface Lifetime {
@@ -27,11 +28,6 @@ export interface RenewalPolicy {
    * value is still usable; undefined lets it lapse (the next caller fetches in the foreground).
    */
   retryDelay(failures: number, lifetime: Lifetime, now: number, random: Random): number | undefined
-}
-
-/** `baseMs` doubled per failure after the first, at most `maxMs`. */
-export function exponentialBackoff(baseMs: number, maxMs: number, failures: number): number {
-  return Math.min(baseMs * 2 ** (failures - 1), maxMs)
 }
 
 /**

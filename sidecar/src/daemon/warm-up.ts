@@ -3,6 +3,7 @@ import type { Runtime } from '../core/runtime.ts'
 import type { Readiness } from '../http/readiness.ts'
 import { normaliseScope } from '../tokens/scope.ts'
 import type { TokenService } from '../tokens/token-service.ts'
+import { exponentialBackoff } from '../core/backoff.ts'
 
 const firstRetryMs = 1000
 const maxRetryMs = 60_000
@@ -42,7 +43,7 @@ export function warmUp(deps: {
         } catch (error) {
           const reason = error instanceof Error ? error.message : String(error)
           readiness.warmPending(identity.name, reason)
-          const delay = Math.min(maxRetryMs, firstRetryMs * 2 ** attempt)
+          const delay = exponentialBackoff(firstRetryMs, maxRetryMs, attempt + 1)
           logger.warn({ identity: identity.name, reason, retry_in_ms: delay }, 'warming identity failed')
           await clock.sleep(delay, signal).catch(() => {})
         }

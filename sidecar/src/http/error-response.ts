@@ -11,7 +11,7 @@ export interface ErrorBody {
 }
 
 /** Our own back-off when upstream gave none: IMDS's retry schedule is 1 + 2 + 4 s. */
-export const defaultRetryAfterSeconds = 5
+const defaultRetryAfterSeconds = 5
 
 /**
  * The one place an error becomes an HTTP answer. Upstream `error` is passed through when upstream

@@ -176,14 +176,9 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
     res.end(body)
     status.served++
     runtime.metrics.countRequest(target.route, 200, (performance.now() - started) / 1000)
-    logRequest(runtime, 'GET', pathOf(url), 200, started, undefined)
+    logRequest(runtime, 'GET', target.route, 200, started, undefined)
   }
   return { listener, status }
-}
-
-function pathOf(url: string): string {
-  const q = url.indexOf('?')
-  return q < 0 ? url : url.slice(0, q)
 }
 
 /**

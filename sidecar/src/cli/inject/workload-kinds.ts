@@ -25,5 +25,3 @@ export function podLocation(apiVersion: unknown, kind: unknown): PodLocation | u
   if (typeof apiVersion !== 'string' || typeof kind !== 'string') return undefined
   return locations[`${apiVersion}/${kind}`]
 }
-
-export const injectableKinds = Object.keys(locations)

@@ -50,24 +50,26 @@ interface Pending {
   reject: (error: Error) => void
 }
 
+/** The worker ends after this long without work. */
+const idleMs = 30_000
+
 /**
  * Scans /proc text tables on a worker thread. The kernel hands /proc/net/tcp out about one page
  * per read(2), and formatting it costs in proportion to every socket of the namespace, so a scan
  * is hundreds of system calls and up to tens of milliseconds: on the main thread it would stall
  * every connection, and through the libuv pool each page would cost an event-loop round trip. The
- * worker starts on first use and ends after `idleMs` without work (it never keeps the process up).
+ * worker starts on first use and ends after `idleMs` (30 s) without work (it never keeps the
+ * process up).
  */
 export class TableScanner {
   readonly #chunkBytes: number
-  readonly #idleMs: number
   readonly #pending = new Map<number, Pending>()
   #worker: Worker | undefined
   #nextId = 0
   #idleTimer: NodeJS.Timeout | undefined
 
-  constructor(options: { chunkBytes?: number; idleMs?: number } = {}) {
+  constructor(options: { chunkBytes?: number } = {}) {
     this.#chunkBytes = options.chunkBytes ?? 64 * 1024
-    this.#idleMs = options.idleMs ?? 30_000
   }
 
   /**
@@ -103,8 +105,7 @@ export class TableScanner {
       this.#pending.delete(message.id)
       if (message.lines) pending?.resolve(message.lines)
       else pending?.reject(new Error(message.error ?? 'scan failed'))
-      if (this.#pending.size === 0)
-        this.#idleTimer = setTimeout(() => void this.close(), this.#idleMs).unref()
+      if (this.#pending.size === 0) this.#idleTimer = setTimeout(() => void this.close(), idleMs).unref()
     })
     const lost = (error: Error) => {
       if (this.#worker !== worker) return

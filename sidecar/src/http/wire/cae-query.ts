@@ -23,6 +23,3 @@ export function caeFromQuery(c: Context, accepted: { claims: boolean; xmsCc: boo
   if (capabilities !== undefined) cae.clientCapabilities = parseCapabilities(capabilities)
   return cae
 }
-
-/** Query parameters that make a token request a CAE request (see `caeFromQuery`). */
-export const caeQueryParameters = ['claims', 'token_sha256_to_refresh', 'xms_cc'] as const
