@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs'
+import { defaults } from '../../config/defaults.ts'
+import { sidecarVersion } from '../../core/version.ts'
 
 /**
  * The names, ports and paths `inject` writes. They are part of the product surface: README and
@@ -12,16 +13,13 @@ export const configFileName = 'config.yaml'
 export const secretMountPath = '/var/run/secrets/credential-sidecar'
 /** The key the caller Secret must hold (contract §1: `--secret NAME`). */
 export const secretKey = 'identity-header'
-export const tokenPort = 7780
-export const opsPort = 7781
+export const tokenPort = defaults.listenPort
+export const opsPort = defaults.opsPort
 /** The image's numeric uid/gid: a numeric uid lets the kubelet verify runAsNonRoot. */
 export const sidecarUid = 65532
 export const sidecarEndpoint = `http://127.0.0.1:${tokenPort}`
 
 /** `credential-sidecar:<version of this package>`: output is reproducible for a given release. */
 export function defaultImage(): string {
-  const manifest = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
-    version: string
-  }
-  return `credential-sidecar:${manifest.version}`
+  return `credential-sidecar:${sidecarVersion()}`
 }

@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util'
+import { guid, protocolSchemes } from '../../config/schema.ts'
+import type { ProtocolScheme } from '../../config/types.ts'
 import { defaultImage } from './layout.ts'
 import { InjectUsageError } from './refusal.ts'
-
-export type ProtocolScheme = 'Bearer' | 'MTLS_POP'
 
 export interface InjectOptions {
   /** The sidecar's image. */
@@ -41,7 +41,6 @@ export const injectUsage = (): string => `Usage: credential-sidecar inject FILE|
 
 // Kubernetes object names (RFC 1123 subdomain), as the API server would check them.
 const objectName = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/
-const guid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 /** The command line of `inject`, checked whole so that a bad combination never reaches the YAML. */
 export function parseInjectCommandLine(args: string[]): InjectCommandLine | 'help' {
@@ -71,7 +70,7 @@ export function parseInjectCommandLine(args: string[]): InjectCommandLine | 'hel
   const image = values.image ?? defaultImage()
   if (!image || /\s/.test(image)) throw new InjectUsageError(`--image "${image}" is not an image reference`)
   const scheme = values['protocol-scheme'] ?? 'Bearer'
-  if (scheme !== 'Bearer' && scheme !== 'MTLS_POP')
+  if (!isProtocolScheme(scheme))
     throw new InjectUsageError(`--protocol-scheme must be Bearer or MTLS_POP, not "${scheme}"`)
   for (const flag of ['config-map', 'secret'] as const) {
     const name = values[flag]
@@ -97,4 +96,8 @@ export function parseInjectCommandLine(args: string[]): InjectCommandLine | 'hel
   if (values.secret !== undefined) options.secret = values.secret
   if (clientId !== undefined) options.clientId = clientId
   return { input: positionals[0]!, options }
+}
+
+function isProtocolScheme(value: string): value is ProtocolScheme {
+  return (protocolSchemes as readonly string[]).includes(value)
 }
