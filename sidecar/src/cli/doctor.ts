@@ -6,6 +6,8 @@ import { normaliseScope } from '../tokens/scope.ts'
 import { ImdsV2Client } from '../upstream/imds/v2.ts'
 import { probeImdsAsOtherUid, type LockdownProbe } from './imds-lockdown-probe.ts'
 import { usesImdsV2 } from '../config/token-scheme.ts'
+import { untilAborted } from '../core/abort.ts'
+import { classifyTransportError } from '../upstream/transport-errors.ts'
 
 /** The resource doctor asks a token for when an identity names no warmResource. */
 const probeResource = 'https://management.azure.com'
@@ -99,14 +101,10 @@ async function diagnose(config: SidecarConfig): Promise<DoctorReport> {
     try {
       const selector = imdsV2Selector(identity.config)
       if (selector) {
-        await withTimeout(
-          imdsV2.getPlatformMetadata(selector, signal, { probe: true }),
-          signal,
-          identityCheckTimeoutMs,
-        )
+        await untilAborted(imdsV2.getPlatformMetadata(selector, signal, { probe: true }), signal)
         entry.imdsV2 = true
       }
-      const binding = await withTimeout(identity.currentBinding(signal), signal, identityCheckTimeoutMs)
+      const binding = await untilAborted(identity.currentBinding(signal), signal)
       if (binding) {
         entry.credential = {
           x5tS256: binding.x5tS256,
@@ -115,11 +113,7 @@ async function diagnose(config: SidecarConfig): Promise<DoctorReport> {
         }
       }
       const resource = identity.config.warmResource ?? probeResource
-      const served = await withTimeout(
-        tokens.getToken(identity, normaliseScope({ resource })),
-        signal,
-        identityCheckTimeoutMs,
-      )
+      const served = await untilAborted(tokens.getToken(identity, normaliseScope({ resource })), signal)
       entry.token = {
         tokenType: served.token.tokenType,
         resource,
@@ -128,7 +122,11 @@ async function diagnose(config: SidecarConfig): Promise<DoctorReport> {
       }
       entry.ok = true
     } catch (error) {
-      entry.error = error instanceof Error ? error.message : String(error)
+      entry.error = signal.aborted
+        ? `no answer within ${identityCheckTimeoutMs} ms`
+        : error instanceof Error
+          ? error.message
+          : String(error)
       // Azure IMDS answers the probe (no Metadata header) with 400; anything else is not IMDS.
       if (needsImds(identity.config) && imds.status !== 400) entry.hint = notImdsHint
     }
@@ -206,16 +204,18 @@ function lockdownLine({ lockdown, imdsEndpoint }: DoctorReport): string {
  */
 async function probeImds(endpoint: string, dispatcher: Dispatcher): Promise<DoctorReport['imds']> {
   const started = performance.now()
+  const signal = AbortSignal.timeout(imdsProbeTimeoutMs)
   try {
     const res = await request(`${endpoint}/metadata/identity/oauth2/token?api-version=2018-02-01`, {
       dispatcher,
-      signal: AbortSignal.timeout(imdsProbeTimeoutMs),
+      signal,
       headersTimeout: imdsProbeTimeoutMs,
     })
     await res.body.dump()
     return { reachable: true, ms: Math.round(performance.now() - started), status: res.statusCode }
   } catch (error) {
-    const timedOut = error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError')
+    // Our own deadline, or undici's headersTimeout firing first (UND_ERR_HEADERS_TIMEOUT).
+    const timedOut = classifyTransportError(error, signal.aborted).reason === 'timeout'
     return {
       reachable: false,
       ms: Math.round(performance.now() - started),
@@ -230,15 +230,6 @@ async function probeImds(endpoint: string, dispatcher: Dispatcher): Promise<Doct
 function needsImds(config: IdentityConfig): boolean {
   if (config.kind === 'managedIdentity') return true
   return config.clientCredentials.some((c) => c.sourceType === 'SignedAssertionFromManagedIdentity')
-}
-
-function withTimeout<T>(promise: Promise<T>, signal: AbortSignal, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new Error(`no answer within ${ms} ms`))
-    if (signal.aborted) return onAbort()
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
-  })
 }
 
 function describePath(config: IdentityConfig): string {
