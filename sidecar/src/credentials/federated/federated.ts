@@ -85,7 +85,7 @@ export class FederatedCredential implements CredentialSource {
     this.#leg1.start()
   }
 
-  async close(): Promise<void> {
-    this.#leg1.close()
+  close(): Promise<void> {
+    return this.#leg1.close()
   }
 }

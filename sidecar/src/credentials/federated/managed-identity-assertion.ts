@@ -79,9 +79,12 @@ export class ManagedIdentityAssertion {
     this.#options.managedIdentity.start?.()
   }
 
-  /** The managed identity's binding credential is shared, and closed with the identities. */
-  close(): void {
-    this.#value.close()
+  /**
+   * Stops renewal and waits for a fetch under way (the close aborts it). The managed identity's
+   * binding credential is shared, and closed with the identities.
+   */
+  close(): Promise<void> {
+    return this.#value.close()
   }
 
   #fetch(signal: AbortSignal): Promise<FederatedAssertion> {
