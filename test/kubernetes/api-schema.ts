@@ -12,12 +12,21 @@ type CompiledValidator = ((data: unknown) => boolean) & {
   errors?: { instancePath: string; message?: string; keyword: string; params: unknown }[] | null
 }
 
-/** The schema module for apiVersion/kind: IoK8sApi{Group}{Version}{Kind}, as the package names them. */
+/**
+ * The schema module for apiVersion/kind: IoK8sApi{Group}{Version}{Kind}, as kubernetes-models names
+ * them, or cert-manager's from @kubernetes-models/cert-manager (compiled from its CRDs).
+ */
 function schemaModule(apiVersion: string, kind: string): string {
   const [group, version] = apiVersion.includes('/') ? apiVersion.split('/') : ['core', apiVersion]
-  const groupName = group!.split('.')[0]!
   const capital = (s: string) => s.charAt(0).toUpperCase() + s.slice(1)
-  return `IoK8sApi${capital(groupName)}${capital(version!)}${kind}`
+  // The package exports its models, not its _schemas/ folder: the file is imported by its path.
+  if (group === 'cert-manager.io')
+    return new URL(
+      `./_schemas/ComGithubCertManagerCertManagerPkgApisCertmanager${capital(version!)}${kind}.js`,
+      import.meta.resolve('@kubernetes-models/cert-manager'),
+    ).href
+  const groupName = group!.split('.')[0]!
+  return `kubernetes-models/_schemas/IoK8sApi${capital(groupName)}${capital(version!)}${kind}`
 }
 
 /** The problems in one object: schema errors, then unknown fields; empty when it validates. */
@@ -27,7 +36,7 @@ export async function apiSchemaProblems(object: unknown): Promise<string[]> {
   if (typeof apiVersion !== 'string' || typeof kind !== 'string') return ['no apiVersion/kind']
   let validate: CompiledValidator
   try {
-    ;({ validate } = (await import(`kubernetes-models/_schemas/${schemaModule(apiVersion, kind)}`)) as {
+    ;({ validate } = (await import(schemaModule(apiVersion, kind))) as {
       validate: CompiledValidator
     })
   } catch {
