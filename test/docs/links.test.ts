@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { glob, readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { brokenReason, isExternal, markdownLinks } from '../support/markdown.ts'
+import { brokenReason, isExternal, markdownLinks, repositoryTarget, repositoryUrl } from '../support/markdown.ts'
 
 const root = resolve(import.meta.dirname, '../..')
 
@@ -39,6 +39,25 @@ test('every relative link and anchor in the Markdown files resolves', async () =
     }
   }
   assert.ok(checked > 50, `only ${checked} relative links found: is the parser still reading the docs?`)
+  assert.deepEqual(broken, [])
+})
+
+test('every absolute link into this repository names a file (and heading) on main', async () => {
+  const broken: string[] = []
+  const foreign: string[] = []
+  for (const file of await markdownFiles()) {
+    for (const link of markdownLinks(await readFile(join(root, file), 'utf8'))) {
+      if (/^https:\/\/github\.com\/credential-sidecar\//i.test(link.target) && !link.target.startsWith(repositoryUrl)) {
+        foreign.push(`${file}:${link.line} (${link.target})`)
+      }
+      const target = repositoryTarget(link.target)
+      if (target === undefined) continue
+      // Resolved from the root, where the repository's paths start ('…#readme' maps to README.md).
+      const reason = await brokenReason(join(root, 'README.md'), target)
+      if (reason) broken.push(`${file}:${link.line} (${link.target}): ${reason}`)
+    }
+  }
+  assert.deepEqual(foreign, [], `links into the project must use ${repositoryUrl}`)
   assert.deepEqual(broken, [])
 })
 

@@ -88,3 +88,17 @@ export async function brokenReason(file: string, target: string, root?: string):
   const anchors = headingAnchors(await readFile(path, 'utf8'))
   return anchors.has(decodeURIComponent(anchor)) ? undefined : `no heading #${anchor} in it`
 }
+
+/** Where this repository's docs live on the web: package READMEs link there (`blob/main/docs/…`). */
+export const repositoryUrl = 'https://github.com/credential-sidecar/credential-sidecar'
+
+/**
+ * The repository-relative target (`docs/vm.md#anchor`) of an absolute link into this repository
+ * (`…/blob/main/docs/vm.md#anchor`, `…/tree/main/deploy/`, `…#readme`), or undefined for any other URL.
+ */
+export function repositoryTarget(url: string): string | undefined {
+  if (url === repositoryUrl || url === `${repositoryUrl}/`) return 'README.md'
+  if (url.startsWith(`${repositoryUrl}#`)) return 'README.md'
+  const path = /^\/(?:blob|tree)\/main\/(.+)$/.exec(url.slice(repositoryUrl.length))?.[1]
+  return url.startsWith(`${repositoryUrl}/`) && path ? path : undefined
+}
