@@ -71,7 +71,8 @@ async function assertInjectedAsCommand(answer: Answer, pod: unknown, options: In
 test('a Pod CREATE as kube-apiserver sends it, over TLS: the patch makes exactly the pod inject makes, valid and restricted', async (t) => {
   const { server, logs } = await startWebhook(t, pki, defaults)
   const review = admissionReview()
-  const answer = await call(server.url, pki.ca.certificatePem, { body: review })
+  // kube-apiserver adds its timeout to the configured path.
+  const answer = await call(server.url, pki.ca.certificatePem, { body: review, path: '/mutate?timeout=5s' })
   assert.equal(answer.body.response.uid, review['request']['uid'])
   assert.equal(answer.serial, first.serial)
   const pod = await assertInjectedAsCommand(answer, review['request']['object'], defaults)
@@ -210,6 +211,7 @@ test('a pod inject would refuse is denied with inject’s message', async (t) =>
       /the pod is labelled azure\.workload\.identity\/use: "true".*--workload-identity/,
     ],
     [(pod) => (pod['spec']['containers'][0]['ports'] = [{ containerPort: 7781 }]), /uses port 7781/],
+    [(pod) => (pod['spec']['containers'] = 'web'), /spec\.containers is missing or empty/],
   ]
   for (const [change, message] of cases) {
     const review = admissionReview((r) => change(r['request']['object']))
@@ -233,7 +235,7 @@ test('a pod inject would refuse is denied with inject’s message', async (t) =>
   }
   assert.deepEqual(
     logs.filter((entry) => entry['msg'] === 'review').map((entry) => entry['decision']),
-    ['denied', 'denied', 'denied'],
+    ['denied', 'denied', 'denied', 'denied'],
   )
 })
 

@@ -53,6 +53,7 @@ export function review(body: unknown, defaults: InjectOptions): ReviewOutcome {
 
   const isPodCreate =
     kind['group'] === '' &&
+    kind['version'] === 'v1' &&
     kind['kind'] === 'Pod' &&
     resource['resource'] === 'pods' &&
     !request['subResource'] &&
@@ -80,7 +81,9 @@ export function review(body: unknown, defaults: InjectOptions): ReviewOutcome {
     if (error instanceof InjectRefusal) return { ...outcome, ...denied(uid, error.message) }
     if (error instanceof InjectUsageError || error instanceof AnnotationError)
       return { ...outcome, ...denied(uid, `${what}: ${error.message}`) }
-    throw error
+    // A pod shape inject did not foresee: still an answer kube-apiserver can show, with the uid.
+    const message = error instanceof Error ? error.message : String(error)
+    return { ...outcome, ...denied(uid, `${what}: the webhook could not inject this pod (${message})`) }
   }
   const patch = jsonPatch(pod, injected)
   if (patch.length === 0) return { ...outcome, ...allowed(uid), decision: 'unchanged' }
