@@ -277,6 +277,8 @@ test('inject refuses an app container whose AZURE_CLIENT_ID names an identity th
   injectYaml(withClientId(id.toUpperCase().replace(/3/g, '3')), { ...options, clientId: id })
   injectYaml(withClientId(id), { ...options, workloadIdentity: true })
   injectYaml(withClientId(id), { ...options, configMap: 'c' })
+  // With AZURE_TENANT_ID the container configures an app credential of its own, not the sidecar's.
+  injectYaml(withClientId(id).concat('        - name: AZURE_TENANT_ID\n          value: t\n'), options)
 })
 
 test('without --image, inject warns on stderr that the default image names no registry, and still writes', async () => {

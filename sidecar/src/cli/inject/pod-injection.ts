@@ -102,8 +102,13 @@ function refuseClientIdMismatch(
   for (const container of containers) {
     const env = container.get('env', true)
     if (!isSeq(env)) continue
-    for (const item of env.items) {
-      const variable = (isNode(item) ? item.toJS(document) : item) as { name?: unknown; value?: unknown }
+    const variables = env.items.map(
+      (item) => (isNode(item) ? item.toJS(document) : item) as { name?: unknown; value?: unknown } | null,
+    )
+    // With AZURE_TENANT_ID too, the id names an app credential of the container's own
+    // (EnvironmentCredential), not a managed identity it would ask the sidecar for.
+    if (variables.some((variable) => variable?.name === 'AZURE_TENANT_ID')) continue
+    for (const variable of variables) {
       if (variable?.name !== 'AZURE_CLIENT_ID' || typeof variable.value !== 'string') continue
       const wanted = variable.value.trim()
       if (wanted === '' || wanted.toLowerCase() === options.clientId?.toLowerCase()) continue
