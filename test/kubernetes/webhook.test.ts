@@ -439,6 +439,14 @@ test('the command: logs the real https URL, answers reviews, exits 0 on SIGTERM;
     assert.equal((await bad.exit).code, 2, args.join(' '))
     assert.match(bad.stderr.join(''), /credential-sidecar webhook: .*see credential-sidecar webhook --help/)
   }
+  for (const args of [
+    ['webhook', '--help'],
+    ['help', 'webhook'],
+  ]) {
+    const help = startProcess(t, args)
+    assert.equal((await help.exit).code, 0)
+    assert.match(help.stdout.join('\n'), /^Usage: credential-sidecar webhook --tls-cert FILE --tls-key FILE/)
+  }
   const noCert = startProcess(t, [
     'webhook',
     '--tls-cert',
