@@ -107,11 +107,19 @@ export interface Answer {
 export function call(
   url: string,
   ca: string,
-  options: { method?: string; path?: string; body?: unknown; raw?: string | Buffer; agent?: Agent } = {},
+  options: {
+    method?: string
+    path?: string
+    body?: unknown
+    raw?: string | Buffer
+    agent?: Agent
+    /** Send the body in chunks (Transfer-Encoding: chunked), with no Content-Length. */
+    chunked?: boolean
+  } = {},
 ): Promise<Answer> {
   const target = new URL(options.path ?? '/mutate', url)
-  const payload =
-    options.raw ?? (options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body)))
+  const raw = typeof options.raw === 'string' ? Buffer.from(options.raw) : options.raw
+  const payload = raw ?? (options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body)))
   return new Promise((resolve, reject) => {
     const request = httpsRequest(
       target,
@@ -142,7 +150,11 @@ export function call(
     )
     request.on('error', reject)
     request.on('timeout', () => request.destroy(new Error('timed out')))
-    request.end(payload)
+    if (options.chunked && payload !== undefined) {
+      const half = Math.floor(payload.length / 2)
+      request.write(payload.subarray(0, half))
+      request.end(payload.subarray(half))
+    } else request.end(payload)
   })
 }
 

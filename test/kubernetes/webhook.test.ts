@@ -297,6 +297,10 @@ test('malformed reviews are 400 (with the uid when there is one); oversized ones
   )
   const tooLarge = await call(server.url, ca, { body: huge })
   assert.equal(tooLarge.status, 413)
+  const tooLargeChunked = await call(server.url, ca, { body: huge, chunked: true })
+  assert.equal(tooLargeChunked.status, 413, 'counted when no length is declared')
+  const chunked = await call(server.url, ca, { body: admissionReview(), chunked: true })
+  assert.equal(chunked.body.response.allowed, true)
 
   assert.equal((await call(server.url, ca, { method: 'GET' })).status, 405)
   assert.equal((await call(server.url, ca, { path: '/other', body: admissionReview() })).status, 404)

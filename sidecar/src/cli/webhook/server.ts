@@ -114,22 +114,15 @@ export class WebhookServer {
     }
 
     async function answer(request: IncomingMessage): Promise<ReviewOutcome & { status: number }> {
-      const declared = Number(request.headers['content-length'])
-      if (declared > maxBodyBytes) return tooLarge(request, maxBodyBytes)
-      const chunks: Buffer[] = []
-      let size = 0
-      for await (const chunk of request as AsyncIterable<Buffer>) {
-        size += chunk.length
-        if (size > maxBodyBytes) return tooLarge(request, maxBodyBytes)
-        chunks.push(chunk)
-      }
-      let body: unknown
+      const body = await readBody(request, maxBodyBytes)
+      if (body === undefined) return tooLarge(maxBodyBytes)
+      let parsed: unknown
       try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+        parsed = JSON.parse(body.toString('utf8'))
       } catch {
         return malformed(undefined, 'the body is not JSON')
       }
-      return review(body, options.defaults)
+      return review(parsed, options.defaults)
     }
 
     await listenOn(server as unknown as import('node:http').Server, {
@@ -167,9 +160,35 @@ export class WebhookServer {
   }
 }
 
-/** 413: the body is not read further, and the connection is closed after the answer. */
-function tooLarge(request: IncomingMessage, limit: number): ReviewOutcome & { status: number } {
-  request.resume()
+/**
+ * The request body, or undefined once it is larger than `limit` (declared or counted): the rest is
+ * read and dropped, not kept, and the answer closes the connection.
+ */
+function readBody(request: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    if (Number(request.headers['content-length']) > limit) {
+      request.resume()
+      return resolve(undefined)
+    }
+    const chunks: Buffer[] = []
+    let size = 0
+    let over = false
+    request.on('data', (chunk: Buffer) => {
+      if (over) return
+      size += chunk.length
+      if (size <= limit) return void chunks.push(chunk)
+      over = true
+      chunks.length = 0
+      resolve(undefined)
+    })
+    request.on('end', () => {
+      if (!over) resolve(Buffer.concat(chunks))
+    })
+    request.on('error', reject)
+  })
+}
+
+function tooLarge(limit: number): ReviewOutcome & { status: number } {
   return { ...malformed(undefined, `the AdmissionReview is larger than ${limit} bytes`), status: 413 }
 }
 
