@@ -5,7 +5,7 @@ import { Writable } from 'node:stream'
 import { runDoctor } from '../../sidecar/src/cli/doctor.ts'
 import { probeImdsAsOtherUid } from '../../sidecar/src/cli/imds-lockdown-probe.ts'
 import { parseConfig } from '../../sidecar/src/config/load.ts'
-import { startEmulator } from '../../sidecar/src/emulator/emulator.ts'
+import { startEmulator } from '../support/emulator.ts'
 import { cannotSpawnAsOtherUids } from './as-uid.ts'
 
 const skip = cannotSpawnAsOtherUids()

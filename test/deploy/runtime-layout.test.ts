@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { startEmulator } from '../../sidecar/src/emulator/emulator.ts'
+import { startEmulator } from '../support/emulator.ts'
 import { startProcess } from '../process/process.ts'
 import { assertServesBearerAndPop, emulatorConfigYaml, npm } from '../support/installed.ts'
 

@@ -4,11 +4,8 @@ import { Hono } from 'hono'
 import type { TestContext } from 'node:test'
 import { SystemClock, type Clock } from '../../sidecar/src/core/clock.ts'
 import { imdsV2Routes } from '../../sidecar/src/emulator/imds-v2.ts'
-import {
-  createEmulatorState,
-  type EmulatorSettings,
-  type EmulatorState,
-} from '../../sidecar/src/emulator/state.ts'
+import type { EmulatorSettings, EmulatorState } from '../../sidecar/src/emulator/state.ts'
+import { createEmulatorState } from '../support/emulator.ts'
 import type { Logger } from '../../sidecar/src/core/log.ts'
 import type { Runtime } from '../../sidecar/src/core/runtime.ts'
 import { testRuntime } from '../support/runtime.ts'

@@ -7,7 +7,7 @@ import { parseConfig } from '../../sidecar/src/config/load.ts'
 import type { Clock } from '../../sidecar/src/core/clock.ts'
 import { Daemon } from '../../sidecar/src/daemon/daemon.ts'
 import type { SocketTable } from '../../sidecar/src/http/callers/socket-table.ts'
-import { startEmulator, type Emulator, type EmulatorOptions } from '../../sidecar/src/emulator/emulator.ts'
+import { startEmulator, type Emulator, type EmulatorOptions } from './emulator.ts'
 import { registerApp, type AppRegistration } from '../../sidecar/src/emulator/entra.ts'
 import { capturingLogger, type LogCapture } from './runtime.ts'
 

@@ -38,8 +38,11 @@ export class CertificateAuthority {
     this.#cert = forge.pki.certificateFromPem(certificatePem)
   }
 
-  static async create(options: { commonName?: string; now?: number } = {}): Promise<CertificateAuthority> {
-    const keys = await generateRsaKeyPair(2048)
+  /** A new CA; its key is `keys` when given (the emulator's key source), else a fresh one. */
+  static async create(
+    options: { commonName?: string; now?: number; keys?: RsaKeyPair } = {},
+  ): Promise<CertificateAuthority> {
+    const keys = options.keys ?? (await generateRsaKeyPair(2048))
     const now = options.now ?? Date.now()
     const cert = forge.pki.createCertificate()
     const name = [{ shortName: 'CN', value: options.commonName ?? 'credential-sidecar test CA' }]
