@@ -6,6 +6,7 @@ import type { CachedToken } from '../tokens/token-cache.ts'
 import type { ServedToken, TokenService } from '../tokens/token-service.ts'
 import { logRequest, type CallerPolicy } from './app.ts'
 import { checkCaller, rawHeaderLookup, type CallerGuardOptions } from './callers/caller-guard.ts'
+import { imdsAddress, namesImds } from './imds-host.ts'
 import type { Readiness } from './readiness.ts'
 import {
   appServiceApiVersion,
@@ -118,8 +119,13 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
     return target ?? undefined
   }
 
+  // The IMDS route alone also answers `Host: 169.254.169.254` (as app.ts's imdsGuard).
+  const imdsAddressGuard: CallerGuardOptions = { ...tokenGuard, hostAllowed: (h) => h === imdsAddress }
+
   const callerAllowed = (target: Target, req: IncomingMessage): boolean => {
     const header = rawHeaderLookup(req.rawHeaders)
+    if (target.kind === 'imds' && namesImds(header('host')))
+      return checkCaller(imdsAddressGuard, header) === undefined
     if (target.kind !== 'appService') return checkCaller(tokenGuard, header) === undefined
     // App Service authenticates by X-IDENTITY-HEADER alone; without a secret the route is absent.
     const secret = callers.secret()
@@ -143,7 +149,10 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
   const listener: Listener = function fastLaneListener(req, res) {
     const started = performance.now()
     const url = req.url
-    if (req.method !== 'GET' || url === undefined || readiness.draining) return next(req, res)
+    // A GET that announces a body is the hono app's to refuse (400 and close, RFC 9112): answering it
+    // here, synchronously inside the parser's callback, would answer before node sees a bad body.
+    if (req.method !== 'GET' || url === undefined || readiness.draining || announcesBody(req.rawHeaders))
+      return next(req, res)
     const target = understand(url)
     if (target === undefined || !callerAllowed(target, req)) return next(req, res)
     const served = tokens.peek(target.identity, target.scope)
@@ -179,6 +188,24 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
     logRequest(runtime, 'GET', target.route, 200, started, undefined)
   }
   return { listener, status }
+}
+
+/**
+ * Whether the raw header list has a Transfer-Encoding (any) or a Content-Length other than 0: one
+ * pass, no header object built (node builds `req.headers` lazily, and the lane never asks for it).
+ */
+function announcesBody(rawHeaders: readonly string[]): boolean {
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string
+    if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') return true
+    if (
+      name.length === 14 &&
+      name.toLowerCase() === 'content-length' &&
+      (rawHeaders[i + 1] as string).trim() !== '0'
+    )
+      return true
+  }
+  return false
 }
 
 /**
