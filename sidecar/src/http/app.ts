@@ -1,18 +1,19 @@
 import { randomUUID } from 'node:crypto'
-import { Hono, type Context } from 'hono'
+import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import { SidecarError } from '../core/errors.ts'
 import type { Runtime } from '../core/runtime.ts'
 import type { TokenService } from '../tokens/token-service.ts'
 import { everyCaller, type CallerAccess } from './callers/caller-access.ts'
 import { callerGuard } from './callers/caller-guard.ts'
-import { routedPath } from './compat-path.ts'
-import { errorResponse } from './error-response.ts'
+import { agentIdRoutePrefixes, routedPath } from './compat-path.ts'
+import { errorResponse, type ErrorDialect } from './error-response.ts'
+import { imdsAddress, namesImds } from './imds-host.ts'
 import type { Readiness } from './readiness.ts'
 import { agentIdCompatRoutes } from './routes/agent-id-compat.ts'
-import { appServiceCompatRoutes } from './routes/app-service-compat.ts'
+import { appServiceCompatRoutes, appServiceTokenPath } from './routes/app-service-compat.ts'
 import type { DownstreamProxy } from '../downstream/proxy.ts'
 import { downstreamRoutes } from './routes/downstream.ts'
-import { imdsCompatRoutes } from './routes/imds-compat.ts'
+import { imdsCompatRoutes, imdsTokenPath } from './routes/imds-compat.ts'
 import { nativeRoutes } from './routes/token.ts'
 
 export interface CallerPolicy {
@@ -41,7 +42,21 @@ export interface AppDeps {
 /** Kubelet probes and Prometheus scrapes: every few seconds, so logged at debug, not info. */
 const operationsRoutes = new Set(['/healthz', '/readyz', '/metrics'])
 
-type Env = { Variables: { correlationId: string | undefined } }
+type Env = { Variables: { correlationId: string | undefined; errorDialect: ErrorDialect | undefined } }
+
+const compatPaths = new Set([
+  imdsTokenPath,
+  `${imdsTokenPath}/`,
+  appServiceTokenPath,
+  `${appServiceTokenPath}/`,
+])
+
+/** How a route words its errors (`error-response.ts`): decided by its path, before any check runs. */
+function dialectOf(path: string, agentIdSidecar: boolean): ErrorDialect {
+  if (compatPaths.has(path)) return 'compat'
+  if (agentIdSidecar && agentIdRoutePrefixes.some((prefix) => path.startsWith(prefix))) return 'problem'
+  return 'oauth'
+}
 
 /**
  * The daemon's HTTP surface, built separately from listening (`daemon/serve.ts` serves it) so route
@@ -88,6 +103,18 @@ export function createApp(deps: AppDeps): Hono<Env> {
     ...(callers.access ? { authorizeCaller: (c: Context) => access.authorizeConnection(c) } : {}),
   })
   const token = new Hono<Env>()
+  const agentIdSidecar = deps.agentIdSidecar ?? false
+  token.use(async function routeContext(c, next) {
+    c.set('errorDialect', dialectOf(c.req.path, agentIdSidecar))
+    // RFC 9112 §6.3: a GET or HEAD carries no body; one that does is answered 400 and the
+    // connection closed, so a request smuggled in its body is never read as the next request.
+    if ((c.req.method === 'GET' || c.req.method === 'HEAD') && carriesBody(c.req.raw.headers)) {
+      throw new SidecarError('invalid_request', `A ${c.req.method} request must not carry a body`, {
+        reason: 'request_with_body',
+      })
+    }
+    await next()
+  })
   token.use(async function refuseWhileDraining(_c, next) {
     if (readiness.draining)
       throw new SidecarError('shutting_down', 'The sidecar is shutting down', { retryAfterSeconds: 1 })
@@ -99,18 +126,27 @@ export function createApp(deps: AppDeps): Hono<Env> {
     '/',
     nativeRoutes({ tokens, clock: runtime.clock, exposePrivateKey: callers.exposePrivateKey, access }),
   )
-  token.route('/', imdsCompatRoutes({ tokens, clock: runtime.clock, guard, access }))
+  // The IMDS route alone also answers `Host: 169.254.169.254` (a packet redirect of IMDS traffic).
+  const imdsAddressGuard = callerGuard({
+    requireMetadataHeader: callers.requireMetadataHeader,
+    secret: callers.secret,
+    hostAllowed: (hostname) => hostname === imdsAddress,
+    ...(callers.access ? { authorizeCaller: (c: Context) => access.authorizeConnection(c) } : {}),
+  })
+  const imdsGuard: MiddlewareHandler = (c, next) =>
+    namesImds(c.req.header('host')) ? imdsAddressGuard(c, next) : guard(c, next)
+  token.route('/', imdsCompatRoutes({ tokens, clock: runtime.clock, guard: imdsGuard, access }))
   token.route(
     '/',
     appServiceCompatRoutes({ tokens, secret: callers.secret, hostAllowed: callers.hostAllowed, access }),
   )
   if (deps.downstream) token.route('/', downstreamRoutes({ proxy: deps.downstream, guard, access }))
-  if (deps.agentIdSidecar) {
-    // No Metadata demand (that container's clients never send it: the SSRF trade-off the README
-    // states); Host, forwarding headers, the secret and callers.allow are still checked.
+  if (agentIdSidecar) {
+    // No Metadata demand and no caller secret (that container's clients send neither: the SSRF
+    // trade-off the docs state); Host, forwarding headers and callers.allow are still checked.
     const agentIdGuard = callerGuard({
       requireMetadataHeader: false,
-      secret: callers.secret,
+      secret: () => undefined,
       hostAllowed: callers.hostAllowed,
       ...(callers.access ? { authorizeCaller: (c: Context) => access.authorizeConnection(c) } : {}),
     })
@@ -118,6 +154,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       '/',
       agentIdCompatRoutes({
         tokens,
+        logger: runtime.logger,
         proxy: deps.downstream,
         guard: agentIdGuard,
         exposePrivateKey: callers.exposePrivateKey,
@@ -139,9 +176,19 @@ function withErrorHandling(app: Hono<Env>, runtime: Runtime): Hono<Env> {
     const correlationId = c.get('correlationId') ?? randomUUID()
     c.set('correlationId', correlationId)
     logError(runtime, error, correlationId)
-    return errorResponse(error, correlationId)
+    const answer = errorResponse(error, correlationId, c.get('errorDialect'))
+    if (error instanceof SidecarError && error.reason === 'request_with_body')
+      answer.headers.set('connection', 'close')
+    return answer
   })
   return app
+}
+
+/** Whether a request announces a body: any Transfer-Encoding, or a Content-Length other than 0. */
+export function carriesBody(headers: Headers): boolean {
+  if (headers.has('transfer-encoding')) return true
+  const length = headers.get('content-length')
+  return length !== null && length.trim() !== '0'
 }
 
 /**
