@@ -9,6 +9,7 @@ import { decodeJwt } from 'jose'
 import { request } from 'undici'
 import { parseConfig } from '../../sidecar/src/config/load.ts'
 import { describeConfig } from '../../sidecar/src/config/describe.ts'
+import { FakeClock } from '../support/fake-clock.ts'
 import { json, startStack } from '../support/stack.ts'
 
 /**
@@ -154,7 +155,8 @@ test('AgentID routes demand neither Metadata nor the caller secret, keep Host an
 
 test('AgentID parity: route names in any case, POST, BaseUrl ignored, CorrelationId logged, ForceRefresh rate-limited', async (t) => {
   const resource = await startEchoResource(t)
-  const stack = await startStack(t, { configYaml: () => agentIdYaml(resource.url) })
+  const clock = new FakeClock()
+  const stack = await startStack(t, { clock, configYaml: () => agentIdYaml(resource.url) })
   const first = await json(await plain(`${stack.url}/authorizationheaderunauthenticated/arm`))
   assert.match(first.authorizationHeader, /^Bearer /)
   const posted = await plain(`${stack.url}/AUTHORIZATIONHEADERUNAUTHENTICATED/arm`, { method: 'POST' })
@@ -194,6 +196,15 @@ test('AgentID parity: route names in any case, POST, BaseUrl ignored, Correlatio
     forced.authorizationHeader,
     'the refreshed token replaced the cached one',
   )
+  // On the proxied route too: the resource sees a token it has not seen before.
+  await clock.advance(6000) // past the per-entry rate limit
+  await plain(
+    `${stack.url}/DownstreamApiUnauthenticated/arm?optionsOverride.AcquireTokenOptions.ForceRefresh=True`,
+    { method: 'POST' },
+  )
+  assert.equal(calls(), before + 2)
+  const sent = resource.seen.at(-1)!.headers.authorization
+  assert.ok(sent !== forced.authorizationHeader && sent?.startsWith('Bearer '), 'a fresh token downstream')
 })
 
 test('AgentID: ManagedIdentity.UserAssignedClientId selects a configured managed identity by client id', async (t) => {
