@@ -10,11 +10,19 @@ import { imdsAddress, namesImds } from './imds-host.ts'
 import type { Readiness } from './readiness.ts'
 import {
   appServiceApiVersion,
+  appServiceQueryParameters,
+  appServiceSelector,
   appServiceTokenJson,
   appServiceTokenPath,
 } from './routes/app-service-compat.ts'
-import { compatIdentity, compatNotBefore, oneOf } from './routes/compat-identity.ts'
-import { imdsExpiresIn, imdsTokenJson, imdsTokenPath } from './routes/imds-compat.ts'
+import { compatIdentity, compatNotBefore } from './routes/compat-identity.ts'
+import {
+  imdsExpiresIn,
+  imdsQueryParameters,
+  imdsSelector,
+  imdsTokenJson,
+  imdsTokenPath,
+} from './routes/imds-compat.ts'
 import { expiresIn, tokenResponseJson } from './wire/responses.ts'
 
 export interface FastLaneDeps {
@@ -66,14 +74,9 @@ function atBothSlashes(path: string, route: LaneRoute): [string, LaneRoute][] {
 
 const routes = new Map<string, LaneRoute>([
   ['/token', { kind: 'token', params: new Set(['resource', 'scope', 'identity']) }],
-  ...atBothSlashes(imdsTokenPath, {
-    kind: 'imds',
-    params: new Set(['api-version', 'resource', 'client_id', 'object_id', 'msi_res_id', 'mi_res_id']),
-  }),
-  ...atBothSlashes(appServiceTokenPath, {
-    kind: 'appService',
-    params: new Set(['api-version', 'resource', 'client_id', 'principal_id', 'object_id', 'mi_res_id']),
-  }),
+  // Each compat route declares what its GET reads; the lane takes a query of those names only.
+  ...atBothSlashes(imdsTokenPath, { kind: 'imds', params: new Set(imdsQueryParameters) }),
+  ...atBothSlashes(appServiceTokenPath, { kind: 'appService', params: new Set(appServiceQueryParameters) }),
 ])
 
 /** Raw query values the lane understands: unreserved characters, `:`, `/` and percent escapes. */
@@ -246,22 +249,22 @@ function parseTarget(tokens: TokenService, url: string): Target | undefined {
         const resource = query.get('resource')
         if (!query.get('api-version') || !resource) return undefined
         // No callers.allow here (the lane stands aside then): no per-caller fallback identity.
-        const identity = compatIdentity(tokens, undefined, {
-          clientId: query.get('client_id'),
-          objectId: query.get('object_id'),
-          resourceId: oneOf(query.get('msi_res_id'), query.get('mi_res_id')),
-        })
+        const identity = compatIdentity(
+          tokens,
+          undefined,
+          imdsSelector((name) => query.get(name)),
+        )
         return { kind: 'imds', route, identity, scope: normaliseScope({ resource }), resource }
       }
       case 'appService': {
         const resource = query.get('resource')
         if (query.get('api-version') !== appServiceApiVersion || !resource) return undefined
         // No callers.allow here (the lane stands aside then): no per-caller fallback identity.
-        const identity = compatIdentity(tokens, undefined, {
-          clientId: query.get('client_id'),
-          objectId: oneOf(query.get('principal_id'), query.get('object_id')),
-          resourceId: query.get('mi_res_id'),
-        })
+        const identity = compatIdentity(
+          tokens,
+          undefined,
+          appServiceSelector((name) => query.get(name), appServiceApiVersion),
+        )
         return { kind: 'appService', route, identity, scope: normaliseScope({ resource }), resource }
       }
     }

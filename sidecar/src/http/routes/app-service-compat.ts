@@ -6,7 +6,7 @@ import { callerGuard, secretMatches } from '../callers/caller-guard.ts'
 import { caeFromQuery } from '../wire/cae-query.ts'
 import { singleQuery } from '../wire/responses.ts'
 import type { CallerAccess } from '../callers/caller-access.ts'
-import { compatClientId, compatIdentity, oneOf } from './compat-identity.ts'
+import { compatClientId, compatIdentity, oneOf, type CompatSelector } from './compat-identity.ts'
 
 export interface AppServiceCompatRoutesDeps {
   tokens: TokenService
@@ -39,6 +39,31 @@ export const appServiceApiVersion2017 = '2017-09-01'
 /** App Service's revocation version: 2019-08-01 plus `token_sha256_to_refresh`. */
 export const appServiceApiVersion2025 = '2025-03-30'
 const apiVersions = [appServiceApiVersion2017, appServiceApiVersion, appServiceApiVersion2025]
+
+/** The query parameters a 2019-08-01 request may carry; the fast lane serves a query of these only. */
+export const appServiceQueryParameters = [
+  'api-version',
+  'resource',
+  'client_id',
+  'principal_id',
+  'object_id',
+  'mi_res_id',
+] as const
+
+/** The user-assigned selector of an App Service request in `version`'s spelling. */
+export function appServiceSelector(
+  field: (name: string) => string | undefined,
+  version: string,
+): CompatSelector {
+  return {
+    clientId:
+      version === appServiceApiVersion2017
+        ? oneOf(field('clientid'), field('client_id'))
+        : field('client_id'),
+    objectId: oneOf(field('principal_id'), field('object_id')),
+    resourceId: field('mi_res_id'),
+  }
+}
 const path = appServiceTokenPath
 
 /**
@@ -104,14 +129,11 @@ export function appServiceCompatRoutes(deps: AppServiceCompatRoutesDeps): Hono {
     }
     const resource = singleQuery(c, 'resource')
     if (!resource) throw new SidecarError('invalid_request', 'Required query variable resource is missing')
-    const identity = compatIdentity(deps.tokens, deps.access.compatIdentity(c), {
-      clientId:
-        version === appServiceApiVersion2017
-          ? oneOf(singleQuery(c, 'clientid'), singleQuery(c, 'client_id'))
-          : singleQuery(c, 'client_id'),
-      objectId: oneOf(singleQuery(c, 'principal_id'), singleQuery(c, 'object_id')),
-      resourceId: singleQuery(c, 'mi_res_id'),
-    })
+    const identity = compatIdentity(
+      deps.tokens,
+      deps.access.compatIdentity(c),
+      appServiceSelector((name) => singleQuery(c, name), version),
+    )
     deps.access.authorize(c, identity.name)
     const cae = caeFromQuery(c, { claims: false, xmsCc: true })
     const served = await deps.tokens.getToken(identity, normaliseScope({ resource }), cae)

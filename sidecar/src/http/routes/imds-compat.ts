@@ -7,7 +7,13 @@ import { caeFromQuery } from '../wire/cae-query.ts'
 import { readFormBody } from '../wire/form-body.ts'
 import { singleQuery } from '../wire/responses.ts'
 import type { CallerAccess } from '../callers/caller-access.ts'
-import { compatClientId, compatIdentity, compatNotBefore, oneOf } from './compat-identity.ts'
+import {
+  compatClientId,
+  compatIdentity,
+  compatNotBefore,
+  oneOf,
+  type CompatSelector,
+} from './compat-identity.ts'
 
 export interface ImdsCompatRoutesDeps {
   tokens: TokenService
@@ -34,6 +40,26 @@ export const imdsTokenPath = '/metadata/identity/oauth2/token'
 const path = imdsTokenPath
 /** The Cloud Shell form names a resource and a selector: 4 KiB is plenty (contract §3). */
 const cloudShellBodyLimit = 4096
+
+/** The query parameters the IMDS route's GET reads; the fast lane serves a query of these only. */
+export const imdsQueryParameters = [
+  'api-version',
+  'resource',
+  'client_id',
+  'object_id',
+  'msi_res_id',
+  'mi_res_id',
+] as const
+
+/** The user-assigned selector of an IMDS request (query or Cloud Shell form): one of four names. */
+export function imdsSelector(field: (name: string) => string | undefined): CompatSelector {
+  return {
+    clientId: field('client_id'),
+    objectId: field('object_id'),
+    // IMDS v1 spells it msi_res_id; newer clients (and IMDS v2) mi_res_id.
+    resourceId: oneOf(field('msi_res_id'), field('mi_res_id')),
+  }
+}
 
 /** IMDS's `expires_in` (and `ext_expires_in`): whole seconds from now to `expires_on`, a string. */
 export function imdsExpiresIn(expiresOnMs: number, nowMs: number): string {
@@ -88,12 +114,7 @@ export function imdsCompatRoutes(deps: ImdsCompatRoutesDeps): Hono {
         form ? 'Required form field resource is missing' : 'Required query variable resource is missing',
       )
     }
-    const identity = compatIdentity(deps.tokens, deps.access.compatIdentity(c), {
-      clientId: field('client_id'),
-      objectId: field('object_id'),
-      // IMDS v1 spells it msi_res_id; newer clients (and IMDS v2) mi_res_id.
-      resourceId: oneOf(field('msi_res_id'), field('mi_res_id')),
-    })
+    const identity = compatIdentity(deps.tokens, deps.access.compatIdentity(c), imdsSelector(field))
     deps.access.authorize(c, identity.name)
     // msal-node sends xms_cc whenever capabilities are configured, token_sha256_to_refresh (so
     // far) only to Service Fabric; xms_cc alone cannot tell a claims request from a first one, so
