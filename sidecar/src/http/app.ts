@@ -3,12 +3,14 @@ import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import { SidecarError } from '../core/errors.ts'
 import type { Runtime } from '../core/runtime.ts'
 import type { TokenService } from '../tokens/token-service.ts'
-import { everyCaller, type CallerAccess } from './callers/caller-access.ts'
+import { everyCaller } from './callers/caller-access.ts'
 import { callerGuard } from './callers/caller-guard.ts'
 import { agentIdRoutePrefixes, routedPath } from './compat-path.ts'
 import { errorResponse, type ErrorDialect } from './error-response.ts'
-import { imdsAddress, namesImds } from './imds-host.ts'
+import { namesImds } from './imds-host.ts'
+import { callerGuardOptions, type CallerChecks } from './caller-checks.ts'
 import type { Readiness } from './readiness.ts'
+import { logRequest } from './request-log.ts'
 import { agentIdCompatRoutes } from './routes/agent-id-compat.ts'
 import { appServiceCompatRoutes, appServiceTokenPath } from './routes/app-service-compat.ts'
 import type { DownstreamProxy } from '../downstream/proxy.ts'
@@ -16,21 +18,11 @@ import { downstreamRoutes } from './routes/downstream.ts'
 import { imdsCompatRoutes, imdsTokenPath } from './routes/imds-compat.ts'
 import { nativeRoutes } from './routes/token.ts'
 
-export interface CallerPolicy {
-  requireMetadataHeader: boolean
-  exposePrivateKey: boolean
-  /** Current caller secret (X-IDENTITY-HEADER), or undefined when none is configured. */
-  secret: () => string | undefined
-  hostAllowed: (hostname: string) => boolean
-  /** `callers.allow`; every caller when absent. */
-  access?: CallerAccess
-}
-
 export interface AppDeps {
   runtime: Runtime
   tokens: TokenService
   readiness: Readiness
-  callers: CallerPolicy
+  callers: CallerChecks
   /** Proxy mode (`downstreamApis`); /downstream/* is not served without it. */
   downstream?: DownstreamProxy
   /** `compat.agentIdSidecar`: serve the Entra SDK for AgentID container's app-token routes. */
@@ -96,12 +88,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
   if (deps.surface === 'ops') return withErrorHandling(app, runtime)
 
   const access = callers.access ?? everyCaller
-  const guard = callerGuard({
-    requireMetadataHeader: callers.requireMetadataHeader,
-    secret: callers.secret,
-    hostAllowed: callers.hostAllowed,
-    ...(callers.access ? { authorizeCaller: (c: Context) => access.authorizeConnection(c) } : {}),
-  })
+  const authorize = callers.access ? { authorizeCaller: (c: Context) => access.authorizeConnection(c) } : {}
+  const guard = callerGuard({ ...callerGuardOptions(callers, 'token'), ...authorize })
   const token = new Hono<Env>()
   const agentIdSidecar = deps.agentIdSidecar ?? false
   token.use(async function routeContext(c, next) {
@@ -127,12 +115,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     nativeRoutes({ tokens, clock: runtime.clock, exposePrivateKey: callers.exposePrivateKey, access }),
   )
   // The IMDS route alone also answers `Host: 169.254.169.254` (a packet redirect of IMDS traffic).
-  const imdsAddressGuard = callerGuard({
-    requireMetadataHeader: callers.requireMetadataHeader,
-    secret: callers.secret,
-    hostAllowed: (hostname) => hostname === imdsAddress,
-    ...(callers.access ? { authorizeCaller: (c: Context) => access.authorizeConnection(c) } : {}),
-  })
+  const imdsAddressGuard = callerGuard({ ...callerGuardOptions(callers, 'imds-address'), ...authorize })
   const imdsGuard: MiddlewareHandler = (c, next) =>
     namesImds(c.req.header('host')) ? imdsAddressGuard(c, next) : guard(c, next)
   token.route('/', imdsCompatRoutes({ tokens, clock: runtime.clock, guard: imdsGuard, access }))
@@ -144,12 +127,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   if (agentIdSidecar) {
     // No Metadata demand and no caller secret (that container's clients send neither: the SSRF
     // trade-off the docs state); Host, forwarding headers and callers.allow are still checked.
-    const agentIdGuard = callerGuard({
-      requireMetadataHeader: false,
-      secret: () => undefined,
-      hostAllowed: callers.hostAllowed,
-      ...(callers.access ? { authorizeCaller: (c: Context) => access.authorizeConnection(c) } : {}),
-    })
+    const agentIdGuard = callerGuard({ ...callerGuardOptions(callers, 'agent-id'), ...authorize })
     token.route(
       '/',
       agentIdCompatRoutes({
@@ -189,36 +167,6 @@ export function carriesBody(headers: Headers): boolean {
   if (headers.has('transfer-encoding')) return true
   const length = headers.get('content-length')
   return length !== null && length.trim() !== '0'
-}
-
-/**
- * The access log line. Successful answers are logged at debug only: at info, one synchronous JSON
- * line per cache hit was the largest single cost of a cached /token. Failures are logged at info or
- * above by `logError` (with their correlation id) and here again at info with the status. Probes
- * and scrapes (`operations`) come every few seconds: debug whatever their status.
- */
-export function logRequest(
-  runtime: Runtime,
-  method: string,
-  path: string,
-  status: number,
-  started: number,
-  correlationId: string | undefined,
-  options: { operations?: boolean } = {},
-): void {
-  const level = status >= 400 && !options.operations ? 'info' : 'debug'
-  if (!runtime.logger.isLevelEnabled(level)) return
-  // Path only: the query names resources, never secrets, but keep lines short and uniform.
-  runtime.logger[level](
-    {
-      method,
-      path,
-      status,
-      ms: Math.round(performance.now() - started),
-      ...(correlationId === undefined ? {} : { correlation_id: correlationId }),
-    },
-    'request',
-  )
 }
 
 function logError(runtime: Runtime, error: unknown, correlationId: string): void {

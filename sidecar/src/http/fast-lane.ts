@@ -4,10 +4,11 @@ import type { Identity } from '../identities/identity.ts'
 import { normaliseScope, type NormalisedScope } from '../tokens/scope.ts'
 import type { CachedToken } from '../tokens/token-cache.ts'
 import type { ServedToken, TokenService } from '../tokens/token-service.ts'
-import { logRequest, type CallerPolicy } from './app.ts'
-import { checkCaller, rawHeaderLookup, type CallerGuardOptions } from './callers/caller-guard.ts'
-import { imdsAddress, namesImds } from './imds-host.ts'
+import { checkCaller, rawHeaderLookup } from './callers/caller-guard.ts'
+import { namesImds } from './imds-host.ts'
+import { callerGuardOptions, type CallerChecks } from './caller-checks.ts'
 import type { Readiness } from './readiness.ts'
+import { logRequest } from './request-log.ts'
 import {
   appServiceApiVersion,
   appServiceQueryParameters,
@@ -29,7 +30,7 @@ export interface FastLaneDeps {
   runtime: Runtime
   tokens: TokenService
   readiness: Readiness
-  callers: CallerPolicy
+  callers: CallerChecks
 }
 
 type Listener = (req: IncomingMessage, res: ServerResponse) => void
@@ -103,11 +104,8 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
   // one place), at the price of the fast path.
   if (deps.callers.access) return { listener: next, status }
   const { runtime, tokens, readiness, callers } = deps
-  const tokenGuard: CallerGuardOptions = {
-    requireMetadataHeader: callers.requireMetadataHeader,
-    secret: callers.secret,
-    hostAllowed: callers.hostAllowed,
-  }
+  const tokenGuard = callerGuardOptions(callers, 'token')
+  const imdsAddressGuard = callerGuardOptions(callers, 'imds-address')
   // Request target → meaning. Bounded: a caller cycling through resources only loses the memo.
   const targets = new Map<string, Target | null>()
   const templates = new WeakMap<CachedToken, Map<string, Template>>()
@@ -121,9 +119,6 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
     }
     return target ?? undefined
   }
-
-  // The IMDS route alone also answers `Host: 169.254.169.254` (as app.ts's imdsGuard).
-  const imdsAddressGuard: CallerGuardOptions = { ...tokenGuard, hostAllowed: (h) => h === imdsAddress }
 
   const callerAllowed = (target: Target, req: IncomingMessage): boolean => {
     const header = rawHeaderLookup(req.rawHeaders)
