@@ -265,6 +265,8 @@ test('AgentID: ExtraHeaderParameters and ExtraQueryParameters reach the resource
     'Upgrade',
     'TE',
     'Keep-Alive',
+    'X-Forwarded-For',
+    'X-IDENTITY-HEADER',
     'Bad Name',
   ]) {
     const refused = await plain(

@@ -78,6 +78,11 @@ const refusedExtraHeaders = new Set([
   'content-length',
   'expect',
   'http2-settings',
+  // The proxy never forwards these (downstream/headers.ts): refused rather than silently dropped.
+  'forwarded',
+  'x-real-ip',
+  'metadata',
+  'x-identity-header',
 ])
 
 /** RFC 9110 token characters: a header name. */
@@ -325,10 +330,10 @@ function readOverrides(c: Context, logger: Logger): Overrides {
         'invalid_request',
         `optionsOverride.ExtraHeaderParameters: "${name.slice(0, 80)}" is not a valid header`,
       )
-    if (refusedExtraHeaders.has(lower) || lower.startsWith('proxy-'))
+    if (refusedExtraHeaders.has(lower) || lower.startsWith('proxy-') || lower.startsWith('x-forwarded-'))
       throw new SidecarError(
         'invalid_request',
-        `optionsOverride.ExtraHeaderParameters.${name} is refused: Authorization, Host, Cookie, Proxy-* and hop-by-hop headers are the sidecar's to set`,
+        `optionsOverride.ExtraHeaderParameters.${name} is refused: Authorization, Host, Cookie, Proxy-*, forwarding and hop-by-hop headers are the sidecar's to set`,
       )
   }
   const last = (key: Override) => values.get(key)?.at(-1)
