@@ -16,7 +16,7 @@ COPY sidecar/package.json sidecar/package.json
 COPY client-sdk/package.json client-sdk/package.json
 RUN npm ci --no-audit --no-fund
 COPY sidecar sidecar
-RUN npm pack --workspace sidecar --pack-destination /pack
+RUN mkdir /pack && npm pack --workspace sidecar --pack-destination /pack
 
 FROM node:24-bookworm-slim AS install
 WORKDIR /app
