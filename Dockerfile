@@ -1,13 +1,14 @@
-# credential-sidecar container image (README, "Container image").
+# credential-sidecar container image (docs/install.md, "Container image").
 #
-#   docker build -t credential-sidecar:0.1.0 .
+#   docker build -t REGISTRY/credential-sidecar:0.1.0 .      (or podman build)
 #
 # Three stages: `build` compiles the daemon and packs it exactly as npm would publish it; `install`
-# installs that tarball with production dependencies only (the same command test/deploy/
-# runtime-layout.test.ts runs); the runtime stage holds Node.js and that install, nothing else: no
-# TypeScript sources, no dev dependencies, no npm cache. It runs as a numeric non-root uid, needs
-# no shell and no writable path (run it with a read-only root filesystem), and has no HEALTHCHECK:
-# orchestrators probe the ops listener (CREDENTIAL_SIDECAR_OPS_LISTEN or listen.ops) instead.
+# installs that tarball with production dependencies only; the runtime stage holds Node.js and
+# that install, nothing else: no TypeScript sources, no dev dependencies, no npm cache. It runs as
+# a numeric non-root uid, needs no shell, no capability and no writable path (run it with a
+# read-only root filesystem), and has no HEALTHCHECK: orchestrators probe the ops listener
+# (CREDENTIAL_SIDECAR_OPS_LISTEN or listen.ops) instead. test/deploy/image.test.ts builds this file
+# with podman and runs the image that way.
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /src

@@ -131,6 +131,14 @@ async function lock(t: TestContext, file: string): Promise<void> {
 
 /** podman confined to the private store under `dir`, with this machine's quirks in its config. */
 function privatePodman(dir: string) {
+  // Podman's run-time state (runroot, tmp_dir) belongs on a tmpfs that a reboot empties; here it
+  // sits beside the store, so it is emptied by hand when the machine has booted since.
+  const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+  const bootFile = join(dir, 'boot_id')
+  if (!existsSync(bootFile) || readFileSync(bootFile, 'utf8') !== bootId) {
+    for (const state of ['run', 'tmp']) rmSync(join(dir, state), { recursive: true, force: true })
+    writeFileSync(bootFile, bootId)
+  }
   mkdirSync(join(dir, 'tmp'), { recursive: true })
   const containersConf = join(dir, 'containers.conf')
   writeFileSync(
@@ -403,7 +411,7 @@ test(
     })
 
     await t.test(
-      'the daemon serves Bearer and mTLS PoP tokens from the emulator, and SIGTERM ends it with 0',
+      'check-config, then the daemon serves Bearer and mTLS PoP tokens from the emulator, and SIGTERM ends it with 0',
       async (t) => {
         const emulator = await startEmulator()
         t.after(() => emulator.close())
@@ -414,12 +422,26 @@ test(
         const config = emulatorConfigYaml(emulator, '/etc/credential-sidecar/ca.pem')
         writeFileSync(join(etc, 'config.yaml'), config, { mode: 0o644 })
 
+        const mount = ['--volume', `${etc}:/etc/credential-sidecar:ro`]
+        const checked = await podman.ok([
+          'run',
+          '--rm',
+          '--network',
+          'none',
+          ...hardened,
+          ...mount,
+          image,
+          'check-config',
+          '/etc/credential-sidecar/config.yaml',
+        ])
+        assert.match(checked, /mi-pop/)
+
         // The emulator listens on the host's loopback; the daemon shares it (--network host) and
         // listens there too on the port it logs.
         const name = `credential-sidecar-image-test-${process.pid}`
         t.after(() => podman.run(['rm', '--force', '--ignore', name]))
         const entry = ['podman', 'run', '--rm', '--name', name, '--network', 'host', ...hardened]
-        entry.push('--volume', `${etc}:/etc/credential-sidecar:ro`, image)
+        entry.push(...mount, image)
         const daemon = startProcess(
           t,
           ['--config', '/etc/credential-sidecar/config.yaml'],
