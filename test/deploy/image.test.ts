@@ -523,7 +523,7 @@ test(
         'webhook',
         '--help',
       ])
-      assert.match(webhook, /webhook/)
+      assert.match(webhook, /^Usage: credential-sidecar webhook/m)
     })
   },
 )
