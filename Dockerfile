@@ -30,6 +30,7 @@ ENV NODE_ENV=production
 COPY --from=install /app/node_modules /app/node_modules
 # Numeric, so the kubelet can check runAsNonRoot without resolving a name.
 USER 65532:65532
-# 7780: token routes (loopback inside the pod); 7781: the ops listener when configured.
-EXPOSE 7781
+# 7780: token routes (loopback inside the pod); 7781: the ops listener when configured;
+# 8443: the admission webhook (`webhook` command).
+EXPOSE 7781 8443
 ENTRYPOINT ["node", "/app/node_modules/credential-sidecar/bin/credential-sidecar.js"]
