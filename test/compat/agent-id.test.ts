@@ -147,6 +147,14 @@ test('AgentID routes demand neither Metadata nor the caller secret, keep Host an
     assert.equal(problem.type, 'https://tools.ietf.org/html/rfc9110#section-15.5.1', query)
     assert.equal(typeof problem.detail, 'string', query)
   }
+  assert.ok(
+    stack.logs.records.some(
+      (r) =>
+        r['msg'] === 'config warning' &&
+        /agentIdSidecar is on without callers\.allow/.test(String(r['warning'])),
+    ),
+    'the daemon warns at start too',
+  )
   const unknown = await plain(`${stack.url}/AuthorizationHeaderUnauthenticated/nope`)
   assert.equal(unknown.status, 400)
   assert.match((await json(unknown)).detail, /Not able to resolve 'nope'/)

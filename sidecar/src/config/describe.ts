@@ -4,6 +4,7 @@ import type {
   ManagedIdentityConfig,
   SidecarConfig,
 } from './types.ts'
+import { configWarnings } from './warnings.ts'
 
 /**
  * The resolved config as `credential-sidecar check-config` prints it. Paths and URLs are shown;
@@ -63,18 +64,6 @@ export function describeConfig(config: SidecarConfig): string {
   const warnings = configWarnings(config)
   if (warnings.length > 0) lines.push('', 'warnings:', ...warnings.map((w) => `  ${w}`))
   return lines.join('\n') + '\n'
-}
-
-/** What is valid but risky: printed by `check-config` under "warnings:". */
-export function configWarnings(config: SidecarConfig): string[] {
-  const warnings: string[] = []
-  if (config.compat.agentIdSidecar && config.callers.allow === undefined)
-    warnings.push(
-      'compat.agentIdSidecar is on without callers.allow: its routes demand neither Metadata: true nor ' +
-        'the caller secret (as the AgentID container), so any local process — or a server-side request ' +
-        'forgery in one — can get tokens from them; set callers.allow to say which local users may',
-    )
-  return warnings
 }
 
 /** `callers.allow` as the guard applies it: the first identity is what the compat routes serve. */
