@@ -204,6 +204,38 @@ test('TCP loopback (IPv6): the same policy over ::1', { skip }, async (t) => {
   assert.equal(mallory!.status, 403)
 })
 
+test(
+  'dual stack: an AF_INET6 socket reaching the IPv4 listener as ::ffff:127.0.0.1 is matched',
+  { skip },
+  async (t) => {
+    // Java's default (and any dual-stack client): the client's socket is AF_INET6 and connects to the
+    // v4-mapped address, so it is listed in /proc/net/tcp6 while the sidecar's end is plain IPv4.
+    const stack = await allowStack(t)
+    assert.match(stack.url, /^http:\/\/127\.0\.0\.1:/)
+    const viaV6 = { connectHost: '::ffff:127.0.0.1' }
+    const [two] = await requestsAsUid(
+      uids.nobody,
+      [`${stack.url}/token?resource=${mgmt}&identity=two`],
+      undefined,
+      viaV6,
+    )
+    assert.equal(two!.status, 200, JSON.stringify(two!.body))
+    assert.equal(two!.body.identity, 'two')
+    assert.equal(two!.localAddress, '::ffff:127.0.0.1', 'the client socket was AF_INET6')
+    const [alice] = await requestsAsUid(
+      uids.alice,
+      [`${stack.url}/token?resource=${mgmt}&identity=two`],
+      undefined,
+      viaV6,
+    )
+    assert.equal(alice!.status, 403)
+    assert.match(alice!.body.error_description, /uid 64101 may not use identity "two"/, 'alice, not unknown')
+    const [mallory] = await requestsAsUid(uids.mallory, [`${stack.url}${imds}`], undefined, viaV6)
+    assert.equal(mallory!.status, 403)
+    assert.match(mallory!.body.error_description, /uid 64102 is not listed/)
+  },
+)
+
 test('a connection whose owner cannot be read is refused, with the reason, and logged', async (t) => {
   // An empty /proc: nothing can be looked up. Runs as any user (no process is spawned).
   const procRoot = mkdtempSync(join(tmpdir(), 'sidecar-proc-'))
