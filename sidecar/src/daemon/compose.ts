@@ -103,7 +103,7 @@ const ownUid = process.getuid?.()
 export function buildSurface(config: SidecarConfig, core: Core, socketTable?: SocketTable): Surface {
   const { runtime, tokens } = core
   const secretFile = config.callers.secretFile
-    ? new SecretFile(config.callers.secretFile, runtime.clock)
+    ? new SecretFile({ path: config.callers.secretFile, clock: runtime.clock, logger: runtime.logger })
     : undefined
   const readiness = new Readiness()
   const downstream = new DownstreamProxy({
