@@ -25,7 +25,8 @@ function setup(t: TestContext) {
     renameSync(`${path}.new`, path)
   }
   const open = () => new SecretFile({ path, clock, logger })
-  const problems = () => logs.records.filter((r) => r['key'] === 'callers.secretFile' && r['level'] === 'error')
+  const problems = () =>
+    logs.records.filter((r) => r['key'] === 'callers.secretFile' && r['level'] === 'error')
   return { dir, path, clock, logs, write, open, problems }
 }
 
