@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { startProcess } from '../process/process.ts'
+import { binPath, startProcess } from '../process/process.ts'
 import { uids } from './as-uid.ts'
 
 /**
@@ -236,6 +236,19 @@ test(
       'http://169.254.169.254:8080/',
     ])
     assert.notEqual(otherPort.code, 0, 'dropped')
+
+    // doctor, as root, says the redirect is in place (uid 65534 is answered by the sidecar).
+    const doctor = await new Promise<string>((resolve) =>
+      execFile(
+        '/usr/sbin/ip',
+        ['netns', 'exec', ns, process.execPath, binPath, 'doctor', '--config', config, '--json'],
+        { timeout: 60_000 },
+        (_error, stdout) => resolve(stdout),
+      ),
+    )
+    const report = JSON.parse(doctor) as { ok: boolean; lockdown: { kind: string; uid: number } }
+    assert.deepEqual(report.lockdown, { kind: 'redirected', uid: 65534, failed: false })
+    assert.equal(report.ok, true, doctor)
 
     // mallory's refusals were the sidecar's own (counted there), not IMDS's.
     const metrics = await fetchMetrics(ns, port)
