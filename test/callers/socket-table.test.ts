@@ -171,6 +171,10 @@ test('a missing table and an unknown address are reasons, not exceptions', async
   assert.equal(owner.uid, undefined)
   assert.match(owner.uid === undefined ? owner.reason : '', /cannot read .*tcp \(ENOENT\)/)
   assert.equal((await empty.ownerOf({ address: 'not-an-ip', port: 1 }, sidecar)).uid, undefined)
+  // No IPv6 on the host (no tcp6): the fallbacks' absence is not the reason given.
+  const v4Only = new SocketTable({ procRoot: procWith({ tcp: v4Lines }), endianness: 'LE' })
+  const unknown = await v4Only.ownerOf({ ...caller, port: 40009 }, sidecar)
+  assert.deepEqual(unknown, { uid: undefined, reason: 'no entry in the kernel socket table' })
 })
 
 test('lookups made while a scan runs are answered together by the next scan', async () => {

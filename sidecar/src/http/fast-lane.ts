@@ -169,7 +169,14 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
     // A connection's first request usually arrives while its owner is still being looked up:
     // come back once it is known (the hono app would wait for it too).
     const pending = access?.pending(req.socket)
-    if (pending) return void pending.then(() => fastLaneListener(req, res))
+    if (pending) {
+      void pending
+        .then(() => fastLaneListener(req, res))
+        .catch(() => {
+          if (!res.headersSent) next(req, res)
+        })
+      return
+    }
     const identity = access ? admitted(access, target, req) : target.identity
     if (identity === undefined) return next(req, res)
     const served = tokens.peek(identity, target.scope)

@@ -32,7 +32,7 @@ export interface SocketTableOptions {
 }
 
 /** Azure IMDS, where the redirect recipe catches other uids' traffic. */
-export const imdsEndpoint: Endpoint = { address: '169.254.169.254', port: 80 }
+export const imdsPeer: Endpoint = { address: '169.254.169.254', port: 80 }
 
 /**
  * TCP states in which the kernel still holds a full socket with its owner's uid. A TIME_WAIT entry
@@ -98,7 +98,7 @@ export class SocketTable {
       options.chunkBytes === undefined ? {} : { chunkBytes: options.chunkBytes },
     )
     this.#endianness = options.endianness ?? endianness()
-    this.#redirectedFrom = options.redirectedFrom ?? imdsEndpoint
+    this.#redirectedFrom = options.redirectedFrom ?? imdsPeer
     this.#ownUid = options.ownUid
   }
 
@@ -107,11 +107,12 @@ export class SocketTable {
     const stages = this.#candidates(peer, local)
     if (stages.length === 0) return { uid: undefined, reason: `unsupported address family (${peer.address})` }
     let problem = 'no entry in the kernel socket table'
-    for (const stage of stages) {
+    for (const [at, stage] of stages.entries()) {
       const lines = await Promise.all(
         stage.map((candidate) =>
           this.#find(candidate.file, candidate.needle).catch((error: Error) => {
-            problem = `cannot read ${this.#path(candidate.file)} (${error.message})`
+            // The later places are fallbacks: a host without IPv6 has no tcp6, and that is no news.
+            if (at === 0) problem = `cannot read ${this.#path(candidate.file)} (${error.message})`
             return undefined
           }),
         ),
