@@ -93,9 +93,11 @@ async function curl(
   ns: string,
   uid: number,
   url: string,
+  options: string[] = [],
 ): Promise<{ status: number; body: Record<string, any> }> {
   const { stdout } = await runAs(ns, uid, [
     '/usr/bin/curl',
+    ...options,
     '-s',
     '--max-time',
     '10',
@@ -220,6 +222,14 @@ test(
     const byCurl = await curl(ns, uids.nobody, imds)
     assert.equal(byCurl.status, 200, JSON.stringify(byCurl.body))
     assert.equal(byCurl.body['client_id'], uamiOne)
+    // A dual-stack client (Java's default): an AF_INET6 socket connected to ::ffff:169.254.169.254,
+    // listed in /proc/net/tcp6, still asking for Host 169.254.169.254.
+    const dualStack = await curl(ns, uids.nobody, imds, [
+      '--connect-to',
+      '169.254.169.254:80:[::ffff:169.254.169.254]:80',
+    ])
+    assert.equal(dualStack.status, 200, JSON.stringify(dualStack.body))
+    assert.equal(dualStack.body['client_id'], uamiOne)
     const refused = await curl(ns, uids.mallory, imds)
     assert.equal(refused.status, 403)
     assert.equal(refused.body['error'], 'forbidden')
