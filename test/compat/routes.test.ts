@@ -362,7 +362,11 @@ test('Cloud Shell dialect: POST a form to the IMDS path with Metadata: true, ans
       'identities:\n  mi:\n    managedIdentity: {}\n' +
       `  two:\n    managedIdentity:\n      userAssignedResourceId: "${emu.state.managedIdentities[2]!.resourceId}"\n`,
   })
-  const post = (path: string, body: string | Blob | ReadableStream<Uint8Array>, headers: Record<string, string> = {}) =>
+  const post = (
+    path: string,
+    body: string | Blob | ReadableStream<Uint8Array>,
+    headers: Record<string, string> = {},
+  ) =>
     fetch(`${stack.url}${path}`, {
       method: 'POST',
       headers: { Metadata: 'true', 'Content-Type': form, ...headers },
