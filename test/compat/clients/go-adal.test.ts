@@ -1,18 +1,18 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { startStack } from '../../support/stack.ts'
 import {
   assertDaemonToken,
   assertRoute,
+  buildAdalToken,
   configYaml,
   dialectEnv,
   needsSecret,
   runClient,
+  stackView,
   type Dialect,
 } from './harness.ts'
 
@@ -21,32 +21,18 @@ import {
  * SDK), unmodified, through every dialect it speaks: `adal.NewServicePrincipalTokenFromManagedIdentity`
  * picks App Service 2017-09-01 (GET, header `secret`, `clientid`) when MSI_ENDPOINT and MSI_SECRET
  * are set, Cloud Shell (form POST, `client_id` in the body) when MSI_ENDPOINT alone is, and else
- * the fixed http://169.254.169.254 (reachable only through a packet redirect: the nftables
- * netns test). This adal has no IDENTITY_ENDPOINT (2019-08-01) support.
+ * the fixed http://169.254.169.254 (reached through a packet redirect in
+ * imds-redirect.test.ts). This adal has no IDENTITY_ENDPOINT (2019-08-01) support.
  *
- * The program (go/adal-token) is built here, offline, in GOPATH mode against /usr/share/gocode.
+ * The program (go/adal-token) is built here, offline (harness.ts buildAdalToken).
  */
-const source = join(import.meta.dirname, 'go', 'adal-token')
 const resource = 'https://management.azure.com'
 let work: string
 let binary: string
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'sidecar-go-adal-'))
-  binary = join(work, 'adal-token')
-  await promisify(execFile)('go', ['build', '-o', binary, '.'], {
-    cwd: source,
-    timeout: 180_000,
-    env: {
-      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-      HOME: work,
-      GO111MODULE: 'off',
-      GOPATH: '/usr/share/gocode',
-      GOCACHE: join(work, 'cache'),
-      GOFLAGS: '',
-      GOPROXY: 'off',
-    },
-  })
+  binary = await buildAdalToken(work)
 })
 after(() => rm(work, { recursive: true, force: true }))
 
@@ -64,12 +50,12 @@ for (const dialect of ['app-service-2017', 'cloud-shell'] as const satisfies Dia
           timeoutMs: 30_000,
         },
       )
-      await assertDaemonToken(stack, result, {
+      await assertDaemonToken(stackView(stack), result, {
         identity: assigned === 'system' ? 'mi' : 'uami',
         resource,
         appid: identity.clientId,
       })
-      assertRoute(stack, dialect)
+      await assertRoute(stackView(stack), dialect)
     })
   }
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -115,29 +116,45 @@ export function runClient(
 }
 
 /**
+ * What the checks read from a daemon: the token it serves on /token and the requests it logged.
+ * In process for a stack; through netns-stack.ts for a daemon inside a network namespace.
+ */
+export interface DaemonView {
+  /** GET /token?resource=…&identity=… answered by the daemon. */
+  served(resource: string, identity: string): Promise<Record<string, any>>
+  /** The daemon's `request` log records and its whole log text. */
+  logs(): Promise<{ records: Record<string, unknown>[]; text: string }>
+}
+
+export function stackView(stack: Stack): DaemonView {
+  return {
+    // The secret header is ignored by a daemon without callers.secretFile.
+    served: async (resource, identity) =>
+      json(
+        await stack.get(`/token?resource=${encodeURIComponent(resource)}&identity=${identity}`, {
+          'X-IDENTITY-HEADER': secret,
+        }),
+      ),
+    logs: async () => ({ records: stack.logs.records, text: stack.logs.text }),
+  }
+}
+
+/**
  * The client got exactly the token the daemon serves for `identity` (the same cache entry as
  * /token), for `resource`, naming the expected managed identity, with the daemon's expiry.
  */
 export async function assertDaemonToken(
-  stack: Stack,
+  daemon: DaemonView,
   result: ClientResult,
-  options: { identity: string; resource: string; appid: string; audience?: string },
+  options: { identity: string; resource: string; appid: string },
 ): Promise<void> {
   assert.equal(result.status, 0, `${result.error ?? ''}\n${result.stderr.slice(-2000)}`)
   assert.ok(result.token, 'the client printed a token')
   const claims = decodeJwt(result.token)
   // The daemon names a resource without its trailing slash (`…windows.net/` and `…windows.net` are one entry).
-  assert.equal(
-    String(claims.aud).replace(/\/$/, ''),
-    (options.audience ?? options.resource).replace(/\/$/, ''),
-  )
+  assert.equal(String(claims.aud).replace(/\/$/, ''), options.resource.replace(/\/$/, ''))
   assert.equal(claims['appid'], options.appid)
-  // The secret header is ignored by a daemon without callers.secretFile.
-  const served = await json(
-    await stack.get(`/token?resource=${encodeURIComponent(options.resource)}&identity=${options.identity}`, {
-      'X-IDENTITY-HEADER': secret,
-    }),
-  )
+  const served = await daemon.served(options.resource, options.identity)
   assert.equal(result.token, served['access_token'], 'the client got the daemon-cached token')
   if (result.expiresOn !== undefined) {
     assert.ok(Math.abs(result.expiresOn - served['expires_on']) <= 5, 'expiry read from the answer')
@@ -145,13 +162,36 @@ export async function assertDaemonToken(
 }
 
 /** The daemon answered the client on the dialect's route with the dialect's method, and 200. */
-export function assertRoute(stack: Stack, dialect: Dialect): void {
+export async function assertRoute(daemon: DaemonView, dialect: Dialect): Promise<void> {
   const { method, route } = dialectRequest[dialect]
-  const requests = stack.logs.records.filter((r) => r['msg'] === 'request')
+  const { records, text } = await daemon.logs()
+  const requests = records.filter((r) => r['msg'] === 'request')
   const seen = requests.map((r) => `${String(r['method'])} ${String(r['path'])} ${String(r['status'])}`)
   assert.ok(
     requests.some((r) => r['method'] === method && route.test(String(r['path'])) && r['status'] === 200),
     `expected ${method} ${route} answered 200; the daemon saw: ${seen.join(', ') || 'nothing'}`,
   )
-  assert.doesNotMatch(stack.logs.text, new RegExp(secret), 'the caller secret is never logged')
+  assert.doesNotMatch(text, new RegExp(secret), 'the caller secret is never logged')
+}
+
+/**
+ * Builds go/adal-token into `dir` offline: GOPATH mode against Debian's /usr/share/gocode (adal and
+ * its dependencies), a private GOCACHE, no module proxy. Returns the binary's path.
+ */
+export async function buildAdalToken(dir: string): Promise<string> {
+  const binary = join(dir, 'adal-token')
+  await promisify(execFile)('go', ['build', '-o', binary, '.'], {
+    cwd: join(import.meta.dirname, 'go', 'adal-token'),
+    timeout: 180_000,
+    env: {
+      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+      HOME: dir,
+      GO111MODULE: 'off',
+      GOPATH: '/usr/share/gocode',
+      GOCACHE: join(dir, 'go-cache'),
+      GOFLAGS: '',
+      GOPROXY: 'off',
+    },
+  })
+  return binary
 }

@@ -8,6 +8,7 @@ import {
   dialectEnv,
   needsSecret,
   runClient,
+  stackView,
   type Dialect,
 } from './harness.ts'
 
@@ -32,12 +33,12 @@ for (const dialect of dialects) {
       const identity = stack.emulator.state.managedIdentities[assigned === 'system' ? 0 : 1]!
       const args = [client, resource, ...(assigned === 'user' ? [identity.clientId] : [])]
       const result = await runClient(python, args, dialectEnv(stack, dialect), { timeoutMs: 60_000 })
-      await assertDaemonToken(stack, result, {
+      await assertDaemonToken(stackView(stack), result, {
         identity: assigned === 'system' ? 'mi' : 'uami',
         resource,
         appid: identity.clientId,
       })
-      assertRoute(stack, dialect)
+      await assertRoute(stackView(stack), dialect)
     })
   }
 }
