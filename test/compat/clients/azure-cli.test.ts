@@ -78,3 +78,26 @@ for (const dialect of ['cloud-shell', 'app-service-2017'] as const satisfies AzD
     })
   }
 }
+
+test('az with MSI_ENDPOINT + MSI_SECRET but no APPSETTING_WEBSITE_SITE_NAME: a secret-less POST, refused', async (t) => {
+  // msrestazure picks App Service only when APPSETTING_WEBSITE_SITE_NAME is set; otherwise it sends
+  // the Cloud Shell form POST to MSI_ENDPOINT without the secret, which /msi/token must not serve.
+  const stack = await startStack(t, { configYaml: configYaml({ secret: true }) })
+  const arm = await startArm(stack.emulator.state)
+  t.after(() => arm.close())
+  const env = {
+    ...dialectEnv(stack, 'app-service-2017'),
+    ...azBaseEnv(await azConfigDir(stack.dir, arm.url), join(stack.dir, 'emulator-ca.pem')),
+  }
+  const login = await az(['login', '--identity'], env)
+  assert.notEqual(login.status, 0)
+  const requests = stack.logs.records.filter((r) => r['msg'] === 'request')
+  assert.ok(requests.length > 0)
+  for (const r of requests) {
+    assert.equal(r['method'], 'POST')
+    assert.match(String(r['path']), /^\/msi\/token\/?$/)
+    assert.ok(Number(r['status']) >= 400, `refused: ${JSON.stringify(r)}`)
+  }
+  assert.equal(stack.emulator.state.calls.count('imds.token'), 0, 'nothing went upstream')
+  assert.equal(arm.tokens.length, 0)
+})
