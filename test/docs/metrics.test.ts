@@ -4,6 +4,7 @@ import { glob, readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { parse } from 'yaml'
 import { Metrics } from '../../sidecar/src/core/metrics.ts'
+import { WebhookMetrics } from '../../sidecar/src/cli/webhook/metrics.ts'
 
 const root = resolve(import.meta.dirname, '../..')
 const operations = join(root, 'docs/operations.md')
@@ -38,7 +39,9 @@ test('docs/operations.md lists every metric the daemon exports, in its metrics t
 
 test('every credential_sidecar_ metric any doc mentions exists (histograms with _bucket/_count/_sum)', async () => {
   // Not metrics: the nftables table of deploy/nftables/imds-lockdown.nft.
-  const names = new Set([...exportedNames(), 'credential_sidecar_imds'])
+  // The admission webhook's metrics (docs/kubernetes.md) are its own process's.
+  const webhook = new WebhookMetrics().registry.getMetricsAsArray().map((metric) => metric.name)
+  const names = new Set([...exportedNames(), ...webhook, 'credential_sidecar_imds'])
   const unknown: string[] = []
   for await (const file of glob('**/*.md', {
     cwd: root,
