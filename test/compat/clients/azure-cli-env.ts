@@ -17,6 +17,9 @@ import type { ClientResult } from './harness.ts'
  * records the Bearer tokens az calls it with, so a test can check they are the daemon's.
  */
 
+/** Debian's az (its shebang names /usr/bin/python3, whatever python3 is first on PATH). */
+export const azCommand = '/usr/bin/az'
+
 /** The audience az logs in for and calls Resource Manager with (the cloud's active_directory_resource_id). */
 export const armAudience = 'https://management.core.windows.net/'
 

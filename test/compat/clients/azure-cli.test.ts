@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { startStack, type Stack } from '../../support/stack.ts'
-import { armAudience, azBaseEnv, azConfigDir, azResult, startArm } from './azure-cli-env.ts'
+import { armAudience, azBaseEnv, azCommand, azConfigDir, azResult, startArm } from './azure-cli-env.ts'
 import {
   assertDaemonToken,
   assertRoute,
@@ -40,7 +40,7 @@ async function azEnv(stack: Stack, dialect: AzDialect, armUrl: string): Promise<
 
 /** Runs az with `env`, JSON output. */
 async function az(args: string[], env: Record<string, string>) {
-  return azResult(await runClient('az', [...args, '--output', 'json'], env, { timeoutMs: 90_000 }))
+  return azResult(await runClient(azCommand, [...args, '--output', 'json'], env, { timeoutMs: 90_000 }))
 }
 
 for (const dialect of ['cloud-shell', 'app-service-2017'] as const satisfies AzDialect[]) {
@@ -48,7 +48,7 @@ for (const dialect of ['cloud-shell', 'app-service-2017'] as const satisfies AzD
     const username = assigned === 'user' ? ' --username <client id>' : ''
     test(`az ${dialect}: login --identity${username}, get-access-token`, async (t) => {
       const stack = await startStack(t, {
-        configYaml: configYaml({ secret: dialect === 'app-service-2017' }),
+        configYaml: configYaml(dialect === 'app-service-2017' ? { secret: true, t } : { secret: false }),
       })
       const daemon = stackView(stack)
       const identity = stack.emulator.state.managedIdentities[assigned === 'system' ? 0 : 1]!
@@ -82,7 +82,7 @@ for (const dialect of ['cloud-shell', 'app-service-2017'] as const satisfies AzD
 test('az with MSI_ENDPOINT + MSI_SECRET but no APPSETTING_WEBSITE_SITE_NAME: a secret-less POST, refused', async (t) => {
   // msrestazure picks App Service only when APPSETTING_WEBSITE_SITE_NAME is set; otherwise it sends
   // the Cloud Shell form POST to MSI_ENDPOINT without the secret, which /msi/token must not serve.
-  const stack = await startStack(t, { configYaml: configYaml({ secret: true }) })
+  const stack = await startStack(t, { configYaml: configYaml({ secret: true, t }) })
   const arm = await startArm(stack.emulator.state)
   t.after(() => arm.close())
   const env = {

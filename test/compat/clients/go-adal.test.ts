@@ -39,7 +39,9 @@ after(() => rm(work, { recursive: true, force: true }))
 for (const dialect of ['app-service-2017', 'cloud-shell'] as const satisfies Dialect[]) {
   for (const assigned of ['system', 'user'] as const) {
     test(`go adal ${dialect}: ${assigned}-assigned`, async (t) => {
-      const stack = await startStack(t, { configYaml: configYaml({ secret: needsSecret(dialect) }) })
+      const stack = await startStack(t, {
+        configYaml: configYaml(needsSecret(dialect) ? { secret: true, t } : { secret: false }),
+      })
       const identity = stack.emulator.state.managedIdentities[assigned === 'system' ? 0 : 1]!
       const env = dialectEnv(stack, dialect)
       const result = await runClient(

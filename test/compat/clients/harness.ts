@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
+import type { TestContext } from 'node:test'
 import { promisify } from 'node:util'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { decodeJwt } from 'jose'
@@ -57,12 +58,17 @@ export function dialectEnv(stack: Stack, dialect: Dialect): Record<string, strin
   }
 }
 
-/** The daemon's YAML: a caller secret (the App Service dialects need one), `mi` and user-assigned `uami`. */
-export function configYaml(options: { secret: boolean }) {
+/**
+ * The daemon's YAML: identities `mi` and user-assigned `uami`, and with `secret` a caller secret
+ * (the App Service dialects need one) in a file removed after the test.
+ */
+export function configYaml(options: { secret: false } | { secret: true; t: TestContext }) {
   return (emulator: Stack['emulator']): string => {
     let callers = ''
     if (options.secret) {
-      const file = join(mkdtempSync(join(tmpdir(), 'sidecar-client-secret-')), 'identity-header')
+      const dir = mkdtempSync(join(tmpdir(), 'sidecar-client-secret-'))
+      options.t.after(() => rmSync(dir, { recursive: true, force: true }))
+      const file = join(dir, 'identity-header')
       writeFileSync(file, secret, { mode: 0o600 })
       callers = `callers:\n  secretFile: ${file}\n`
     }
@@ -180,7 +186,7 @@ export async function assertRoute(daemon: DaemonView, dialect: Dialect): Promise
  */
 export async function buildAdalToken(dir: string): Promise<string> {
   const binary = join(dir, 'adal-token')
-  await promisify(execFile)('go', ['build', '-o', binary, '.'], {
+  await promisify(execFile)('/usr/bin/go', ['build', '-o', binary, '.'], {
     cwd: join(import.meta.dirname, 'go', 'adal-token'),
     timeout: 180_000,
     env: {

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface, type Interface } from 'node:readline'
-import { armAudience, azBaseEnv, azConfigDir, azResult } from './azure-cli-env.ts'
+import { armAudience, azBaseEnv, azCommand, azConfigDir, azResult } from './azure-cli-env.ts'
 import {
   assertDaemonToken,
   assertRoute,
@@ -172,14 +172,18 @@ for (const assigned of ['system', 'user'] as const) {
       const daemon = await daemonFromNow()
       const env = azBaseEnv(await azConfigDir(work, stack.armUrl), join(stack.dir, 'emulator-ca.pem'))
       const username = assigned === 'user' ? ['--username', clientId()] : []
-      const login = await inNamespace('az', ['login', '--identity', ...username, '--output', 'json'], env)
+      const login = await inNamespace(
+        azCommand,
+        ['login', '--identity', ...username, '--output', 'json'],
+        env,
+      )
       assert.equal(login.status, 0, `${login.error ?? ''}\n${login.stderr.slice(-2000)}`)
       const { tokens } = (await ask({ op: 'arm' })) as { tokens: string[] }
       const armToken: ClientResult = { status: 0, token: tokens.at(-1)!, stderr: '' }
       await assertDaemonToken(daemon, armToken, { identity, resource: armAudience, appid: clientId() })
 
       const args = ['account', 'get-access-token', '--resource', resource, '--output', 'json']
-      const token = azResult(await inNamespace('az', args, env))
+      const token = azResult(await inNamespace(azCommand, args, env))
       await assertDaemonToken(daemon, token, { identity, resource, appid: clientId() })
       assert.equal(token['subscription'], stack.subscriptionId)
       await assertRoute(daemon, 'imds')

@@ -29,7 +29,9 @@ const dialects: Dialect[] = ['app-service-2019', 'app-service-2017', 'cloud-shel
 for (const dialect of dialects) {
   for (const assigned of ['system', 'user'] as const) {
     test(`azure-identity ${dialect}: ${assigned}-assigned`, async (t) => {
-      const stack = await startStack(t, { configYaml: configYaml({ secret: needsSecret(dialect) }) })
+      const stack = await startStack(t, {
+        configYaml: configYaml(needsSecret(dialect) ? { secret: true, t } : { secret: false }),
+      })
       const identity = stack.emulator.state.managedIdentities[assigned === 'system' ? 0 : 1]!
       const args = [client, resource, ...(assigned === 'user' ? [identity.clientId] : [])]
       const result = await runClient(python, args, dialectEnv(stack, dialect), { timeoutMs: 60_000 })
