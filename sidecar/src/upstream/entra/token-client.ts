@@ -1,4 +1,4 @@
-import { parseSeconds } from '../../model/expiry.ts'
+import { tokenLifetime } from '../../model/lifetime.ts'
 import { randomUUID } from 'node:crypto'
 import { SidecarError, type ErrorReason, type UpstreamErrorDetail } from '../../core/errors.ts'
 import { callUpstream } from '../client.ts'
@@ -140,11 +140,10 @@ export class EntraTokenClient {
         reason: 'malformed_response',
         upstream: { endpoint, status: res.status },
       })
+    if (json['error'] !== undefined && json['error'] !== null && json['error'] !== '')
+      throw malformed('an error field')
     const accessToken = json['access_token']
     if (typeof accessToken !== 'string' || accessToken === '') throw malformed('no access_token')
-    const expiresIn = parseSeconds(json['expires_in'])
-    if (expiresIn === undefined || expiresIn <= 0) throw malformed('no usable expires_in')
-    const refreshIn = parseSeconds(json['refresh_in'])
     // MSAL treats a success without token_type as an error (upstream-protocol.md §7), not as Bearer.
     const rawType = json['token_type']
     if (rawType === undefined || rawType === null || rawType === '') throw malformed('no token_type')
@@ -171,18 +170,24 @@ export class EntraTokenClient {
       )
     }
 
-    const now = this.#runtime.clock.now()
-    // A PoP token is useless once its certificate has expired (the TLS handshake fails): with a
-    // short-lived certificate it expires with it, so callers and the cache never hold it longer.
-    const boundUntil =
-      tokenType === 'mtls_pop' && req.clientCertificate ? req.clientCertificate.notAfter : Infinity
+    // A PoP token is useless once its certificate has expired (the TLS handshake fails): it is never
+    // kept past the certificate's notAfter, nor past its own exp.
     const token: AcquiredToken = {
       tokenType,
       accessToken,
-      expiresOn: Math.min(now + expiresIn * 1000, boundUntil),
+      ...tokenLifetime({
+        accessToken,
+        expiresIn: json['expires_in'],
+        expiresOn: json['expires_on'],
+        refreshIn: json['refresh_in'],
+        ...(tokenType === 'mtls_pop' && req.clientCertificate
+          ? { notAfter: req.clientCertificate.notAfter }
+          : {}),
+        now: this.#runtime.clock.now(),
+        endpoint,
+        status: res.status,
+      }),
     }
-    if (refreshIn !== undefined && refreshIn > 0)
-      token.refreshOn = Math.min(now + refreshIn * 1000, boundUntil)
     // Also for a Bearer token obtained over mTLS: it was minted for this certificate (model/token.ts).
     if (req.clientCertificate) token.binding = req.clientCertificate
     return token
