@@ -53,6 +53,7 @@ export function storedBinding(options: StoredBindingOptions): ValueStore<ImdsV2B
         else if (!publicKeysMatch(stored.certificatePem, stored.privateKeyPem))
           why = 'its key does not match its certificate'
         else if (info.notAfter - clock.now() <= LONG_LIVED_MS) why = 'its certificate has 24 h or less left'
+        else if (info.notBefore > clock.now()) why = 'its certificate is not valid yet'
       } catch {
         why = 'it does not hold a readable certificate and key'
       }
