@@ -158,14 +158,31 @@ export function parseRetryAfterMs(value: string | undefined, now: number): numbe
 }
 
 /**
- * Text an upstream wrote (AADSTS or IMDS error descriptions) made fit for an error message and a
- * log line: no secrets are expected in it, but it is upstream's text, so anything that looks like
- * a JWT is blanked (in case an error ever echoes an assertion or token back), line breaks become
- * spaces, and it is cut to `maxChars`.
+ * Text an upstream wrote (AADSTS or IMDS error descriptions, error codes, trace ids) made fit for an
+ * error message and a log line. No secrets are expected in it, but it is upstream's text and may
+ * echo what it was sent: every value in `secrets` (the client secret or assertion of the request,
+ * as sent and as form- or URL-encoded) becomes `[redacted]`, anything that looks like a JWT
+ * `[jwt]`, line breaks become spaces, and it is cut to `maxChars` (after redaction, so a cut never
+ * leaves part of a secret).
  */
-export function upstreamText(text: string, maxChars: number): string {
-  return text
+export function upstreamText(text: string, maxChars: number, secrets: readonly string[] = []): string {
+  let clean = text
+  for (const secret of secretForms(secrets)) clean = clean.split(secret).join('[redacted]')
+  return clean
     .replace(/eyJ[\w-]*\.[\w-]*\.[\w-]*/g, '[jwt]')
     .replace(/[\r\n]+/g, ' ')
     .slice(0, maxChars)
+}
+
+/** Each secret as sent and as it reads form-encoded or URL-encoded, longest first. */
+function secretForms(secrets: readonly string[]): string[] {
+  const forms = new Set<string>()
+  for (const secret of secrets) {
+    // Shorter values are no secret worth the name, and blanking them would garble the text.
+    if (secret.length < 6) continue
+    forms.add(secret)
+    forms.add(encodeURIComponent(secret))
+    forms.add(new URLSearchParams({ s: secret }).toString().slice(2))
+  }
+  return [...forms].sort((a, b) => b.length - a.length)
 }

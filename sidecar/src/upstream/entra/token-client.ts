@@ -112,7 +112,8 @@ export class EntraTokenClient {
             { identity: req.identityName, endpoint, retry, delayMs, failure },
             'retrying Entra token request',
           ),
-        errorFor: (res) => (res.status >= 400 ? this.#errorFor(res, endpoint, req.identityName) : undefined),
+        errorFor: (res) =>
+          res.status >= 400 ? this.#errorFor(res, endpoint, req.identityName, secretsOf(req)) : undefined,
       })
     } catch (error) {
       // A certificate the server refused in the handshake should not keep its pooled connections.
@@ -193,7 +194,7 @@ export class EntraTokenClient {
     return token
   }
 
-  #errorFor(res: HttpResponse, endpoint: string, identity: string): SidecarError {
+  #errorFor(res: HttpResponse, endpoint: string, identity: string, secrets: string[]): SidecarError {
     const status = res.status
     const retryAfterMs = parseRetryAfterMs(res.headers['retry-after'], this.#runtime.clock.now())
     const retryAfterSeconds = retryAfterMs === undefined ? undefined : Math.ceil(retryAfterMs / 1000)
@@ -203,7 +204,7 @@ export class EntraTokenClient {
     } catch {
       json = undefined
     }
-    const upstream = upstreamDetail(json, endpoint, status, res.headers)
+    const upstream = upstreamDetail(json, endpoint, status, res.headers, secrets)
     const what = describeUpstreamError(upstream)
 
     if (status === 429 || status >= 500) {
@@ -257,27 +258,40 @@ function parseTokenType(value: string): TokenType | string {
   return value
 }
 
+/** What a request carries that upstream must not echo back to a caller or a log. */
+const secretFields = ['client_secret', 'client_assertion']
+
+function secretsOf(req: EntraTokenRequest): string[] {
+  return secretFields.flatMap((field) => {
+    const value = req.form[field]
+    return value ? [value] : []
+  })
+}
+
 function upstreamDetail(
   json: Record<string, unknown> | undefined,
   endpoint: string,
   status: number,
   headers: Record<string, string>,
+  secrets: string[],
 ): UpstreamErrorDetail {
   const detail: UpstreamErrorDetail = { endpoint, status }
-  const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined)
-  const error = str(json?.['error'])
-  if (error) detail.error = error.slice(0, 100)
-  const description = str(json?.['error_description'])
-  if (description) detail.errorDescription = upstreamText(description, 600)
+  // Every field upstream wrote goes through the same cleaner: any of them may echo the request.
+  const str = (v: unknown, max: number) =>
+    typeof v === 'string' && v !== '' ? upstreamText(v, max, secrets) : undefined
+  const error = str(json?.['error'], 100)
+  if (error) detail.error = error
+  const description = str(json?.['error_description'], 600)
+  if (description) detail.errorDescription = description
   const codes = json?.['error_codes']
   if (Array.isArray(codes)) {
     const numbers = codes.filter((c): c is number => typeof c === 'number' && Number.isInteger(c))
     if (numbers.length) detail.errorCodes = numbers
   }
-  const traceId = str(json?.['trace_id'])
-  if (traceId) detail.traceId = traceId.slice(0, 100)
-  const correlationId = str(json?.['correlation_id']) ?? headers['client-request-id']
-  if (correlationId) detail.correlationId = correlationId.slice(0, 100)
+  const traceId = str(json?.['trace_id'], 100)
+  if (traceId) detail.traceId = traceId
+  const correlationId = str(json?.['correlation_id'], 100) ?? str(headers['client-request-id'], 100)
+  if (correlationId) detail.correlationId = correlationId
   return detail
 }
 
