@@ -65,7 +65,7 @@ test('managed identity mtls_pop leg: the token is bound to the presented certifi
   )
 })
 
-test('managed identity token_type=bearer leg gives a Bearer token without cnf; refresh_in is honoured', async (t) => {
+test('managed identity bound Bearer leg (no token_type) gives a Bearer token without cnf; refresh_in is honoured', async (t) => {
   const f = await startEntraFixture(t, { refreshInSec: 1800 })
   const mi = f.state.managedIdentities[1]!
   const binding = await issueClientCertificate(f.state, mi.clientId)
