@@ -311,7 +311,12 @@ test('port is an integer in 0..65535, timeouts are positive integers', () => {
     'upstream.timeoutMs',
     'must be ≤ 2147483647',
   )
-  assertIssue(parseError(yaml('shutdownGraceMs: 2147483648')), '1:1', 'shutdownGraceMs', 'must be ≤ 2147483647')
+  assertIssue(
+    parseError(yaml('shutdownGraceMs: 2147483648')),
+    '1:1',
+    'shutdownGraceMs',
+    'must be ≤ 2147483647',
+  )
 })
 
 test('identity names follow /^[A-Za-z0-9][A-Za-z0-9_.-]*$/', () => {

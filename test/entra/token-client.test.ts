@@ -588,7 +588,10 @@ test('Entra answers 200 with an absurd lifetime or an error field: 502 malformed
     { token_type: 'mtls_pop', expires_in: String(49 * 3600), access_token: 'opaque' },
     { token_type: 'mtls_pop', expires_in: '3599', access_token: 'opaque', error: 'invalid_client' },
   ]
-  f.state.faults.script('entra.mtls.token', bodies.map((body) => ({ status: 200, body })))
+  f.state.faults.script(
+    'entra.mtls.token',
+    bodies.map((body) => ({ status: 200, body })),
+  )
   for (const body of bodies) {
     await assert.rejects(f.client.requestToken(req, signal()), (error: unknown) => {
       assert.ok(isSidecarError(error), String(error))

@@ -183,7 +183,9 @@ test('a read-only filesystem: the binding is served, the failure to persist is l
   assert.ok(binding.binding.x5tS256)
   await credential.close()
   assert.equal(existsSync(path), false)
-  const line = f.logs().find((l) => l['msg'] === 'binding store update failed; serving from memory, not persisted')
+  const line = f
+    .logs()
+    .find((l) => l['msg'] === 'binding store update failed; serving from memory, not persisted')
   assert.ok(line, f.lines.join('\n'))
   assert.equal(line['key'], 'identities.mi.bindingStore')
   assert.match(String(line['error']), /EROFS/)
@@ -205,7 +207,9 @@ test('a full filesystem: the binding is served, no half-written store is left, t
   assert.ok(binding.binding.x5tS256)
   await credential.close()
   assert.equal(existsSync(path), false, 'no partial store')
-  const line = f.logs().find((l) => l['msg'] === 'binding store update failed; serving from memory, not persisted')
+  const line = f
+    .logs()
+    .find((l) => l['msg'] === 'binding store update failed; serving from memory, not persisted')
   assert.ok(line, f.lines.join('\n'))
   assert.match(String(line['error']), /ENOSPC/)
 })

@@ -22,7 +22,11 @@ const certKey = 'identities.app.clientCredentials[0].certificateDiskPath'
 const tokenKey = 'identities.app.clientCredentials[0].signedAssertionFileDiskPath'
 
 /** An app stack whose first credential is the certificate at `app.pem` (prepared by `prepare`), then a client secret. */
-function certificateStack(t: TestContext, prepare: (path: string, pem: string) => Promise<void>, file = 'app.pem') {
+function certificateStack(
+  t: TestContext,
+  prepare: (path: string, pem: string) => Promise<void>,
+  file = 'app.pem',
+) {
   const secret = 'fallback-secret-0123456789'
   return startStack(t, {
     register: async ({ emulator, dir }) => {
@@ -52,7 +56,11 @@ const refusedAtStart: [string, (path: string, pem: string) => Promise<void>, Reg
     /is owned by uid 65534, neither the sidecar's uid \(0\) nor root/,
   ],
   ['mode 0666', async (path, pem) => (await writeFile(path, pem), chmodSync(path, 0o666)), /writable by/],
-  ['mode 0620', async (path, pem) => (await writeFile(path, pem), chmodSync(path, 0o620)), /writable by its group \(mode 0620\)/],
+  [
+    'mode 0620',
+    async (path, pem) => (await writeFile(path, pem), chmodSync(path, 0o620)),
+    /writable by its group \(mode 0620\)/,
+  ],
   ['a FIFO', async (path) => void execFileSync('mkfifo', [path]), /is not a regular file \(a FIFO\)/],
   ['missing', async () => {}, /cannot read .*app\.pem \(ENOENT/],
   [
@@ -86,15 +94,22 @@ test('a PKCS#12 file owned by another uid is refused at start the same way', asy
       async (path, pem) => {
         const key = /-----BEGIN PRIVATE KEY-----[\s\S]+?-----END PRIVATE KEY-----/.exec(pem)![0]
         const certificate = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem)![0]
-        await writeFile(path, writePkcs12({ certificatesPem: [certificate], privateKeyPem: key, password: 'pw-123' }), {
-          mode: 0o600,
-        })
+        await writeFile(
+          path,
+          writePkcs12({ certificatesPem: [certificate], privateKeyPem: key, password: 'pw-123' }),
+          {
+            mode: 0o600,
+          },
+        )
         chownSync(path, NOBODY, NOBODY)
       },
       'app.pfx',
     ),
     (error: unknown) => {
-      assert.match(String((error as Error).message), /^identities\.app\.clientCredentials\[0\]\.certificateDiskPath: .*app\.pfx is owned by uid 65534/)
+      assert.match(
+        String((error as Error).message),
+        /^identities\.app\.clientCredentials\[0\]\.certificateDiskPath: .*app\.pfx is owned by uid 65534/,
+      )
       return true
     },
   )
@@ -129,7 +144,9 @@ test('a certificate file that another uid takes over after start is refused (log
   assert.ok(refusal, stack.logs.text)
   assert.ok(String(refusal['reason']).includes(certKey))
   assert.ok(String(refusal['reason']).includes(path))
-  const using = stack.logs.records.filter((r) => r['msg'] === 'using client credential').map((r) => r['credential'])
+  const using = stack.logs.records
+    .filter((r) => r['msg'] === 'using client credential')
+    .map((r) => r['credential'])
   assert.equal(using.at(-1), 'clientCredentials[1] (ClientSecret)')
 })
 
@@ -145,7 +162,11 @@ test('a token file (SignedAssertionFilePath) that is missing or owned by another
       startStack(t, {
         app: async ({ dir }) => {
           await prepare(join(dir, 'token'))
-          return ['    clientCredentials:', '      - sourceType: SignedAssertionFilePath', `        signedAssertionFileDiskPath: ${join(dir, 'token')}`].join('\n')
+          return [
+            '    clientCredentials:',
+            '      - sourceType: SignedAssertionFilePath',
+            `        signedAssertionFileDiskPath: ${join(dir, 'token')}`,
+          ].join('\n')
         },
       }),
       (error: unknown) => {
@@ -164,7 +185,11 @@ test('a token file replaced by a FIFO after start: refused at once, never a hung
     app: async ({ dir }) => {
       path = join(dir, 'token')
       await writeFile(path, 'not-a-valid-assertion', { mode: 0o600 })
-      return ['    clientCredentials:', '      - sourceType: SignedAssertionFilePath', `        signedAssertionFileDiskPath: ${path}`].join('\n')
+      return [
+        '    clientCredentials:',
+        '      - sourceType: SignedAssertionFilePath',
+        `        signedAssertionFileDiskPath: ${path}`,
+      ].join('\n')
     },
   })
   await rm(path)

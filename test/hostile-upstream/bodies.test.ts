@@ -29,7 +29,9 @@ test('a 400 MB IMDS answer is cut off after 1 MiB: 502, connection closed, memor
 })
 
 test('a Content-Length above 1 MiB is refused before the body is read', async (t) => {
-  const imds = await hostileServer(t, (_req, res) => flood(res, 400 * MiB, { 'content-length': String(400 * MiB) }))
+  const imds = await hostileServer(t, (_req, res) =>
+    flood(res, 400 * MiB, { 'content-length': String(400 * MiB) }),
+  )
   const daemon = await hostileDaemon(t, imdsV1Yaml(imds.url))
   const res = await daemon.get(tokenPath)
   assert.equal(res.status, 502)
@@ -41,7 +43,13 @@ test('a Content-Length above 1 MiB is refused before the body is read', async (t
 test('an answer of exactly 1 MiB of valid JSON is still read', async (t) => {
   const now = Math.floor(Date.now() / 1000)
   const imds = await hostileServer(t, (_req, res) => {
-    const body = { access_token: 'not-a-jwt', expires_in: '3599', expires_on: String(now + 3599), token_type: 'Bearer', pad: '' }
+    const body = {
+      access_token: 'not-a-jwt',
+      expires_in: '3599',
+      expires_on: String(now + 3599),
+      token_type: 'Bearer',
+      pad: '',
+    }
     const base = JSON.stringify(body).length
     body.pad = 'x'.repeat(MiB - base)
     sendJson(res, 200, body)
@@ -56,7 +64,12 @@ test('a body that drips a byte every 50 ms is cut at the attempt timeout; the ca
   const now = Math.floor(Date.now() / 1000)
   const imds = await hostileServer(t, (_req, res, call) => {
     if (call <= 100) return drip(res, { chunk: ' ', intervalMs: 50 })
-    sendJson(res, 200, { access_token: 'x', expires_in: '3599', expires_on: String(now + 3599), token_type: 'Bearer' })
+    sendJson(res, 200, {
+      access_token: 'x',
+      expires_in: '3599',
+      expires_on: String(now + 3599),
+      token_type: 'Bearer',
+    })
   })
   const daemon = await hostileDaemon(t, imdsV1Yaml(imds.url, '  timeoutMs: 600\n  requestDeadlineMs: 2000\n'))
   const res = await daemon.get(tokenPath)
@@ -82,7 +95,9 @@ test('a truncated body (connection dropped mid-answer) is a transport failure, n
 })
 
 test('a well-framed but cut JSON body is a malformed answer: 502, and the next request asks again', async (t) => {
-  const imds = await hostileServer(t, (_req, res) => sendJson(res, 200, '{"access_token":"abc","expires_in":"35'))
+  const imds = await hostileServer(t, (_req, res) =>
+    sendJson(res, 200, '{"access_token":"abc","expires_in":"35'),
+  )
   const daemon = await hostileDaemon(t, imdsV1Yaml(imds.url))
   const first = await daemon.get(tokenPath)
   assert.equal(first.status, 502)

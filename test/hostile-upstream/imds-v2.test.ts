@@ -26,7 +26,9 @@ async function forwardingImds(
     const chunks: Buffer[] = []
     for await (const chunk of req) chunks.push(chunk as Buffer)
     const headers = Object.fromEntries(
-      Object.entries(req.headers).filter(([k, v]) => typeof v === 'string' && k !== 'host' && k !== 'content-length'),
+      Object.entries(req.headers).filter(
+        ([k, v]) => typeof v === 'string' && k !== 'host' && k !== 'content-length',
+      ),
     ) as Record<string, string>
     const upstream = await fetch(`${emulator.imdsUrl}${req.url}`, {
       method: req.method ?? 'GET',
@@ -38,7 +40,10 @@ async function forwardingImds(
     if (path === issuePath && upstream.status === 200) {
       return sendJson(res, 200, rewrite(JSON.parse(text) as Record<string, unknown>))
     }
-    res.writeHead(upstream.status, { 'content-type': 'application/json', server: upstream.headers.get('server') ?? '' })
+    res.writeHead(upstream.status, {
+      'content-type': 'application/json',
+      server: upstream.headers.get('server') ?? '',
+    })
     res.end(text)
   })
 }
@@ -51,7 +56,8 @@ function reissue(
 ): Record<string, unknown> {
   const original = new X509Certificate(Buffer.from(String(answer['certificate']), 'base64'))
   const pem = emulator.state.ca.issue({
-    publicKeyPem: change.publicKeyPem ?? original.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    publicKeyPem:
+      change.publicKeyPem ?? original.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
     subject: [
       { shortName: 'DC', value: emulator.state.tenantId },
       { shortName: 'CN', value: String(answer['client_id']) },
@@ -63,7 +69,10 @@ function reissue(
   return { ...answer, certificate: new X509Certificate(pem).raw.toString('base64') }
 }
 
-async function popDaemon(t: TestContext, rewrite: (emulator: Emulator, answer: Record<string, unknown>) => Record<string, unknown>) {
+async function popDaemon(
+  t: TestContext,
+  rewrite: (emulator: Emulator, answer: Record<string, unknown>) => Record<string, unknown>,
+) {
   const emulator = await startEmulator()
   t.after(() => emulator.close())
   const dir = mkdtempSync(join(tmpdir(), 'hostile-v2-'))
@@ -80,12 +89,18 @@ async function popDaemon(t: TestContext, rewrite: (emulator: Emulator, answer: R
   return { emulator, imds, daemon, path }
 }
 
-const cases: [string, RegExp, (emulator: Emulator, answer: Record<string, unknown>) => Record<string, unknown>][] = [
+const cases: [
+  string,
+  RegExp,
+  (emulator: Emulator, answer: Record<string, unknown>) => Record<string, unknown>,
+][] = [
   [
     'a certificate for a key that is not the CSR key',
     /public key/,
     (emulator, answer) => {
-      const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString()
+      const other = generateKeyPairSync('rsa', { modulusLength: 2048 })
+        .publicKey.export({ type: 'spki', format: 'pem' })
+        .toString()
       return reissue(emulator, answer, { publicKeyPem: other })
     },
   ],
@@ -97,27 +112,41 @@ const cases: [string, RegExp, (emulator: Emulator, answer: Record<string, unknow
   [
     'a certificate that is not valid yet',
     /not valid before/,
-    (emulator, answer) => reissue(emulator, answer, { notBefore: Date.now() + HOUR, validityMs: 7 * 24 * HOUR }),
+    (emulator, answer) =>
+      reissue(emulator, answer, { notBefore: Date.now() + HOUR, validityMs: 7 * 24 * HOUR }),
   ],
   [
     'an mtls_authentication_endpoint with a query',
     /query, fragment or userinfo/,
-    (_e, answer) => ({ ...answer, mtls_authentication_endpoint: `${String(answer['mtls_authentication_endpoint'])}?tenant=evil` }),
+    (_e, answer) => ({
+      ...answer,
+      mtls_authentication_endpoint: `${String(answer['mtls_authentication_endpoint'])}?tenant=evil`,
+    }),
   ],
   [
     'an mtls_authentication_endpoint with a fragment',
     /query, fragment or userinfo/,
-    (_e, answer) => ({ ...answer, mtls_authentication_endpoint: `${String(answer['mtls_authentication_endpoint'])}#x` }),
+    (_e, answer) => ({
+      ...answer,
+      mtls_authentication_endpoint: `${String(answer['mtls_authentication_endpoint'])}#x`,
+    }),
   ],
   [
     'an mtls_authentication_endpoint with userinfo',
     /query, fragment or userinfo/,
     (_e, answer) => ({
       ...answer,
-      mtls_authentication_endpoint: String(answer['mtls_authentication_endpoint']).replace('https://', 'https://user:pw@'),
+      mtls_authentication_endpoint: String(answer['mtls_authentication_endpoint']).replace(
+        'https://',
+        'https://user:pw@',
+      ),
     }),
   ],
-  ['a certificate that is a number', /lacks certificate|not base64/, (_e, answer) => ({ ...answer, certificate: 12345 })],
+  [
+    'a certificate that is a number',
+    /lacks certificate|not base64/,
+    (_e, answer) => ({ ...answer, certificate: 12345 }),
+  ],
   ['a client_id that is an object', /lacks client_id/, (_e, answer) => ({ ...answer, client_id: { id: 1 } })],
 ]
 

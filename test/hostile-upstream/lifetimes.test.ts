@@ -28,20 +28,35 @@ async function twice(t: import('node:test').TestContext, body: (call: number) =>
 
 const refused: [string, (now: number) => Record<string, unknown>][] = [
   ['expires_in 1e12', () => ({ access_token: 'opaque', expires_in: 1e12, token_type: 'Bearer' })],
-  ['expires_in "1e12" (a string)', () => ({ access_token: 'opaque', expires_in: '1000000000000', token_type: 'Bearer' })],
-  ['expires_on 1e12 (year 33658)', () => ({ access_token: 'opaque', expires_on: 1e12, token_type: 'Bearer' })],
+  [
+    'expires_in "1e12" (a string)',
+    () => ({ access_token: 'opaque', expires_in: '1000000000000', token_type: 'Bearer' }),
+  ],
+  [
+    'expires_on 1e12 (year 33658)',
+    () => ({ access_token: 'opaque', expires_on: 1e12, token_type: 'Bearer' }),
+  ],
   ['expires_in 0', () => ({ access_token: 'opaque', expires_in: '0', token_type: 'Bearer' })],
   ['expires_in negative', () => ({ access_token: 'opaque', expires_in: -30, token_type: 'Bearer' })],
   ['expires_in not a number', () => ({ access_token: 'opaque', expires_in: 'soon', token_type: 'Bearer' })],
   ['expires_in an object', () => ({ access_token: 'opaque', expires_in: { s: 3599 }, token_type: 'Bearer' })],
-  ['expires_on in the past (expired on arrival)', (now) => ({ access_token: 'opaque', expires_on: String(now - 60), token_type: 'Bearer' })],
-  ['a JWT whose exp has passed, however long expires_in says', (now) => ({ access_token: jwt({ exp: now - 10 }), expires_in: '3599', token_type: 'Bearer' })],
+  [
+    'expires_on in the past (expired on arrival)',
+    (now) => ({ access_token: 'opaque', expires_on: String(now - 60), token_type: 'Bearer' }),
+  ],
+  [
+    'a JWT whose exp has passed, however long expires_in says',
+    (now) => ({ access_token: jwt({ exp: now - 10 }), expires_in: '3599', token_type: 'Bearer' }),
+  ],
   ['49 hours', () => ({ access_token: 'opaque', expires_in: String(49 * HOUR), token_type: 'Bearer' })],
   ['no lifetime at all', () => ({ access_token: 'opaque', token_type: 'Bearer' })],
   ['access_token a number', () => ({ access_token: 12345, expires_in: '3599', token_type: 'Bearer' })],
   ['token_type a number', () => ({ access_token: 'opaque', expires_in: '3599', token_type: 7 })],
   ['an error with a 200', () => ({ error: 'invalid_request', error_description: 'Identity not found' })],
-  ['an error and a token with a 200', () => ({ error: 'server_error', access_token: 'opaque', expires_in: '3599' })],
+  [
+    'an error and a token with a 200',
+    () => ({ error: 'server_error', access_token: 'opaque', expires_in: '3599' }),
+  ],
   ['a JSON array', () => [1, 2] as unknown as Record<string, unknown>],
 ]
 
@@ -71,13 +86,22 @@ test('the smallest lifetime wins: a JWT exp 10 minutes away caps an expires_in o
 
 test('expires_on smaller than expires_in wins', async (t) => {
   const now = nowS()
-  const { first } = await twice(t, () => ({ access_token: 'opaque', expires_in: '7200', expires_on: String(now + 1800), token_type: 'Bearer' }))
+  const { first } = await twice(t, () => ({
+    access_token: 'opaque',
+    expires_in: '7200',
+    expires_on: String(now + 1800),
+    token_type: 'Bearer',
+  }))
   assert.equal(first.status, 200)
   assert.ok(Math.abs(first.body.expires_on - (now + 1800)) <= 2)
 })
 
 test('a token that is not a JWT is served on expires_in alone, and cached', async (t) => {
-  const { first, second, calls } = await twice(t, () => ({ access_token: 'opaque-token', expires_in: '3599', token_type: 'Bearer' }))
+  const { first, second, calls } = await twice(t, () => ({
+    access_token: 'opaque-token',
+    expires_in: '3599',
+    token_type: 'Bearer',
+  }))
   assert.equal(first.status, 200, JSON.stringify(first.body))
   assert.equal(first.body.access_token, 'opaque-token')
   assert.equal(second.status, 200)
@@ -85,6 +109,10 @@ test('a token that is not a JWT is served on expires_in alone, and cached', asyn
 })
 
 test('exactly 48 hours is accepted', async (t) => {
-  const { first } = await twice(t, () => ({ access_token: 'opaque', expires_in: String(48 * HOUR), token_type: 'Bearer' }))
+  const { first } = await twice(t, () => ({
+    access_token: 'opaque',
+    expires_in: String(48 * HOUR),
+    token_type: 'Bearer',
+  }))
   assert.equal(first.status, 200, JSON.stringify(first.body))
 })

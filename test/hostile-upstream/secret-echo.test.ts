@@ -14,7 +14,12 @@ test('Entra echoing the client secret (raw and form-encoded) in its error: not i
   const stack = await startStack(t, {
     register: () => ({ clientSecrets: [secret] }),
     env: { APP_SECRET: secret },
-    app: () => ['    clientCredentials:', '      - sourceType: ClientSecret', '        clientSecret: ${APP_SECRET}'].join('\n'),
+    app: () =>
+      [
+        '    clientCredentials:',
+        '      - sourceType: ClientSecret',
+        '        clientSecret: ${APP_SECRET}',
+      ].join('\n'),
   })
   const encoded = new URLSearchParams({ client_secret: secret }).toString()
   stack.emulator.state.faults.script('entra.token', [
@@ -44,12 +49,18 @@ test('Entra echoing the client assertion (FIC leg 1 token, a JWT) in its error: 
   const secret = 'assertion-fallback-secret-0123'
   const stack = await startStack(t, {
     register: () => ({ clientSecrets: [secret] }),
-    app: () => ['    clientCredentials:', '      - sourceType: ClientSecret', `        clientSecret: ${secret}`].join('\n'),
+    app: () =>
+      ['    clientCredentials:', '      - sourceType: ClientSecret', `        clientSecret: ${secret}`].join(
+        '\n',
+      ),
   })
   // A JWT-shaped value in the error: always blanked, whoever sent it.
   const jwt = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXRoYXQtaXMtbG9uZw'
   stack.emulator.state.faults.script('entra.token', [
-    { status: 400, body: { error: 'invalid_request', error_description: `bad assertion ${jwt}`, error_codes: [50027] } },
+    {
+      status: 400,
+      body: { error: 'invalid_request', error_description: `bad assertion ${jwt}`, error_codes: [50027] },
+    },
   ])
   const { status, body } = await stack.token(graph)
   assert.ok(status >= 400)

@@ -22,7 +22,10 @@ export type Handler = (req: IncomingMessage, res: ServerResponse, call: number) 
  * A plain-HTTP server on 127.0.0.1:0 that answers every request with `handler` (the n-th call to a
  * path gets `call` = n, from 1): an IMDS that misbehaves however a test needs. Closed after the test.
  */
-export async function hostileServer(t: TestContext, handler: Handler): Promise<{ url: string; seen: Seen; server: Server }> {
+export async function hostileServer(
+  t: TestContext,
+  handler: Handler,
+): Promise<{ url: string; seen: Seen; server: Server }> {
   const counts = new Map<string, number>()
   const seen: Seen = {
     count: (path) => counts.get(path) ?? 0,
@@ -60,7 +63,10 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
 }
 
 /** Writes `chunk` every `intervalMs` until the client goes away or `maxBytes` are out. */
-export function drip(res: ServerResponse, options: { chunk: string; intervalMs: number; maxBytes?: number }): void {
+export function drip(
+  res: ServerResponse,
+  options: { chunk: string; intervalMs: number; maxBytes?: number },
+): void {
   res.writeHead(200, { 'content-type': 'application/json', server: 'IMDS/150.870.65.1854' })
   let written = 0
   const timer = setInterval(() => {
@@ -107,7 +113,10 @@ export async function hostileDaemon(
   yaml: string,
   options: { clock?: Clock } = {},
 ): Promise<HostileDaemon> {
-  const config = parseConfig(`listen:\n  host: 127.0.0.1\n  port: 0\n${yaml}`, { source: 'hostile.yaml', env: {} })
+  const config = parseConfig(`listen:\n  host: 127.0.0.1\n  port: 0\n${yaml}`, {
+    source: 'hostile.yaml',
+    env: {},
+  })
   const { logger, logs } = capturingLogger()
   const daemon = await Daemon.start({ config, logger, ...(options.clock ? { clock: options.clock } : {}) })
   t.after(() => daemon.shutdown(1000))

@@ -13,7 +13,11 @@ test('managed identity useBoundCredential with Bearer: the Entra mTLS leg sends 
   const body = await json(res)
   assert.equal(res.status, 200, JSON.stringify(body))
   assert.equal(body.token_type, 'Bearer')
-  assert.equal(stack.emulator.state.calls.count('imds.issuecredential'), 1, 'obtained with the IMDS v2 binding')
+  assert.equal(
+    stack.emulator.state.calls.count('imds.issuecredential'),
+    1,
+    'obtained with the IMDS v2 binding',
+  )
   assert.equal(stack.emulator.state.calls.count('imds.token'), 0, 'not an IMDS v1 token')
   assert.equal(seen.length, 1)
   const leg = seen[0]!

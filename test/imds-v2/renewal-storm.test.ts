@@ -97,7 +97,9 @@ test('30-day certificates, real clock: one issuecredential, not a renewal storm 
   const started = process.cpuUsage()
   await new Promise((resolve) => setTimeout(resolve, 1500))
   const cpu = process.cpuUsage(started)
-  t.diagnostic(`issuecredential=${calls.count('imds.issuecredential')} cpu=${(cpu.user + cpu.system) / 1000} ms`)
+  t.diagnostic(
+    `issuecredential=${calls.count('imds.issuecredential')} cpu=${(cpu.user + cpu.system) / 1000} ms`,
+  )
   assert.equal(calls.count('imds.issuecredential'), 1)
   assert.equal(calls.count('entra.mtls.token'), 1)
 })

@@ -83,7 +83,8 @@ function parseTokenResponse(res: HttpResponse, endpoint: string, now: number): A
   const accessToken = body['access_token']
   if (typeof accessToken !== 'string' || accessToken === '') throw malformed('without an access_token')
   const rawType = body['token_type']
-  if (rawType !== undefined && typeof rawType !== 'string') throw malformed('with a token_type that is not a string')
+  if (rawType !== undefined && typeof rawType !== 'string')
+    throw malformed('with a token_type that is not a string')
   const tokenType = rawType === undefined || rawType === '' ? 'Bearer' : rawType
   if (tokenType.toLowerCase() !== 'bearer') {
     throw new SidecarError(

@@ -262,7 +262,13 @@ export function mtlsTokenEndpoint(mtlsAuthenticationEndpoint: string, tenantId: 
   if (base.protocol !== 'https:') throw new Error('mtls_authentication_endpoint is not an https URL')
   // Appending a path to a URL with a query or fragment garbles it (the path lands in the query), and
   // userinfo would send credentials nobody configured: refused (contract §3).
-  if (base.search || base.hash || base.username || base.password || /[?#@]/.test(mtlsAuthenticationEndpoint)) {
+  if (
+    base.search ||
+    base.hash ||
+    base.username ||
+    base.password ||
+    /[?#@]/.test(mtlsAuthenticationEndpoint)
+  ) {
     throw new Error('mtls_authentication_endpoint carries a query, fragment or userinfo; refused')
   }
   const path = base.pathname.replace(/\/+$/, '')
