@@ -1,5 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { startStack } from '../support/stack.ts'
 import { drip, flood, hostileDaemon, hostileServer, imdsV1Yaml, sendJson, tokenPath } from './support.ts'
 
 /** Contract §3: every upstream answer is bounded before it is trusted (1 MiB; the attempt's timeout). */
@@ -104,4 +105,22 @@ test('a well-framed but cut JSON body is a malformed answer: 502, and the next r
   assert.equal(first.body.error, 'upstream_error')
   await daemon.get(tokenPath)
   assert.equal(imds.seen.count(imdsPath), 2)
+})
+
+test('Entra answering 2 MiB: the same bound applies to the token endpoint (502, not cached)', async (t) => {
+  const secret = 'bounded-body-secret-0123456789'
+  const stack = await startStack(t, {
+    register: () => ({ clientSecrets: [secret] }),
+    app: () =>
+      ['    clientCredentials:', '      - sourceType: ClientSecret', `        clientSecret: ${secret}`].join(
+        '\n',
+      ),
+  })
+  stack.emulator.state.faults.script('entra.token', [{ status: 200, body: 'x'.repeat(2 * MiB) }])
+  const first = await stack.token('https://graph.microsoft.com')
+  assert.equal(first.status, 502, JSON.stringify(first.body))
+  assert.match(String(first.body.error_description), /larger than 1048576 bytes/)
+  const second = await stack.token('https://graph.microsoft.com')
+  assert.equal(second.status, 200, 'asked Entra again, which answers normally now')
+  assert.equal(stack.emulator.state.calls.count('entra.token'), 2)
 })
