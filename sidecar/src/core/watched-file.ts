@@ -1,4 +1,4 @@
-import { readFileSync, statSync, type Stats } from 'node:fs'
+import type { Stats } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import type { Clock } from './clock.ts'
 import { readCheckedFile, regularFile, type FileRule } from './trusted-file.ts'
@@ -64,17 +64,6 @@ export class WatchedFile<T> {
       this.#checking = undefined
     })
     return this.#checking
-  }
-
-  /** `check` for a caller that cannot wait (the caller secret, looked at in the request path). */
-  checkSync(): FileCheck<T> {
-    try {
-      const fingerprint = fingerprintOf(statSync(this.path))
-      return this.#unchanged(fingerprint) ?? this.#store(fingerprint, readFileSync(this.path))
-    } catch (error) {
-      this.#failed()
-      throw error
-    }
   }
 
   /** Read the file on the next check even if it looks unchanged (upstream refused what it held). */

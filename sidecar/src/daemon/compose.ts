@@ -93,13 +93,17 @@ export interface Surface {
   peers: PeerUids | undefined
   /** The app's dependencies (main surface); the ops app takes the same with `surface: 'ops'`. */
   app: AppDeps
+  /** Ends what the surface runs besides the listeners: the `callers.allow` socket-table worker. */
+  close(): Promise<void>
 }
+
+const ownUid = process.getuid?.()
 
 /** Readiness, the proxy and the caller policy (`callers`), wired to a core. */
 export function buildSurface(config: SidecarConfig, core: Core, socketTable?: SocketTable): Surface {
   const { runtime, tokens } = core
   const secretFile = config.callers.secretFile
-    ? new SecretFile(config.callers.secretFile, runtime.clock)
+    ? new SecretFile({ path: config.callers.secretFile, clock: runtime.clock, logger: runtime.logger })
     : undefined
   const readiness = new Readiness()
   const downstream = new DownstreamProxy({
@@ -108,9 +112,10 @@ export function buildSurface(config: SidecarConfig, core: Core, socketTable?: So
     apis: config.downstreamApis,
     mtlsAgents: core.mtlsAgents,
   })
-  const peers = config.callers.allow
-    ? new PeerUids(socketTable ?? new SocketTable(), runtime.metrics)
+  const table = config.callers.allow
+    ? (socketTable ?? new SocketTable(ownUid === undefined ? {} : { ownUid }))
     : undefined
+  const peers = table ? new PeerUids(table, runtime.metrics) : undefined
   const callers: CallerPolicy = {
     requireMetadataHeader: config.callers.requireMetadataHeader,
     exposePrivateKey: config.callers.exposePrivateKey,
@@ -138,6 +143,9 @@ export function buildSurface(config: SidecarConfig, core: Core, socketTable?: So
       downstream,
       agentIdSidecar: config.compat.agentIdSidecar,
       callers,
+    },
+    close: async () => {
+      await table?.close()
     },
   }
 }
