@@ -11,7 +11,8 @@ import type { Identity } from '../identities/identity.ts'
 import { TokenCache } from '../tokens/token-cache.ts'
 import { TokenService } from '../tokens/token-service.ts'
 import { DownstreamProxy } from '../downstream/proxy.ts'
-import type { AppDeps, CallerPolicy } from '../http/app.ts'
+import type { AppDeps } from '../http/app.ts'
+import type { CallerChecks } from '../http/caller-checks.ts'
 import { AllowListAccess } from '../http/callers/caller-access.ts'
 import { localHostPolicy } from '../http/callers/caller-guard.ts'
 import { PeerUids } from '../http/callers/peer-uids.ts'
@@ -116,7 +117,7 @@ export function buildSurface(config: SidecarConfig, core: Core, socketTable?: So
     ? (socketTable ?? new SocketTable(ownUid === undefined ? {} : { ownUid }))
     : undefined
   const peers = table ? new PeerUids(table, runtime.metrics) : undefined
-  const callers: CallerPolicy = {
+  const callers: CallerChecks = {
     requireMetadataHeader: config.callers.requireMetadataHeader,
     exposePrivateKey: config.callers.exposePrivateKey,
     secret: () => secretFile?.current(),
