@@ -113,12 +113,3 @@ export async function driveUntilSettled<T>(
   }
   return tracked
 }
-
-/** Waits in real time for `predicate`, for I/O started by a fake-clock timer. */
-export async function waitFor(predicate: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
