@@ -80,11 +80,18 @@ export class Metrics {
     labelNames: ['identity'] as const,
     registers: [this.registry],
   })
-  readonly tokenExpiry = new Gauge({
+  /**
+   * One entry per cached token (cache key → labels and expiry), written into the gauge at scrape
+   * time and dropped when the cache drops the token: the series stay bounded by `cache.maxTokens`
+   * however many scopes callers ask for over the process's life (issue 21).
+   */
+  readonly #tokens = new Map<string, { identity: string; scope: string; expiresOnSeconds: number }>()
+  readonly tokenExpiry: Gauge<'identity' | 'scope'> = new Gauge({
     name: 'credential_sidecar_token_expiry_timestamp_seconds',
-    help: 'When the latest token an identity obtained expires, by identity and scope',
+    help: 'When each cached token expires, by identity and scope (only tokens the cache holds)',
     labelNames: ['identity', 'scope'] as const,
     registers: [this.registry],
+    collect: () => this.#publishTokens(),
   })
   readonly bearerFallbacks = new Counter({
     name: 'credential_sidecar_bearer_fallback_total',
@@ -139,10 +146,43 @@ export class Metrics {
     this.upstreamCalls.observe({ endpoint, status: String(status) }, seconds)
   }
 
-  /** Records a token an identity just obtained (and its certificate, when bound): epoch ms in. */
-  observeToken(identity: string, scope: string, expiresOn: number, certificateNotAfter?: number): void {
-    this.tokenExpiry.set({ identity, scope }, Math.floor(expiresOn / 1000))
+  /**
+   * Records a token an identity just obtained for the cache entry `cacheKey` (and its certificate,
+   * when bound): epoch ms in. The token's series lives until `forgetToken(cacheKey)`.
+   */
+  observeToken(
+    cacheKey: string,
+    identity: string,
+    scope: string,
+    expiresOn: number,
+    certificateNotAfter?: number,
+  ): void {
+    this.#tokens.set(cacheKey, { identity, scope, expiresOnSeconds: Math.floor(expiresOn / 1000) })
     if (certificateNotAfter !== undefined)
       this.certificateExpiry.set({ identity }, Math.floor(certificateNotAfter / 1000))
+  }
+
+  /** The cache dropped the entry `cacheKey` (evicted, invalidated, cleared): its series goes too. */
+  forgetToken(cacheKey: string): void {
+    this.#tokens.delete(cacheKey)
+  }
+
+  /** How many token series the next scrape publishes (bounded by the cache). */
+  get tokenSeries(): number {
+    return this.#tokens.size
+  }
+
+  #publishTokens(): void {
+    this.tokenExpiry.reset()
+    // Two cache entries may share labels (a binding rotation: same identity and scope, another
+    // certificate): publish the later expiry.
+    const latest = new Map<string, { identity: string; scope: string; expiresOnSeconds: number }>()
+    for (const entry of this.#tokens.values()) {
+      const labels = `${entry.identity}\n${entry.scope}`
+      const known = latest.get(labels)
+      if (!known || known.expiresOnSeconds < entry.expiresOnSeconds) latest.set(labels, entry)
+    }
+    for (const { identity, scope, expiresOnSeconds } of latest.values())
+      this.tokenExpiry.set({ identity, scope }, expiresOnSeconds)
   }
 }

@@ -1,0 +1,62 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Agent, request } from 'undici'
+import { startStack } from '../support/stack.ts'
+
+const series = /^credential_sidecar_token_expiry_timestamp_seconds\{identity="mi",scope="([^"]+)"\} \d+$/gm
+
+/** The token-expiry series a scrape publishes, by scope. */
+async function expirySeries(url: string): Promise<string[]> {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  return [...text.matchAll(series)].map((m) => m[1] as string)
+}
+
+test('token expiry series are tied to cache entries: bounded by cache.maxTokens, gone with the entry', async (t) => {
+  const maxTokens = 20
+  const stack = await startStack(t, {
+    configYaml: () => `cache:\n  maxTokens: ${maxTokens}\nidentities:\n  mi:\n    managedIdentity: {}\n`,
+  })
+  const dispatcher = new Agent({ connections: 8 })
+  t.after(() => dispatcher.close())
+  const scopes = Array.from({ length: 120 }, (_, i) => `https://r${i}.example.com`)
+  let next = 0
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (next < scopes.length) {
+        const resource = scopes[next++] as string
+        const res = await request(`${stack.url}/token?resource=${encodeURIComponent(resource)}`, {
+          headers: { Metadata: 'true' },
+          dispatcher,
+        })
+        assert.equal(res.statusCode, 200)
+        await res.body.dump()
+      }
+    }),
+  )
+  const published = await expirySeries(stack.url)
+  // Exactly the cached tokens: the 20 most recently fetched scopes, not all 120 ever asked for.
+  assert.equal(published.length, maxTokens)
+  assert.equal(stack.daemon.runtime.metrics.tokenSeries, maxTokens)
+  const latest = new Set(scopes.slice(-maxTokens).map((s) => `${s}/.default`))
+  for (const scope of published) assert.ok(latest.has(scope), `${scope} is still cached`)
+
+  // An evicted scope asked for again comes back; the least recently used one leaves with its entry.
+  const again = scopes[0] as string
+  assert.equal((await stack.get(`/token?resource=${encodeURIComponent(again)}`)).status, 200)
+  const after = await expirySeries(stack.url)
+  assert.equal(after.length, maxTokens)
+  assert.ok(after.includes(`${again}/.default`))
+  assert.ok(!after.includes(`${scopes[scopes.length - maxTokens]}/.default`), 'the LRU entry left')
+})
+
+test('a token whose fetch fails leaves no series behind', async (t) => {
+  const stack = await startStack(t, {
+    configYaml: () => 'cache:\n  maxTokens: 5\nidentities:\n  mi:\n    managedIdentity: {}\n',
+  })
+  assert.equal((await stack.get('/token?resource=https://ok.example.com')).status, 200)
+  // The emulator refuses this resource: the cache never holds it, and no series names it.
+  stack.emulator.state.faults.script('imds.token', [{ status: 400 }])
+  const refused = await stack.get('/token?resource=https://refused.example.com')
+  assert.equal(refused.status, 400)
+  assert.deepEqual(await expirySeries(stack.url), ['https://ok.example.com/.default'])
+})
