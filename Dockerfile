@@ -1,13 +1,14 @@
-# credential-sidecar container image (README, "Container image").
+# credential-sidecar container image (docs/install.md, "Container image").
 #
-#   docker build -t credential-sidecar:0.1.0 .
+#   docker build -t REGISTRY/credential-sidecar:0.1.0 .      (or podman build)
 #
 # Three stages: `build` compiles the daemon and packs it exactly as npm would publish it; `install`
-# installs that tarball with production dependencies only (the same command test/deploy/
-# runtime-layout.test.ts runs); the runtime stage holds Node.js and that install, nothing else: no
-# TypeScript sources, no dev dependencies, no npm cache. It runs as a numeric non-root uid, needs
-# no shell and no writable path (run it with a read-only root filesystem), and has no HEALTHCHECK:
-# orchestrators probe the ops listener (CREDENTIAL_SIDECAR_OPS_LISTEN or listen.ops) instead.
+# installs that tarball with production dependencies only; the runtime stage holds Node.js and
+# that install, nothing else: no TypeScript sources, no dev dependencies, no npm cache. It runs as
+# a numeric non-root uid, needs no shell, no capability and no writable path (run it with a
+# read-only root filesystem), and has no HEALTHCHECK: orchestrators probe the ops listener
+# (CREDENTIAL_SIDECAR_OPS_LISTEN or listen.ops) instead. test/deploy/image.test.ts builds this file
+# with podman and runs the image that way.
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /src
@@ -16,7 +17,7 @@ COPY sidecar/package.json sidecar/package.json
 COPY client-sdk/package.json client-sdk/package.json
 RUN npm ci --no-audit --no-fund
 COPY sidecar sidecar
-RUN npm pack --workspace sidecar --pack-destination /pack
+RUN mkdir /pack && npm pack --workspace sidecar --pack-destination /pack
 
 FROM node:24-bookworm-slim AS install
 WORKDIR /app
@@ -29,6 +30,7 @@ ENV NODE_ENV=production
 COPY --from=install /app/node_modules /app/node_modules
 # Numeric, so the kubelet can check runAsNonRoot without resolving a name.
 USER 65532:65532
-# 7780: token routes (loopback inside the pod); 7781: the ops listener when configured.
-EXPOSE 7781
+# 7780: token routes (loopback inside the pod); 7781: the ops listener when configured;
+# 8443: the admission webhook (`webhook` command).
+EXPOSE 7781 8443
 ENTRYPOINT ["node", "/app/node_modules/credential-sidecar/bin/credential-sidecar.js"]

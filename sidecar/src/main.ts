@@ -12,6 +12,7 @@ Commands:
   doctor               probe IMDS and each identity's credential path; print a report
   demo                 run the built-in emulator and the daemon wired to it
   inject [FILE|-]      add the sidecar to Kubernetes workloads (see inject --help)
+  webhook              the Kubernetes mutating admission webhook (see webhook --help)
   help [COMMAND]       this help, or a command's
 
 Options:
@@ -84,12 +85,14 @@ async function dispatch(argv: string[]): Promise<number> {
   const first = argv[0]
   const command = first !== undefined && !first.startsWith('-') ? first : 'run'
   const rest = command === first ? argv.slice(1) : argv
-  // inject parses its own options and has its own help and exit codes (0 written, 1 refused, 2 usage).
+  // inject and webhook parse their own options and has its own help and exit codes (0 written, 1 refused, 2 usage).
   if (command === 'inject') return await (await inject()).runInject(rest, process)
+  if (command === 'webhook') return await (await webhook()).runWebhook(rest, process)
   if (command === 'help') {
     const topic = rest[0]
     if (topic === undefined) return print(usage)
     if (topic === 'inject') return await (await inject()).runInject(['--help'], process)
+    if (topic === 'webhook') return await (await webhook()).runWebhook(['--help'], process)
     if (!commands.has(topic)) throw new UsageError(`unknown command "${topic}"`)
     return print(commandUsage[topic as Command])
   }
@@ -167,4 +170,8 @@ function print(text: string): number {
 
 function inject(): Promise<typeof import('./cli/inject/command.ts')> {
   return import('./cli/inject/command.ts')
+}
+
+function webhook(): Promise<typeof import('./cli/webhook/command.ts')> {
+  return import('./cli/webhook/command.ts')
 }

@@ -63,10 +63,10 @@ test('the examples resolve to what their comments promise', async () => {
   ])
 })
 
-test('the full example in deploy/configuration.md loads, and "no config file" equals defaultConfig', async () => {
+test('the full example in docs/configuration.md loads, and "no config file" equals defaultConfig', async () => {
   const { readFile } = await import('node:fs/promises')
   const { parseConfig, defaultConfig } = await import('../../sidecar/src/config/load.ts')
-  const reference = await readFile(join(import.meta.dirname, '../../deploy/configuration.md'), 'utf8')
+  const reference = await readFile(join(import.meta.dirname, '../../docs/configuration.md'), 'utf8')
   const blockAfter = (heading: string) => {
     const match = new RegExp(`## ${heading}[\\s\\S]*?\`\`\`yaml\\n([\\s\\S]*?)\`\`\``).exec(reference)
     assert.ok(match?.[1], `no yaml block after "## ${heading}"`)

@@ -12,12 +12,21 @@ type CompiledValidator = ((data: unknown) => boolean) & {
   errors?: { instancePath: string; message?: string; keyword: string; params: unknown }[] | null
 }
 
-/** The schema module for apiVersion/kind: IoK8sApi{Group}{Version}{Kind}, as the package names them. */
+/**
+ * The schema module for apiVersion/kind: IoK8sApi{Group}{Version}{Kind}, as kubernetes-models names
+ * them, or cert-manager's from @kubernetes-models/cert-manager (compiled from its CRDs).
+ */
 function schemaModule(apiVersion: string, kind: string): string {
   const [group, version] = apiVersion.includes('/') ? apiVersion.split('/') : ['core', apiVersion]
-  const groupName = group!.split('.')[0]!
   const capital = (s: string) => s.charAt(0).toUpperCase() + s.slice(1)
-  return `IoK8sApi${capital(groupName)}${capital(version!)}${kind}`
+  // The package exports its models, not its _schemas/ folder: the file is imported by its path.
+  if (group === 'cert-manager.io')
+    return new URL(
+      `./_schemas/ComGithubCertManagerCertManagerPkgApisCertmanager${capital(version!)}${kind}.js`,
+      import.meta.resolve('@kubernetes-models/cert-manager'),
+    ).href
+  const groupName = group!.split('.')[0]!
+  return `kubernetes-models/_schemas/IoK8sApi${capital(groupName)}${capital(version!)}${kind}`
 }
 
 /** The problems in one object: schema errors, then unknown fields; empty when it validates. */
@@ -27,7 +36,7 @@ export async function apiSchemaProblems(object: unknown): Promise<string[]> {
   if (typeof apiVersion !== 'string' || typeof kind !== 'string') return ['no apiVersion/kind']
   let validate: CompiledValidator
   try {
-    ;({ validate } = (await import(`kubernetes-models/_schemas/${schemaModule(apiVersion, kind)}`)) as {
+    ;({ validate } = (await import(schemaModule(apiVersion, kind))) as {
       validate: CompiledValidator
     })
   } catch {
@@ -56,8 +65,11 @@ function watched(value: unknown, read: WeakMap<object, Set<PropertyKey>>): unkno
   })
 }
 
+// Free-form by definition (FieldsV1 is "an opaque JSON object" the API server does not validate).
+const freeForm = /^\/metadata\/managedFields\/\d+\/fieldsV1$/
+
 function unreadFields(value: unknown, read: WeakMap<object, Set<PropertyKey>>, path: string): string[] {
-  if (!value || typeof value !== 'object') return []
+  if (!value || typeof value !== 'object' || freeForm.test(path)) return []
   const seen = read.get(value)
   // An object the validator never reached sits under a field already reported (or is free-form).
   if (!seen) return []

@@ -68,10 +68,10 @@ test('every pod in deploy/kubernetes/ passes the Pod Security "restricted" profi
   assert.equal(pods, 4, 'two apps, before and after inject')
 })
 
-test('every ConfigMap and Secret the examples reference is defined there or created by a README command', async () => {
+test('every ConfigMap and Secret the examples reference is defined there or created by a command in docs/kubernetes.md', async () => {
   const objects = (await allDeployObjects()).filter(({ file }) => !file.includes('/input/'))
   const defined = new Set(objects.map(({ object }) => `${object['kind']}/${object['metadata']?.name}`))
-  const readme = await readFile(join(root, 'README.md'), 'utf8')
+  const readme = await readFile(join(root, 'docs/kubernetes.md'), 'utf8')
   const referenced = new Set<string>()
   for (const { object } of objects) {
     const pod = podOf(object)
@@ -94,7 +94,7 @@ test('every ConfigMap and Secret the examples reference is defined there or crea
       new RegExp(`kubectl create secret generic ${name} \\\\\\n\\s+--from-literal=identity-header=`).test(
         readme,
       )
-    assert.ok(defined.has(reference) || created, `${reference} is neither defined nor created by the README`)
+    assert.ok(defined.has(reference) || created, `${reference} is neither defined nor created by docs/kubernetes.md`)
   }
 })
 

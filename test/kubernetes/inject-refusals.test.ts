@@ -174,3 +174,122 @@ test("a user's empty volumes list stays; the one inject emptied when the secret 
     injectYaml(withFsGroup, options),
   )
 })
+
+test('inject refuses a pod already labelled for Azure workload identity without --workload-identity', async () => {
+  const labelled = (value: string) =>
+    `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  template:\n    metadata:\n      labels:\n        azure.workload.identity/use: ${value}\n    spec:\n${app.replace(/^/gm, '    ').trimEnd()}\n`
+  for (const value of ['"true"', 'true'])
+    refused(
+      labelled(value),
+      /Deployment d\): the pod is labelled azure\.workload\.identity\/use: "true", so its app containers would get the federated token.*run inject with --workload-identity.*or remove the label/,
+    )
+  refused(
+    pod(app).replace('  name: p\n', '  name: p\n  labels:\n    azure.workload.identity/use: "true"\n'),
+    /Pod p\): the pod is labelled/,
+  )
+  // With the option the label is what inject writes anyway; "false" opts out of the webhook.
+  const injected = readObjects(injectYaml(labelled('"true"'), { ...options, workloadIdentity: true }))[0]!
+  assert.equal(
+    injected['spec']['template']['metadata']['annotations']['azure.workload.identity/skip-containers'],
+    'app',
+  )
+  assert.ok(injectYaml(labelled('"false"'), options).includes('credential-sidecar'))
+
+  const result = await runInProcess(['-', '--image', 'r.example/credential-sidecar:1'], labelled('"true"'))
+  assert.equal(result.code, 1)
+  assert.equal(result.stdout, '')
+  assert.equal(result.stderr.trim().split('\n').length, 1, 'one line')
+})
+
+const configMap = (name: string, config: string) =>
+  `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\ndata:\n  config.yaml: |\n${config.replace(/^/gm, '    ')}\n---\n`
+const goodConfig =
+  'listen:\n  ops:\n    host: 0.0.0.0\n    port: 7781\ncallers:\n  secretFile: /var/run/secrets/credential-sidecar/identity-header\nidentities:\n  mi:\n    managedIdentity: {}\n'
+
+test('inject refuses a --config-map in the input whose config.yaml lacks what the probes and the apps rely on', () => {
+  const withSecret = { ...options, configMap: 'sc', secret: 'caller' }
+  const inject = (config: string, opts: InjectOptions = withSecret) =>
+    injectYaml(configMap('sc', config) + pod(app), opts, 'in.yaml')
+  assert.ok(inject(goodConfig).includes('credential-sidecar-config'))
+
+  const refusedWith = (config: string, message: RegExp, opts: InjectOptions = withSecret) =>
+    assert.throws(
+      () => inject(config, opts),
+      (error: unknown) => error instanceof InjectRefusal && message.test(error.message),
+    )
+  const noOps = goodConfig.replace(/ {2}ops:\n.*\n.*\n/, '  port: 7780\n')
+  refusedWith(
+    noOps,
+    /^in\.yaml: document 1 \(ConfigMap sc\): config\.yaml does not open the ops listener the injected probes ask .*add listen\.ops: \{host: 0\.0\.0\.0, port: 7781\}/,
+  )
+  refusedWith(goodConfig.replace('host: 0.0.0.0', 'host: 127.0.0.1'), /does not open the ops listener/)
+  refusedWith(goodConfig.replace('port: 7781', 'port: 9000'), /does not open the ops listener/)
+  refusedWith(
+    goodConfig.replace('listen:\n', 'listen:\n  port: 8080\n'),
+    /moves the token listener off 127\.0\.0\.1:7780/,
+  )
+  refusedWith(
+    goodConfig.replace(/callers:\n.*\n/, ''),
+    /does not read the caller secret --secret caller mounts .*set callers\.secretFile: \/var\/run\/secrets\/credential-sidecar\/identity-header/,
+  )
+  refusedWith(
+    goodConfig,
+    /sets callers\.secretFile, so the sidecar refuses every request without the secret.*--secret NAME/,
+    { ...options, configMap: 'sc' },
+  )
+  refusedWith('a: [1\n', /config\.yaml is not valid YAML/)
+  assert.throws(
+    () => injectYaml(`apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: sc\n---\n${pod(app)}`, withSecret),
+    /has no data\.config\.yaml/,
+  )
+  // ${VAR} is resolved in the cluster, not here; another ConfigMap, or one not in the input, is not checked.
+  inject(goodConfig.replace('port: 7781', 'port: ${OPS_PORT}'))
+  assert.ok(
+    injectYaml(configMap('other', 'listen: {}') + pod(app), withSecret).includes('credential-sidecar'),
+  )
+  assert.ok(injectYaml(pod(app), withSecret).includes('credential-sidecar-config'))
+})
+
+test('inject refuses an app container whose AZURE_CLIENT_ID names an identity the sidecar will not serve', () => {
+  const withClientId = (value: string) =>
+    pod(`${app}      env:\n        - name: AZURE_CLIENT_ID\n          value: "${value}"\n`)
+  const id = '33333333-3333-3333-3333-333333333333'
+  refused(
+    withClientId(id),
+    new RegExp(
+      `container "app" sets AZURE_CLIENT_ID=${id}, .*the system-assigned managed identity \\(no --client-id\\) and would answer 400 "Identity not found"; run inject with --client-id ${id}`,
+    ),
+  )
+  assert.throws(
+    () => injectYaml(withClientId(id), { ...options, clientId: '44444444-4444-4444-4444-444444444444' }),
+    /the managed identity with client id 44444444-4444-4444-4444-444444444444 \(--client-id\)/,
+  )
+  assert.throws(
+    () =>
+      injectYaml(withClientId(id), {
+        ...options,
+        workloadIdentity: true,
+        clientId: '44444444-4444-4444-4444-444444444444',
+      }),
+    /Identity not found/,
+  )
+  // Served: the same id (GUIDs compare case-insensitively), or an id the ServiceAccount decides.
+  injectYaml(withClientId(id.toUpperCase().replace(/3/g, '3')), { ...options, clientId: id })
+  injectYaml(withClientId(id), { ...options, workloadIdentity: true })
+  injectYaml(withClientId(id), { ...options, configMap: 'c' })
+  // With AZURE_TENANT_ID the container configures an app credential of its own, not the sidecar's.
+  injectYaml(withClientId(id).concat('        - name: AZURE_TENANT_ID\n          value: t\n'), options)
+})
+
+test('without --image, inject warns on stderr that the default image names no registry, and still writes', async () => {
+  const plain = await runInProcess(['-'], pod(app))
+  assert.equal(plain.code, 0)
+  assert.match(plain.stdout, /image: credential-sidecar:\d+\.\d+\.\d+/)
+  assert.match(
+    plain.stderr,
+    /^credential-sidecar inject: warning: the sidecar image credential-sidecar:\S+ names no registry, so the kubelet would pull docker\.io\/library\/credential-sidecar:\S+, .*pass --image REGISTRY\/credential-sidecar:\S+\n$/,
+  )
+  const given = await runInProcess(['-', '--image', 'credential-sidecar:local'], pod(app))
+  assert.equal(given.code, 0)
+  assert.equal(given.stderr, '', 'an image the user chose is the user’s call')
+})

@@ -19,6 +19,8 @@ export interface StartOptions {
   launcher?: string[]
   /** Give the process only `env`, not this process's environment too (as a container would). */
   isolatedEnv?: boolean
+  /** What stands for `node BIN` (e.g. `podman run … IMAGE`, whose entry point is the bin). */
+  entry?: string[]
 }
 
 /**
@@ -32,7 +34,11 @@ export function startProcess(
   bin: string = binPath,
   options: StartOptions = {},
 ): RunningProcess {
-  const [command, ...commandArgs] = [...(options.launcher ?? []), process.execPath, bin, ...args]
+  const [command, ...commandArgs] = [
+    ...(options.launcher ?? []),
+    ...(options.entry ?? [process.execPath, bin]),
+    ...args,
+  ]
   const child = spawn(command!, commandArgs, {
     env: options.isolatedEnv ? env : { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -193,7 +193,7 @@ function lockdownLine({ lockdown, imdsEndpoint }: DoctorReport): string {
         (lockdown.failed
           ? 'a process that callers.allow refuses can ask IMDS itself; '
           : 'any local process can ask IMDS itself; ') +
-        'see README "Locking IMDS to the sidecar" (deploy/nftables/imds-lockdown.nft)'
+        'see docs/vm.md "Locking IMDS to the sidecar" (deploy/nftables/imds-lockdown.nft)'
       )
   }
 }

@@ -24,7 +24,7 @@ export async function runInject(args: string[], io: CommandIo): Promise<number> 
     io.stdout.write(injectUsage())
     return 0
   }
-  const { input, options } = commandLine
+  const { input, options, warnings } = commandLine
   let source: string
   try {
     source = input === '-' ? await text(io.stdin) : await readFile(input, 'utf8')
@@ -35,6 +35,7 @@ export async function runInject(args: string[], io: CommandIo): Promise<number> 
   try {
     // All or nothing: output starts only once every document was injected.
     const output = injectYaml(source, options, input === '-' ? '<stdin>' : input)
+    for (const warning of warnings) io.stderr.write(`credential-sidecar inject: ${warning}\n`)
     // Wait for the write: the bin exits right after, and a pipe may not have taken it all yet.
     await new Promise<void>((resolve, reject) =>
       io.stdout.write(output, (error) => (error ? reject(error) : resolve())),

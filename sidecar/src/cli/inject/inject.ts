@@ -1,4 +1,5 @@
 import { isMap, isSeq, type Document, type YAMLMap } from 'yaml'
+import { checkConfigMaps } from './config-map-check.ts'
 import type { InjectOptions } from './options.ts'
 import { injectPod } from './pod-injection.ts'
 import { parseYamlStream, stringifyYamlStream } from './yaml-stream.ts'
@@ -12,6 +13,7 @@ import { podLocation } from './workload-kinds.ts'
  */
 export function injectYaml(text: string, options: InjectOptions, source = '<stdin>'): string {
   const documents = parseYamlStream(text, source)
+  checkConfigMaps(documents, options, source)
   documents.forEach((document, index) => {
     if (isMap(document.contents))
       injectObject(document, document.contents, options, `${source}: document ${index + 1}`)

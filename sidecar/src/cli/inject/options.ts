@@ -23,6 +23,8 @@ export interface InjectCommandLine {
   /** A file path, or `-` for standard input. */
   input: string
   options: InjectOptions
+  /** What the user should know but need not act on now (stderr; the output is still written). */
+  warnings: string[]
 }
 
 /** Read when asked for, not at import: it names the package version. */
@@ -30,7 +32,8 @@ export const injectUsage = (): string => `Usage: credential-sidecar inject FILE|
   Reads Kubernetes YAML and writes it back with the credential sidecar added to every
   Pod, Deployment, StatefulSet, DaemonSet, Job and CronJob (other documents unchanged).
 
-  --image IMAGE                 sidecar image (default ${defaultImage()})
+  --image REGISTRY/IMAGE        sidecar image (default ${defaultImage()}, which names no
+                                registry: a warning until you give yours)
   --protocol-scheme SCHEME      Bearer (default) or MTLS_POP: the scheme of the identity
   --client-id GUID              AZURE_CLIENT_ID for the sidecar (user-assigned managed identity)
   --workload-identity           label the pod azure.workload.identity/use: "true" and keep the
@@ -42,6 +45,26 @@ export const injectUsage = (): string => `Usage: credential-sidecar inject FILE|
 // Kubernetes object names (RFC 1123 subdomain), as the API server would check them.
 const objectName = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/
 
+/** inject's options as given (command line, or the webhook's per-pod annotations), unchecked. */
+export interface RawInjectOptions {
+  image?: string | undefined
+  'protocol-scheme'?: string | undefined
+  'client-id'?: string | undefined
+  'workload-identity'?: boolean | undefined
+  'config-map'?: string | undefined
+  secret?: string | undefined
+}
+
+/** The `parseArgs` spec of inject's options; the webhook takes the same ones as its defaults. */
+export const injectOptionSpec = {
+  image: { type: 'string' },
+  'protocol-scheme': { type: 'string' },
+  'client-id': { type: 'string' },
+  'workload-identity': { type: 'boolean' },
+  'config-map': { type: 'string' },
+  secret: { type: 'string' },
+} as const
+
 /** The command line of `inject`, checked whole so that a bad combination never reaches the YAML. */
 export function parseInjectCommandLine(args: string[]): InjectCommandLine | 'help' {
   let parsed
@@ -49,15 +72,7 @@ export function parseInjectCommandLine(args: string[]): InjectCommandLine | 'hel
     parsed = parseArgs({
       args,
       allowPositionals: true,
-      options: {
-        image: { type: 'string' },
-        'protocol-scheme': { type: 'string' },
-        'client-id': { type: 'string' },
-        'workload-identity': { type: 'boolean' },
-        'config-map': { type: 'string' },
-        secret: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
+      options: { ...injectOptionSpec, help: { type: 'boolean', short: 'h' } },
     })
   } catch (error) {
     throw new InjectUsageError(error instanceof Error ? error.message : String(error))
@@ -66,36 +81,59 @@ export function parseInjectCommandLine(args: string[]): InjectCommandLine | 'hel
   if (values.help) return 'help'
   if (positionals.length !== 1)
     throw new InjectUsageError('give exactly one input: a file, or - for standard input')
+  const options = resolveInjectOptions(values, (option) => `--${option}`)
+  const warnings = values.image === undefined ? [defaultImageWarning(options.image)] : []
+  return { input: positionals[0]!, options, warnings }
+}
 
+/**
+ * Checks raw options, alone and together, and fills in the defaults. `name` says how a message
+ * names an option (`--image`, or the annotation that set it).
+ *
+ * @throws {InjectUsageError} naming the option.
+ */
+export function resolveInjectOptions(
+  values: RawInjectOptions,
+  name: (option: keyof RawInjectOptions) => string,
+): InjectOptions {
   const image = values.image ?? defaultImage()
-  if (!image || /\s/.test(image)) throw new InjectUsageError(`--image "${image}" is not an image reference`)
+  if (!image || /\s/.test(image))
+    throw new InjectUsageError(`${name('image')} "${image}" is not an image reference`)
   const scheme = values['protocol-scheme'] ?? 'Bearer'
   if (!isProtocolScheme(scheme))
-    throw new InjectUsageError(`--protocol-scheme must be Bearer or MTLS_POP, not "${scheme}"`)
+    throw new InjectUsageError(`${name('protocol-scheme')} must be Bearer or MTLS_POP, not "${scheme}"`)
   for (const flag of ['config-map', 'secret'] as const) {
-    const name = values[flag]
-    if (name !== undefined && !objectName.test(name))
-      throw new InjectUsageError(`--${flag} "${name}" is not a Kubernetes object name`)
+    const value = values[flag]
+    if (value !== undefined && !objectName.test(value))
+      throw new InjectUsageError(`${name(flag)} "${value}" is not a Kubernetes object name`)
   }
   const clientId = values['client-id']
   if (clientId !== undefined && !guid.test(clientId))
-    throw new InjectUsageError(`--client-id "${clientId}" is not a GUID`)
+    throw new InjectUsageError(`${name('client-id')} "${clientId}" is not a GUID`)
   if (values['config-map'] !== undefined && clientId !== undefined)
     throw new InjectUsageError(
-      '--client-id configures the environment mode; with --config-map the file decides',
+      `${name('client-id')} configures the environment mode; with ${name('config-map')} the file decides`,
     )
   const workloadIdentity = values['workload-identity'] ?? false
   // The workload identity credential is a projected token file, which cannot bind a key (contract §2).
   if (workloadIdentity && scheme === 'MTLS_POP' && values['config-map'] === undefined)
     throw new InjectUsageError(
-      '--workload-identity with --protocol-scheme MTLS_POP: a federated token file cannot bind a certificate; use a ConfigMap with a bound credential',
+      `${name('workload-identity')} with ${name('protocol-scheme')} MTLS_POP: a federated token file cannot bind a certificate; use a ConfigMap with a bound credential`,
     )
 
   const options: InjectOptions = { image, protocolScheme: scheme, workloadIdentity }
   if (values['config-map'] !== undefined) options.configMap = values['config-map']
   if (values.secret !== undefined) options.secret = values.secret
   if (clientId !== undefined) options.clientId = clientId
-  return { input: positionals[0]!, options }
+  return options
+}
+
+/**
+ * `credential-sidecar:<version>` names no registry, so the kubelet would pull it from Docker Hub's
+ * library, where this project publishes nothing (and anyone could take the name).
+ */
+export function defaultImageWarning(image: string): string {
+  return `warning: the sidecar image ${image} names no registry, so the kubelet would pull docker.io/library/${image}, which is not this project's; push the image to your registry and pass --image REGISTRY/${image}`
 }
 
 function isProtocolScheme(value: string): value is ProtocolScheme {

@@ -6,7 +6,7 @@ import { InjectRefusal } from './refusal.ts'
 import { sidecarContainer, sidecarVolumeNames, sidecarVolumes } from './sidecar-container.ts'
 import type { PodLocation } from './workload-kinds.ts'
 
-const workloadIdentityLabel = 'azure.workload.identity/use'
+export const workloadIdentityLabel = 'azure.workload.identity/use'
 const workloadIdentitySkipAnnotation = 'azure.workload.identity/skip-containers'
 
 /**
@@ -15,7 +15,7 @@ const workloadIdentitySkipAnnotation = 'azure.workload.identity/skip-containers'
  * bytes; everything else is left as it was, comments included.
  */
 export function injectPod(
-  document: Document.Parsed,
+  document: Document,
   root: YAMLMap,
   location: PodLocation,
   options: InjectOptions,
@@ -40,6 +40,8 @@ export function injectPod(
       `${what}: spec.containers already has a container named "${sidecarContainerName}"; inject adds it as a native sidecar in initContainers: remove it (or rename it) and run inject again`,
     )
 
+  if (!options.workloadIdentity) refuseWorkloadIdentityLabel(root, location, what)
+
   const initContainers = seqIn(document, spec, 'initContainers', what)
   initContainers.items = initContainers.items.filter(
     (item) => !(isMap(item) && item.get('name') === sidecarContainerName),
@@ -47,6 +49,7 @@ export function injectPod(
   const otherInitContainers = containerMaps(initContainers, `${what}: spec.initContainers`)
   const others = [...otherInitContainers, ...appContainers]
   refusePortConflicts(others, what)
+  refuseClientIdMismatch(document, others, options, what)
   // First among the init containers, so later init containers can fetch tokens too.
   initContainers.items.unshift(document.createNode(sidecarContainer(options)))
 
@@ -68,6 +71,57 @@ export function injectPod(
   if (options.workloadIdentity) labelForWorkloadIdentity(document, root, location, others, what)
 }
 
+/**
+ * A pod already labelled for Azure workload identity gets the federated token in every container:
+ * the app's DefaultAzureCredential would take it and never ask the sidecar. Only
+ * `--workload-identity` keeps the token away from the app containers.
+ */
+function refuseWorkloadIdentityLabel(root: YAMLMap, location: PodLocation, what: string): void {
+  const label = root.getIn([...location.metadata, 'labels', workloadIdentityLabel])
+  if (label === 'true' || label === true)
+    throw new InjectRefusal(
+      `${what}: the pod is labelled ${workloadIdentityLabel}: "true", so its app containers would get the federated token and their SDKs would never ask the sidecar; run inject with --workload-identity (the sidecar alone gets the token), or remove the label`,
+    )
+}
+
+/**
+ * An app container that names its identity (`AZURE_CLIENT_ID`) sends it as `client_id` to the
+ * sidecar's IMDS and App Service routes, which answer 400 "Identity not found" for any other
+ * identity. Where the sidecar's identity is known here (environment mode: `--client-id`, or the
+ * system-assigned managed identity without it), a different literal value is refused. Under
+ * `--workload-identity` without `--client-id` the ServiceAccount decides, which inject cannot see.
+ */
+function refuseClientIdMismatch(
+  document: Document,
+  containers: YAMLMap[],
+  options: InjectOptions,
+  what: string,
+): void {
+  if (options.configMap) return
+  if (options.workloadIdentity && !options.clientId) return
+  for (const container of containers) {
+    const env = container.get('env', true)
+    if (!isSeq(env)) continue
+    const variables = env.items.map(
+      (item) => (isNode(item) ? item.toJS(document) : item) as { name?: unknown; value?: unknown } | null,
+    )
+    // With AZURE_TENANT_ID too, the id names an app credential of the container's own
+    // (EnvironmentCredential), not a managed identity it would ask the sidecar for.
+    if (variables.some((variable) => variable?.name === 'AZURE_TENANT_ID')) continue
+    for (const variable of variables) {
+      if (variable?.name !== 'AZURE_CLIENT_ID' || typeof variable.value !== 'string') continue
+      const wanted = variable.value.trim()
+      if (wanted === '' || wanted.toLowerCase() === options.clientId?.toLowerCase()) continue
+      const served = options.clientId
+        ? `the managed identity with client id ${options.clientId} (--client-id)`
+        : 'the system-assigned managed identity (no --client-id)'
+      throw new InjectRefusal(
+        `${what}: container "${String(container.get('name'))}" sets AZURE_CLIENT_ID=${wanted}, which its SDK asks the sidecar for, but the sidecar serves ${served} and would answer 400 "Identity not found"; run inject with --client-id ${wanted}, or remove the variable`,
+      )
+    }
+  }
+}
+
 function containerMaps(seq: YAMLSeq, where: string): YAMLMap[] {
   return seq.items.map((item, index) => {
     if (isAlias(item))
@@ -80,7 +134,7 @@ function containerMaps(seq: YAMLSeq, where: string): YAMLMap[] {
 }
 
 /** The sequence under `key`, created empty when absent. */
-function seqIn(document: Document.Parsed, map: YAMLMap, key: string, what: string): YAMLSeq {
+function seqIn(document: Document, map: YAMLMap, key: string, what: string): YAMLSeq {
   const existing = map.get(key, true)
   if (existing === undefined || (isScalar(existing) && existing.value === null)) {
     const created = document.createNode([]) as YAMLSeq
@@ -108,7 +162,7 @@ function refusePortConflicts(containers: YAMLMap[], what: string): void {
   }
 }
 
-function wireContainer(document: Document.Parsed, container: YAMLMap, wiring: AppEnvVar[], what: string) {
+function wireContainer(document: Document, container: YAMLMap, wiring: AppEnvVar[], what: string) {
   const env = seqIn(document, container, 'env', `${what}: container "${String(container.get('name'))}"`)
   const wanted = new Set(wiring.map((variable) => variable.name))
   env.items = env.items.filter((item) => {
@@ -128,7 +182,7 @@ function wireContainer(document: Document.Parsed, container: YAMLMap, wiring: Ap
  * to every container's supplementary groups, so the sidecar (uid 65532) can read it. A pod that
  * already has an fsGroup keeps it: that group works the same way.
  */
-function ensureFsGroup(document: Document.Parsed, spec: YAMLMap, what: string): void {
+function ensureFsGroup(document: Document, spec: YAMLMap, what: string): void {
   const context = spec.get('securityContext', true)
   if (context === undefined) {
     spec.set('securityContext', document.createNode({ fsGroup: sidecarUid }))
@@ -146,7 +200,7 @@ function ensureFsGroup(document: Document.Parsed, spec: YAMLMap, what: string): 
  * the webhook's skip annotation (keeping names already there).
  */
 function labelForWorkloadIdentity(
-  document: Document.Parsed,
+  document: Document,
   root: YAMLMap,
   location: PodLocation,
   others: YAMLMap[],
@@ -174,7 +228,7 @@ function labelForWorkloadIdentity(
  * The mapping at `path` under `map`, creating plain mappings on the way (`setIn` would create
  * YAML 1.1 `!!omap`s, which kubectl does not read as objects).
  */
-function mapAt(document: Document.Parsed, map: YAMLMap, path: string[], what: string): YAMLMap {
+function mapAt(document: Document, map: YAMLMap, path: string[], what: string): YAMLMap {
   let current = map
   for (const key of path) {
     let next: unknown = current.get(key, true)
