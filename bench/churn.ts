@@ -31,7 +31,10 @@ const path = `/token?resource=${encodeURIComponent(resource)}`
 
 /** The memory limit `inject` gives the sidecar container, in MiB. */
 export function injectMemoryLimitMi(): number {
-  const source = readFileSync(join(repoRoot, 'sidecar', 'src', 'cli', 'inject', 'sidecar-container.ts'), 'utf8')
+  const source = readFileSync(
+    join(repoRoot, 'sidecar', 'src', 'cli', 'inject', 'sidecar-container.ts'),
+    'utf8',
+  )
   const limit = /limits:\s*\{[^}]*memory:\s*'(\d+)Mi'/.exec(source)?.[1]
   return Number(limit ?? Number.NaN)
 }
@@ -52,22 +55,34 @@ async function churn(process_: Started & { port: number }) {
   await new Promise((resolve) => setTimeout(resolve, 500))
   const beforeMb = rssMb(process_.pid)
   const sampler = sampleRss(process_.pid)
-  const result = await load({ mode: 'churn', port: process_.port, path, headers: { Metadata: 'true' }, connections, total })
+  const result = await load({
+    mode: 'churn',
+    port: process_.port,
+    path,
+    headers: { Metadata: 'true' },
+    connections,
+    total,
+  })
   const { peakMb } = sampler.stop()
   await new Promise((resolve) => setTimeout(resolve, 2000))
   return { ...result, beforeMb, peakMb, afterMb: rssMb(process_.pid) }
 }
 
 const limitMi = injectMemoryLimitMi()
-console.log(`${total} new connections (one request each), ${connections} at a time; A = bare node:http, B = ${shipped.label}`)
+console.log(
+  `${total} new connections (one request each), ${connections} at a time; A = bare node:http, B = ${shipped.label}`,
+)
 const a = await churn(bare)
 const b = await churn(daemon)
-for (const [name, r] of [['A bare  ', a], ['B daemon', b]] as const) {
+for (const [name, r] of [
+  ['A bare  ', a],
+  ['B daemon', b],
+] as const) {
   console.log(
     `  ${name} ${fixed(r.rate, 0)} conn/s, non-200 ${r.non200}, errors ${r.errors}; RSS before ${fixed(r.beforeMb)} MB, peak ${fixed(r.peakMb)} MB, 2 s after ${fixed(r.afterMb)} MB`,
   )
 }
 console.log(
-  `  ratio B/A: peak RSS ${fixed(b.peakMb / a.peakMb, 2)}, rate ${fixed(b.rate / a.rate, 2)}; daemon peak ${fixed((b.peakMb * 1024 * 1024) / (limitMi * 1048576) * 100, 0)} % of the ${limitMi} Mi limit inject writes`,
+  `  ratio B/A: peak RSS ${fixed(b.peakMb / a.peakMb, 2)}, rate ${fixed(b.rate / a.rate, 2)}; daemon peak ${fixed(((b.peakMb * 1024 * 1024) / (limitMi * 1048576)) * 100, 0)} % of the ${limitMi} Mi limit inject writes`,
 )
 await Promise.all([daemon.stop(), bare.stop(), emulator.stop()])

@@ -39,6 +39,8 @@ await build({
   legalComments: 'none',
   // The CommonJS dependencies bundled into ESM (undici, pino, prom-client) call require() for
   // Node's built-in modules; ESM has none, so give each chunk one.
-  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
+  },
   logLevel: 'warning',
 })
