@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Agent, request } from 'undici'
+import { Metrics } from '../../sidecar/src/core/metrics.ts'
 import { startStack } from '../support/stack.ts'
 
 const series = /^credential_sidecar_token_expiry_timestamp_seconds\{identity="mi",scope="([^"]+)"\} \d+$/gm
@@ -59,4 +60,27 @@ test('a token whose fetch fails leaves no series behind', async (t) => {
   const refused = await stack.get('/token?resource=https://refused.example.com')
   assert.equal(refused.status, 400)
   assert.deepEqual(await expirySeries(stack.url), ['https://ok.example.com/.default'])
+})
+
+test('a scrape renders one metric per event-loop turn, in prom-client text format', async () => {
+  const metrics = new Metrics({ identities: ['mi'] })
+  metrics.countRequest('/token', 200, 0.001)
+  for (let i = 0; i < 50; i++)
+    metrics.observeToken(`key ${i}`, 'mi', `https://r${i}.example.com/.default`, Date.now() + 3600_000)
+  // Values change between two scrapes (CPU, event loop), and so do the active resources (a render
+  // has an Immediate pending): compare the lines without them.
+  const shape = (text: string) =>
+    text
+      .split('\n')
+      .filter((line) => !line.startsWith('nodejs_active_resources{'))
+      .map((line) => line.replace(/ [-+\d.e]+$|NaN$/, ''))
+  const rendered = await metrics.render()
+  assert.deepEqual(shape(rendered), shape(await metrics.registry.metrics()))
+  assert.equal(rendered.split('\n').filter((l) => l.startsWith('credential_sidecar_token_expiry')).length, 50)
+  // Other work runs between metrics: a timer set before the scrape fires before it ends.
+  let turns = 0
+  const ticking = setInterval(() => turns++, 0)
+  await metrics.render()
+  clearInterval(ticking)
+  assert.ok(turns > 1, `${turns} timer turns during a render`)
 })

@@ -172,6 +172,20 @@ export class Metrics {
     return this.#tokens.size
   }
 
+  /**
+   * The Prometheus text of every metric, as `registry.metrics()` writes it, rendered one metric per
+   * turn of the event loop: a scrape (default metrics read /proc; a thousand token series) never
+   * holds a cached `/token` behind it for longer than the largest single metric takes.
+   */
+  async render(): Promise<string> {
+    const texts: string[] = []
+    for (const metric of this.registry.getMetricsAsArray()) {
+      await new Promise((resolve) => setImmediate(resolve))
+      texts.push(await this.registry.getSingleMetricAsString(metric.name))
+    }
+    return `${texts.join('\n\n')}\n`
+  }
+
   #publishTokens(): void {
     this.tokenExpiry.reset()
     // Two cache entries may share labels (a binding rotation: same identity and scope, another
