@@ -193,6 +193,46 @@ test('keep-alive: one lookup per connection; one log line per refused connection
   assert.deepEqual(await refusals(stack), { '64102/none': 3 }, 'every refused request is counted')
 })
 
+test('the fast lane serves cache hits to allowed connections, never to refused ones', { skip }, async (t) => {
+  const stack = await allowStack(t)
+  const token = (identity: string) => `${stack.url}/token?resource=${mgmt}&identity=${identity}`
+  // Fill the cache (misses go to the hono app), then hits over one keep-alive connection each.
+  const warm = await requestsAsUid(uids.nobody, [token('two'), token('mi'), `${stack.url}${imds}`])
+  assert.deepEqual(
+    warm.map((a) => a.status),
+    [200, 200, 200],
+  )
+  const before = stack.daemon.fastLane.served
+  const hits = await requestsAsUid(uids.nobody, [token('two'), token('two'), `${stack.url}${imds}`])
+  assert.deepEqual(
+    hits.map((a) => a.status),
+    [200, 200, 200],
+  )
+  assert.equal(
+    hits[2]!.body.client_id,
+    stack.emulator.state.managedIdentities[1]!.clientId,
+    'its first identity',
+  )
+  assert.equal(stack.daemon.fastLane.served - before, 3, 'all three hits written by the fast lane')
+
+  // Cached, yet refused: alice may not use two, mallory nothing; the app refuses, logs and counts.
+  const refused = [
+    ...(await requestsAsUid(uids.alice, [
+      token('two'),
+      `${stack.url}${imds}&client_id=${stack.emulator.state.managedIdentities[1]!.clientId}`,
+    ])),
+    ...(await requestsAsUid(uids.mallory, [token('mi'), `${stack.url}${imds}`])),
+  ]
+  assert.deepEqual(
+    refused.map((a) => a.status),
+    [403, 403, 403, 403],
+  )
+  const [alicesMi] = await requestsAsUid(uids.alice, [`${stack.url}${imds}`])
+  assert.equal(alicesMi!.body.client_id, stack.emulator.state.managedIdentities[0]!.clientId, 'alice: mi')
+  assert.equal(stack.daemon.fastLane.served - before, 4, "only alice's allowed hit was the lane's")
+  assert.deepEqual(await refusals(stack), { '64101/two': 2, '64102/none': 2 })
+})
+
 test('TCP loopback (IPv6): the same policy over ::1', { skip }, async (t) => {
   const stack = await allowStack(t, { listenHost: '"::1"' })
   assert.match(stack.url, /^http:\/\/\[::1\]:/)
@@ -203,6 +243,38 @@ test('TCP loopback (IPv6): the same policy over ::1', { skip }, async (t) => {
   const [mallory] = await requestsAsUid(uids.mallory, [`${stack.url}${imds}`])
   assert.equal(mallory!.status, 403)
 })
+
+test(
+  'dual stack: an AF_INET6 socket reaching the IPv4 listener as ::ffff:127.0.0.1 is matched',
+  { skip },
+  async (t) => {
+    // Java's default (and any dual-stack client): the client's socket is AF_INET6 and connects to the
+    // v4-mapped address, so it is listed in /proc/net/tcp6 while the sidecar's end is plain IPv4.
+    const stack = await allowStack(t)
+    assert.match(stack.url, /^http:\/\/127\.0\.0\.1:/)
+    const viaV6 = { connectHost: '::ffff:127.0.0.1' }
+    const [two] = await requestsAsUid(
+      uids.nobody,
+      [`${stack.url}/token?resource=${mgmt}&identity=two`],
+      undefined,
+      viaV6,
+    )
+    assert.equal(two!.status, 200, JSON.stringify(two!.body))
+    assert.equal(two!.body.identity, 'two')
+    assert.equal(two!.localAddress, '::ffff:127.0.0.1', 'the client socket was AF_INET6')
+    const [alice] = await requestsAsUid(
+      uids.alice,
+      [`${stack.url}/token?resource=${mgmt}&identity=two`],
+      undefined,
+      viaV6,
+    )
+    assert.equal(alice!.status, 403)
+    assert.match(alice!.body.error_description, /uid 64101 may not use identity "two"/, 'alice, not unknown')
+    const [mallory] = await requestsAsUid(uids.mallory, [`${stack.url}${imds}`], undefined, viaV6)
+    assert.equal(mallory!.status, 403)
+    assert.match(mallory!.body.error_description, /uid 64102 is not listed/)
+  },
+)
 
 test('a connection whose owner cannot be read is refused, with the reason, and logged', async (t) => {
   // An empty /proc: nothing can be looked up. Runs as any user (no process is spawned).
@@ -246,9 +318,10 @@ test(
     assert.match(allowed!.body.authorizationHeader, /^Bearer ey/)
     const [alice] = await requestsAsUid(uids.alice, [url], {})
     assert.equal(alice!.status, 403)
-    assert.match(alice!.body.error_description, /may not use identity "two"/)
+    // These routes answer RFC 7807 problem details, as the AgentID container does.
+    assert.match(alice!.body.detail, /may not use identity "two"/)
     const [mallory] = await requestsAsUid(uids.mallory, [url], {})
     assert.equal(mallory!.status, 403)
-    assert.match(mallory!.body.error_description, /uid 64102 is not listed/)
+    assert.match(mallory!.body.detail, /uid 64102 is not listed/)
   },
 )

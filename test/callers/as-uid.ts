@@ -6,19 +6,35 @@ export interface UidAnswer {
   body: Record<string, any>
   /** The client's port: equal for two answers means one keep-alive connection carried both. */
   localPort: number
+  /** The client's own address: `::ffff:127.0.0.1` shows an AF_INET6 socket. */
+  localAddress: string
 }
 
+/**
+ * Runs first in the child, which starts as root: becomes `uid` (and gid, no supplementary
+ * groups) before it opens any socket. Started by root, the Node binary need not be reachable by
+ * `uid`: a checkout under a 0700 directory (Debian home directories) works too.
+ */
+export const becomeUid = `
+process.setgroups([])
+process.setgid(Number(process.env.SIDECAR_TEST_UID))
+process.setuid(Number(process.env.SIDECAR_TEST_UID))
+`
+
 /** Runs in the child: requests in order over ONE keep-alive connection, answers as JSON on stdout. */
-const clientScript = `
+const clientScript = `${becomeUid}
 const http = require('node:http')
-const { urls, headers } = JSON.parse(process.env.SIDECAR_TEST_REQUESTS)
+const { urls, headers, connectHost } = JSON.parse(process.env.SIDECAR_TEST_REQUESTS)
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+// connectHost: connect there, while Host still names the URL's host (as Java does for 127.0.0.1).
+const options = (url) =>
+  connectHost === undefined ? { agent, headers } : { agent, hostname: connectHost, headers: { host: new URL(url).host, ...headers } }
 const one = (url) => new Promise((resolve, reject) => {
-  const req = http.get(url, { agent, headers }, (res) => {
+  const req = http.get(url, options(url), (res) => {
     let body = ''
     res.setEncoding('utf8')
     res.on('data', (chunk) => { body += chunk })
-    res.on('end', () => resolve({ status: res.statusCode, body: body ? JSON.parse(body) : {}, localPort: req.socket.localPort }))
+    res.on('end', () => resolve({ status: res.statusCode, body: body ? JSON.parse(body) : {}, localPort: req.socket.localPort, localAddress: req.socket.localAddress }))
   })
   req.on('error', reject)
 })
@@ -32,23 +48,27 @@ const one = (url) => new Promise((resolve, reject) => {
 
 /**
  * GETs `urls` from a real process running as `uid` (and gid), as a workload on the same host or
- * pod would. Needs root (the test runner's uid); the uid needs no passwd entry.
+ * pod would. Needs root (the test runner's uid); the uid needs no passwd entry. `connectHost`
+ * opens the connection to that address instead of the URL's host (`::ffff:127.0.0.1`: an
+ * AF_INET6 socket reaching an IPv4 listener, as Java's dual-stack sockets do).
  */
 export function requestsAsUid(
   uid: number,
   urls: string[],
   headers: Record<string, string> = { Metadata: 'true' },
+  options: { connectHost?: string } = {},
 ): Promise<UidAnswer[]> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
       ['-e', clientScript],
       {
-        uid,
-        gid: uid,
         cwd: '/',
         timeout: 20_000,
-        env: { SIDECAR_TEST_REQUESTS: JSON.stringify({ urls, headers }) },
+        env: {
+          SIDECAR_TEST_UID: String(uid),
+          SIDECAR_TEST_REQUESTS: JSON.stringify({ urls, headers, connectHost: options.connectHost }),
+        },
       },
       (error, stdout, stderr) => {
         if (error) return reject(new Error(`client as uid ${uid} failed: ${error.message} ${stderr}`))

@@ -113,12 +113,68 @@ test('IPv6: four host-order words; a v4-mapped peer is looked for in tcp, then a
   )
 })
 
+test('dual stack: an IPv4 connection whose caller socket is AF_INET6 is found in tcp6', async () => {
+  // The sidecar's end is plain IPv4 (tcp); the caller connected an AF_INET6 socket to ::ffff:127.0.0.1.
+  const table = new SocketTable({
+    procRoot: procWith({
+      tcp: [line(0, '0100007F:1E64', '0100007F:9C40', '01', 999)],
+      tcp6: [
+        line(0, '0000000000000000FFFF00000100007F:9C40', '0000000000000000FFFF00000100007F:1E64', '01', 1001),
+      ],
+    }),
+    endianness: 'LE',
+  })
+  assert.deepEqual(await table.ownerOf(caller, sidecar), { uid: 1001 })
+})
+
+test('redirected: the caller socket names IMDS (169.254.169.254:80) as its peer', async () => {
+  // The caller (10.1.0.4:40000) connected to IMDS; nftables redirected it to 127.0.0.1:7780.
+  const vmCaller = { address: '10.1.0.4', port: 40000 }
+  const imdsHex = 'FEA9FEA9:0050'
+  const procRoot = procWith({
+    tcp: [
+      line(0, '0100007F:1E64', '0400010A:9C40', '01', 999), // the sidecar's end
+      line(1, '0400010A:9C41', `${imdsHex}`, '01', 999), // the sidecar's own IMDS call, another port
+      line(2, '0400010A:9C40', `${imdsHex}`, '01', 1002), // the caller's end: this one
+    ],
+    tcp6: [
+      line(0, '0000000000000000FFFF00000400010A:9C42', `0000000000000000FFFF0000${imdsHex}`, '01', 1003),
+    ],
+  })
+  const table = new SocketTable({ procRoot, endianness: 'LE', ownUid: 999 })
+  assert.deepEqual(await table.ownerOf(vmCaller, sidecar), { uid: 1002 })
+  assert.deepEqual(
+    await table.ownerOf({ ...vmCaller, port: 40002 }, sidecar),
+    { uid: 1003 },
+    'an AF_INET6 caller of the IMDS address',
+  )
+  // A line owned by the sidecar itself is never a redirected caller (the recipe exempts its uid).
+  const own = await table.ownerOf({ ...vmCaller, port: 40001 }, sidecar)
+  assert.equal(own.uid, undefined)
+  assert.match(own.uid === undefined ? own.reason : '', /sidecar's own/)
+  // A direct connection is preferred: tcp is scanned for it first.
+  const both = new SocketTable({
+    procRoot: procWith({
+      tcp: [
+        line(0, '0100007F:9C40', '0100007F:1E64', '01', 1000),
+        line(1, '0100007F:9C40', imdsHex, '01', 1004),
+      ],
+    }),
+    endianness: 'LE',
+  })
+  assert.deepEqual(await both.ownerOf(caller, sidecar), { uid: 1000 })
+})
+
 test('a missing table and an unknown address are reasons, not exceptions', async () => {
   const empty = new SocketTable({ procRoot: mkdtempSync(join(tmpdir(), 'sidecar-proc-')) })
   const owner = await empty.ownerOf(caller, sidecar)
   assert.equal(owner.uid, undefined)
   assert.match(owner.uid === undefined ? owner.reason : '', /cannot read .*tcp \(ENOENT\)/)
   assert.equal((await empty.ownerOf({ address: 'not-an-ip', port: 1 }, sidecar)).uid, undefined)
+  // No IPv6 on the host (no tcp6): the fallbacks' absence is not the reason given.
+  const v4Only = new SocketTable({ procRoot: procWith({ tcp: v4Lines }), endianness: 'LE' })
+  const unknown = await v4Only.ownerOf({ ...caller, port: 40009 }, sidecar)
+  assert.deepEqual(unknown, { uid: undefined, reason: 'no entry in the kernel socket table' })
 })
 
 test('lookups made while a scan runs are answered together by the next scan', async () => {

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
@@ -40,7 +41,7 @@ test('a file is read once, then only re-read when its stat changes', async (t) =
   replace('two')
   assert.deepEqual(await file.check(), { value: 'two', previous: 'one' })
   assert.equal(reads(), 2)
-  assert.deepEqual(file.checkSync(), { value: 'two', previous: 'two' })
+  assert.deepEqual(await file.check(), { value: 'two', previous: 'two' })
   assert.equal(reads(), 2)
 })
 
@@ -75,11 +76,22 @@ test('a failed check forgets the value and throws; forget makes the next check r
   assert.equal(file.value, undefined)
   assert.equal(file.due, false) // a failure counts as a check
   replace('')
-  assert.throws(() => file.checkSync(), /empty/)
+  await assert.rejects(file.check(), /empty/)
   replace('two')
   await file.check()
   file.forget()
   assert.equal(file.value, undefined)
   assert.deepEqual(await file.check(), { value: 'two', previous: undefined })
   assert.equal(reads(), 4)
+})
+
+test('a FIFO at the path is refused at once, never read (a read would block)', async (t) => {
+  if (process.platform !== 'linux') return t.skip('mkfifo')
+  const { file, path, replace } = setup(t)
+  replace('one')
+  await file.check()
+  rmSync(path)
+  execFileSync('mkfifo', [path])
+  await assert.rejects(file.check(), /is not a regular file \(a FIFO\)/)
+  assert.equal(file.value, undefined)
 })

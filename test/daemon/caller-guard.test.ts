@@ -1,10 +1,12 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { json, startStack } from '../support/stack.ts'
+import { waitUntil } from '../support/wait-until.ts'
 
 /** Raw request so the test controls Host exactly (fetch always sets it from the URL). */
 async function raw(url: string, headers: Record<string, string>) {
@@ -78,6 +80,48 @@ test('with callers.secretFile, X-IDENTITY-HEADER must match (401 otherwise)', as
   }
   assert.equal((await stack.get(path, { 'X-IDENTITY-HEADER': 's3cr3t-value' })).status, 200)
   assert.doesNotMatch(stack.logs.text, /s3cr3t/)
+})
+
+test('callers.secretFile with two lines (a rotation): both secrets pass on every route', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sidecar-secret-'))
+  const secretFile = join(dir, 'identity-header')
+  writeFileSync(secretFile, 'old-s3cret\nnew-s3cret\n', { mode: 0o600 })
+  const stack = await startStack(t, {
+    configYaml: () => `callers:\n  secretFile: ${secretFile}\nidentities:\n  mi:\n    managedIdentity: {}\n`,
+  })
+  const token = '/token?resource=https://management.azure.com'
+  const msi = '/msi/token?api-version=2019-08-01&resource=https://management.azure.com'
+  for (const secret of ['old-s3cret', 'new-s3cret']) {
+    assert.equal((await stack.get(token, { 'X-IDENTITY-HEADER': secret })).status, 200, secret)
+    assert.equal((await stack.get(msi, { 'X-IDENTITY-HEADER': secret })).status, 200, secret)
+  }
+  for (const wrong of ['old-s3cret\\nnew-s3cret', 'other', ''])
+    assert.equal((await stack.get(token, { 'X-IDENTITY-HEADER': wrong })).status, 401, wrong)
+  assert.doesNotMatch(stack.logs.text, /s3cret/)
+})
+
+test('a secret file replaced by a FIFO: routes keep answering (401), never hang', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sidecar-secret-'))
+  const secretFile = join(dir, 'identity-header')
+  writeFileSync(secretFile, 's3cret\n', { mode: 0o600 })
+  const stack = await startStack(t, {
+    configYaml: () => `callers:\n  secretFile: ${secretFile}\nidentities:\n  mi:\n    managedIdentity: {}\n`,
+  })
+  const token = '/token?resource=https://management.azure.com'
+  assert.equal((await stack.get(token, { 'X-IDENTITY-HEADER': 's3cret' })).status, 200)
+  rmSync(secretFile)
+  execFileSync('mkfifo', [secretFile])
+  // Checked at most once a second, off the request path: the next requests see the refusal.
+  await waitUntil(
+    async () => (await stack.get(token, { 'X-IDENTITY-HEADER': 's3cret' })).status === 401,
+    'the FIFO is refused',
+    { timeoutMs: 10_000 },
+  )
+  const line = stack.logs.records.find((r) => r['key'] === 'callers.secretFile')
+  assert.match(
+    String(line?.['msg']),
+    /identity-header is not a regular file \(a FIFO\).*no caller secret is accepted/,
+  )
 })
 
 test('callers.requireMetadataHeader: false lifts only the Metadata check', async (t) => {

@@ -38,10 +38,10 @@ test('docs/operations.md lists every metric the daemon exports, in its metrics t
 })
 
 test('every credential_sidecar_ metric any doc mentions exists (histograms with _bucket/_count/_sum)', async () => {
-  // Not metrics: the nftables table of deploy/nftables/imds-lockdown.nft.
+  // Not metrics: the nftables tables of deploy/nftables/imds-lockdown.nft and imds-redirect.nft.
   // The admission webhook's metrics (docs/kubernetes.md) are its own process's.
   const webhook = new WebhookMetrics().registry.getMetricsAsArray().map((metric) => metric.name)
-  const names = new Set([...exportedNames(), ...webhook, 'credential_sidecar_imds'])
+  const names = new Set([...exportedNames(), ...webhook, 'credential_sidecar_imds', 'credential_sidecar_redirect'])
   const unknown: string[] = []
   for await (const file of glob('**/*.md', {
     cwd: root,

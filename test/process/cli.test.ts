@@ -121,6 +121,13 @@ test('failures exit 1: a bad config, a missing file, a daemon that cannot start'
   const { code, stdout } = await cli([], { CREDENTIAL_SIDECAR_LISTEN: `127.0.0.1:${port}` })
   assert.equal(code, 1)
   assert.match(stdout, /"msg":"failed to start"/)
+  // A caller secret file that is missing at start names its key.
+  const missing = await cli([], {
+    CREDENTIAL_SIDECAR_LISTEN: '127.0.0.1:0',
+    CREDENTIAL_SIDECAR_SECRET_FILE: join(dir, 'no-such-secret'),
+  })
+  assert.equal(missing.code, 1)
+  assert.match(missing.stdout, /"error":"callers\.secretFile: cannot read [^"]*no-such-secret \(ENOENT/)
 })
 
 test('check-config without a file prints what the environment resolves to', async () => {

@@ -36,7 +36,10 @@ export async function startInProcessApp(
   const { logger, logs } = capturingLogger()
   const core = await buildCore({ config, logger })
   const surface = buildSurface(config, core)
-  t.after(() => core.close())
+  t.after(async () => {
+    await surface.close()
+    await core.close()
+  })
   const app = createApp(surface.app)
   const request = async (path: string, headers: Record<string, string | null> = {}) => {
     const merged: Record<string, string | null> = { Host: '127.0.0.1', Metadata: 'true', ...headers }

@@ -28,7 +28,11 @@ export interface DoctorReport {
   ms: number
   imdsEndpoint: string
   authorityHost: string
-  imds: { reachable: boolean; ms: number; status?: number; error?: string }
+  /**
+   * `sidecar`: what answers this uid at the IMDS endpoint is a credential-sidecar (this uid's IMDS
+   * traffic is redirected to it, deploy/nftables/imds-redirect.nft), not IMDS.
+   */
+  imds: { reachable: boolean; ms: number; status?: number; error?: string; sidecar?: boolean }
   identities: {
     name: string
     path: string
@@ -41,8 +45,9 @@ export interface DoctorReport {
     hint?: string
   }[]
   /**
-   * Whether a uid other than the sidecar's (65534) can reach IMDS; `failed` when it can while
-   * callers.allow is set (a refused process could ask IMDS itself).
+   * Whether a uid other than the sidecar's (65534) can reach IMDS, or is redirected to the
+   * sidecar; `failed` when it reaches IMDS itself while callers.allow is set (a refused process
+   * could ask IMDS directly).
    */
   lockdown: LockdownProbe & { failed: boolean }
 }
@@ -149,6 +154,11 @@ function renderText(report: DoctorReport): string {
   const lines = [
     'credential-sidecar doctor',
     `  IMDS endpoint: ${report.imdsEndpoint} (${report.imds.reachable ? `answered in ${report.imds.ms} ms` : `not reachable: ${report.imds.error}`})`,
+    ...(report.imds.sidecar
+      ? [
+          `  note  a credential-sidecar answers this uid at ${report.imdsEndpoint} (its IMDS traffic is redirected): the checks below go through that sidecar; run doctor as the sidecar's user to check the real IMDS`,
+        ]
+      : []),
     `  authority host: ${report.authorityHost}`,
     '',
   ]
@@ -187,13 +197,15 @@ function lockdownLine({ lockdown, imdsEndpoint }: DoctorReport): string {
       return `?     cannot tell: ${lockdown.reason}`
     case 'unreachable':
       return `ok    uid ${lockdown.uid} cannot reach ${imdsEndpoint} (${lockdown.detail}): IMDS is locked to the sidecar`
+    case 'redirected':
+      return `ok    uid ${lockdown.uid}'s requests to ${imdsEndpoint} are answered by the sidecar: the redirect is in place (deploy/nftables/imds-redirect.nft), apps that hard-code IMDS get what callers.allow grants their uid`
     case 'reachable':
       return (
         `${lockdown.failed ? 'FAIL' : 'note'}  uid ${lockdown.uid} can reach ${imdsEndpoint}: ` +
         (lockdown.failed
           ? 'a process that callers.allow refuses can ask IMDS itself; '
           : 'any local process can ask IMDS itself; ') +
-        'see docs/vm.md "Locking IMDS to the sidecar" (deploy/nftables/imds-lockdown.nft)'
+        'see docs/vm.md "Locking IMDS to the sidecar" (deploy/nftables/imds-lockdown.nft) and "Redirecting IMDS to the sidecar" (deploy/nftables/imds-redirect.nft)'
       )
   }
 }
@@ -212,7 +224,9 @@ async function probeImds(endpoint: string, dispatcher: Dispatcher): Promise<Doct
       headersTimeout: imdsProbeTimeoutMs,
     })
     await res.body.dump()
-    return { reachable: true, ms: Math.round(performance.now() - started), status: res.statusCode }
+    const ms = Math.round(performance.now() - started)
+    const sidecar = await answersAsSidecar(endpoint, dispatcher)
+    return { reachable: true, ms, status: res.statusCode, ...(sidecar ? { sidecar } : {}) }
   } catch (error) {
     // Our own deadline, or undici's headersTimeout firing first (UND_ERR_HEADERS_TIMEOUT).
     const timedOut = classifyTransportError(error, signal.aborted).reason === 'timeout'
@@ -223,6 +237,21 @@ async function probeImds(endpoint: string, dispatcher: Dispatcher): Promise<Doct
         ? `no answer within ${imdsProbeTimeoutMs} ms`
         : ((error as { code?: string }).code ?? (error instanceof Error ? error.message : String(error))),
     }
+  }
+}
+
+/** Whether a credential-sidecar answers at `endpoint` (`/healthz`: 200 `{"status":"ok"}`; IMDS has no such route). */
+async function answersAsSidecar(endpoint: string, dispatcher: Dispatcher): Promise<boolean> {
+  try {
+    const res = await request(`${endpoint}/healthz`, {
+      dispatcher,
+      signal: AbortSignal.timeout(imdsProbeTimeoutMs),
+      headersTimeout: imdsProbeTimeoutMs,
+    })
+    const body = await res.body.text()
+    return res.statusCode === 200 && body.trim().startsWith('{"status":"ok"}')
+  } catch {
+    return false
   }
 }
 

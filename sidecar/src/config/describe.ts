@@ -4,6 +4,7 @@ import type {
   ManagedIdentityConfig,
   SidecarConfig,
 } from './types.ts'
+import { configWarnings } from './warnings.ts'
 
 /**
  * The resolved config as `credential-sidecar check-config` prints it. Paths and URLs are shown;
@@ -60,6 +61,8 @@ export function describeConfig(config: SidecarConfig): string {
       lines.push(`  ${api.name}: ${api.baseUrl} as ${api.identity}, scopes ${api.scopes.join(' ')}`)
     }
   }
+  const warnings = configWarnings(config)
+  if (warnings.length > 0) lines.push('', 'warnings:', ...warnings.map((w) => `  ${w}`))
   return lines.join('\n') + '\n'
 }
 

@@ -1,6 +1,7 @@
-import { readFileSync, statSync, type Stats } from 'node:fs'
-import { readFile, stat } from 'node:fs/promises'
+import type { Stats } from 'node:fs'
+import { stat } from 'node:fs/promises'
 import type { Clock } from './clock.ts'
+import { readCheckedFile, regularFile, type FileRule } from './trusted-file.ts'
 
 export interface WatchedFileOptions<T> {
   path: string
@@ -11,6 +12,8 @@ export interface WatchedFileOptions<T> {
   parse(bytes: Buffer): T
   /** A value that is no longer usable at `now` (an expired certificate) is read again. */
   isStale?(value: T, now: number): boolean
+  /** What the file must be to be read; default: a regular file (never a FIFO, which would block). */
+  check?: FileRule
 }
 
 /** One check: the value now, and the one before it (the same object when the file did not change). */
@@ -63,17 +66,6 @@ export class WatchedFile<T> {
     return this.#checking
   }
 
-  /** `check` for a caller that cannot wait (the caller secret, looked at in the request path). */
-  checkSync(): FileCheck<T> {
-    try {
-      const fingerprint = fingerprintOf(statSync(this.path))
-      return this.#unchanged(fingerprint) ?? this.#store(fingerprint, readFileSync(this.path))
-    } catch (error) {
-      this.#failed()
-      throw error
-    }
-  }
-
   /** Read the file on the next check even if it looks unchanged (upstream refused what it held). */
   forget(): void {
     this.#value = undefined
@@ -83,8 +75,11 @@ export class WatchedFile<T> {
 
   async #check(): Promise<FileCheck<T>> {
     try {
-      const fingerprint = fingerprintOf(await stat(this.path))
-      return this.#unchanged(fingerprint) ?? this.#store(fingerprint, await readFile(this.path))
+      const unchanged = this.#unchanged(fingerprintOf(await stat(this.path)))
+      if (unchanged) return unchanged
+      // Opened without blocking and checked on the descriptor: a FIFO put there never hangs a read.
+      const { bytes, stats } = await readCheckedFile(this.path, this.#options.check ?? regularFile)
+      return this.#store(fingerprintOf(stats), bytes)
     } catch (error) {
       this.#failed()
       throw error

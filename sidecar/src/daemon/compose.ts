@@ -11,7 +11,8 @@ import type { Identity } from '../identities/identity.ts'
 import { TokenCache } from '../tokens/token-cache.ts'
 import { TokenService } from '../tokens/token-service.ts'
 import { DownstreamProxy } from '../downstream/proxy.ts'
-import type { AppDeps, CallerPolicy } from '../http/app.ts'
+import type { AppDeps } from '../http/app.ts'
+import type { CallerChecks } from '../http/caller-checks.ts'
 import { AllowListAccess } from '../http/callers/caller-access.ts'
 import { localHostPolicy } from '../http/callers/caller-guard.ts'
 import { PeerUids } from '../http/callers/peer-uids.ts'
@@ -93,13 +94,17 @@ export interface Surface {
   peers: PeerUids | undefined
   /** The app's dependencies (main surface); the ops app takes the same with `surface: 'ops'`. */
   app: AppDeps
+  /** Ends what the surface runs besides the listeners: the `callers.allow` socket-table worker. */
+  close(): Promise<void>
 }
+
+const ownUid = process.getuid?.()
 
 /** Readiness, the proxy and the caller policy (`callers`), wired to a core. */
 export function buildSurface(config: SidecarConfig, core: Core, socketTable?: SocketTable): Surface {
   const { runtime, tokens } = core
   const secretFile = config.callers.secretFile
-    ? new SecretFile(config.callers.secretFile, runtime.clock)
+    ? new SecretFile({ path: config.callers.secretFile, clock: runtime.clock, logger: runtime.logger })
     : undefined
   const readiness = new Readiness()
   const downstream = new DownstreamProxy({
@@ -108,10 +113,11 @@ export function buildSurface(config: SidecarConfig, core: Core, socketTable?: So
     apis: config.downstreamApis,
     mtlsAgents: core.mtlsAgents,
   })
-  const peers = config.callers.allow
-    ? new PeerUids(socketTable ?? new SocketTable(), runtime.metrics)
+  const table = config.callers.allow
+    ? (socketTable ?? new SocketTable(ownUid === undefined ? {} : { ownUid }))
     : undefined
-  const callers: CallerPolicy = {
+  const peers = table ? new PeerUids(table, runtime.metrics) : undefined
+  const callers: CallerChecks = {
     requireMetadataHeader: config.callers.requireMetadataHeader,
     exposePrivateKey: config.callers.exposePrivateKey,
     secret: () => secretFile?.current(),
@@ -138,6 +144,9 @@ export function buildSurface(config: SidecarConfig, core: Core, socketTable?: So
       downstream,
       agentIdSidecar: config.compat.agentIdSidecar,
       callers,
+    },
+    close: async () => {
+      await table?.close()
     },
   }
 }

@@ -1,4 +1,5 @@
 import type { Server } from 'node:http'
+import { configWarnings } from '../config/warnings.ts'
 import type { Runtime } from '../core/runtime.ts'
 import { createApp } from '../http/app.ts'
 import { fastLane, type FastLaneStatus } from '../http/fast-lane.ts'
@@ -30,7 +31,8 @@ export class Daemon {
   /** How many cache hits the fast lane answered itself (tests prove which path served). */
   readonly fastLane: FastLaneStatus
   readonly #servers: Server[]
-  readonly #closeCore: () => Promise<void>
+  /** Ends the surface (the callers.allow worker) and the core, once nothing listens. */
+  readonly #close: () => Promise<void>
   readonly #warmStop = new AbortController()
   #shutdown: Promise<void> | undefined
 
@@ -42,7 +44,7 @@ export class Daemon {
     readiness: Readiness
     fastLane: FastLaneStatus
     servers: Server[]
-    closeCore: () => Promise<void>
+    close: () => Promise<void>
   }) {
     this.url = init.url
     this.opsUrl = init.opsUrl
@@ -51,13 +53,14 @@ export class Daemon {
     this.readiness = init.readiness
     this.fastLane = init.fastLane
     this.#servers = init.servers
-    this.#closeCore = init.closeCore
+    this.#close = init.close
   }
 
   static async start(options: DaemonOptions): Promise<Daemon> {
     const { config } = options
     const core = await buildCore(options)
     const { runtime, identities, tokens } = core
+    for (const warning of configWarnings(config)) runtime.logger.warn({ warning }, 'config warning')
     const surface = buildSurface(config, core, options.socketTable)
     const { readiness } = surface
     const app = createApp(surface.app)
@@ -78,6 +81,7 @@ export class Daemon {
       })
     } catch (error) {
       // Nothing listens: stop the identities' timers and connections too, or they would linger.
+      await surface.close()
       await core.close()
       throw error
     }
@@ -101,7 +105,10 @@ export class Daemon {
       readiness,
       fastLane: lane.status,
       servers,
-      closeCore: core.close,
+      close: async () => {
+        await surface.close()
+        await core.close()
+      },
     })
     warmUp({
       runtime,
@@ -128,7 +135,7 @@ export class Daemon {
     this.#warmStop.abort()
     logger.info({ grace_ms: graceMs }, 'draining')
     await drainServers(this.#servers, { readiness: this.readiness, logger, graceMs })
-    await this.#closeCore()
+    await this.#close()
     logger.info('stopped')
   }
 }

@@ -4,23 +4,34 @@ import type { Identity } from '../identities/identity.ts'
 import { normaliseScope, type NormalisedScope } from '../tokens/scope.ts'
 import type { CachedToken } from '../tokens/token-cache.ts'
 import type { ServedToken, TokenService } from '../tokens/token-service.ts'
-import { logRequest, type CallerPolicy } from './app.ts'
-import { checkCaller, rawHeaderLookup, type CallerGuardOptions } from './callers/caller-guard.ts'
+import type { CallerAccess } from './callers/caller-access.ts'
+import { checkCaller, rawHeaderLookup } from './callers/caller-guard.ts'
+import { namesImds } from './imds-host.ts'
+import { callerGuardOptions, type CallerChecks } from './caller-checks.ts'
 import type { Readiness } from './readiness.ts'
+import { logRequest } from './request-log.ts'
 import {
   appServiceApiVersion,
+  appServiceQueryParameters,
+  appServiceSelector,
   appServiceTokenJson,
   appServiceTokenPath,
 } from './routes/app-service-compat.ts'
-import { compatIdentity, compatNotBefore, oneOf } from './routes/compat-identity.ts'
-import { imdsExpiresIn, imdsTokenJson, imdsTokenPath } from './routes/imds-compat.ts'
+import { compatIdentity, compatNotBefore } from './routes/compat-identity.ts'
+import {
+  imdsExpiresIn,
+  imdsQueryParameters,
+  imdsSelector,
+  imdsTokenJson,
+  imdsTokenPath,
+} from './routes/imds-compat.ts'
 import { expiresIn, tokenResponseJson } from './wire/responses.ts'
 
 export interface FastLaneDeps {
   runtime: Runtime
   tokens: TokenService
   readiness: Readiness
-  callers: CallerPolicy
+  callers: CallerChecks
 }
 
 type Listener = (req: IncomingMessage, res: ServerResponse) => void
@@ -37,6 +48,8 @@ interface Target {
   /** The metrics route label, as hono's routePath names it. */
   route: string
   identity: Identity
+  /** Compat routes: a selector (client_id, …) chose `identity`; else it is the route's default. */
+  selected: boolean
   scope: NormalisedScope
   /** The resource as asked (the compat routes echo it). */
   resource: string
@@ -65,14 +78,9 @@ function atBothSlashes(path: string, route: LaneRoute): [string, LaneRoute][] {
 
 const routes = new Map<string, LaneRoute>([
   ['/token', { kind: 'token', params: new Set(['resource', 'scope', 'identity']) }],
-  ...atBothSlashes(imdsTokenPath, {
-    kind: 'imds',
-    params: new Set(['api-version', 'resource', 'client_id', 'object_id', 'msi_res_id', 'mi_res_id']),
-  }),
-  ...atBothSlashes(appServiceTokenPath, {
-    kind: 'appService',
-    params: new Set(['api-version', 'resource', 'client_id', 'principal_id', 'object_id', 'mi_res_id']),
-  }),
+  // Each compat route declares what its GET reads; the lane takes a query of those names only.
+  ...atBothSlashes(imdsTokenPath, { kind: 'imds', params: new Set(imdsQueryParameters) }),
+  ...atBothSlashes(appServiceTokenPath, { kind: 'appService', params: new Set(appServiceQueryParameters) }),
 ])
 
 /** Raw query values the lane understands: unreserved characters, `:`, `/` and percent escapes. */
@@ -90,20 +98,18 @@ const maxVariantsPerToken = 8
  * unusual character), another route, draining — goes to `next` (the hono app) untouched, and the
  * lane has done nothing observable by then. Answers, headers, status, metrics and the access log
  * are the hono path's: same builders (`tokenResponseJson`, `imdsTokenJson`, `appServiceTokenJson`),
- * same caller check (`checkCaller`). With `callers.allow` configured the lane stands aside.
+ * same caller check (`checkCaller`). With `callers.allow` it serves only a connection whose owner
+ * is already known and allowed the identity (`CallerAccess.admits`), so it never waits nor refuses.
  */
 export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listener; status: FastLaneStatus } {
   const status: FastLaneStatus = { served: 0 }
-  // callers.allow decides per connection uid, which identity a caller may use and which one the
-  // compat routes serve it: the lane leaves such a daemon entirely to the hono app (one decision,
-  // one place), at the price of the fast path.
-  if (deps.callers.access) return { listener: next, status }
   const { runtime, tokens, readiness, callers } = deps
-  const tokenGuard: CallerGuardOptions = {
-    requireMetadataHeader: callers.requireMetadataHeader,
-    secret: callers.secret,
-    hostAllowed: callers.hostAllowed,
-  }
+  // callers.allow: decided once per connection (PeerUids); the lane serves a caller whose uid is
+  // known and allowed, and leaves everything else (a lookup still running, a refusal to log and
+  // count) to the hono app, which waits or refuses as it always does.
+  const access = callers.access
+  const tokenGuard = callerGuardOptions(callers, 'token')
+  const imdsAddressGuard = callerGuardOptions(callers, 'imds-address')
   // Request target → meaning. Bounded: a caller cycling through resources only loses the memo.
   const targets = new Map<string, Target | null>()
   const templates = new WeakMap<CachedToken, Map<string, Template>>()
@@ -120,6 +126,8 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
 
   const callerAllowed = (target: Target, req: IncomingMessage): boolean => {
     const header = rawHeaderLookup(req.rawHeaders)
+    if (target.kind === 'imds' && namesImds(header('host')))
+      return checkCaller(imdsAddressGuard, header) === undefined
     if (target.kind !== 'appService') return checkCaller(tokenGuard, header) === undefined
     // App Service authenticates by X-IDENTITY-HEADER alone; without a secret the route is absent.
     const secret = callers.secret()
@@ -140,13 +148,45 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
     return made
   }
 
+  /** The identity this connection's caller gets for `target` under callers.allow, if allowed now. */
+  const admitted = (access: CallerAccess, target: Target, req: IncomingMessage): Identity | undefined => {
+    let identity = target.identity
+    if (target.kind !== 'token' && !target.selected) {
+      // A compat route with no selector serves the caller's first listed identity.
+      const name = access.compatIdentityOf(req.socket)
+      if (name === undefined) return undefined
+      try {
+        identity = compatIdentity(tokens, name, {})
+      } catch {
+        return undefined
+      }
+    }
+    return access.admits(req.socket, identity.name) ? identity : undefined
+  }
+
   const listener: Listener = function fastLaneListener(req, res) {
     const started = performance.now()
     const url = req.url
-    if (req.method !== 'GET' || url === undefined || readiness.draining) return next(req, res)
+    // A GET that announces a body is the hono app's to refuse (400 and close, RFC 9112): answering it
+    // here, synchronously inside the parser's callback, would answer before node sees a bad body.
+    if (req.method !== 'GET' || url === undefined || readiness.draining || announcesBody(req.rawHeaders))
+      return next(req, res)
     const target = understand(url)
     if (target === undefined || !callerAllowed(target, req)) return next(req, res)
-    const served = tokens.peek(target.identity, target.scope)
+    // A connection's first request usually arrives while its owner is still being looked up:
+    // come back once it is known (the hono app would wait for it too).
+    const pending = access?.pending(req.socket)
+    if (pending) {
+      void pending
+        .then(() => fastLaneListener(req, res))
+        .catch(() => {
+          if (!res.headersSent) next(req, res)
+        })
+      return
+    }
+    const identity = access ? admitted(access, target, req) : target.identity
+    if (identity === undefined) return next(req, res)
+    const served = tokens.peek(identity, target.scope)
     if (served === undefined) return next(req, res)
     const nowMs = runtime.clock.now()
     let template: Template | undefined
@@ -182,6 +222,24 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
 }
 
 /**
+ * Whether the raw header list has a Transfer-Encoding (any) or a Content-Length other than 0: one
+ * pass, no header object built (node builds `req.headers` lazily, and the lane never asks for it).
+ */
+function announcesBody(rawHeaders: readonly string[]): boolean {
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string
+    if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') return true
+    if (
+      name.length === 14 &&
+      name.toLowerCase() === 'content-length' &&
+      (rawHeaders[i + 1] as string).trim() !== '0'
+    )
+      return true
+  }
+  return false
+}
+
+/**
  * The target of a request the lane can serve, or undefined: unknown path, a parameter outside the
  * route's set (claims, token_sha256_to_refresh, xms_cc, ...), a repeated or empty one, a value with a
  * character outside `plainDecoded`, or anything the slow path would refuse.
@@ -213,29 +271,32 @@ function parseTarget(tokens: TokenService, url: string): Target | undefined {
       case 'token': {
         const identity = tokens.identity(query.get('identity'))
         const scope = normaliseScope({ resource: query.get('resource'), scope: query.get('scope') })
-        return { kind: 'token', route, identity, scope, resource: scope.resource }
+        return { kind: 'token', route, identity, selected: true, scope, resource: scope.resource }
       }
       case 'imds': {
         const resource = query.get('resource')
         if (!query.get('api-version') || !resource) return undefined
-        // No callers.allow here (the lane stands aside then): no per-caller fallback identity.
-        const identity = compatIdentity(tokens, undefined, {
-          clientId: query.get('client_id'),
-          objectId: query.get('object_id'),
-          resourceId: oneOf(query.get('msi_res_id'), query.get('mi_res_id')),
-        })
-        return { kind: 'imds', route, identity, scope: normaliseScope({ resource }), resource }
+        // The route's default identity; under callers.allow the lane picks the caller's (admitted).
+        const selector = imdsSelector((name) => query.get(name))
+        const identity = compatIdentity(tokens, undefined, selector)
+        const selected = Object.values(selector).some((value) => value !== undefined)
+        return { kind: 'imds', route, identity, selected, scope: normaliseScope({ resource }), resource }
       }
       case 'appService': {
         const resource = query.get('resource')
         if (query.get('api-version') !== appServiceApiVersion || !resource) return undefined
-        // No callers.allow here (the lane stands aside then): no per-caller fallback identity.
-        const identity = compatIdentity(tokens, undefined, {
-          clientId: query.get('client_id'),
-          objectId: oneOf(query.get('principal_id'), query.get('object_id')),
-          resourceId: query.get('mi_res_id'),
-        })
-        return { kind: 'appService', route, identity, scope: normaliseScope({ resource }), resource }
+        // The route's default identity; under callers.allow the lane picks the caller's (admitted).
+        const selector = appServiceSelector((name) => query.get(name), appServiceApiVersion)
+        const identity = compatIdentity(tokens, undefined, selector)
+        const selected = Object.values(selector).some((value) => value !== undefined)
+        return {
+          kind: 'appService',
+          route,
+          identity,
+          selected,
+          scope: normaliseScope({ resource }),
+          resource,
+        }
       }
     }
   } catch {

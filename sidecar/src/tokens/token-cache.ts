@@ -1,4 +1,4 @@
-import { describeError } from '../core/errors.ts'
+import { describeError, SidecarError } from '../core/errors.ts'
 import { LRUCache } from 'lru-cache'
 import type { Clock, Random } from '../core/clock.ts'
 import type { Logger } from '../core/log.ts'
@@ -108,8 +108,8 @@ export class TokenCache {
       forceRefresh: true,
     })
     if (result === undefined || this.#clock.now() >= result.servableUntil) {
-      // Only reachable if the upstream answered with an already-expired token.
-      throw new Error('token cache produced no servable token')
+      // Only reachable if the upstream answered with a token that expired on the way.
+      throw expiredOnArrival()
     }
     return result
   }
@@ -263,9 +263,7 @@ export class TokenCache {
     // A token that lives shorter than its buffer allows (a PoP token bound to a minute-long
     // certificate) keeps its last tenth instead.
     const servableUntil = token.expiresOn - Math.min(this.#bufferMs, (token.expiresOn - now) / 10)
-    if (servableUntil <= now) {
-      throw new Error('upstream returned a token that has already expired')
-    }
+    if (servableUntil <= now) throw expiredOnArrival()
     const lifetime = token.expiresOn - now
     let refreshAt =
       token.refreshOn ??
@@ -277,6 +275,13 @@ export class TokenCache {
     refreshAt = Math.round(Math.max(now, Math.min(refreshAt, servableUntil)))
     return { ...token, refreshAt, servableUntil }
   }
+}
+
+/** A token with no servable life left is upstream's malformed answer (502), not a daemon failure. */
+function expiredOnArrival(): SidecarError {
+  return new SidecarError('upstream_error', 'upstream answered a token that expired on arrival', {
+    reason: 'malformed_response',
+  })
 }
 
 /** Cache keys hold identity, type, thumbprint and scope: no secrets, but keep logs short. */

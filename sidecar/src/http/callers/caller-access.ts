@@ -17,6 +17,16 @@ export interface CallerAccess {
   authorize(c: Context, identity?: string): void
   /** The identity a compat route serves when the request names none; undefined: `defaultIdentity`. */
   compatIdentity(c: Context): string | undefined
+  /**
+   * For the fast lane, which neither waits nor refuses: whether the caller on `socket` is known
+   * now and may use `identity`. False sends the request to the hono app, which waits for the
+   * lookup, or refuses, logs and counts; so the lane only ever serves what the app would serve.
+   */
+  admits(socket: Socket, identity: string): boolean
+  /** While the owner of `socket` is being looked up: resolves once it is known (for the fast lane). */
+  pending(socket: Socket): Promise<void> | undefined
+  /** `compatIdentity` for the fast lane, by connection. */
+  compatIdentityOf(socket: Socket): string | undefined
 }
 
 /** No `callers.allow`: every caller that passed the other checks may use every identity. */
@@ -24,6 +34,9 @@ export const everyCaller: CallerAccess = {
   authorizeConnection: async () => {},
   authorize: () => {},
   compatIdentity: () => undefined,
+  admits: () => true,
+  pending: () => undefined,
+  compatIdentityOf: () => undefined,
 }
 
 export interface AllowListOptions {
@@ -78,6 +91,19 @@ export class AllowListAccess implements CallerAccess {
 
   compatIdentity(c: Context): string | undefined {
     return firstAllowedIdentity(this.#entries, this.#options.peers.ownerOf(socketOf(c)).uid)
+  }
+
+  admits(socket: Socket, identity: string): boolean {
+    const { uid } = this.#options.peers.ownerOf(socket)
+    return uid !== undefined && this.#policy(uid, identity).allowed
+  }
+
+  pending(socket: Socket): Promise<void> | undefined {
+    return this.#options.peers.pending(socket)
+  }
+
+  compatIdentityOf(socket: Socket): string | undefined {
+    return firstAllowedIdentity(this.#entries, this.#options.peers.ownerOf(socket).uid)
   }
 
   #logOnce(socket: Socket | undefined, refusal: CallerRefusal, lookupProblem: string | undefined): void {

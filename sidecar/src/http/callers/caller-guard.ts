@@ -7,7 +7,10 @@ import { SidecarError } from '../../core/errors.ts'
 export interface CallerGuardOptions {
   /** Demand `Metadata: true` (IMDS's SSRF defence). */
   requireMetadataHeader: boolean
-  /** Current caller secret, or undefined when none is configured. */
+  /**
+   * The caller secrets accepted now, one a line (`SecretFile.current`; empty: none is), or
+   * undefined when none is configured.
+   */
   secret: () => string | undefined
   /** Host names/addresses a request may name in `Host` (DNS-rebinding defence). */
   hostAllowed: (hostname: string) => boolean
@@ -85,12 +88,21 @@ export function rawHeaderLookup(rawHeaders: readonly string[]): HeaderLookup {
   }
 }
 
-/** Constant-time comparison: hashing first makes both sides the same length. */
-export function secretMatches(given: string | undefined, expected: string): boolean {
+/**
+ * Whether `given` is one of the `accepted` secrets (one a line: two during a rotation; none when
+ * empty). Constant time for each: hashing first makes both sides the same length, and every line
+ * is compared whatever the outcome of the others.
+ */
+export function secretMatches(given: string | undefined, accepted: string): boolean {
   if (given === undefined) return false
   const a = createHash('sha256').update(given).digest()
-  const b = createHash('sha256').update(expected).digest()
-  return timingSafeEqual(a, b)
+  let matched = false
+  for (const secret of accepted.split('\n')) {
+    if (secret === '') continue
+    const b = createHash('sha256').update(secret).digest()
+    matched = timingSafeEqual(a, b) || matched
+  }
+  return matched
 }
 
 /** `127.0.0.1:7780` → `127.0.0.1`; `[::1]:7780` → `::1`; undefined when absent or malformed. */

@@ -42,6 +42,12 @@ export class PeerUids {
     if (socket !== undefined) await this.#lookups.get(socket)?.settled
   }
 
+  /** While the lookup for `socket` runs: a promise that resolves once its owner is known. */
+  pending(socket: Socket): Promise<void> | undefined {
+    const lookup = this.#lookups.get(socket)
+    return lookup !== undefined && lookup.owner === undefined ? lookup.settled : undefined
+  }
+
   /** Who opened `socket`; unknown for a socket never remembered, or whose lookup is still running. */
   ownerOf(socket: Socket | undefined): SocketOwner {
     if (socket === undefined)

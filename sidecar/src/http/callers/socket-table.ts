@@ -19,7 +19,20 @@ export interface SocketTableOptions {
   chunkBytes?: number
   /** Little- or big-endian host: how the kernel prints each 32-bit word of an address. */
   endianness?: 'LE' | 'BE'
+  /**
+   * Where callers that a packet redirect (nftables `nat output`, deploy/nftables/imds-redirect.nft)
+   * sends to the sidecar believe they are connected: Azure IMDS, 169.254.169.254:80.
+   */
+  redirectedFrom?: Endpoint
+  /**
+   * The daemon's own uid (`process.getuid()`): the redirect exempts it, so a redirected connection
+   * is never its own; an entry that says so is another connection's and is not trusted.
+   */
+  ownUid?: number
 }
+
+/** Azure IMDS, where the redirect recipe catches other uids' traffic. */
+export const imdsPeer: Endpoint = { address: '169.254.169.254', port: 80 }
 
 /**
  * TCP states in which the kernel still holds a full socket with its owner's uid. A TIME_WAIT entry
@@ -28,10 +41,20 @@ export interface SocketTableOptions {
  */
 const ownedStates = new Set(['01', '02', '04', '05', '07', '08', '09', '0B'])
 
+type TableFile = 'tcp' | 'tcp6'
+
 interface Query {
   needle: string
   resolve: (line: string | undefined) => void
   reject: (error: unknown) => void
+}
+
+/** One place the caller's socket may be listed: a table, and the line's addresses in it. */
+interface Candidate {
+  file: TableFile
+  needle: string
+  /** `redirected`: the caller's socket names IMDS as its peer (the packet redirect rewrote it). */
+  via: 'direct' | 'redirected'
 }
 
 /**
@@ -39,6 +62,18 @@ interface Query {
  * (`/proc/net/tcp`, `/proc/net/tcp6`) of this process's network namespace: the entry whose local
  * end is the caller's end of a connection we accepted, and whose remote end is ours, carries the
  * uid of the process that created the caller's socket.
+ *
+ * Where the caller's socket may be listed, most likely first:
+ * - directly, in the table of our own socket's family (an IPv4 caller of an IPv4 listener: `tcp`);
+ * - an IPv4 connection whose caller opened an AF_INET6 socket and connected to a v4-mapped address
+ *   (Java's default, and any dual-stack client): `tcp6`, both ends as `::ffff:a.b.c.d`;
+ * - a connection that a packet redirect (nftables `nat output … redirect`, as Istio captures
+ *   outbound traffic) sent to us: the caller's socket still names IMDS (169.254.169.254:80) as its
+ *   peer, so its line is the one whose local end is the caller's address and port and whose remote
+ *   end is IMDS. The 4-tuple makes that socket unique; a line owned by the daemon's own uid (which
+ *   the redirect exempts) is another connection's and is not taken.
+ * Only when the first place does not have it are the others scanned, so the usual lookup costs
+ * one pass.
  *
  * Cost: the kernel formats the table by walking its whole connection hash, so a pass costs in
  * proportion to every TCP socket of the namespace, TIME_WAIT ones included (tens of milliseconds
@@ -52,6 +87,8 @@ export class SocketTable {
   readonly #procRoot: string
   readonly #scanner: TableScanner
   readonly #endianness: 'LE' | 'BE'
+  readonly #redirectedFrom: Endpoint
+  readonly #ownUid: number | undefined
   readonly #waiting = { tcp: [] as Query[], tcp6: [] as Query[] }
   readonly #scanning = { tcp: false, tcp6: false }
 
@@ -61,39 +98,56 @@ export class SocketTable {
       options.chunkBytes === undefined ? {} : { chunkBytes: options.chunkBytes },
     )
     this.#endianness = options.endianness ?? endianness()
+    this.#redirectedFrom = options.redirectedFrom ?? imdsPeer
+    this.#ownUid = options.ownUid
   }
 
   /** The owner of the socket at `peer` that is connected to `local`. Never rejects. */
   async ownerOf(peer: Endpoint, local: Endpoint): Promise<SocketOwner> {
-    const candidates = this.#tables(peer.address, local.address)
-    if (candidates.length === 0)
-      return { uid: undefined, reason: `unsupported address family (${peer.address})` }
+    const stages = this.#candidates(peer, local)
+    if (stages.length === 0) return { uid: undefined, reason: `unsupported address family (${peer.address})` }
     let problem = 'no entry in the kernel socket table'
-    for (const { file, peerHex, localHex } of candidates) {
-      const needle = ` ${peerHex}:${portHex(peer.port)} ${localHex}:${portHex(local.port)} `
-      const found = await this.#find(file, needle).catch((error: Error) => {
-        problem = `cannot read ${this.#path(file)} (${error.message})`
-        return undefined
-      })
-      if (found !== undefined) return ownerFromLine(found)
+    for (const [at, stage] of stages.entries()) {
+      const lines = await Promise.all(
+        stage.map((candidate) =>
+          this.#find(candidate.file, candidate.needle).catch((error: Error) => {
+            // The later places are fallbacks: a host without IPv6 has no tcp6, and that is no news.
+            if (at === 0) problem = `cannot read ${this.#path(candidate.file)} (${error.message})`
+            return undefined
+          }),
+        ),
+      )
+      for (const [index, candidate] of stage.entries()) {
+        const line = lines[index]
+        if (line === undefined) continue
+        const owner = ownerFromLine(line)
+        if (candidate.via === 'redirected' && owner.uid !== undefined && owner.uid === this.#ownUid) {
+          problem = `the only socket connected to ${this.#redirectedFrom.address}:${this.#redirectedFrom.port} from the caller's port is the sidecar's own`
+          continue
+        }
+        return owner
+      }
     }
     return { uid: undefined, reason: problem }
   }
 
-  #path(file: 'tcp' | 'tcp6'): string {
+  #path(file: TableFile): string {
     return join(this.#procRoot, 'net', file)
   }
 
   /** Queues a lookup; a scan already under way may have passed its entry, so it waits for the next. */
-  #find(file: 'tcp' | 'tcp6', needle: string): Promise<string | undefined> {
+  #find(file: TableFile, needle: string): Promise<string | undefined> {
     return new Promise((resolve, reject) => {
       this.#waiting[file].push({ needle, resolve, reject })
-      if (!this.#scanning[file]) void this.#scanLoop(file)
+      // Started on the next tick, so lookups queued together share one pass.
+      if (!this.#scanning[file]) {
+        this.#scanning[file] = true
+        queueMicrotask(() => void this.#scanLoop(file))
+      }
     })
   }
 
-  async #scanLoop(file: 'tcp' | 'tcp6'): Promise<void> {
-    this.#scanning[file] = true
+  async #scanLoop(file: TableFile): Promise<void> {
     while (this.#waiting[file].length > 0) {
       const batch = this.#waiting[file].splice(0)
       try {
@@ -114,25 +168,42 @@ export class SocketTable {
     return this.#scanner.close()
   }
 
-  /** Which table(s) may hold the caller's socket, with both addresses in that table's encoding. */
-  #tables(peer: string, local: string): { file: 'tcp' | 'tcp6'; peerHex: string; localHex: string }[] {
-    const peerV4 = mappedV4(peer)
-    const localV4 = mappedV4(local)
-    const tables: { file: 'tcp' | 'tcp6'; peerHex: string; localHex: string }[] = []
+  /** Where to look for the caller's socket, in stages (see the class comment), needles encoded. */
+  #candidates(peer: Endpoint, local: Endpoint): Candidate[][] {
+    const peerV4 = mappedV4(peer.address)
+    const localV4 = mappedV4(local.address)
+    const line = (peerHex: string, remote: string, remotePort: number): string =>
+      ` ${peerHex}:${portHex(peer.port)} ${remote}:${portHex(remotePort)} `
     if (peerV4 !== undefined && localV4 !== undefined) {
-      // An IPv4 caller reaching a dual-stack listener: its own socket is plain AF_INET (tcp), unless
-      // it too is an AF_INET6 socket using a v4-mapped address (tcp6).
-      tables.push({ file: 'tcp', peerHex: this.#v4Hex(peerV4), localHex: this.#v4Hex(localV4) })
-      if (isIPv6(peer) || isIPv6(local))
-        tables.push({
-          file: 'tcp6',
-          peerHex: this.#v6Hex(`::ffff:${peerV4}`),
-          localHex: this.#v6Hex(`::ffff:${localV4}`),
-        })
-    } else if (isIPv6(peer) && isIPv6(local)) {
-      tables.push({ file: 'tcp6', peerHex: this.#v6Hex(peer), localHex: this.#v6Hex(local) })
+      const peer4 = this.#v4Hex(peerV4)
+      const peer6 = this.#v6Hex(`::ffff:${peerV4}`)
+      const origin = this.#redirectedFrom
+      return [
+        [{ file: 'tcp', needle: line(peer4, this.#v4Hex(localV4), local.port), via: 'direct' }],
+        [
+          {
+            file: 'tcp6',
+            needle: line(peer6, this.#v6Hex(`::ffff:${localV4}`), local.port),
+            via: 'direct',
+          },
+          {
+            file: 'tcp',
+            needle: line(peer4, this.#v4Hex(origin.address), origin.port),
+            via: 'redirected',
+          },
+          {
+            file: 'tcp6',
+            needle: line(peer6, this.#v6Hex(`::ffff:${origin.address}`), origin.port),
+            via: 'redirected',
+          },
+        ],
+      ]
     }
-    return tables
+    if (isIPv6(peer.address) && isIPv6(local.address)) {
+      const needle = line(this.#v6Hex(peer.address), this.#v6Hex(local.address), local.port)
+      return [[{ file: 'tcp6', needle, via: 'direct' }]]
+    }
+    return []
   }
 
   /** The kernel prints an IPv4 address as one 32-bit word in host byte order, upper-case hex. */

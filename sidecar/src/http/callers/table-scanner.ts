@@ -80,6 +80,10 @@ export class TableScanner {
   scan(path: string, needles: readonly string[]): Promise<(string | null)[]> {
     clearTimeout(this.#idleTimer)
     const worker = this.#started()
+    // Held while a scan is pending, so a lookup is answered even when nothing else keeps the
+    // process running; idle, it never keeps the process up (and a 'message' listener would ref it
+    // for good, so ref and unref are explicit).
+    worker.ref()
     const id = this.#nextId++
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject })
@@ -99,13 +103,15 @@ export class TableScanner {
   #started(): Worker {
     if (this.#worker) return this.#worker
     const worker = new Worker(workerSource, { eval: true, workerData: { chunkBytes: this.#chunkBytes } })
-    worker.unref()
     worker.on('message', (message: { id: number; lines?: (string | null)[]; error?: string }) => {
       const pending = this.#pending.get(message.id)
       this.#pending.delete(message.id)
       if (message.lines) pending?.resolve(message.lines)
       else pending?.reject(new Error(message.error ?? 'scan failed'))
-      if (this.#pending.size === 0) this.#idleTimer = setTimeout(() => void this.close(), idleMs).unref()
+      if (this.#pending.size === 0) {
+        worker.unref()
+        this.#idleTimer = setTimeout(() => void this.close(), idleMs).unref()
+      }
     })
     const lost = (error: Error) => {
       if (this.#worker !== worker) return
