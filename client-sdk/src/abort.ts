@@ -15,22 +15,37 @@ export interface AbortSignalLike {
   removeEventListener(type: 'abort', listener: () => void): void
 }
 
-/** Lets one caller stop waiting without cancelling a request other callers share. */
-export function raceAbort<T>(promise: Promise<T>, signal: AbortSignalLike | undefined): Promise<T> {
-  if (signal === undefined) return promise
-  if (signal.aborted) return Promise.reject(abortReason(signal))
+/** When one caller stops waiting: its abort signal, and a deadline with the error it raises. */
+export interface WaitLimits {
+  signal?: AbortSignalLike | undefined
+  deadline?: { ms: number; error: () => Error } | undefined
+}
+
+/**
+ * Lets one caller stop waiting (aborted, or past its deadline) without cancelling a request other
+ * callers share.
+ */
+export function raceAbort<T>(promise: Promise<T>, limits: WaitLimits = {}): Promise<T> {
+  const { signal, deadline } = limits
+  if (signal === undefined && deadline === undefined) return promise
+  if (signal?.aborted) return Promise.reject(abortReason(signal))
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(abortReason(signal))
-    signal.addEventListener('abort', onAbort, { once: true })
+    const onAbort = () => settle(() => reject(abortReason(signal!)))
+    const timer =
+      deadline === undefined
+        ? undefined
+        : setTimeout(() => settle(() => reject(deadline.error())), deadline.ms)
+    // A caller's deadline alone never keeps the process alive: the shared request does, if anything.
+    timer?.unref()
+    const settle = (then: () => void) => {
+      signal?.removeEventListener('abort', onAbort)
+      clearTimeout(timer)
+      then()
+    }
+    signal?.addEventListener('abort', onAbort, { once: true })
     promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(value)
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(error)
-      },
+      (value) => settle(() => resolve(value)),
+      (error: unknown) => settle(() => reject(error)),
     )
   })
 }

@@ -1,14 +1,6 @@
-import {
-  Agent,
-  fetch as undiciFetch,
-  Headers,
-  request,
-  type Dispatcher,
-  type RequestInit,
-  type Response,
-} from 'undici'
+import { Agent, request, type Dispatcher } from 'undici'
 import { createHash } from 'node:crypto'
-import { raceAbort, type AbortSignalLike } from './abort.ts'
+import { raceAbort, type AbortSignalLike, type WaitLimits } from './abort.ts'
 import { defaultEndpoint, resolveEndpoint, routeUrl, type SidecarEndpoint } from './endpoint.ts'
 import { SidecarClientError } from './errors.ts'
 import { MtlsAgents, type CaOption } from './mtls-agents.ts'
@@ -68,6 +60,11 @@ export interface GetTokenOptions {
   /** Stops waiting for the answer (a request shared with other callers is not cancelled). */
   abortSignal?: AbortSignalLike
   /**
+   * Stops waiting after this many milliseconds with a `timeout` error (a request shared with other
+   * callers is not cancelled; the client's `timeoutMs` bounds it). Default: only `timeoutMs`.
+   */
+  timeoutMs?: number
+  /**
    * A claims challenge from a resource that refused the token (continuous access evaluation: the
    * `claims` of its `WWW-Authenticate`, JSON or base64). Skips the SDK's cache; the sidecar asks
    * upstream again with it (merged with the identity's `clientCapabilities`) and replaces its own
@@ -92,8 +89,9 @@ export interface MtlsAgentOptions extends GetTokenOptions {
 }
 
 /**
- * `fetch` init plus what the token is for. The caller's `Authorization` header is replaced, and
- * the dispatcher is chosen by the SDK (the binding certificate's Agent for mtls_pop).
+ * The platform's `fetch` init (the global `RequestInit`) plus what the token is for. The caller's
+ * `Authorization` header is replaced, and the dispatcher is chosen by the SDK (the binding
+ * certificate's Agent for mtls_pop).
  *
  * @example
  * ```ts
@@ -188,6 +186,7 @@ export class SidecarClient {
       : { resource: target }
     if (identity !== undefined) query['identity'] = identity
     const key = new URLSearchParams(query).toString()
+    const limits = this.#waitLimits(options)
     if (options.claims !== undefined && options.claims !== '') {
       // Name the refused token by its hash: if the sidecar already replaced it (another caller's
       // challenge), it answers with the new one instead of asking upstream again.
@@ -197,11 +196,11 @@ export class SidecarClient {
         caeQuery['token_sha256_to_refresh'] = createHash('sha256').update(refused.token).digest('hex')
       return raceAbort(
         this.#cache.reload(key, () => this.#requestToken(caeQuery)),
-        options.abortSignal,
+        limits,
       )
     }
     const token = this.#cache.get(key, () => this.#requestToken(query), options.forceRefresh ?? false)
-    return raceAbort(token, options.abortSignal)
+    return raceAbort(token, limits)
   }
 
   /**
@@ -209,7 +208,8 @@ export class SidecarClient {
    * mtls_pop token, sends the request over an Agent that presents the binding certificate. Fails
    * closed: an mtls_pop token is never sent without its certificate, nor as Bearer.
    *
-   * @returns a WHATWG Response (undici's).
+   * @returns the platform's `Response` (the global `fetch` is called, with the SDK's undici Agent as
+   * its `dispatcher`).
    * @example
    * ```ts
    * const res = await sidecar.fetch('https://mtlstb.graph.microsoft.com/v1.0/applications', {
@@ -240,7 +240,11 @@ export class SidecarClient {
     }
     const headers = new Headers(requestInit.headers)
     headers.set('authorization', `${token.tokenType} ${token.token}`)
-    return undiciFetch(input, { ...requestInit, headers, ...(dispatcher ? { dispatcher } : {}) })
+    return fetch(input, {
+      ...requestInit,
+      headers,
+      ...(dispatcher ? { dispatcher: asPlatform(dispatcher) } : {}),
+    })
   }
 
   /**
@@ -288,6 +292,27 @@ export class SidecarClient {
   async close(): Promise<void> {
     this.#cache.clear()
     await Promise.all([this.#agents.close(), this.#ownedDispatcher?.close()])
+  }
+
+  #waitLimits(options: GetTokenOptions): WaitLimits {
+    const { abortSignal, timeoutMs } = options
+    if (timeoutMs === undefined) return { signal: abortSignal }
+    if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0)
+      throw new SidecarClientError(
+        'invalid_argument',
+        `timeoutMs: expected a positive number of milliseconds, got ${String(timeoutMs)}`,
+      )
+    return {
+      signal: abortSignal,
+      deadline: {
+        ms: timeoutMs,
+        error: () =>
+          new SidecarClientError(
+            'timeout',
+            `No answer from the sidecar at ${this.#where()} within ${timeoutMs} ms`,
+          ),
+      },
+    }
   }
 
   #agentFor(scope: string, token: SidecarToken, ca: CaOption | undefined): Agent {
@@ -349,6 +374,16 @@ export class SidecarClient {
       ? `unix:${this.#endpoint.socketPath}`
       : this.#endpoint.baseUrl.origin
   }
+}
+
+/**
+ * Node's global fetch (the undici inside Node) takes an undici Dispatcher as `dispatcher`. The SDK's
+ * Agents come from the npm undici, whose Agent speaks the same Dispatcher protocol (the packaging
+ * test presents a binding certificate through it on Node 22 and 24), but @types/node types the
+ * option with its own copy of undici's declarations, which differ in overloads only.
+ */
+function asPlatform(dispatcher: Dispatcher): NonNullable<RequestInit['dispatcher']> {
+  return dispatcher as unknown as NonNullable<RequestInit['dispatcher']>
 }
 
 function answer(status: number, text: string): SidecarToken {

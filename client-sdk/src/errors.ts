@@ -27,6 +27,8 @@ export type LocalErrorCode =
   | 'private_key_not_exposed'
   /** A Bearer-only consumer (the Azure SDK TokenCredential) was given an mtls_pop identity. */
   | 'bearer_required'
+  /** `tokenCredential()` was asked for a tenant other than the one that issues the identity's tokens. */
+  | 'tenant_mismatch'
 
 /**
  * A local code, or the sidecar's `error` field as it answered it.
@@ -71,7 +73,7 @@ export interface SidecarClientErrorOptions {
  * ```
  */
 export class SidecarClientError extends Error {
-  override readonly name = 'SidecarClientError'
+  override readonly name: string = 'SidecarClientError'
   readonly code: SidecarClientErrorCode
   /** HTTP status of the sidecar's answer, when it answered. */
   readonly status: number | undefined
@@ -105,4 +107,23 @@ export function isSidecarClientError(
   code?: SidecarClientErrorCode,
 ): error is SidecarClientError {
   return error instanceof SidecarClientError && (code === undefined || error.code === code)
+}
+
+/**
+ * What `tokenCredential().getToken` throws when this credential cannot serve the request at all —
+ * the sidecar cannot be reached (`connection_failed`, `timeout`), has no such identity
+ * (`unknown_identity`), or issues the identity's tokens in another tenant (`tenant_mismatch`) — so
+ * that `ChainedTokenCredential` and `DefaultAzureCredential`-style chains try their next
+ * credential. @azure/identity recognises it by its `name`, `CredentialUnavailableError`, as it does
+ * its own; it is still a {@link SidecarClientError} with the code that caused it.
+ *
+ * @example
+ * ```ts
+ * import { ChainedTokenCredential, AzureCliCredential } from '@azure/identity'
+ * // On a laptop without a sidecar, the chain moves on to the Azure CLI.
+ * const credential = new ChainedTokenCredential(sidecar.tokenCredential(), new AzureCliCredential())
+ * ```
+ */
+export class CredentialUnavailableError extends SidecarClientError {
+  override readonly name: string = 'CredentialUnavailableError'
 }

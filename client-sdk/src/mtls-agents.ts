@@ -1,4 +1,6 @@
-import { getCACertificates } from 'node:tls'
+// A namespace import: a named import of getCACertificates fails to link on Node.js < 22.15, before
+// node-version.ts can say so.
+import * as tls from 'node:tls'
 import { Agent } from 'undici'
 import { SidecarClientError } from './errors.ts'
 import type { SidecarBindingCertificate } from './token.ts'
@@ -108,7 +110,7 @@ export class MtlsAgents {
  * still reach public resources.
  */
 function caList(ca: CaOption): string[] {
-  return [...getCACertificates('default'), ...(typeof ca === 'string' ? [ca] : ca)]
+  return [...tls.getCACertificates('default'), ...(typeof ca === 'string' ? [ca] : ca)]
 }
 
 function caKey(ca: CaOption | undefined): string {

@@ -8,6 +8,10 @@ import { startHttpServer, tokenJson } from './support.ts'
 
 const popIdentity = 'identities:\n  mi:\n    managedIdentity: {}\n    protocolScheme: MTLS_POP\n'
 const demoScope = 'api://credential-sidecar-demo/.default'
+// Taken before a daemon starts in this process: its HTTP server (@hono/node-server) replaces the
+// global Response with a subclass of its own. An application without it sees the platform's, as the
+// packaging test checks in a process of its own.
+const PlatformResponse = globalThis.Response
 
 function client(t: { after(fn: () => unknown): void }, stack: Stack, now?: () => number): SidecarClient {
   const sidecar = new SidecarClient({ endpoint: stack.url, env: {}, ...(now ? { now } : {}) })
@@ -55,6 +59,9 @@ test('fetch calls the demo resource with mtls_pop over the binding certificate',
     headers: { authorization: 'Bearer not-this-one', 'content-type': 'application/json' },
     body: JSON.stringify({ hello: 'world' }),
   })
+  // The platform's Response (global fetch, the SDK's Agent as its dispatcher), not undici's.
+  assert.ok(res instanceof PlatformResponse)
+  assert.ok(res.headers instanceof Headers)
   assert.equal(res.status, 200)
   assert.equal(((await res.json()) as Record<string, unknown>)['scheme'], 'mtls_pop')
 })

@@ -31,8 +31,13 @@ export async function startHttpServer(
 ): Promise<{ server: Server; url: string }> {
   const server = createServer(handler)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())))
-  t.after(() => server.closeAllConnections())
+  // One hook (node:test runs after-hooks first-registered first): close() alone would wait for
+  // connections a test left open on purpose.
+  t.after(() => {
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+    server.closeAllConnections()
+    return closed
+  })
   const { port } = server.address() as AddressInfo
   return { server, url: `http://127.0.0.1:${port}` }
 }

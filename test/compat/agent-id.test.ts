@@ -5,7 +5,11 @@ import type { AddressInfo } from 'node:net'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { decodeJwt } from 'jose'
 import { request } from 'undici'
+import { parseConfig } from '../../sidecar/src/config/load.ts'
+import { describeConfig } from '../../sidecar/src/config/describe.ts'
+import { FakeClock } from '../support/fake-clock.ts'
 import { json, startStack } from '../support/stack.ts'
 
 /**
@@ -27,7 +31,16 @@ async function startEchoResource(t: TestContext) {
       headers: req.headers,
       body: Buffer.concat(chunks).toString(),
     })
-    res.writeHead(201, { 'content-type': 'application/json', 'x-resource': 'yes' })
+    if (req.url?.includes('/empty')) {
+      res.writeHead(204, { 'x-resource': 'yes' })
+      return res.end()
+    }
+    res.writeHead(201, {
+      'content-type': 'application/json',
+      'content-language': 'en',
+      'x-resource': 'yes',
+      'last-modified': 'Wed, 21 Oct 2015 07:28:00 GMT',
+    })
     res.end(JSON.stringify({ method: req.method, url: req.url }))
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
@@ -84,7 +97,7 @@ test('AuthorizationHeaderUnauthenticated: {"authorizationHeader"} without a Meta
   assert.notEqual(fresh.authorizationHeader, body.authorizationHeader)
 })
 
-test('AgentID routes keep every caller check but Metadata, and refuse what they cannot honour', async (t) => {
+test('AgentID routes demand neither Metadata nor the caller secret, keep Host and forwarding checks, and refuse what they cannot honour', async (t) => {
   const resource = await startEchoResource(t)
   const secretFile = join(mkdtempSync(join(tmpdir(), 'sidecar-secret-')), 'identity-header')
   writeFileSync(secretFile, 'agent-id-secret', { mode: 0o600 })
@@ -92,29 +105,235 @@ test('AgentID routes keep every caller check but Metadata, and refuse what they 
     configYaml: () => `callers:\n  secretFile: ${secretFile}\n${agentIdYaml(resource.url)}`,
   })
   const url = `${stack.url}/AuthorizationHeaderUnauthenticated/arm`
-  const secret = { 'X-IDENTITY-HEADER': 'agent-id-secret' }
-  assert.equal((await plain(url, { headers: secret })).status, 200)
-  assert.equal((await plain(url)).status, 401, 'the caller secret still applies')
+  assert.equal((await plain(url)).status, 200, "the container's clients never send the secret")
+  assert.equal((await plain(url, { headers: { 'X-IDENTITY-HEADER': 'wrong' } })).status, 200)
+  assert.equal(
+    (
+      await plain(`${stack.url}/token?resource=https://management.azure.com`, {
+        headers: { Metadata: 'true' },
+      })
+    ).status,
+    401,
+    'other routes still demand it',
+  )
   for (const header of ['X-Forwarded-For', 'Forwarded', 'X-Real-IP', 'X-Forwarded-Host']) {
-    assert.equal((await plain(url, { headers: { ...secret, [header]: '10.0.0.1' } })).status, 403, header)
+    const res = await plain(url, { headers: { [header]: '10.0.0.1' } })
+    assert.equal(res.status, 403, header)
+    assert.equal(res.headers.get('content-type'), 'application/problem+json')
+    assert.equal((await json(res)).status, 403)
   }
-  const rebound = await request(url, { headers: { ...secret, Host: 'evil.example' } })
+  const rebound = await request(url, { headers: { Host: 'evil.example' } })
   assert.equal(rebound.statusCode, 403, 'DNS rebinding')
   await rebound.body.dump()
+  const imdsHost = await request(url, { headers: { Host: '169.254.169.254' } })
+  assert.equal(imdsHost.statusCode, 403, 'the IMDS address is the IMDS route only')
+  await imdsHost.body.dump()
   for (const query of [
-    'optionsOverride.BaseUrl=https://evil.example',
     'AgentIdentity=11111111-1111-1111-1111-111111111111',
+    'AgentUsername=someone@contoso.com',
     'optionsOverride.AcquireTokenOptions.Tenant=contoso.onmicrosoft.com',
+    'optionsOverride.AcquireTokenOptions.FmiPath=agents/one',
+    'optionsOverride.AcquireTokenOptions.PopPublicKey=abc',
+    'optionsOverride.AcquireTokenOptions.LongRunningWebApiSessionKey=k',
     'optionsOverride.RequestAppToken=false',
     'optionsOverride.Scopes=User.Read',
   ]) {
-    const res = await plain(`${url}?${query}`, { headers: secret })
+    const res = await plain(`${url}?${query}`)
     assert.equal(res.status, 400, query)
-    assert.equal((await json(res)).error, 'invalid_request')
+    assert.equal(res.headers.get('content-type'), 'application/problem+json', query)
+    const problem = await json(res)
+    assert.equal(problem.status, 400, query)
+    assert.equal(problem.title, 'Bad Request', query)
+    assert.equal(problem.type, 'https://tools.ietf.org/html/rfc9110#section-15.5.1', query)
+    assert.equal(typeof problem.detail, 'string', query)
   }
-  const unknown = await plain(`${stack.url}/AuthorizationHeaderUnauthenticated/nope`, { headers: secret })
+  assert.ok(
+    stack.logs.records.some(
+      (r) =>
+        r['msg'] === 'config warning' &&
+        /agentIdSidecar is on without callers\.allow/.test(String(r['warning'])),
+    ),
+    'the daemon warns at start too',
+  )
+  const unknown = await plain(`${stack.url}/AuthorizationHeaderUnauthenticated/nope`)
   assert.equal(unknown.status, 400)
-  assert.match((await json(unknown)).error_description, /Not able to resolve 'nope'/)
+  assert.match((await json(unknown)).detail, /Not able to resolve 'nope'/)
+  assert.doesNotMatch(stack.logs.text, /agent-id-secret/)
+})
+
+test('AgentID parity: route names in any case, POST, BaseUrl ignored, CorrelationId logged, ForceRefresh rate-limited', async (t) => {
+  const resource = await startEchoResource(t)
+  const clock = new FakeClock()
+  const stack = await startStack(t, { clock, configYaml: () => agentIdYaml(resource.url) })
+  const first = await json(await plain(`${stack.url}/authorizationheaderunauthenticated/arm`))
+  assert.match(first.authorizationHeader, /^Bearer /)
+  const posted = await plain(`${stack.url}/AUTHORIZATIONHEADERUNAUTHENTICATED/arm`, { method: 'POST' })
+  assert.equal(posted.status, 200)
+  assert.equal((await json(posted)).authorizationHeader, first.authorizationHeader)
+  // The api name is looked up as configured (ASP.NET's named options are case-sensitive).
+  assert.equal((await plain(`${stack.url}/AuthorizationHeaderUnauthenticated/ARM`)).status, 400)
+  const lower = await plain(`${stack.url}/downstreamapiunauthenticated/arm`, { method: 'POST' })
+  assert.equal(lower.status, 200)
+  assert.equal((await json(lower)).statusCode, 201)
+
+  const correlation = '3f0c8a7e-5d5b-4c4e-9a7e-0d6f2b9c1a11'
+  const ignored = await plain(
+    `${stack.url}/DownstreamApiUnauthenticated/arm?optionsOverride.BaseUrl=https://evil.example&optionsOverride.AcquireTokenOptions.CorrelationId=${correlation}`,
+    { method: 'POST' },
+  )
+  assert.equal(ignored.status, 200)
+  assert.equal(JSON.parse((await json(ignored)).content).url, '/base', 'the configured base URL stands')
+  assert.ok(
+    stack.logs.records.some((r) => r['caller_correlation_id'] === correlation),
+    'the caller correlation id is logged',
+  )
+  assert.ok(stack.logs.records.some((r) => r['msg'] === 'optionsOverride.BaseUrl ignored'))
+
+  const calls = () => stack.emulator.state.calls.count('imds.token')
+  const before = calls()
+  const force = `${stack.url}/AuthorizationHeaderUnauthenticated/arm?optionsOverride.AcquireTokenOptions.ForceRefresh=true`
+  const forced = await json(await plain(force))
+  assert.notEqual(forced.authorizationHeader, first.authorizationHeader, 'a fresh token')
+  assert.equal(calls(), before + 1)
+  const again = await json(await plain(force))
+  assert.equal(again.authorizationHeader, forced.authorizationHeader, 'rate-limited: the same answer')
+  assert.equal(calls(), before + 1, 'no second upstream call within the rate limit')
+  const plainAfter = await json(await plain(`${stack.url}/AuthorizationHeaderUnauthenticated/arm`))
+  assert.equal(
+    plainAfter.authorizationHeader,
+    forced.authorizationHeader,
+    'the refreshed token replaced the cached one',
+  )
+  // On the proxied route too: the resource sees a token it has not seen before.
+  await clock.advance(6000) // past the per-entry rate limit
+  await plain(
+    `${stack.url}/DownstreamApiUnauthenticated/arm?optionsOverride.AcquireTokenOptions.ForceRefresh=True`,
+    { method: 'POST' },
+  )
+  assert.equal(calls(), before + 2)
+  const sent = resource.seen.at(-1)!.headers.authorization
+  assert.ok(sent !== forced.authorizationHeader && sent?.startsWith('Bearer '), 'a fresh token downstream')
+})
+
+test('AgentID: ManagedIdentity.UserAssignedClientId selects a configured managed identity by client id', async (t) => {
+  const resource = await startEchoResource(t)
+  const stack = await startStack(t, {
+    configYaml: (emu) =>
+      agentIdYaml(resource.url).replace(
+        'downstreamApis:',
+        `  one:\n    managedIdentity:\n      userAssignedClientId: "${emu.state.managedIdentities[1]!.clientId}"\ndownstreamApis:`,
+      ),
+  })
+  const [system, one] = stack.emulator.state.managedIdentities
+  const appid = (header: string) => decodeJwt(header.replace(/^Bearer /, ''))['appid']
+  const base = `${stack.url}/AuthorizationHeaderUnauthenticated/arm`
+  assert.equal(appid((await json(await plain(base))).authorizationHeader), system!.clientId)
+  const key = 'optionsOverride.AcquireTokenOptions.ManagedIdentity.UserAssignedClientId'
+  const selected = await plain(`${base}?${key}=${one!.clientId.toUpperCase()}`)
+  assert.equal(selected.status, 200)
+  assert.equal(appid((await json(selected)).authorizationHeader), one!.clientId)
+  const proxied = await plain(`${stack.url}/DownstreamApiUnauthenticated/arm?${key}=${one!.clientId}`, {
+    method: 'POST',
+  })
+  assert.equal((await json(proxied)).statusCode, 201)
+  assert.equal(appid(resource.seen.at(-1)!.headers.authorization ?? ''), one!.clientId)
+  const unknown = await plain(`${base}?${key}=${stack.emulator.state.managedIdentities[2]!.clientId}`)
+  assert.equal(unknown.status, 400)
+  assert.match((await json(unknown)).detail, /UserAssignedClientId/)
+})
+
+test('AgentID: ExtraHeaderParameters and ExtraQueryParameters reach the resource; credentials and hop-by-hop headers are refused', async (t) => {
+  const resource = await startEchoResource(t)
+  const stack = await startStack(t, { configYaml: () => agentIdYaml(resource.url) })
+  const route = `${stack.url}/DownstreamApiUnauthenticated/arm`
+  const res = await plain(
+    `${route}?optionsOverride.RelativePath=keys&optionsOverride.ExtraHeaderParameters.x-ms-tokenboundauth=true` +
+      '&optionsOverride.ExtraHeaderParameters.X-Empty=&optionsOverride.ExtraQueryParameters.api-version=7.4' +
+      '&optionsOverride.extraqueryparameters.second=two%20words',
+    { method: 'POST' },
+  )
+  assert.equal(res.status, 200)
+  const seen = resource.seen.at(-1)!
+  assert.equal(seen.headers['x-ms-tokenboundauth'], 'true')
+  assert.equal(seen.headers['x-empty'], undefined, 'an empty value is skipped, as the container does')
+  const url = new URL(seen.url, 'http://x')
+  assert.equal(url.pathname, '/base/keys')
+  assert.equal(url.searchParams.get('api-version'), '7.4')
+  assert.equal(url.searchParams.get('second'), 'two words')
+  assert.match(seen.headers.authorization ?? '', /^Bearer /, "the sidecar's token, not the caller's")
+  for (const header of [
+    'Authorization',
+    'authorization',
+    'Host',
+    'Cookie',
+    'Proxy-Authorization',
+    'Proxy-Foo',
+    'Connection',
+    'Transfer-Encoding',
+    'Upgrade',
+    'TE',
+    'Keep-Alive',
+    'X-Forwarded-For',
+    'X-IDENTITY-HEADER',
+    'Bad Name',
+  ]) {
+    const refused = await plain(
+      `${route}?optionsOverride.ExtraHeaderParameters.${encodeURIComponent(header)}=x`,
+      { method: 'POST' },
+    )
+    assert.equal(refused.status, 400, header)
+    assert.equal((await json(refused)).status, 400, header)
+  }
+  const onHeaderRoute = await plain(
+    `${stack.url}/AuthorizationHeaderUnauthenticated/arm?optionsOverride.ExtraHeaderParameters.Authorization=x`,
+  )
+  assert.equal(onHeaderRoute.status, 400)
+  assert.equal(resource.seen.length, 1, 'no refused request reached the resource')
+})
+
+test('AgentID: upstream refusals are 401 problem details, transient failures 503 with Retry-After', async (t) => {
+  const resource = await startEchoResource(t)
+  const stack = await startStack(t, {
+    configYaml: () => agentIdYaml(resource.url),
+    upstreamYaml: '  requestDeadlineMs: 1500\n',
+  })
+  const url = `${stack.url}/AuthorizationHeaderUnauthenticated/arm`
+  stack.emulator.state.faults.script('imds.token', [
+    { status: 400, body: { error: 'invalid_request', error_description: 'Identity not found' } },
+  ])
+  const refused = await plain(url)
+  assert.equal(refused.status, 401)
+  assert.equal(refused.headers.get('content-type'), 'application/problem+json')
+  const problem = await json(refused)
+  assert.deepEqual(
+    { type: problem.type, title: problem.title, status: problem.status },
+    { type: 'https://tools.ietf.org/html/rfc9110#section-15.5.2', title: 'Unauthorized', status: 401 },
+  )
+  assert.match(problem.detail, /Identity not found/)
+  stack.emulator.state.faults.script('imds.token', [{ status: 200, body: { token_type: 'Bearer' } }])
+  assert.equal((await plain(url)).status, 401, 'a malformed answer is a refusal too')
+  stack.emulator.state.faults.script(
+    'imds.token',
+    Array.from({ length: 20 }, () => ({ status: 500 })),
+  )
+  const transient = await plain(url)
+  assert.equal(transient.status, 503)
+  assert.match(transient.headers.get('retry-after') ?? '', /^\d+$/)
+  assert.equal((await json(transient)).title, 'Service Unavailable')
+})
+
+test('check-config warns when the AgentID routes are on without callers.allow', () => {
+  const yaml = (extra: string) =>
+    `compat:\n  agentIdSidecar: true\n${extra}identities:\n  mi:\n    managedIdentity: {}\n`
+  const open = describeConfig(parseConfig(yaml(''), { source: 'c.yaml', env: {} }))
+  assert.match(open, /warnings:\n  compat\.agentIdSidecar is on without callers\.allow/)
+  const allowed = describeConfig(
+    parseConfig(yaml(`callers:\n  allow:\n    - uid: ${process.getuid?.() ?? 0}\n      identities: [mi]\n`), {
+      source: 'c.yaml',
+      env: {},
+    }),
+  )
+  assert.doesNotMatch(allowed, /warnings:/)
 })
 
 test('the AgentID routes are not served unless compat.agentIdSidecar is true', async (t) => {
@@ -140,7 +359,13 @@ test('DownstreamApiUnauthenticated: calls the api with the token and answers {st
   assert.equal(res.status, 200)
   const body = await json(res)
   assert.equal(body.statusCode, 201)
-  assert.deepEqual(body.headers['x-resource'], ['yes'])
+  // The container's headers are HttpContent.Headers: content headers only, .NET's names.
+  assert.deepEqual(body.headers, {
+    'Content-Type': ['application/json'],
+    'Content-Language': ['en'],
+    'Last-Modified': ['Wed, 21 Oct 2015 07:28:00 GMT'],
+    'Content-Length': [String(Buffer.byteLength(body.content))],
+  })
   assert.deepEqual(JSON.parse(body.content), { method: 'PUT', url: '/base/items/1?expand=all' })
   const seen = resource.seen[0]!
   const token = await json(await stack.get(`/token?scope=${mgmtScope}`))
@@ -155,6 +380,13 @@ test('DownstreamApiUnauthenticated: calls the api with the token and answers {st
   )
   assert.equal(escape.status, 400)
   assert.equal(resource.seen.length, 1)
+  // An empty answer: no content, and no content headers to speak of.
+  const empty = await json(
+    await plain(`${stack.url}/DownstreamApiUnauthenticated/arm?optionsOverride.RelativePath=empty`, {
+      method: 'POST',
+    }),
+  )
+  assert.deepEqual(empty, { statusCode: 204, headers: {}, content: null })
 })
 
 test('MTLS_POP api: the authorization header comes with its binding certificate; the proxied call presents it', async (t) => {

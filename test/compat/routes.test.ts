@@ -3,8 +3,10 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createHash, randomUUID } from 'node:crypto'
 import { decodeJwt } from 'jose'
 import { request } from 'undici'
+import { registerApp } from '../../sidecar/src/emulator/entra.ts'
 import { json, startStack } from '../support/stack.ts'
 
 const imds = '/metadata/identity/oauth2/token'
@@ -253,7 +255,10 @@ test('App Service route: X-IDENTITY-HEADER alone authenticates; the App Service 
 
   for (const [p, description] of [
     [`/msi/token?resource=${mgmt}`, /api-version is missing/],
-    [`/msi/token?api-version=2017-09-01&resource=${mgmt}`, /2019-08-01/],
+    [
+      `/msi/token?api-version=2016-01-01&resource=${mgmt}`,
+      /not supported; use 2017-09-01, 2019-08-01, 2025-03-30/,
+    ],
     ['/msi/token?api-version=2019-08-01', /resource is missing/],
   ] as const) {
     const bad = await get(p, { 'X-IDENTITY-HEADER': 'app-s3cret' })
@@ -281,4 +286,242 @@ test('compat routes are refused while draining', async (t) => {
   assert.equal(res.status, 503)
   assert.equal((await json(res)).error, 'shutting_down')
   await shutdown
+})
+
+test('App Service route, 2017-09-01 (MSI_ENDPOINT + MSI_SECRET): header "secret", clientid, expires_on epoch seconds in a string', async (t) => {
+  const stack = await startStack(t, {
+    configYaml: (emu) =>
+      `callers:\n  secretFile: ${secretFile('old-s3cret')}\nidentities:\n  mi:\n    managedIdentity: {}\n` +
+      `  one:\n    managedIdentity:\n      userAssignedClientId: "${emu.state.managedIdentities[1]!.clientId}"\n`,
+  })
+  const get = (p: string, headers: Record<string, string>) => fetch(`${stack.url}${p}`, { headers })
+  // Go adal: `?api-version=2017-09-01&resource=…` (url.Values, sorted), header "Secret", no Metadata.
+  const adal = `/msi/token?api-version=2017-09-01&resource=${encodeURIComponent(mgmt)}`
+  for (const headers of [
+    {},
+    { secret: 'wrong' },
+    { 'X-IDENTITY-HEADER': 'old-s3cret' },
+    { Metadata: 'true' },
+  ]) {
+    const refused = await get(adal, headers)
+    assert.equal(refused.status, 401, JSON.stringify(headers))
+    const body = await json(refused)
+    assert.equal(body.error, 'unauthorized')
+    assert.doesNotMatch(JSON.stringify(body), /old-s3cret/)
+  }
+  const res = await get(adal, { Secret: 'old-s3cret' })
+  assert.equal(res.status, 200)
+  assert.equal(res.headers.get('cache-control'), 'no-store')
+  const body = await json(res)
+  assert.equal(body.token_type, 'Bearer')
+  assert.equal(body.resource, mgmt)
+  assert.match(body.expires_on, /^\d+$/, 'epoch seconds, as a string')
+  assert.ok(Math.abs(Number(body.expires_on) - (Math.floor(Date.now() / 1000) + 3599)) <= 5)
+  assert.equal(decodeJwt(body.access_token)['appid'], stack.emulator.state.managedIdentities[0]!.clientId)
+  // msrestazure get_msi_token_webapp: MSI_ENDPOINT + "/?resource=<raw>&api-version=2017-09-01&clientid=…"
+  const one = stack.emulator.state.managedIdentities[1]!
+  const webapp = await get(`//msi/token/?resource=${mgmt}&api-version=2017-09-01&clientid=${one.clientId}`, {
+    secret: 'old-s3cret',
+  })
+  assert.equal(webapp.status, 200)
+  assert.equal(decodeJwt((await json(webapp)).access_token)['appid'], one.clientId)
+  // The IMDS address is the IMDS route's only.
+  const port = new URL(stack.url).port
+  assert.equal(
+    (await raw(`http://127.0.0.1:${port}${adal}`, { secret: 'old-s3cret', Host: '169.254.169.254' })).status,
+    403,
+  )
+  assert.doesNotMatch(stack.logs.text, /old-s3cret/)
+})
+
+test('App Service route, 2025-03-30: token_sha256_to_refresh replaces the refused token', async (t) => {
+  const stack = await startStack(t, {
+    configYaml: () =>
+      `callers:\n  secretFile: ${secretFile('new-s3cret')}\nidentities:\n  mi:\n    managedIdentity: {}\n`,
+  })
+  const path = `/msi/token?api-version=2025-03-30&resource=${encodeURIComponent(mgmt)}`
+  const headers = { 'X-IDENTITY-HEADER': 'new-s3cret' }
+  const first = await json(await fetch(`${stack.url}${path}`, { headers }))
+  const again = await json(await fetch(`${stack.url}${path}`, { headers }))
+  assert.equal(again.access_token, first.access_token)
+  const hash = createHash('sha256').update(first.access_token).digest('hex')
+  const fresh = await fetch(`${stack.url}${path}&token_sha256_to_refresh=${hash}`, { headers })
+  assert.equal(fresh.status, 200)
+  assert.notEqual((await json(fresh)).access_token, first.access_token)
+  assert.equal(stack.emulator.state.calls.count('imds.token'), 2)
+  // 2017-09-01 with X-IDENTITY-HEADER is not a dialect: its secret header is "secret".
+  const mixed = await fetch(`${stack.url}/msi/token?api-version=2017-09-01&resource=${mgmt}`, { headers })
+  assert.equal(mixed.status, 401)
+})
+
+const form = 'application/x-www-form-urlencoded'
+
+test('Cloud Shell dialect: POST a form to the IMDS path with Metadata: true, answered as the GET', async (t) => {
+  const stack = await startStack(t, {
+    configYaml: (emu) =>
+      'identities:\n  mi:\n    managedIdentity: {}\n' +
+      `  two:\n    managedIdentity:\n      userAssignedResourceId: "${emu.state.managedIdentities[2]!.resourceId}"\n`,
+  })
+  const post = (
+    path: string,
+    body: string | Blob | ReadableStream<Uint8Array>,
+    headers: Record<string, string> = {},
+  ) =>
+    fetch(`${stack.url}${path}`, {
+      method: 'POST',
+      headers: { Metadata: 'true', 'Content-Type': form, ...headers },
+      body,
+      ...(body instanceof ReadableStream ? { duplex: 'half' } : {}),
+    } as RequestInit)
+  // msrestazure get_msi_token / azure-identity CloudShellCredential: requests' form, Content-Length.
+  const res = await post(imds, `resource=${encodeURIComponent(mgmt)}`)
+  assert.equal(res.status, 200)
+  assert.equal(res.headers.get('cache-control'), 'no-store')
+  const body = await json(res)
+  const get = await json(
+    await stack.get(`${imds}?api-version=2018-02-01&resource=${encodeURIComponent(mgmt)}`),
+  )
+  assert.deepEqual(Object.keys(body).sort(), Object.keys(get).sort())
+  assert.equal(body.access_token, get.access_token)
+  assert.equal(body.resource, mgmt)
+  assert.equal(stack.emulator.state.calls.count('imds.token'), 1)
+  // Go adal: a chunked body (no Content-Length), msi_res_id; `//` and a trailing "/" as for the GET.
+  const two = stack.emulator.state.managedIdentities[2]!
+  const chunked = new ReadableStream({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode(`msi_res_id=${encodeURIComponent(two.resourceId)}&`))
+      controller.enqueue(new TextEncoder().encode(`resource=${encodeURIComponent(mgmt)}`))
+      controller.close()
+    },
+  })
+  const adal = await post(`/${imds}/`, chunked, { 'Content-Type': `${form}; charset=utf-8` })
+  assert.equal(adal.status, 200)
+  assert.equal(decodeJwt((await json(adal)).access_token)['appid'], two.clientId)
+
+  const refusals: [string, string | Blob, Record<string, string>, number, string, RegExp][] = [
+    ['no resource', 'client_id=x', {}, 400, 'invalid_request', /resource is missing/],
+    ['no Metadata', `resource=${mgmt}`, { Metadata: 'false' }, 400, 'invalid_request', /metadata header/],
+    [
+      'JSON',
+      JSON.stringify({ resource: mgmt }),
+      { 'Content-Type': 'application/json' },
+      415,
+      'unsupported_media_type',
+      /x-www-form-urlencoded/,
+    ],
+    ['no type', new Blob([`resource=${mgmt}`]), {}, 415, 'unsupported_media_type', /no Content-Type/],
+    ['5 KiB', `resource=${mgmt}&pad=${'a'.repeat(5000)}`, {}, 413, 'payload_too_large', /4096 bytes/],
+    ['twice', `resource=${mgmt}&resource=${mgmt}`, {}, 400, 'invalid_request', /more than once/],
+    [
+      'two selectors',
+      `resource=${mgmt}&client_id=a&msi_res_id=b`,
+      {},
+      400,
+      'invalid_request',
+      /Multiple identity selectors/,
+    ],
+  ]
+  for (const [label, payload, headers, status, error, description] of refusals) {
+    const init = label === 'no type' ? { 'Content-Type': '' } : {}
+    const answer = await post(imds, payload, { ...headers, ...init })
+    assert.equal(answer.status, status, label)
+    const refusal = await json(answer)
+    assert.equal(refusal.error, error, label)
+    assert.match(refusal.error_description, description, label)
+    assert.match(refusal.correlation_id, /^[0-9a-f-]{36}$/, label)
+  }
+  // A chunked body over 4 KiB is cut off while reading.
+  const big = new ReadableStream({
+    pull(controller) {
+      controller.enqueue(new TextEncoder().encode('a'.repeat(1024)))
+    },
+  })
+  const tooBig = await post(imds, big)
+  assert.equal(tooBig.status, 413)
+  assert.equal(stack.emulator.state.calls.count('imds.token'), 2)
+})
+
+test('compat routes answer a permanent refusal 400 (what /token answers 502); transient failures stay 503 + Retry-After', async (t) => {
+  const stack = await startStack(t, {
+    configYaml: () =>
+      `callers:\n  secretFile: ${secretFile('refusal-s3cret')}\nidentities:\n  mi:\n    managedIdentity: {}\n`,
+    upstreamYaml: '  requestDeadlineMs: 1500\n',
+  })
+  const secret = { 'X-IDENTITY-HEADER': 'refusal-s3cret' }
+  const malformed = { status: 200, body: { token_type: 'Bearer', expires_in: '3600' } }
+  const routes: [string, string, Record<string, string>][] = [
+    ['/token', `/token?resource=${encodeURIComponent(mgmt)}`, { Metadata: 'true', ...secret }],
+    [
+      'imds',
+      `${imds}?api-version=2018-02-01&resource=${encodeURIComponent(mgmt)}`,
+      { Metadata: 'true', ...secret },
+    ],
+    ['app service', `/msi/token?api-version=2019-08-01&resource=${encodeURIComponent(mgmt)}`, secret],
+  ]
+  const bodies: Record<string, any>[] = []
+  for (const [label, path, headers] of routes) {
+    stack.emulator.state.faults.script('imds.token', [malformed])
+    const res = await fetch(`${stack.url}${path}`, { headers })
+    assert.equal(res.status, label === '/token' ? 502 : 400, label)
+    bodies.push(await json(res))
+  }
+  for (const body of bodies) {
+    assert.equal(body.error, 'upstream_error')
+    assert.equal(body.error_description, bodies[0]!.error_description, 'the same body')
+  }
+  stack.emulator.state.faults.clear()
+  for (const [label, path, headers] of routes.slice(1)) {
+    stack.emulator.state.faults.script(
+      'imds.token',
+      Array.from({ length: 20 }, () => ({ status: 500 })),
+    )
+    const res = await fetch(`${stack.url}${path}&transient=${label.length}`, { headers })
+    assert.equal(res.status, 503, label)
+    assert.match(res.headers.get('retry-after') ?? '', /^\d+$/, label)
+    assert.equal((await json(res)).error, 'upstream_unavailable', label)
+    stack.emulator.state.faults.clear()
+  }
+})
+
+test('client_id on the compat routes also selects a confidential-client identity by its clientId', async (t) => {
+  const clientId = randomUUID()
+  const stack = await startStack(t, {
+    env: { APP_SECRET: 'app-client-s3cret' },
+    configYaml: (emu) => {
+      registerApp(emu.state, { clientId, clientSecrets: ['app-client-s3cret'] })
+      return [
+        `callers:\n  secretFile: ${secretFile('cc-s3cret')}`,
+        'defaultIdentity: mi',
+        'identities:',
+        '  mi:',
+        '    managedIdentity: {}',
+        '  app:',
+        `    tenantId: ${emu.state.tenantId}`,
+        `    clientId: ${clientId}`,
+        '    clientCredentials:',
+        '      - sourceType: ClientSecret',
+        '        clientSecret: ${APP_SECRET}',
+        '',
+      ].join('\n')
+    },
+  })
+  const headers = { 'X-IDENTITY-HEADER': 'cc-s3cret' }
+  const imdsPath = `${imds}?api-version=2018-02-01&resource=${encodeURIComponent(mgmt)}`
+  const system = stack.emulator.state.managedIdentities[0]!
+  assert.equal(
+    decodeJwt((await json(await stack.get(imdsPath, headers))).access_token)['appid'],
+    system.clientId,
+  )
+  const imdsRes = await stack.get(`${imdsPath}&client_id=${clientId.toUpperCase()}`, headers)
+  assert.equal(imdsRes.status, 200)
+  const body = await json(imdsRes)
+  assert.equal(body.client_id, clientId)
+  assert.equal(decodeJwt(body.access_token)['appid'], clientId)
+  const appService = await fetch(
+    `${stack.url}/msi/token?api-version=2019-08-01&resource=${encodeURIComponent(mgmt)}&client_id=${clientId}`,
+    { headers },
+  )
+  assert.equal(appService.status, 200)
+  assert.equal(decodeJwt((await json(appService)).access_token)['appid'], clientId)
+  assert.equal(stack.emulator.state.calls.count('entra.token'), 1, 'one cache entry for both routes')
 })

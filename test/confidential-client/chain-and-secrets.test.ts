@@ -88,19 +88,23 @@ test('a wrong client secret is 502 with AADSTS7000215 passed through', async (t)
   assert.deepEqual(secretsInLogs(stack.logs, ['not-the-right-secret', 'the-right-secret-value']), [])
 })
 
-test('the chain falls through a missing certificate file to the next credential and logs why', async (t) => {
+test('the chain falls through a certificate file deleted after start to the next credential and logs why', async (t) => {
   const secret = 'fallback-secret-0123456789'
+  // A file missing at start stops the daemon (contract §2); one that goes away later is logged and skipped.
   const stack = await startStack(t, {
     register: () => ({ clientSecrets: [secret] }),
-    app: ({ dir }) =>
-      [
+    app: async ({ dir }) => {
+      await writeFile(join(dir, 'missing.pem'), 'placeholder', { mode: 0o600 })
+      return [
         '    clientCredentials:',
         '      - sourceType: Path',
         `        certificateDiskPath: ${join(dir, 'missing.pem')}`,
         '      - sourceType: ClientSecret',
         `        clientSecret: ${secret}`,
-      ].join('\n'),
+      ].join('\n')
+    },
   })
+  await rm(join(stack.dir, 'missing.pem'))
   const { status, body } = await stack.token(graph)
   assert.equal(status, 200, JSON.stringify(body))
   const failure = stack.logs.records.find(
@@ -150,15 +154,20 @@ test('a chosen certificate that stops loading (file deleted) makes the next acqu
 
 test('when no credential loads, the answer names every reason', async (t) => {
   const stack = await startStack(t, {
-    app: ({ dir }) =>
-      [
+    app: async ({ dir }) => {
+      await writeFile(join(dir, 'missing.pem'), 'placeholder', { mode: 0o600 })
+      await writeFile(join(dir, 'no-token'), 'placeholder', { mode: 0o600 })
+      return [
         '    clientCredentials:',
         '      - sourceType: Path',
         `        certificateDiskPath: ${join(dir, 'missing.pem')}`,
         '      - sourceType: SignedAssertionFilePath',
         `        signedAssertionFileDiskPath: ${join(dir, 'no-token')}`,
-      ].join('\n'),
+      ].join('\n')
+    },
   })
+  await rm(join(stack.dir, 'missing.pem'))
+  await rm(join(stack.dir, 'no-token'))
   const { status, body } = await stack.token(graph)
   assert.equal(status, 500)
   assert.match(body.error_description, /clientCredentials\[0\] \(Path .*\): file not found/)

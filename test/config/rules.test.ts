@@ -311,6 +311,19 @@ test('port is an integer in 0..65535, timeouts are positive integers', () => {
   )
   assertIssue(parseError(yaml('shutdownGraceMs: -5')), '1:1', 'shutdownGraceMs', 'must be > 0')
   assertIssue(parseError(yaml('cache:', '  maxTokens: 0')), '2:3', 'cache.maxTokens', 'must be > 0')
+  // What one timer holds (setTimeout fires a longer delay after 1 ms).
+  assertIssue(
+    parseError(yaml('upstream:', '  timeoutMs: 3000000000')),
+    '2:3',
+    'upstream.timeoutMs',
+    'must be ≤ 2147483647',
+  )
+  assertIssue(
+    parseError(yaml('shutdownGraceMs: 2147483648')),
+    '1:1',
+    'shutdownGraceMs',
+    'must be ≤ 2147483647',
+  )
 })
 
 test('identity names follow /^[A-Za-z0-9][A-Za-z0-9_.-]*$/', () => {

@@ -241,3 +241,85 @@ test('fast lane: an IMDS answer keeps a token nbf that falls in the second the a
   assert.deepEqual(fast, slow)
   assert.equal(JSON.parse(fast.body).not_before, String(nbf))
 })
+
+/**
+ * Writes `bytes` on a fresh connection and collects everything until the server closes it (or
+ * `waitMs` passes: then `closed` is false).
+ */
+function rawExchange(url: string, bytes: string, waitMs = 3000): Promise<{ text: string; closed: boolean }> {
+  const { port } = new URL(url)
+  return new Promise((resolve, reject) => {
+    const socket = connect({ port: Number(port), host: '127.0.0.1' })
+    const chunks: Buffer[] = []
+    const timer = setTimeout(() => {
+      socket.destroy()
+      resolve({ text: Buffer.concat(chunks).toString('utf8'), closed: false })
+    }, waitMs)
+    socket.on('connect', () => socket.write(bytes))
+    socket.on('data', (c: Buffer) => chunks.push(c))
+    socket.on('error', reject)
+    socket.on('close', () => {
+      clearTimeout(timer)
+      resolve({ text: Buffer.concat(chunks).toString('utf8'), closed: true })
+    })
+  })
+}
+
+test('a GET that carries a body is answered 400 and the connection closed, on a cache hit too (RFC 9112)', async (t) => {
+  const stack = await startStack(t)
+  const lane = stack.daemon.fastLane
+  const path = `/token?resource=${resource}`
+  assert.equal((await rawGet(stack.url, path, standardHeaders(stack))).status, 200)
+  const head = (extra: string[]) =>
+    [`GET ${path} HTTP/1.1`, ...standardHeaders(stack), ...extra, '', ''].join('\r\n')
+  const cases = [
+    // What the probe sent: an unknown coding and a chunk size that is not hex.
+    head(['Transfer-Encoding: xchunked']) + 'zz\r\nhello\r\n0\r\n\r\n',
+    head(['Transfer-Encoding: chunked']) + 'zz\r\nhello\r\n0\r\n\r\n',
+    head(['Transfer-Encoding: chunked']) + '5\r\nhello\r\n0\r\n\r\n',
+    head(['Content-Length: 5']) + 'hello',
+    // A second request hidden in the body must never be answered.
+    head([`Content-Length: ${`GET ${path} HTTP/1.1\r\n\r\n`.length}`]) + `GET ${path} HTTP/1.1\r\n\r\n`,
+  ]
+  for (const bytes of cases) {
+    const before = lane.served
+    const { text, closed } = await rawExchange(stack.url, bytes)
+    const label = JSON.stringify(bytes.split('\r\n\r\n')[0]?.split('\r\n').at(-1))
+    assert.ok(closed, `${label}: the connection is closed`)
+    assert.match(text, /^HTTP\/1\.1 400 /, label)
+    assert.equal(text.match(/HTTP\/1\.1 /g)?.length, 1, `${label}: exactly one answer`)
+    assert.equal(lane.served, before, `${label}: not the lane's`)
+  }
+  // Content-Length: 0 is no body: the lane serves it.
+  const before = lane.served
+  const { text } = await rawExchange(stack.url, head(['Content-Length: 0', 'Connection: close']))
+  assert.match(text, /^HTTP\/1\.1 200 /)
+  assert.equal(lane.served, before + 1)
+})
+
+test('fast lane: Host 169.254.169.254 (a redirected IMDS request) is served on the IMDS route only', async (t) => {
+  const stack = await startStack(t)
+  const lane = stack.daemon.fastLane
+  const imds = `/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${resource}`
+  assert.equal((await rawGet(stack.url, imds, standardHeaders(stack))).status, 200)
+  for (const host of ['169.254.169.254', '169.254.169.254:80']) {
+    const { slow, fast } = await bothPaths(stack, imds, [`Host: ${host}`, 'Metadata: true'])
+    assert.equal(fast.status, 200, host)
+    assert.deepEqual(
+      { ...fast, body: fast.body.replace(/"(expires_in|ext_expires_in|not_before)":"\d+"/g, '') },
+      { ...slow, body: slow.body.replace(/"(expires_in|ext_expires_in|not_before)":"\d+"/g, '') },
+    )
+  }
+  for (const [path, host] of [
+    [imds, '169.254.169.254:8080'],
+    [`/token?resource=${resource}`, '169.254.169.254'],
+    [`/token?resource=${resource}`, '169.254.169.254:80'],
+  ] as const) {
+    const before = lane.served
+    const answer = await rawGet(stack.url, path, [`Host: ${host}`, 'Metadata: true'])
+    assert.equal(answer.status, 403, `${path} Host: ${host}`)
+    assert.equal(lane.served, before)
+  }
+  // The IMDS address does not lift the Metadata demand.
+  assert.equal((await rawGet(stack.url, imds, ['Host: 169.254.169.254'])).status, 400)
+})

@@ -138,3 +138,23 @@ test('a forced refresh never answers from the cache, waits out a refresh in flig
     /IMDS down/,
   )
 })
+
+test('a token that expired on arrival is upstream_error (502), not a daemon failure (500), and not cached', async () => {
+  const { cache, acquire, calls } = setup()
+  for (const lifetime of [0, -minute]) {
+    await assert.rejects(
+      cache.get(`k${lifetime}`, () => acquire(lifetime)),
+      (error: unknown) => {
+        assert.ok(error instanceof SidecarError, String(error))
+        assert.equal(error.code, 'upstream_error')
+        assert.equal(error.status, 502)
+        return true
+      },
+    )
+  }
+  await assert.rejects(
+    cache.get('k0', () => acquire(0)),
+    SidecarError,
+  )
+  assert.equal(calls(), 3, 'asked upstream again')
+})

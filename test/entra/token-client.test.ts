@@ -49,8 +49,9 @@ test('managed identity mtls_pop leg: the token is bound to the presented certifi
   const token = await f.client.requestToken(req, signal())
   assert.equal(token.tokenType, 'mtls_pop')
   assert.equal(token.binding, binding)
-  // expires_in arrives as the string "3599" from the mTLS endpoint.
-  assert.ok(token.expiresOn >= before + 3599_000 && token.expiresOn <= f.clock.now() + 3599_000)
+  // expires_in arrives as the string "3599" from the mTLS endpoint; the token's exp (whole seconds)
+  // may be up to a second earlier, and the smaller one wins.
+  assert.ok(token.expiresOn >= before + 3598_000 && token.expiresOn <= f.clock.now() + 3599_000)
   assert.equal(token.refreshOn, undefined)
   const claims = await f.state.tokens.verify(token.accessToken, { audience: resource })
   assert.deepEqual(claims['cnf'], { 'x5t#S256': binding.x5tS256 })
@@ -64,7 +65,7 @@ test('managed identity mtls_pop leg: the token is bound to the presented certifi
   )
 })
 
-test('managed identity token_type=bearer leg gives a Bearer token without cnf; refresh_in is honoured', async (t) => {
+test('managed identity bound Bearer leg (no token_type) gives a Bearer token without cnf; refresh_in is honoured', async (t) => {
   const f = await startEntraFixture(t, { refreshInSec: 1800 })
   const mi = f.state.managedIdentities[1]!
   const binding = await issueClientCertificate(f.state, mi.clientId)
@@ -555,4 +556,48 @@ test('emulated Entra: 3921996 for a tenant refusing bound tokens; 51000 for an a
   assert.equal(mismatch.reason, 'entra_configuration')
   assert.deepEqual(mismatch.upstream?.errorCodes, [500181])
   assert.equal((await f.client.requestToken(await boundBearer(cert), signal())).tokenType, 'Bearer')
+})
+
+test('an mTLS PoP token is kept no longer than its own exp, nor past its certificate', async (t) => {
+  const f = await startEntraFixture(t)
+  const { binding, req } = await miPopRequest(f)
+  const nowS = Math.floor(f.clock.now() / 1000)
+  const part = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url')
+  const accessToken = `${part({ alg: 'RS256' })}.${part({ exp: nowS + 600, cnf: { 'x5t#S256': binding.x5tS256 } })}.c2ln`
+  f.state.faults.script('entra.mtls.token', [
+    { status: 200, body: { token_type: 'mtls_pop', expires_in: '3599', access_token: accessToken } },
+  ])
+  const token = await f.client.requestToken(req, signal())
+  assert.equal(token.expiresOn, (nowS + 600) * 1000, 'the exp, not expires_in')
+  // A certificate ending before the token: the token ends with it.
+  f.state.faults.script('entra.mtls.token', [
+    { status: 200, body: { token_type: 'mtls_pop', expires_in: '3599', access_token: 'opaque' } },
+  ])
+  const shortCert = { ...binding, notAfter: f.clock.now() + 120_000 }
+  const bounded = await f.client.requestToken({ ...req, clientCertificate: shortCert }, signal())
+  assert.equal(bounded.expiresOn, shortCert.notAfter)
+})
+
+test('Entra answers 200 with an absurd lifetime or an error field: 502 malformed, never a token', async (t) => {
+  const f = await startEntraFixture(t)
+  const { req } = await miPopRequest(f)
+  const bodies = [
+    { token_type: 'mtls_pop', expires_in: 1e12, access_token: 'opaque' },
+    { token_type: 'mtls_pop', expires_in: '0', access_token: 'opaque' },
+    { token_type: 'mtls_pop', expires_in: 'never', access_token: 'opaque' },
+    { token_type: 'mtls_pop', expires_in: String(49 * 3600), access_token: 'opaque' },
+    { token_type: 'mtls_pop', expires_in: '3599', access_token: 'opaque', error: 'invalid_client' },
+  ]
+  f.state.faults.script(
+    'entra.mtls.token',
+    bodies.map((body) => ({ status: 200, body })),
+  )
+  for (const body of bodies) {
+    await assert.rejects(f.client.requestToken(req, signal()), (error: unknown) => {
+      assert.ok(isSidecarError(error), String(error))
+      assert.equal(error.status, 502, JSON.stringify(body))
+      assert.equal(error.reason, 'malformed_response')
+      return true
+    })
+  }
 })

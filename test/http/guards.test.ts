@@ -35,7 +35,7 @@ test('token routes demand Metadata: true (400, worded as IMDS words it); health,
 test('a Host that does not name the sidecar, or none, is refused with 403 on every token route', async (t) => {
   const { request, emulator } = await startInProcessApp(t)
   for (const path of tokenRoutes) {
-    for (const host of ['evil.example', 'evil.example:7780', '169.254.169.254', 'a:b:c', null]) {
+    for (const host of ['evil.example', 'evil.example:7780', '169.254.169.254:8080', 'a:b:c', null]) {
       const res = await request(path, { Host: host })
       assert.equal(res.status, 403, `${path} Host: ${host}`)
       const body = await json(res)
@@ -72,4 +72,32 @@ test('while draining, token routes answer 503 shutting_down with Retry-After; /h
   assert.equal((await json(res)).error, 'shutting_down')
   assert.equal((await request('/healthz')).status, 200)
   assert.equal((await request('/readyz')).status, 503)
+})
+
+test('the IMDS route alone accepts Host 169.254.169.254, with or without :80 (a redirected IMDS request)', async (t) => {
+  const { request, emulator } = await startInProcessApp(t)
+  const imds = `/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${mgmt}`
+  for (const host of ['169.254.169.254', '169.254.169.254:80']) {
+    assert.equal((await request(imds, { Host: host })).status, 200, host)
+    for (const path of [`/token?resource=${mgmt}`, '/credential']) {
+      assert.equal((await request(path, { Host: host })).status, 403, `${path} Host: ${host}`)
+    }
+  }
+  // Metadata, forwarding headers and every other check still apply under that Host.
+  assert.equal((await request(imds, { Host: '169.254.169.254', Metadata: null })).status, 400)
+  assert.equal((await request(imds, { Host: '169.254.169.254', 'X-Forwarded-For': '10.0.0.1' })).status, 403)
+  assert.equal((await request(imds, { Host: '169.254.169.254:81' })).status, 403)
+  assert.equal(emulator.state.calls.count('imds.token'), 1)
+})
+
+test('a GET with a body is refused 400 with Connection: close on the token routes', async (t) => {
+  const { app } = await startInProcessApp(t)
+  for (const headers of [{ 'content-length': '5' }, { 'transfer-encoding': 'chunked' }]) {
+    const res = await app.request(`/token?resource=${mgmt}`, {
+      headers: { Host: '127.0.0.1', Metadata: 'true', ...headers },
+    })
+    assert.equal(res.status, 400, JSON.stringify(headers))
+    assert.equal(res.headers.get('connection'), 'close')
+    assert.match((await json(res)).error_description, /must not carry a body/)
+  }
 })

@@ -345,3 +345,33 @@ test('no IMDS v2 on this host: current() fails with imds_v2_unavailable after th
     `an unused key is kept, not regenerated per attempt (${keys.keys.length} generated)`,
   )
 })
+
+test('a stored certificate that is not valid yet is not reused: a new one is minted', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'binding-store-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, 'mi.json')
+  const { imds, make, logs } = await fixture(t, { bindingStorePath: path })
+  const first = make()
+  const minted = await first.current()
+  await first.close()
+  const store = new BindingStore(path)
+  const stored = await store.load()
+  assert.ok(stored)
+  const original = new X509Certificate(minted.binding.certificatePem)
+  const future = imds.state.ca.issue({
+    publicKeyPem: original.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    subject: [
+      { shortName: 'DC', value: imds.state.tenantId },
+      { shortName: 'CN', value: minted.clientId },
+    ],
+    notBefore: Date.now() + 3600_000,
+    validityMs: 7 * DAY,
+    usage: 'client',
+  })
+  await store.save({ ...stored, certificatePem: future })
+  const restarted = make()
+  const fresh = await restarted.current()
+  assert.notEqual(fresh.binding.certificatePem, future)
+  assert.equal(imds.state.calls.count('imds.issuecredential'), 2)
+  assert.ok(logs().some((l) => l['why'] === 'its certificate is not valid yet'))
+})

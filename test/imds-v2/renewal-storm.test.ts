@@ -2,6 +2,13 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { FakeClock } from '../support/fake-clock.ts'
 import { json, startStack } from '../support/stack.ts'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ImdsV2BindingCredential } from '../../sidecar/src/credentials/managed-identity/imds-v2-binding.ts'
+import { SoftwareKeyProvider } from '../../sidecar/src/pki/key-provider.ts'
+import { ImdsV2Client } from '../../sidecar/src/upstream/imds/v2.ts'
+import { setup } from './support.ts'
 
 const popMi = 'identities:\n  mi:\n    managedIdentity: {}\n    protocolScheme: MTLS_POP\n'
 
@@ -76,3 +83,79 @@ for (const [name, life] of [
     faults.clear()
   })
 }
+
+const DAY = 24 * 3600_000
+
+test('30-day certificates, real clock: one issuecredential, not a renewal storm (setTimeout holds at most 24.8 days)', async (t) => {
+  const stack = await startStack(t, {
+    configYaml: () => popMi,
+    emulator: { settings: { bindingCertificateValidityMs: 30 * DAY } },
+  })
+  const { calls } = stack.emulator.state
+  const res = await stack.get(`/token?resource=${stack.emulator.resourceAudience}`)
+  assert.equal(res.status, 200, JSON.stringify(await json(res)))
+  const started = process.cpuUsage()
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  const cpu = process.cpuUsage(started)
+  t.diagnostic(
+    `issuecredential=${calls.count('imds.issuecredential')} cpu=${(cpu.user + cpu.system) / 1000} ms`,
+  )
+  assert.equal(calls.count('imds.issuecredential'), 1)
+  assert.equal(calls.count('entra.mtls.token'), 1)
+})
+
+test('30-day certificates, fake clock: 10 s of requests cause one issuecredential', async (t) => {
+  const clock = new FakeClock(Date.now())
+  const stack = await startStack(t, {
+    clock,
+    configYaml: () => popMi,
+    emulator: { settings: { bindingCertificateValidityMs: 30 * DAY } },
+  })
+  const { calls } = stack.emulator.state
+  for (let i = 0; i < 10; i++) {
+    const res = await stack.get(`/token?resource=${stack.emulator.resourceAudience}`)
+    assert.equal(res.status, 200)
+    await clock.advance(1000)
+  }
+  assert.equal(calls.count('imds.issuecredential'), 1)
+  // The renewal comes when MSAL's 24 h margin is reached, once.
+  await clock.advance(29 * DAY - 10_000 - 3 * 3600_000)
+  assert.equal(calls.count('imds.issuecredential'), 1, 'not before the margin')
+  await clock.advance(4 * 3600_000)
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const deadline = Date.now() + 10_000
+  while (calls.count('imds.issuecredential') < 2 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    await clock.advance(10)
+  }
+  assert.equal(calls.count('imds.issuecredential'), 2, 'renewed once at the margin')
+})
+
+test('a stored binding with 30 days left, real clock: loaded, no issuecredential at all, no storm', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'storm-store-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, 'mi.json')
+  const { imds, runtime } = await setup(t, { settings: { bindingCertificateValidityMs: 30 * DAY } })
+  const client = new ImdsV2Client({ runtime, imdsEndpoint: imds.url })
+  const make = () => {
+    const credential = new ImdsV2BindingCredential({
+      client,
+      keyProvider: new SoftwareKeyProvider(),
+      selector: { kind: 'system' },
+      runtime,
+      identity: 'mi',
+      bindingStorePath: path,
+    })
+    t.after(() => credential.close())
+    return credential
+  }
+  const first = make()
+  await first.current()
+  await first.close()
+  assert.equal(imds.state.calls.count('imds.issuecredential'), 1)
+  const restarted = make()
+  await restarted.prepared()
+  await restarted.current()
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  assert.equal(imds.state.calls.count('imds.issuecredential'), 1)
+})

@@ -99,58 +99,54 @@ for (const secret of [undefined, 'caller']) {
   })
 }
 
-// The daemon's part (client_id on the compat routes selects a confidential client by its clientId)
-// is the dialects branch's; without it this fails with 400 "Identity not found", the issue's case.
-test(
-  'an injected workload-identity pod whose app container sets its own AZURE_CLIENT_ID: the app’s SDK gets a token',
-  { todo: 'until the compat routes select a confidential client by client_id (issue 17.2, dialects)' },
-  async (t) => {
-    const emulator = await startEmulator()
-    t.after(() => emulator.close())
-    const dir = mkdtempSync(join(tmpdir(), 'injected-wi-'))
-    // What AKS gives the pod: an OIDC issuer Entra trusts for the ServiceAccount's subject, the
-    // projected token file, and (from the azure-workload-identity webhook) the AZURE_* variables.
-    const subject = 'system:serviceaccount:team-a:app'
-    const issuer = await registerWorkloadIssuer(emulator.state, 'https://oidc.aks.example/cluster-1/')
-    const app = registerApp(emulator.state, { federatedIssuers: [{ issuer: issuer.issuer, subject }] })
-    const tokenFile = join(dir, 'azure-identity-token')
-    writeFileSync(tokenFile, await issuer.sign({ subject }))
-    const caFile = join(dir, 'ca.pem')
-    writeFileSync(caFile, emulator.caPem)
+// The daemon's part: client_id on the compat routes selects a confidential client by its clientId;
+// without it this fails with 400 "Identity not found", the issue's case.
+test('an injected workload-identity pod whose app container sets its own AZURE_CLIENT_ID: the app’s SDK gets a token', async (t) => {
+  const emulator = await startEmulator()
+  t.after(() => emulator.close())
+  const dir = mkdtempSync(join(tmpdir(), 'injected-wi-'))
+  // What AKS gives the pod: an OIDC issuer Entra trusts for the ServiceAccount's subject, the
+  // projected token file, and (from the azure-workload-identity webhook) the AZURE_* variables.
+  const subject = 'system:serviceaccount:team-a:app'
+  const issuer = await registerWorkloadIssuer(emulator.state, 'https://oidc.aks.example/cluster-1/')
+  const app = registerApp(emulator.state, { federatedIssuers: [{ issuer: issuer.issuer, subject }] })
+  const tokenFile = join(dir, 'azure-identity-token')
+  writeFileSync(tokenFile, await issuer.sign({ subject }))
+  const caFile = join(dir, 'ca.pem')
+  writeFileSync(caFile, emulator.caPem)
 
-    const appYaml = `${podYaml}      env:\n        - name: AZURE_CLIENT_ID\n          value: ${app.clientId}\n`
-    const options: InjectOptions = {
-      image: 'credential-sidecar:test',
-      protocolScheme: 'Bearer',
-      workloadIdentity: true,
-    }
-    const [pod] = readObjects(injectYaml(appYaml, options))
-    assert.equal(pod!['metadata']['annotations']['azure.workload.identity/skip-containers'], 'app')
-    const sidecar = pod!['spec']['initContainers'][0] as KubeObject
-    const appContainer = pod!['spec']['containers'][0] as KubeObject
+  const appYaml = `${podYaml}      env:\n        - name: AZURE_CLIENT_ID\n          value: ${app.clientId}\n`
+  const options: InjectOptions = {
+    image: 'credential-sidecar:test',
+    protocolScheme: 'Bearer',
+    workloadIdentity: true,
+  }
+  const [pod] = readObjects(injectYaml(appYaml, options))
+  assert.equal(pod!['metadata']['annotations']['azure.workload.identity/skip-containers'], 'app')
+  const sidecar = pod!['spec']['initContainers'][0] as KubeObject
+  const appContainer = pod!['spec']['containers'][0] as KubeObject
 
-    const sidecarEnv: Record<string, string> = {
-      AZURE_CLIENT_ID: app.clientId,
-      AZURE_TENANT_ID: emulator.state.tenantId,
-      AZURE_FEDERATED_TOKEN_FILE: tokenFile,
-      AZURE_AUTHORITY_HOST: emulator.entraUrl,
-      NODE_EXTRA_CA_CERTS: caFile,
-    }
-    for (const { name, value } of sidecar['env'] as { name: string; value: string }[])
-      sidecarEnv[name] = name.endsWith('_LISTEN') ? '127.0.0.1:0' : value
-    const daemon = startProcess(t, [], sidecarEnv)
-    const url = (await daemon.waitFor('listening'))['url'] as string
+  const sidecarEnv: Record<string, string> = {
+    AZURE_CLIENT_ID: app.clientId,
+    AZURE_TENANT_ID: emulator.state.tenantId,
+    AZURE_FEDERATED_TOKEN_FILE: tokenFile,
+    AZURE_AUTHORITY_HOST: emulator.entraUrl,
+    NODE_EXTRA_CA_CERTS: caFile,
+  }
+  for (const { name, value } of sidecar['env'] as { name: string; value: string }[])
+    sidecarEnv[name] = name.endsWith('_LISTEN') ? '127.0.0.1:0' : value
+  const daemon = startProcess(t, [], sidecarEnv)
+  const url = (await daemon.waitFor('listening'))['url'] as string
 
-    // The app container keeps its own AZURE_CLIENT_ID (skipped by the workload identity webhook):
-    // its SDK sends it as client_id, and the sidecar serves the workload identity app by that id.
-    const appEnv: Record<string, string> = {}
-    for (const variable of appContainer['env'] as KubeObject[])
-      appEnv[variable['name']] = String(variable['value']).replace('http://127.0.0.1:7780', url)
-    assert.equal(appEnv['AZURE_CLIENT_ID'], app.clientId)
-    assert.equal(appEnv['AZURE_FEDERATED_TOKEN_FILE'], undefined)
-    // DefaultAzureCredential, as apps use it: its managed identity leg takes AZURE_CLIENT_ID.
-    const result = await runSdk(appEnv, 'default')
-    assert.equal(result.error, undefined)
-    assert.ok(result.token && result.token.length > 100)
-  },
-)
+  // The app container keeps its own AZURE_CLIENT_ID (skipped by the workload identity webhook):
+  // its SDK sends it as client_id, and the sidecar serves the workload identity app by that id.
+  const appEnv: Record<string, string> = {}
+  for (const variable of appContainer['env'] as KubeObject[])
+    appEnv[variable['name']] = String(variable['value']).replace('http://127.0.0.1:7780', url)
+  assert.equal(appEnv['AZURE_CLIENT_ID'], app.clientId)
+  assert.equal(appEnv['AZURE_FEDERATED_TOKEN_FILE'], undefined)
+  // DefaultAzureCredential, as apps use it: its managed identity leg takes AZURE_CLIENT_ID.
+  const result = await runSdk(appEnv, 'default')
+  assert.equal(result.error, undefined)
+  assert.ok(result.token && result.token.length > 100)
+})

@@ -72,7 +72,10 @@ export class FakeClock implements Clock {
   }
 
   #schedule(ms: number, fire: () => void): Pending {
-    const entry = { at: this.#now + Math.max(0, ms), seq: this.#seq++, fire, cancelled: false }
+    // As Node's setTimeout: a delay it cannot hold (above 2^31-1 ms, or not a number) fires after
+    // 1 ms, so a test on this clock meets the same overflow production would.
+    const delay = ms > 2 ** 31 - 1 || Number.isNaN(ms) ? 1 : Math.max(0, ms)
+    const entry = { at: this.#now + delay, seq: this.#seq++, fire, cancelled: false }
     this.#pending.push(entry)
     return entry
   }

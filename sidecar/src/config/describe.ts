@@ -4,6 +4,7 @@ import type {
   ManagedIdentityConfig,
   SidecarConfig,
 } from './types.ts'
+import { configWarnings } from './warnings.ts'
 
 /**
  * The resolved config as `credential-sidecar check-config` prints it. Paths and URLs are shown;
@@ -60,24 +61,9 @@ export function describeConfig(config: SidecarConfig): string {
       lines.push(`  ${api.name}: ${api.baseUrl} as ${api.identity}, scopes ${api.scopes.join(' ')}`)
     }
   }
-  if (config.compat.agentIdSidecar) lines.push('', ...agentIdLines(config))
+  const warnings = configWarnings(config)
+  if (warnings.length > 0) lines.push('', 'warnings:', ...warnings.map((w) => `  ${w}`))
   return lines.join('\n') + '\n'
-}
-
-/**
- * `compat.agentIdSidecar`: its routes demand neither `Metadata: true` nor the caller secret (the
- * AgentID container's clients send neither), so an SSRF in any local process reaches them; without
- * `callers.allow` nothing narrows who may, which check-config warns about (contract §3).
- */
-function agentIdLines(config: SidecarConfig): string[] {
-  const lines = [
-    'compat.agentIdSidecar: on (/AuthorizationHeaderUnauthenticated/{api} and /DownstreamApiUnauthenticated/{api} for the downstream APIs; no Metadata header demanded)',
-  ]
-  if (config.callers.allow === undefined)
-    lines.push(
-      'warning: compat.agentIdSidecar is on without callers.allow: any local process (or an SSRF in one) can get authorization headers for the downstream APIs; set callers.allow to name the local users that may',
-    )
-  return lines
 }
 
 /** `callers.allow` as the guard applies it: the first identity is what the compat routes serve. */

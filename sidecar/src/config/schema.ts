@@ -32,6 +32,8 @@ function section<Schema extends z.ZodType>(schema: Schema) {
 const text = z.string().min(1)
 const flag = z.boolean()
 const positiveInteger = z.number().int().positive()
+/** A delay the daemon waits with one timer: at most what `setTimeout` holds (2^31-1 ms, 24.8 days). */
+const delayMs = positiveInteger.max(2 ** 31 - 1)
 
 function url(rules: UrlRules = {}) {
   return text.superRefine((value, ctx) => {
@@ -100,8 +102,8 @@ const upstreamSchema = strict({
   imdsEndpoint: url().optional(),
   authorityHost: url({ originOnly: true }).optional(),
   caFile: text.optional(),
-  timeoutMs: positiveInteger.optional(),
-  requestDeadlineMs: positiveInteger.optional(),
+  timeoutMs: delayMs.optional(),
+  requestDeadlineMs: delayMs.optional(),
 })
 
 const cacheSchema = strict({ maxTokens: positiveInteger.optional() })
@@ -193,7 +195,7 @@ export const fileSchema = strict({
   upstream: section(upstreamSchema),
   cache: section(cacheSchema),
   log: section(logSchema),
-  shutdownGraceMs: positiveInteger.optional(),
+  shutdownGraceMs: delayMs.optional(),
   defaultIdentity: text.optional(),
   // Identities are checked one by one in validate.ts: which schema applies depends on which keys are present.
   identities: section(z.record(z.string(), z.unknown())),

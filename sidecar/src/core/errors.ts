@@ -16,6 +16,10 @@ export const errorStatus = {
   not_found: 404,
   /** /credential for an identity whose credential is not bound to a certificate. */
   no_bound_credential: 409,
+  /** A request body larger than the route accepts (the Cloud Shell form: 4 KiB). */
+  payload_too_large: 413,
+  /** A request body of a type the route does not take. */
+  unsupported_media_type: 415,
   /** Upstream refused (invalid_client, attestation demanded) or answered something we cannot use. */
   upstream_error: 502,
   /** Retries exhausted on 5xx/429/connection errors, or the request deadline passed while they go on. */
@@ -44,6 +48,8 @@ export type ErrorReason =
   | 'pop_identity_on_bearer_route'
   | 'caller_unknown'
   | 'caller_not_allowed'
+  /** A GET or HEAD with a body (RFC 9112: 400, and the connection is closed). */
+  | 'request_with_body'
   /** Entra refused bound tokens for the tenant (AADSTS3921996): `allowBearerFallback` may serve Bearer. */
   | 'binding_not_allowed'
   /** Entra needs something switched on or fixed on its side (AADSTS392196, 392199, 500181, 51000). */

@@ -1,5 +1,7 @@
 import { SidecarError } from '../core/errors.ts'
 import { WatchedFile } from '../core/watched-file.ts'
+import { trustedFile, UntrustedFileError } from '../core/trusted-file.ts'
+import { credentialFileKey, requireCredentialFile } from './credential-file.ts'
 import { federatedAssertionRequest, withClaims } from '../upstream/entra/requests.ts'
 import type { AcquiredToken } from '../model/token.ts'
 import type { CredentialBundle } from '../model/bundle.ts'
@@ -16,14 +18,20 @@ export class AssertionFileCredential implements CredentialSource {
   readonly canBind = false
   readonly #app: AppContext
   readonly #file: WatchedFile<string>
+  readonly #key: string
 
+  /** The file must be there and trusted at start (else the daemon does not start). */
   constructor(app: AppContext, path: string, index: number) {
     this.#app = app
     this.label = `clientCredentials[${index}] (SignedAssertionFilePath ${path})`
+    this.#key = credentialFileKey(app.identityName, index, 'signedAssertionFileDiskPath')
+    requireCredentialFile(path, this.#key)
     this.#file = new WatchedFile({
       path,
       clock: app.runtime.clock,
       checkIntervalMs: 0,
+      // Contract §2: an owned regular file, not writable by group or others; checked on every read.
+      check: trustedFile,
       parse: (bytes) => {
         const text = bytes.toString('utf8').trim()
         if (!text)
@@ -62,6 +70,11 @@ export class AssertionFileCredential implements CredentialSource {
       return (await this.#file.check()).value
     } catch (error) {
       if (error instanceof SidecarError) throw error
+      if (error instanceof UntrustedFileError) {
+        throw new SidecarError('internal_error', `${this.label}: ${this.#key}: ${error.message}`, {
+          reason: 'credential_unavailable',
+        })
+      }
       const code = (error as { code?: unknown }).code
       const why =
         code === 'ENOENT'

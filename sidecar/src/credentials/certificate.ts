@@ -1,6 +1,8 @@
 import type { CertificateSource } from '../config/types.ts'
 import { SidecarError } from '../core/errors.ts'
 import { WatchedFile, type FileCheck } from '../core/watched-file.ts'
+import { trustedFile, UntrustedFileError } from '../core/trusted-file.ts'
+import { credentialFileKey, requireCredentialFile } from './credential-file.ts'
 import {
   CertificateLoadError,
   decodeBase64Certificate,
@@ -54,13 +56,18 @@ export class CertificateCredential implements CredentialSource {
   #file: WatchedFile<AppCertificate> | undefined
   /** `Base64Encoded`: parsed once. */
   #decoded: AppCertificate | undefined
+  /** The config key of the file, for messages. */
+  readonly #key: string
 
+  /** A `Path` file must be there and trusted at start (else the daemon does not start). */
   constructor(app: AppContext, source: CertificateSource, index: number) {
     this.#app = app
     this.#source = source
     this.#overMtls = source.useBoundCredential || app.tokenType === 'mtls_pop'
     const where = source.sourceType === 'Path' ? ` ${source.certificateDiskPath}` : ''
     this.label = `clientCredentials[${index}] (${source.sourceType}${where})`
+    this.#key = credentialFileKey(app.identityName, index, 'certificateDiskPath')
+    if (source.sourceType === 'Path') requireCredentialFile(source.certificateDiskPath, this.#key)
   }
 
   async load(): Promise<BindingCertificate> {
@@ -186,6 +193,8 @@ export class CertificateCredential implements CredentialSource {
       path: source.certificateDiskPath,
       clock,
       checkIntervalMs: fileCheckIntervalMs,
+      // Contract §2: an owned regular file, not writable by group or others; checked on every read.
+      check: trustedFile,
       parse: (bytes) => parseAppCertificate(bytes, source.certificatePassword, clock.now()),
       isStale: (certificate, now) => now >= certificate.binding.notAfter,
     })
@@ -199,7 +208,10 @@ export class CertificateCredential implements CredentialSource {
     try {
       checked = await file.check()
     } catch (error) {
-      throw error instanceof CertificateLoadError ? error : new CertificateLoadError(fileProblem(error))
+      if (error instanceof CertificateLoadError) throw error
+      throw new CertificateLoadError(
+        error instanceof UntrustedFileError ? `${this.#key}: ${error.message}` : fileProblem(error),
+      )
     }
     return this.#loaded(checked)
   }

@@ -4,6 +4,7 @@ import { SidecarError, describeError } from '../core/errors.ts'
 import type { Runtime } from '../core/runtime.ts'
 import { spread, upToEarlier } from '../core/jitter.ts'
 import { exponentialBackoff } from '../core/backoff.ts'
+import { setLongTimer } from '../core/long-timer.ts'
 
 /** When a value is renewed and until when it is handed out: fixed by its policy when it arrives. */
 export interface Lifetime {
@@ -310,7 +311,8 @@ export class RenewingValue<T> {
     if (this.#closed) return
     const { clock } = this.#options.runtime
     this.#renewAt = clock.now() + delayMs
-    this.#timer = clock.setTimer(delayMs, () => this.#renewalDue())
+    // A certificate's life may exceed what one timer holds (24.8 days): waited in steps.
+    this.#timer = setLongTimer(clock, delayMs, () => this.#renewalDue())
   }
 
   #cancelTimer(): void {

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs'
 import { Agent, type Dispatcher } from 'undici'
 import { SystemClock, type Clock, type Random } from '../core/clock.ts'
 import { createLogger, type Logger } from '../core/log.ts'
+import { describeFileProblem, readCheckedFileSync, trustedFile } from '../core/trusted-file.ts'
 import { Metrics } from '../core/metrics.ts'
 import type { Runtime } from '../core/runtime.ts'
 import type { SidecarConfig } from '../config/types.ts'
@@ -11,7 +11,8 @@ import type { Identity } from '../identities/identity.ts'
 import { TokenCache } from '../tokens/token-cache.ts'
 import { TokenService } from '../tokens/token-service.ts'
 import { DownstreamProxy } from '../downstream/proxy.ts'
-import type { AppDeps, CallerPolicy } from '../http/app.ts'
+import type { AppDeps } from '../http/app.ts'
+import type { CallerChecks } from '../http/caller-checks.ts'
 import { AllowListAccess } from '../http/callers/caller-access.ts'
 import { localHostPolicy } from '../http/callers/caller-guard.ts'
 import { PeerUids } from '../http/callers/peer-uids.ts'
@@ -73,7 +74,7 @@ export async function buildCore(options: CoreOptions): Promise<Core> {
 
 function createRuntime(options: CoreOptions): Runtime {
   const { config } = options
-  const extraCaPem = config.upstream.caFile ? [readFileSync(config.upstream.caFile, 'utf8')] : []
+  const extraCaPem = config.upstream.caFile ? [readCaFile(config.upstream.caFile)] : []
   const ca = trustedCas(extraCaPem)
   return {
     clock: options.clock ?? new SystemClock(),
@@ -83,6 +84,19 @@ function createRuntime(options: CoreOptions): Runtime {
     dispatcher: options.dispatcher ?? new Agent(ca ? { connect: tlsConnectOptions(ca) } : {}),
     extraCaPem,
     timeoutMs: config.upstream.timeoutMs,
+  }
+}
+
+/**
+ * `upstream.caFile` decides whom the daemon trusts with its credentials, so it is checked like every
+ * file the daemon reads (contract §2): a regular file owned by the daemon's uid or root, not
+ * writable by group or others, opened without blocking; otherwise the daemon does not start.
+ */
+function readCaFile(path: string): string {
+  try {
+    return readCheckedFileSync(path, trustedFile).bytes.toString('utf8')
+  } catch (error) {
+    throw new Error(`upstream.caFile: ${describeFileProblem(path, error)}`)
   }
 }
 
@@ -116,7 +130,7 @@ export function buildSurface(config: SidecarConfig, core: Core, socketTable?: So
     ? (socketTable ?? new SocketTable(ownUid === undefined ? {} : { ownUid }))
     : undefined
   const peers = table ? new PeerUids(table, runtime.metrics) : undefined
-  const callers: CallerPolicy = {
+  const callers: CallerChecks = {
     requireMetadataHeader: config.callers.requireMetadataHeader,
     exposePrivateKey: config.callers.exposePrivateKey,
     secret: () => secretFile?.current(),

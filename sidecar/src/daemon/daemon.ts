@@ -1,4 +1,5 @@
 import type { Server } from 'node:http'
+import { configWarnings } from '../config/warnings.ts'
 import type { Runtime } from '../core/runtime.ts'
 import { createApp } from '../http/app.ts'
 import { fastLane, type FastLaneStatus } from '../http/fast-lane.ts'
@@ -59,6 +60,7 @@ export class Daemon {
     const { config } = options
     const core = await buildCore(options)
     const { runtime, identities, tokens } = core
+    for (const warning of configWarnings(config)) runtime.logger.warn({ warning }, 'config warning')
     const surface = buildSurface(config, core, options.socketTable)
     const { readiness } = surface
     const app = createApp(surface.app)

@@ -1,35 +1,28 @@
 import { randomUUID } from 'node:crypto'
-import { Hono, type Context } from 'hono'
+import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import { SidecarError } from '../core/errors.ts'
 import type { Runtime } from '../core/runtime.ts'
 import type { TokenService } from '../tokens/token-service.ts'
-import { everyCaller, type CallerAccess } from './callers/caller-access.ts'
+import { everyCaller } from './callers/caller-access.ts'
 import { callerGuard } from './callers/caller-guard.ts'
-import { routedPath } from './compat-path.ts'
-import { errorResponse } from './error-response.ts'
+import { agentIdRoutePrefixes, routedPath } from './compat-path.ts'
+import { errorResponse, type ErrorDialect } from './error-response.ts'
+import { namesImds } from './imds-host.ts'
+import { callerGuardOptions, type CallerChecks } from './caller-checks.ts'
 import type { Readiness } from './readiness.ts'
+import { logRequest } from './request-log.ts'
 import { agentIdCompatRoutes } from './routes/agent-id-compat.ts'
-import { appServiceCompatRoutes } from './routes/app-service-compat.ts'
+import { appServiceCompatRoutes, appServiceTokenPath } from './routes/app-service-compat.ts'
 import type { DownstreamProxy } from '../downstream/proxy.ts'
 import { downstreamRoutes } from './routes/downstream.ts'
-import { imdsCompatRoutes } from './routes/imds-compat.ts'
+import { imdsCompatRoutes, imdsTokenPath } from './routes/imds-compat.ts'
 import { nativeRoutes } from './routes/token.ts'
-
-export interface CallerPolicy {
-  requireMetadataHeader: boolean
-  exposePrivateKey: boolean
-  /** Current caller secret (X-IDENTITY-HEADER), or undefined when none is configured. */
-  secret: () => string | undefined
-  hostAllowed: (hostname: string) => boolean
-  /** `callers.allow`; every caller when absent. */
-  access?: CallerAccess
-}
 
 export interface AppDeps {
   runtime: Runtime
   tokens: TokenService
   readiness: Readiness
-  callers: CallerPolicy
+  callers: CallerChecks
   /** Proxy mode (`downstreamApis`); /downstream/* is not served without it. */
   downstream?: DownstreamProxy
   /** `compat.agentIdSidecar`: serve the Entra SDK for AgentID container's app-token routes. */
@@ -41,7 +34,21 @@ export interface AppDeps {
 /** Kubelet probes and Prometheus scrapes: every few seconds, so logged at debug, not info. */
 const operationsRoutes = new Set(['/healthz', '/readyz', '/metrics'])
 
-type Env = { Variables: { correlationId: string | undefined } }
+type Env = { Variables: { correlationId: string | undefined; errorDialect: ErrorDialect | undefined } }
+
+const compatPaths = new Set([
+  imdsTokenPath,
+  `${imdsTokenPath}/`,
+  appServiceTokenPath,
+  `${appServiceTokenPath}/`,
+])
+
+/** How a route words its errors (`error-response.ts`): decided by its path, before any check runs. */
+function dialectOf(path: string, agentIdSidecar: boolean): ErrorDialect {
+  if (compatPaths.has(path)) return 'compat'
+  if (agentIdSidecar && agentIdRoutePrefixes.some((prefix) => path.startsWith(prefix))) return 'problem'
+  return 'oauth'
+}
 
 /**
  * The daemon's HTTP surface, built separately from listening (`daemon/serve.ts` serves it) so route
@@ -73,7 +80,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', (c) => c.json(readiness.describe(), readiness.ready ? 200 : 503))
   app.get('/metrics', async (c) => {
-    return c.body(await runtime.metrics.registry.metrics(), 200, {
+    return c.body(await runtime.metrics.render(), 200, {
       'content-type': runtime.metrics.registry.contentType,
     })
   })
@@ -81,13 +88,21 @@ export function createApp(deps: AppDeps): Hono<Env> {
   if (deps.surface === 'ops') return withErrorHandling(app, runtime)
 
   const access = callers.access ?? everyCaller
-  const guard = callerGuard({
-    requireMetadataHeader: callers.requireMetadataHeader,
-    secret: callers.secret,
-    hostAllowed: callers.hostAllowed,
-    ...(callers.access ? { authorizeCaller: (c: Context) => access.authorizeConnection(c) } : {}),
-  })
+  const authorize = callers.access ? { authorizeCaller: (c: Context) => access.authorizeConnection(c) } : {}
+  const guard = callerGuard({ ...callerGuardOptions(callers, 'token'), ...authorize })
   const token = new Hono<Env>()
+  const agentIdSidecar = deps.agentIdSidecar ?? false
+  token.use(async function routeContext(c, next) {
+    c.set('errorDialect', dialectOf(c.req.path, agentIdSidecar))
+    // RFC 9112 §6.3: a GET or HEAD carries no body; one that does is answered 400 and the
+    // connection closed, so a request smuggled in its body is never read as the next request.
+    if ((c.req.method === 'GET' || c.req.method === 'HEAD') && carriesBody(c.req.raw.headers)) {
+      throw new SidecarError('invalid_request', `A ${c.req.method} request must not carry a body`, {
+        reason: 'request_with_body',
+      })
+    }
+    await next()
+  })
   token.use(async function refuseWhileDraining(_c, next) {
     if (readiness.draining)
       throw new SidecarError('shutting_down', 'The sidecar is shutting down', { retryAfterSeconds: 1 })
@@ -99,25 +114,25 @@ export function createApp(deps: AppDeps): Hono<Env> {
     '/',
     nativeRoutes({ tokens, clock: runtime.clock, exposePrivateKey: callers.exposePrivateKey, access }),
   )
-  token.route('/', imdsCompatRoutes({ tokens, clock: runtime.clock, guard, access }))
+  // The IMDS route alone also answers `Host: 169.254.169.254` (a packet redirect of IMDS traffic).
+  const imdsAddressGuard = callerGuard({ ...callerGuardOptions(callers, 'imds-address'), ...authorize })
+  const imdsGuard: MiddlewareHandler = (c, next) =>
+    namesImds(c.req.header('host')) ? imdsAddressGuard(c, next) : guard(c, next)
+  token.route('/', imdsCompatRoutes({ tokens, clock: runtime.clock, guard: imdsGuard, access }))
   token.route(
     '/',
     appServiceCompatRoutes({ tokens, secret: callers.secret, hostAllowed: callers.hostAllowed, access }),
   )
   if (deps.downstream) token.route('/', downstreamRoutes({ proxy: deps.downstream, guard, access }))
-  if (deps.agentIdSidecar) {
-    // No Metadata demand (that container's clients never send it: the SSRF trade-off the README
-    // states); Host, forwarding headers, the secret and callers.allow are still checked.
-    const agentIdGuard = callerGuard({
-      requireMetadataHeader: false,
-      secret: callers.secret,
-      hostAllowed: callers.hostAllowed,
-      ...(callers.access ? { authorizeCaller: (c: Context) => access.authorizeConnection(c) } : {}),
-    })
+  if (agentIdSidecar) {
+    // No Metadata demand and no caller secret (that container's clients send neither: the SSRF
+    // trade-off the docs state); Host, forwarding headers and callers.allow are still checked.
+    const agentIdGuard = callerGuard({ ...callerGuardOptions(callers, 'agent-id'), ...authorize })
     token.route(
       '/',
       agentIdCompatRoutes({
         tokens,
+        logger: runtime.logger,
         proxy: deps.downstream,
         guard: agentIdGuard,
         exposePrivateKey: callers.exposePrivateKey,
@@ -139,39 +154,19 @@ function withErrorHandling(app: Hono<Env>, runtime: Runtime): Hono<Env> {
     const correlationId = c.get('correlationId') ?? randomUUID()
     c.set('correlationId', correlationId)
     logError(runtime, error, correlationId)
-    return errorResponse(error, correlationId)
+    const answer = errorResponse(error, correlationId, c.get('errorDialect'))
+    if (error instanceof SidecarError && error.reason === 'request_with_body')
+      answer.headers.set('connection', 'close')
+    return answer
   })
   return app
 }
 
-/**
- * The access log line. Successful answers are logged at debug only: at info, one synchronous JSON
- * line per cache hit was the largest single cost of a cached /token. Failures are logged at info or
- * above by `logError` (with their correlation id) and here again at info with the status. Probes
- * and scrapes (`operations`) come every few seconds: debug whatever their status.
- */
-export function logRequest(
-  runtime: Runtime,
-  method: string,
-  path: string,
-  status: number,
-  started: number,
-  correlationId: string | undefined,
-  options: { operations?: boolean } = {},
-): void {
-  const level = status >= 400 && !options.operations ? 'info' : 'debug'
-  if (!runtime.logger.isLevelEnabled(level)) return
-  // Path only: the query names resources, never secrets, but keep lines short and uniform.
-  runtime.logger[level](
-    {
-      method,
-      path,
-      status,
-      ms: Math.round(performance.now() - started),
-      ...(correlationId === undefined ? {} : { correlation_id: correlationId }),
-    },
-    'request',
-  )
+/** Whether a request announces a body: any Transfer-Encoding, or a Content-Length other than 0. */
+export function carriesBody(headers: Headers): boolean {
+  if (headers.has('transfer-encoding')) return true
+  const length = headers.get('content-length')
+  return length !== null && length.trim() !== '0'
 }
 
 function logError(runtime: Runtime, error: unknown, correlationId: string): void {

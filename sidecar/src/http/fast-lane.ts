@@ -4,24 +4,34 @@ import type { Identity } from '../identities/identity.ts'
 import { normaliseScope, type NormalisedScope } from '../tokens/scope.ts'
 import type { CachedToken } from '../tokens/token-cache.ts'
 import type { ServedToken, TokenService } from '../tokens/token-service.ts'
-import { logRequest, type CallerPolicy } from './app.ts'
 import type { CallerAccess } from './callers/caller-access.ts'
-import { checkCaller, rawHeaderLookup, type CallerGuardOptions } from './callers/caller-guard.ts'
+import { checkCaller, rawHeaderLookup } from './callers/caller-guard.ts'
+import { namesImds } from './imds-host.ts'
+import { callerGuardOptions, type CallerChecks } from './caller-checks.ts'
 import type { Readiness } from './readiness.ts'
+import { logRequest } from './request-log.ts'
 import {
   appServiceApiVersion,
+  appServiceQueryParameters,
+  appServiceSelector,
   appServiceTokenJson,
   appServiceTokenPath,
 } from './routes/app-service-compat.ts'
-import { compatIdentity, compatNotBefore, oneOf } from './routes/compat-identity.ts'
-import { imdsExpiresIn, imdsTokenJson, imdsTokenPath } from './routes/imds-compat.ts'
+import { compatIdentity, compatNotBefore } from './routes/compat-identity.ts'
+import {
+  imdsExpiresIn,
+  imdsQueryParameters,
+  imdsSelector,
+  imdsTokenJson,
+  imdsTokenPath,
+} from './routes/imds-compat.ts'
 import { expiresIn, tokenResponseJson } from './wire/responses.ts'
 
 export interface FastLaneDeps {
   runtime: Runtime
   tokens: TokenService
   readiness: Readiness
-  callers: CallerPolicy
+  callers: CallerChecks
 }
 
 type Listener = (req: IncomingMessage, res: ServerResponse) => void
@@ -68,14 +78,9 @@ function atBothSlashes(path: string, route: LaneRoute): [string, LaneRoute][] {
 
 const routes = new Map<string, LaneRoute>([
   ['/token', { kind: 'token', params: new Set(['resource', 'scope', 'identity']) }],
-  ...atBothSlashes(imdsTokenPath, {
-    kind: 'imds',
-    params: new Set(['api-version', 'resource', 'client_id', 'object_id', 'msi_res_id', 'mi_res_id']),
-  }),
-  ...atBothSlashes(appServiceTokenPath, {
-    kind: 'appService',
-    params: new Set(['api-version', 'resource', 'client_id', 'principal_id', 'object_id', 'mi_res_id']),
-  }),
+  // Each compat route declares what its GET reads; the lane takes a query of those names only.
+  ...atBothSlashes(imdsTokenPath, { kind: 'imds', params: new Set(imdsQueryParameters) }),
+  ...atBothSlashes(appServiceTokenPath, { kind: 'appService', params: new Set(appServiceQueryParameters) }),
 ])
 
 /** Raw query values the lane understands: unreserved characters, `:`, `/` and percent escapes. */
@@ -103,11 +108,8 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
   // known and allowed, and leaves everything else (a lookup still running, a refusal to log and
   // count) to the hono app, which waits or refuses as it always does.
   const access = callers.access
-  const tokenGuard: CallerGuardOptions = {
-    requireMetadataHeader: callers.requireMetadataHeader,
-    secret: callers.secret,
-    hostAllowed: callers.hostAllowed,
-  }
+  const tokenGuard = callerGuardOptions(callers, 'token')
+  const imdsAddressGuard = callerGuardOptions(callers, 'imds-address')
   // Request target → meaning. Bounded: a caller cycling through resources only loses the memo.
   const targets = new Map<string, Target | null>()
   const templates = new WeakMap<CachedToken, Map<string, Template>>()
@@ -124,6 +126,8 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
 
   const callerAllowed = (target: Target, req: IncomingMessage): boolean => {
     const header = rawHeaderLookup(req.rawHeaders)
+    if (target.kind === 'imds' && namesImds(header('host')))
+      return checkCaller(imdsAddressGuard, header) === undefined
     if (target.kind !== 'appService') return checkCaller(tokenGuard, header) === undefined
     // App Service authenticates by X-IDENTITY-HEADER alone; without a secret the route is absent.
     const secret = callers.secret()
@@ -163,7 +167,10 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
   const listener: Listener = function fastLaneListener(req, res) {
     const started = performance.now()
     const url = req.url
-    if (req.method !== 'GET' || url === undefined || readiness.draining) return next(req, res)
+    // A GET that announces a body is the hono app's to refuse (400 and close, RFC 9112): answering it
+    // here, synchronously inside the parser's callback, would answer before node sees a bad body.
+    if (req.method !== 'GET' || url === undefined || readiness.draining || announcesBody(req.rawHeaders))
+      return next(req, res)
     const target = understand(url)
     if (target === undefined || !callerAllowed(target, req)) return next(req, res)
     // A connection's first request usually arrives while its owner is still being looked up:
@@ -215,6 +222,24 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
 }
 
 /**
+ * Whether the raw header list has a Transfer-Encoding (any) or a Content-Length other than 0: one
+ * pass, no header object built (node builds `req.headers` lazily, and the lane never asks for it).
+ */
+function announcesBody(rawHeaders: readonly string[]): boolean {
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string
+    if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') return true
+    if (
+      name.length === 14 &&
+      name.toLowerCase() === 'content-length' &&
+      (rawHeaders[i + 1] as string).trim() !== '0'
+    )
+      return true
+  }
+  return false
+}
+
+/**
  * The target of a request the lane can serve, or undefined: unknown path, a parameter outside the
  * route's set (claims, token_sha256_to_refresh, xms_cc, ...), a repeated or empty one, a value with a
  * character outside `plainDecoded`, or anything the slow path would refuse.
@@ -252,11 +277,7 @@ function parseTarget(tokens: TokenService, url: string): Target | undefined {
         const resource = query.get('resource')
         if (!query.get('api-version') || !resource) return undefined
         // The route's default identity; under callers.allow the lane picks the caller's (admitted).
-        const selector = {
-          clientId: query.get('client_id'),
-          objectId: query.get('object_id'),
-          resourceId: oneOf(query.get('msi_res_id'), query.get('mi_res_id')),
-        }
+        const selector = imdsSelector((name) => query.get(name))
         const identity = compatIdentity(tokens, undefined, selector)
         const selected = Object.values(selector).some((value) => value !== undefined)
         return { kind: 'imds', route, identity, selected, scope: normaliseScope({ resource }), resource }
@@ -265,11 +286,7 @@ function parseTarget(tokens: TokenService, url: string): Target | undefined {
         const resource = query.get('resource')
         if (query.get('api-version') !== appServiceApiVersion || !resource) return undefined
         // The route's default identity; under callers.allow the lane picks the caller's (admitted).
-        const selector = {
-          clientId: query.get('client_id'),
-          objectId: oneOf(query.get('principal_id'), query.get('object_id')),
-          resourceId: query.get('mi_res_id'),
-        }
+        const selector = appServiceSelector((name) => query.get(name), appServiceApiVersion)
         const identity = compatIdentity(tokens, undefined, selector)
         const selected = Object.values(selector).some((value) => value !== undefined)
         return {

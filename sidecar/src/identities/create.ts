@@ -64,14 +64,14 @@ export async function createIdentities(
       const key = selectorKey(selector)
       let credential = bindingCredentials.get(key)
       if (!credential) {
-        const bindingStorePath = bindingStores.get(key)
+        const store = bindingStores.get(key)
         credential = new ImdsV2BindingCredential({
           client: imdsV2,
           keyProvider,
           selector,
           runtime,
           identity,
-          ...(bindingStorePath === undefined ? {} : { bindingStorePath }),
+          ...(store === undefined ? {} : { bindingStorePath: store.path, bindingStoreKey: store.key }),
         })
         bindingCredentials.set(key, credential)
       }
@@ -126,13 +126,14 @@ function managedIdentitySource(config: ManagedIdentityConfig, sources: IdentityS
  * A binding store belongs to the managed identity's certificate, so the first bound managed
  * identity in config order that names one gives it to everyone sharing that certificate.
  */
-function bindingStoresBySelector(config: SidecarConfig): Map<string, string> {
-  const stores = new Map<string, string>()
+function bindingStoresBySelector(config: SidecarConfig): Map<string, { path: string; key: string }> {
+  const stores = new Map<string, { path: string; key: string }>()
   for (const identity of config.identities.values()) {
     if (identity.kind !== 'managedIdentity' || identity.bindingStore === undefined || !usesImdsV2(identity))
       continue
     const key = selectorKey(identity.selector)
-    if (!stores.has(key)) stores.set(key, identity.bindingStore)
+    if (!stores.has(key))
+      stores.set(key, { path: identity.bindingStore, key: `identities.${identity.name}.bindingStore` })
   }
   return stores
 }

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
-import { constants, promises as fs } from 'node:fs'
+import { promises as fs, type Stats } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { SidecarError } from '../core/errors.ts'
+import { modeOf, readCheckedFile, untrustedReason, UntrustedFileError } from '../core/trusted-file.ts'
 import type { KeyProtection } from '../model/binding.ts'
 
 /** What the store keeps for one identity: enough to serve the binding after a restart without IMDS. */
@@ -29,45 +30,36 @@ interface StoreFile extends StoredBinding {
  * (IMDS throttles, and every new certificate invalidates every cached PoP token).
  *
  * The file holds a private key: it is created 0600 (temp file + rename, so a reader never sees a
- * half-written file and the mode is set before any byte is written) and a file that group or
- * others can read is refused on load.
+ * half-written file and the mode is set before any byte is written). On load it is trusted only
+ * as contract §2 says: a regular file (a symlink to one is fine), owned by the daemon's uid or root,
+ * not writable by group or others, and (a key) not readable by them either. It is opened without
+ * blocking and judged on the open descriptor, so a FIFO planted there is refused, never waited on.
+ * What the directory allows (who may create, rename or delete files in it) is the operator's part.
  */
 export class BindingStore {
   readonly path: string
+  /** The config key naming the file, for messages (`identities.mi.bindingStore`). */
+  readonly key: string
 
-  constructor(path: string) {
+  constructor(path: string, key = 'bindingStore') {
     this.path = path
+    this.key = key
   }
 
   /** The stored binding; undefined when there is no file. Throws a SidecarError when it is unsafe or unreadable. */
   async load(): Promise<StoredBinding | undefined> {
-    let handle: fs.FileHandle
+    let text: string
     try {
-      // O_NOFOLLOW: the key file must not be a symlink to somewhere an attacker chose.
-      handle = await fs.open(this.path, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0))
+      text = (await readCheckedFile(this.path, privateTrustedFile)).bytes.toString('utf8')
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      if (error instanceof UntrustedFileError) throw storeError(`${this.key}: ${error.message}`)
       throw storeError(
-        `binding store ${this.path} cannot be opened (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+        `${this.key}: ${this.path} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
         error,
       )
     }
-    try {
-      // fstat on the open handle: the mode checked is the mode of the file read.
-      const stat = await handle.stat()
-      if (!stat.isFile()) throw storeError(`binding store ${this.path} is not a regular file`)
-      const mode = stat.mode & 0o777
-      if ((mode & 0o077) !== 0) {
-        throw storeError(
-          `binding store ${this.path} is readable by group or others (mode ${mode.toString(8).padStart(4, '0')}); ` +
-            `it holds a private key and is refused: chmod 600 it or delete it`,
-        )
-      }
-      const text = await handle.readFile('utf8')
-      return parse(text, this.path)
-    } finally {
-      await handle.close()
-    }
+    return parse(text, this.path)
   }
 
   /** Atomically replaces the file with `binding`, mode 0600. */
@@ -89,7 +81,7 @@ export class BindingStore {
     } catch (error) {
       await fs.rm(temp, { force: true }).catch(() => undefined)
       throw storeError(
-        `binding store ${this.path} cannot be written (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+        `${this.key}: ${this.path} cannot be written (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
         error,
       )
     }
@@ -98,6 +90,15 @@ export class BindingStore {
   async remove(): Promise<void> {
     await fs.rm(this.path, { force: true })
   }
+}
+
+/** The trust rules of contract §2, and not readable by group or others: it holds a private key. */
+function privateTrustedFile(stats: Stats): string | undefined {
+  const untrusted = untrustedReason(stats)
+  if (untrusted !== undefined) return untrusted
+  if ((stats.mode & 0o077) !== 0)
+    return `is readable by group or others (mode ${modeOf(stats)}); it holds a private key and is refused: chmod 600 it or delete it`
+  return undefined
 }
 
 function storeError(message: string, cause?: unknown): SidecarError {

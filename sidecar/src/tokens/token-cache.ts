@@ -1,4 +1,4 @@
-import { describeError } from '../core/errors.ts'
+import { describeError, SidecarError } from '../core/errors.ts'
 import { LRUCache } from 'lru-cache'
 import type { Clock, Random } from '../core/clock.ts'
 import type { Logger } from '../core/log.ts'
@@ -84,6 +84,11 @@ export class TokenCache {
       noDeleteOnFetchRejection: false,
       fetchMethod: (key, stale, { signal, options: fetchOptions, context }) =>
         this.#refresh(key, stale, signal, fetchOptions, context),
+      // An entry leaving the cache (evicted by the bound, invalidated, cleared; not replaced by its
+      // refresh) takes its metric series along, so series stay bounded by maxTokens (issue 21).
+      dispose: (_token, key, reason) => {
+        if (reason !== 'set') this.#metrics.forgetToken(key)
+      },
     })
   }
 
@@ -103,8 +108,8 @@ export class TokenCache {
       forceRefresh: true,
     })
     if (result === undefined || this.#clock.now() >= result.servableUntil) {
-      // Only reachable if the upstream answered with an already-expired token.
-      throw new Error('token cache produced no servable token')
+      // Only reachable if the upstream answered with a token that expired on the way.
+      throw expiredOnArrival()
     }
     return result
   }
@@ -215,6 +220,9 @@ export class TokenCache {
     context.ran = true
     try {
       const token = this.#toCached(await context.acquire(signal))
+      // Evicted or deleted while fetching: lru-cache drops this answer, so drop its series too
+      // (unless the key was asked for again meanwhile and holds a newer token).
+      if (signal.aborted && this.peek(key) === undefined) this.#metrics.forgetToken(key)
       fetchOptions.ttl = Math.max(minTtlMs, token.refreshAt - this.#clock.now())
       // Successful requests are logged at debug; a token fetched from upstream stays visible at info.
       this.#logger.info(
@@ -243,6 +251,8 @@ export class TokenCache {
         fetchOptions.ttl = Math.max(minTtlMs, Math.min(this.#cooldownMs, stale.servableUntil - now))
         return stale
       }
+      // lru-cache deletes the entry on a rejected fetch (without calling dispose): no series either.
+      if (!signal.aborted || this.peek(key) === undefined) this.#metrics.forgetToken(key)
       throw error
     }
   }
@@ -253,9 +263,7 @@ export class TokenCache {
     // A token that lives shorter than its buffer allows (a PoP token bound to a minute-long
     // certificate) keeps its last tenth instead.
     const servableUntil = token.expiresOn - Math.min(this.#bufferMs, (token.expiresOn - now) / 10)
-    if (servableUntil <= now) {
-      throw new Error('upstream returned a token that has already expired')
-    }
+    if (servableUntil <= now) throw expiredOnArrival()
     const lifetime = token.expiresOn - now
     let refreshAt =
       token.refreshOn ??
@@ -267,6 +275,13 @@ export class TokenCache {
     refreshAt = Math.round(Math.max(now, Math.min(refreshAt, servableUntil)))
     return { ...token, refreshAt, servableUntil }
   }
+}
+
+/** A token with no servable life left is upstream's malformed answer (502), not a daemon failure. */
+function expiredOnArrival(): SidecarError {
+  return new SidecarError('upstream_error', 'upstream answered a token that expired on arrival', {
+    reason: 'malformed_response',
+  })
 }
 
 /** Cache keys hold identity, type, thumbprint and scope: no secrets, but keep logs short. */

@@ -1,5 +1,6 @@
 import type { Runtime } from '../core/runtime.ts'
 import { SidecarError } from '../core/errors.ts'
+import { setLongTimer } from '../core/long-timer.ts'
 import { retryOnceWithFreshBinding } from '../credentials/binding-retry.ts'
 import type { Identity } from '../identities/identity.ts'
 import type { BindingCertificate } from '../model/binding.ts'
@@ -108,7 +109,7 @@ export class TokenService {
   async withDeadline<T>(work: Promise<T>): Promise<T> {
     let timer: { cancel(): void } | undefined
     const deadline = new Promise<never>((_, reject) => {
-      timer = this.#runtime.clock.setTimer(this.#deadlineMs, () =>
+      timer = setLongTimer(this.#runtime.clock, this.#deadlineMs, () =>
         reject(
           new SidecarError(
             'upstream_unavailable',
@@ -170,6 +171,7 @@ export class TokenService {
         options,
       )
       this.#runtime.metrics.observeToken(
+        key,
         identity.name,
         scope.scope,
         acquired.expiresOn,

@@ -19,8 +19,16 @@ export interface HttpResponse {
 }
 
 /**
- * One HTTP exchange through an injected undici `Dispatcher`. Never follows redirects (undici's
- * `request` does not): a credential-bearing request must not be replayed elsewhere.
+ * The largest upstream answer read (contract §3): IMDS and Entra answers are a few KiB; anything
+ * larger is cut off, its connection destroyed, and refused as malformed (502).
+ */
+export const MAX_UPSTREAM_BODY_BYTES = 1024 * 1024
+
+/**
+ * One HTTP exchange through an injected undici `Dispatcher`: the one reader of every IMDS and Entra
+ * answer. Never follows redirects (undici's `request` does not): a credential-bearing request must
+ * not be replayed elsewhere. The whole exchange, body included, is bounded by `timeoutMs` (a body
+ * that drips a byte a second does not outlast it), and the body by `MAX_UPSTREAM_BODY_BYTES`.
  * Transport failures become `SidecarError`s with reason `timeout`, `tls_failure` or `connect_failure`.
  */
 export async function sendHttp(dispatcher: Dispatcher, req: HttpRequest): Promise<HttpResponse> {
@@ -37,16 +45,54 @@ export async function sendHttp(dispatcher: Dispatcher, req: HttpRequest): Promis
       headersTimeout: req.timeoutMs,
       bodyTimeout: req.timeoutMs,
     })
-    const text = await res.body.text()
     const headers: Record<string, string> = {}
     for (const [name, value] of Object.entries(res.headers)) {
       if (value !== undefined) headers[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value
     }
+    const text = await readBounded(res.body, headers['content-length'], () =>
+      tooLarge(endpoint, res.statusCode),
+    )
     return { status: res.statusCode, headers, text }
   } catch (error) {
     if (req.signal?.aborted) throw req.signal.reason
+    if (error instanceof SidecarError) throw error
     throw transportError(error, endpoint, timeout.aborted)
   }
+}
+
+/**
+ * Reads at most `MAX_UPSTREAM_BODY_BYTES` of `body` as UTF-8. A `Content-Length` above the bound is
+ * refused before a byte is read; a body that grows past it is cut off. Either way the stream is
+ * destroyed, which closes the connection (it is never returned to the pool half-read).
+ */
+async function readBounded(
+  body: Dispatcher.ResponseData['body'],
+  contentLength: string | undefined,
+  refuse: () => SidecarError,
+): Promise<string> {
+  if (contentLength !== undefined && Number(contentLength) > MAX_UPSTREAM_BODY_BYTES) {
+    body.destroy()
+    throw refuse()
+  }
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > MAX_UPSTREAM_BODY_BYTES) {
+      body.destroy()
+      throw refuse()
+    }
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks, size).toString('utf8')
+}
+
+function tooLarge(endpoint: string, status: number): SidecarError {
+  return new SidecarError(
+    'upstream_error',
+    `${endpoint} answered ${status} with a body larger than ${MAX_UPSTREAM_BODY_BYTES} bytes; refused and the connection closed`,
+    { reason: 'malformed_response', upstream: { endpoint, status } },
+  )
 }
 
 function transportError(error: unknown, endpoint: string, timedOut: boolean): SidecarError {
@@ -112,14 +158,31 @@ export function parseRetryAfterMs(value: string | undefined, now: number): numbe
 }
 
 /**
- * Text an upstream wrote (AADSTS or IMDS error descriptions) made fit for an error message and a
- * log line: no secrets are expected in it, but it is upstream's text, so anything that looks like
- * a JWT is blanked (in case an error ever echoes an assertion or token back), line breaks become
- * spaces, and it is cut to `maxChars`.
+ * Text an upstream wrote (AADSTS or IMDS error descriptions, error codes, trace ids) made fit for an
+ * error message and a log line. No secrets are expected in it, but it is upstream's text and may
+ * echo what it was sent: every value in `secrets` (the client secret or assertion of the request,
+ * as sent and as form- or URL-encoded) becomes `[redacted]`, anything that looks like a JWT
+ * `[jwt]`, line breaks become spaces, and it is cut to `maxChars` (after redaction, so a cut never
+ * leaves part of a secret).
  */
-export function upstreamText(text: string, maxChars: number): string {
-  return text
+export function upstreamText(text: string, maxChars: number, secrets: readonly string[] = []): string {
+  let clean = text
+  for (const secret of secretForms(secrets)) clean = clean.split(secret).join('[redacted]')
+  return clean
     .replace(/eyJ[\w-]*\.[\w-]*\.[\w-]*/g, '[jwt]')
     .replace(/[\r\n]+/g, ' ')
     .slice(0, maxChars)
+}
+
+/** Each secret as sent and as it reads form-encoded or URL-encoded, longest first. */
+function secretForms(secrets: readonly string[]): string[] {
+  const forms = new Set<string>()
+  for (const secret of secrets) {
+    // Shorter values are no secret worth the name, and blanking them would garble the text.
+    if (secret.length < 6) continue
+    forms.add(secret)
+    forms.add(encodeURIComponent(secret))
+    forms.add(new URLSearchParams({ s: secret }).toString().slice(2))
+  }
+  return [...forms].sort((a, b) => b.length - a.length)
 }

@@ -19,6 +19,8 @@ export interface ImdsV2BindingCredentialOptions {
   identity: string
   /** Optional 0600 file that keeps key + certificate across restarts. */
   bindingStorePath?: string
+  /** Its config key, for log lines (default `bindingStore`). */
+  bindingStoreKey?: string
 }
 
 /** What `status` reports, for /credential, doctor and tests. */
@@ -81,7 +83,17 @@ export class ImdsV2BindingCredential {
       coldRetry: COLD_RETRY,
       minInvalidationIntervalMs: REMINT_MIN_INTERVAL_MS,
       fetchOutlivesInvalidation: true,
-      ...(path === undefined ? {} : { store: storedBinding({ path, selector, runtime, identity }) }),
+      ...(path === undefined
+        ? {}
+        : {
+            store: storedBinding({
+              path,
+              selector,
+              runtime,
+              identity,
+              ...(options.bindingStoreKey === undefined ? {} : { key: options.bindingStoreKey }),
+            }),
+          }),
       log: this.#log(),
     })
   }

@@ -26,7 +26,7 @@ export interface ImdsV2SourceOptions extends ManagedIdentityTarget {
  * A managed identity whose credential is an IMDS v2 binding certificate: tokens come from Entra's
  * mTLS endpoint with that certificate as the TLS client certificate. `protocolScheme: MTLS_POP`
  * gives mtls_pop tokens bound to it; `useBoundCredential: true` with Bearer gives Bearer tokens
- * obtained with it (`token_type=bearer`).
+ * obtained with it (the mTLS leg with no `token_type`).
  *
  * When Entra refuses bound tokens for the tenant (AADSTS3921996) and `allowBearerFallback` is on,
  * the token is a genuine Bearer token from IMDS v1 instead, as Azure.Identity for .NET retries a

@@ -65,8 +65,14 @@ export async function mintBinding(options: MintBindingOptions, signal: AbortSign
     )
   }
   const info = certificateInfo(issued.certificateDer)
-  if (info.notAfter <= options.clock.now())
-    throw mismatch('IMDS issued a certificate that has already expired')
+  const now = options.clock.now()
+  // Used only between notBefore and notAfter (contract §3): never served or presented outside it.
+  if (info.notAfter <= now) throw mismatch('IMDS issued a certificate that has already expired')
+  if (info.notBefore > now) {
+    throw mismatch(
+      `IMDS issued a certificate that is not valid before ${new Date(info.notBefore).toISOString()}`,
+    )
+  }
 
   return toBinding(info, key, issued)
 }

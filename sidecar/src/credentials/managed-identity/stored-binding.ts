@@ -16,6 +16,8 @@ export function selectorKey(selector: ManagedIdentitySelector): string {
 export interface StoredBindingOptions {
   /** The 0600 file (`managedIdentity.bindingStore`). */
   path: string
+  /** Its config key, for log lines (`identities.mi.bindingStore`). */
+  key?: string
   selector: ManagedIdentitySelector
   runtime: Runtime
   /** Identity name, for logs. */
@@ -28,16 +30,17 @@ export interface StoredBindingOptions {
  */
 export function storedBinding(options: StoredBindingOptions): ValueStore<ImdsV2Binding> {
   const { runtime, identity, selector } = options
-  const store = new BindingStore(options.path)
+  const store = new BindingStore(options.path, options.key)
   return {
     async load() {
       const { logger, clock } = runtime
-      const log = { identity, path: store.path }
+      const log = { identity, path: store.path, key: store.key }
       let stored
       try {
         stored = await store.load()
       } catch (error) {
-        // Refused (e.g. group-readable) or unreadable: never use that key. The next mint replaces the file with a 0600 one.
+        // Refused (another uid's, group-readable, a FIFO…) or unreadable: never use that key. The
+        // next mint replaces the file with the daemon's own 0600 one.
         logger.error(
           { ...log, error: describeError(error) },
           'binding store refused; minting a new binding certificate',
@@ -53,6 +56,7 @@ export function storedBinding(options: StoredBindingOptions): ValueStore<ImdsV2B
         else if (!publicKeysMatch(stored.certificatePem, stored.privateKeyPem))
           why = 'its key does not match its certificate'
         else if (info.notAfter - clock.now() <= LONG_LIVED_MS) why = 'its certificate has 24 h or less left'
+        else if (info.notBefore > clock.now()) why = 'its certificate is not valid yet'
       } catch {
         why = 'it does not hold a readable certificate and key'
       }
@@ -78,7 +82,11 @@ export function storedBinding(options: StoredBindingOptions): ValueStore<ImdsV2B
       return store.remove()
     },
     updateFailed(error) {
-      runtime.logger.warn({ identity, error: describeError(error) }, 'binding store update failed')
+      // A read-only or full filesystem: the binding in memory is served all the same.
+      runtime.logger.warn(
+        { identity, path: store.path, key: store.key, error: describeError(error) },
+        'binding store update failed; serving from memory, not persisted',
+      )
     },
   }
 }

@@ -14,7 +14,8 @@ export interface CompatSelector {
  * The configured identity an IMDS / App Service style request names. No selector means `fallback`
  * (the caller's first `callers.allow` identity) or else `defaultIdentity`; a selector is matched
  * case-insensitively against the managed identities' configured selectors (Azure ids are
- * case-insensitive GUIDs and ARM ids). Errors use the words
+ * case-insensitive GUIDs and ARM ids), and a client id also against the confidential clients'
+ * `clientId`. Errors use the words
  * IMDS uses, which the SDKs show to their users as they are.
  */
 export function compatIdentity(
@@ -45,14 +46,23 @@ function findBySelector(
   value: string,
 ): Identity {
   const wanted = value.trim().toLowerCase()
-  const matches = [...tokens.identities.values()].filter(
+  const identities = [...tokens.identities.values()]
+  const managed = identities.filter(
     (i) =>
       i.config.kind === 'managedIdentity' &&
       i.config.selector.kind === kind &&
       i.config.selector.value.toLowerCase() === wanted,
   )
-  // Two identities may share a managed identity (one Bearer, one MTLS_POP): prefer the Bearer one,
-  // which this route can serve.
+  // A client id may also name a confidential-client identity (contract §5: an app container's own
+  // AZURE_CLIENT_ID, which its SDK sends as client_id, is served); a managed identity wins.
+  const matches =
+    managed.length > 0 || kind !== 'clientId'
+      ? managed
+      : identities.filter(
+          (i) => i.config.kind === 'confidentialClient' && i.config.clientId.toLowerCase() === wanted,
+        )
+  // Two identities may share a managed identity or an app (one Bearer, one MTLS_POP): prefer the
+  // Bearer one, which this route can serve.
   const found = matches.find((i) => i.tokenType === 'Bearer') ?? matches[0]
   if (!found)
     throw new SidecarError('invalid_request', 'Identity not found', { reason: 'identity_not_found' })

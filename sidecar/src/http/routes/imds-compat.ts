@@ -4,9 +4,16 @@ import { SidecarError } from '../../core/errors.ts'
 import { normaliseScope } from '../../tokens/scope.ts'
 import type { ServedToken, TokenService } from '../../tokens/token-service.ts'
 import { caeFromQuery } from '../wire/cae-query.ts'
+import { readFormBody } from '../wire/form-body.ts'
 import { singleQuery } from '../wire/responses.ts'
 import type { CallerAccess } from '../callers/caller-access.ts'
-import { compatClientId, compatIdentity, compatNotBefore, oneOf } from './compat-identity.ts'
+import {
+  compatClientId,
+  compatIdentity,
+  compatNotBefore,
+  oneOf,
+  type CompatSelector,
+} from './compat-identity.ts'
 
 export interface ImdsCompatRoutesDeps {
   tokens: TokenService
@@ -31,6 +38,28 @@ export interface ImdsTokenJson {
 
 export const imdsTokenPath = '/metadata/identity/oauth2/token'
 const path = imdsTokenPath
+/** The Cloud Shell form names a resource and a selector: 4 KiB is plenty (contract §3). */
+const cloudShellBodyLimit = 4096
+
+/** The query parameters the IMDS route's GET reads; the fast lane serves a query of these only. */
+export const imdsQueryParameters = [
+  'api-version',
+  'resource',
+  'client_id',
+  'object_id',
+  'msi_res_id',
+  'mi_res_id',
+] as const
+
+/** The user-assigned selector of an IMDS request (query or Cloud Shell form): one of four names. */
+export function imdsSelector(field: (name: string) => string | undefined): CompatSelector {
+  return {
+    clientId: field('client_id'),
+    objectId: field('object_id'),
+    // IMDS v1 spells it msi_res_id; newer clients (and IMDS v2) mi_res_id.
+    resourceId: oneOf(field('msi_res_id'), field('mi_res_id')),
+  }
+}
 
 /** IMDS's `expires_in` (and `ext_expires_in`): whole seconds from now to `expires_on`, a string. */
 export function imdsExpiresIn(expiresOnMs: number, nowMs: number): string {
@@ -73,18 +102,19 @@ export function imdsCompatRoutes(deps: ImdsCompatRoutesDeps): Hono {
   app.use(path, deps.guard)
   app.use(`${path}/`, deps.guard)
 
-  const token = async (c: Context) => {
-    if (!singleQuery(c, 'api-version')) {
+  const answer = async (c: Context, field: (name: string) => string | undefined, form: boolean) => {
+    // The Cloud Shell dialect (a form) carries no api-version; the GET always does.
+    if (!form && !field('api-version')) {
       throw new SidecarError('invalid_request', 'Required query variable api-version is missing')
     }
-    const resource = singleQuery(c, 'resource')
-    if (!resource) throw new SidecarError('invalid_request', 'Required query variable resource is missing')
-    const identity = compatIdentity(deps.tokens, deps.access.compatIdentity(c), {
-      clientId: singleQuery(c, 'client_id'),
-      objectId: singleQuery(c, 'object_id'),
-      // IMDS v1 spells it msi_res_id; newer clients (and IMDS v2) mi_res_id.
-      resourceId: oneOf(singleQuery(c, 'msi_res_id'), singleQuery(c, 'mi_res_id')),
-    })
+    const resource = field('resource')
+    if (!resource) {
+      throw new SidecarError(
+        'invalid_request',
+        form ? 'Required form field resource is missing' : 'Required query variable resource is missing',
+      )
+    }
+    const identity = compatIdentity(deps.tokens, deps.access.compatIdentity(c), imdsSelector(field))
     deps.access.authorize(c, identity.name)
     // msal-node sends xms_cc whenever capabilities are configured, token_sha256_to_refresh (so
     // far) only to Service Fabric; xms_cc alone cannot tell a claims request from a first one, so
@@ -93,10 +123,24 @@ export function imdsCompatRoutes(deps: ImdsCompatRoutesDeps): Hono {
     const served = await deps.tokens.getToken(identity, normaliseScope({ resource }), cae)
     return c.json(imdsTokenJson(served, resource, deps.clock.now()))
   }
+  const token = (c: Context) => answer(c, (name) => singleQuery(c, name), false)
   app.get(path, token)
   // msal-node canonicalises the endpoint (msal-common `UrlString.canonicalizeUri`: lower case and a
   // trailing "/"), so SDKs built on it ask for `…/oauth2/token/`; IMDS answers both.
   app.get(`${path}/`, token)
+
+  /**
+   * The Cloud Shell dialect, spoken when only `MSI_ENDPOINT` is set: `POST` with a form body
+   * (`resource`, optional `client_id` / `object_id` / `msi_res_id`) and `Metadata: true` —
+   * msrestazure `get_msi_token` (the Azure CLI), azure-identity `CloudShellCredential`, Go adal
+   * (`msiTypeCloudShell`, a chunked body). The answer is the GET's.
+   */
+  const cloudShell = async (c: Context) => {
+    const form = await readFormBody(c.req.raw, cloudShellBodyLimit)
+    return answer(c, (name) => form.get(name), true)
+  }
+  app.post(path, cloudShell)
+  app.post(`${path}/`, cloudShell)
 
   return app
 }

@@ -41,8 +41,10 @@ interface CommonRequestOptions {
 
 /**
  * Managed identity leg on the IMDS v2 mTLS endpoint: the binding certificate authenticates, no
- * client assertion. `token_type` is always sent (`mtls_pop` or `bearer`): newer MSAL.NET passes
- * the requested type through (`ManagedIdentity/V2/TokenRequestBuilder.cs`), MSAL Go sends `bearer`.
+ * client assertion. `token_type=mtls_pop` for a PoP token; for a Bearer token obtained with the
+ * bound credential (`useBoundCredential`) no `token_type` at all, as MSAL's Bearer scheme sends
+ * everywhere (`AuthScheme/Bearer/BearerAuthenticationOperation.cs`; the MSAL.NET MSI v2 design:
+ * "omit (default bearer)"). `token_type=bearer` was in no released MSAL (upstream-protocol §3).
  * `clientId` is the one from the issuecredential answer.
  */
 export function managedIdentityMtlsRequest(
@@ -54,7 +56,7 @@ export function managedIdentityMtlsRequest(
       grant_type: 'client_credentials',
       client_id: options.clientId,
       scope: scopeForResource(options.scope),
-      token_type: options.tokenType === 'mtls_pop' ? 'mtls_pop' : 'bearer',
+      ...(options.tokenType === 'mtls_pop' ? { token_type: 'mtls_pop' } : {}),
     },
     clientCertificate: options.binding,
     expectedTokenType: options.tokenType,

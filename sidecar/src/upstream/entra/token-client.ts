@@ -1,4 +1,4 @@
-import { parseSeconds } from '../../model/expiry.ts'
+import { tokenLifetime } from '../../model/lifetime.ts'
 import { randomUUID } from 'node:crypto'
 import { SidecarError, type ErrorReason, type UpstreamErrorDetail } from '../../core/errors.ts'
 import { callUpstream } from '../client.ts'
@@ -112,7 +112,8 @@ export class EntraTokenClient {
             { identity: req.identityName, endpoint, retry, delayMs, failure },
             'retrying Entra token request',
           ),
-        errorFor: (res) => (res.status >= 400 ? this.#errorFor(res, endpoint, req.identityName) : undefined),
+        errorFor: (res) =>
+          res.status >= 400 ? this.#errorFor(res, endpoint, req.identityName, secretsOf(req)) : undefined,
       })
     } catch (error) {
       // A certificate the server refused in the handshake should not keep its pooled connections.
@@ -140,11 +141,10 @@ export class EntraTokenClient {
         reason: 'malformed_response',
         upstream: { endpoint, status: res.status },
       })
+    if (json['error'] !== undefined && json['error'] !== null && json['error'] !== '')
+      throw malformed('an error field')
     const accessToken = json['access_token']
     if (typeof accessToken !== 'string' || accessToken === '') throw malformed('no access_token')
-    const expiresIn = parseSeconds(json['expires_in'])
-    if (expiresIn === undefined || expiresIn <= 0) throw malformed('no usable expires_in')
-    const refreshIn = parseSeconds(json['refresh_in'])
     // MSAL treats a success without token_type as an error (upstream-protocol.md §7), not as Bearer.
     const rawType = json['token_type']
     if (rawType === undefined || rawType === null || rawType === '') throw malformed('no token_type')
@@ -171,24 +171,30 @@ export class EntraTokenClient {
       )
     }
 
-    const now = this.#runtime.clock.now()
-    // A PoP token is useless once its certificate has expired (the TLS handshake fails): with a
-    // short-lived certificate it expires with it, so callers and the cache never hold it longer.
-    const boundUntil =
-      tokenType === 'mtls_pop' && req.clientCertificate ? req.clientCertificate.notAfter : Infinity
+    // A PoP token is useless once its certificate has expired (the TLS handshake fails): it is never
+    // kept past the certificate's notAfter, nor past its own exp.
     const token: AcquiredToken = {
       tokenType,
       accessToken,
-      expiresOn: Math.min(now + expiresIn * 1000, boundUntil),
+      ...tokenLifetime({
+        accessToken,
+        expiresIn: json['expires_in'],
+        expiresOn: json['expires_on'],
+        refreshIn: json['refresh_in'],
+        ...(tokenType === 'mtls_pop' && req.clientCertificate
+          ? { notAfter: req.clientCertificate.notAfter }
+          : {}),
+        now: this.#runtime.clock.now(),
+        endpoint,
+        status: res.status,
+      }),
     }
-    if (refreshIn !== undefined && refreshIn > 0)
-      token.refreshOn = Math.min(now + refreshIn * 1000, boundUntil)
     // Also for a Bearer token obtained over mTLS: it was minted for this certificate (model/token.ts).
     if (req.clientCertificate) token.binding = req.clientCertificate
     return token
   }
 
-  #errorFor(res: HttpResponse, endpoint: string, identity: string): SidecarError {
+  #errorFor(res: HttpResponse, endpoint: string, identity: string, secrets: string[]): SidecarError {
     const status = res.status
     const retryAfterMs = parseRetryAfterMs(res.headers['retry-after'], this.#runtime.clock.now())
     const retryAfterSeconds = retryAfterMs === undefined ? undefined : Math.ceil(retryAfterMs / 1000)
@@ -198,7 +204,7 @@ export class EntraTokenClient {
     } catch {
       json = undefined
     }
-    const upstream = upstreamDetail(json, endpoint, status, res.headers)
+    const upstream = upstreamDetail(json, endpoint, status, res.headers, secrets)
     const what = describeUpstreamError(upstream)
 
     if (status === 429 || status >= 500) {
@@ -252,27 +258,40 @@ function parseTokenType(value: string): TokenType | string {
   return value
 }
 
+/** What a request carries that upstream must not echo back to a caller or a log. */
+const secretFields = ['client_secret', 'client_assertion']
+
+function secretsOf(req: EntraTokenRequest): string[] {
+  return secretFields.flatMap((field) => {
+    const value = req.form[field]
+    return value ? [value] : []
+  })
+}
+
 function upstreamDetail(
   json: Record<string, unknown> | undefined,
   endpoint: string,
   status: number,
   headers: Record<string, string>,
+  secrets: string[],
 ): UpstreamErrorDetail {
   const detail: UpstreamErrorDetail = { endpoint, status }
-  const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined)
-  const error = str(json?.['error'])
-  if (error) detail.error = error.slice(0, 100)
-  const description = str(json?.['error_description'])
-  if (description) detail.errorDescription = upstreamText(description, 600)
+  // Every field upstream wrote goes through the same cleaner: any of them may echo the request.
+  const str = (v: unknown, max: number) =>
+    typeof v === 'string' && v !== '' ? upstreamText(v, max, secrets) : undefined
+  const error = str(json?.['error'], 100)
+  if (error) detail.error = error
+  const description = str(json?.['error_description'], 600)
+  if (description) detail.errorDescription = description
   const codes = json?.['error_codes']
   if (Array.isArray(codes)) {
     const numbers = codes.filter((c): c is number => typeof c === 'number' && Number.isInteger(c))
     if (numbers.length) detail.errorCodes = numbers
   }
-  const traceId = str(json?.['trace_id'])
-  if (traceId) detail.traceId = traceId.slice(0, 100)
-  const correlationId = str(json?.['correlation_id']) ?? headers['client-request-id']
-  if (correlationId) detail.correlationId = correlationId.slice(0, 100)
+  const traceId = str(json?.['trace_id'], 100)
+  if (traceId) detail.traceId = traceId
+  const correlationId = str(json?.['correlation_id'], 100) ?? str(headers['client-request-id'], 100)
+  if (correlationId) detail.correlationId = correlationId
   return detail
 }
 

@@ -5,7 +5,7 @@ import { callUpstream } from '../client.ts'
 import { describeEndpoint, parseJsonObject, type HttpResponse } from '../http.ts'
 import { imdsRetryPolicy } from '../retry.ts'
 import type { Runtime } from '../../core/runtime.ts'
-import { parseExpiry, parseSeconds } from '../../model/expiry.ts'
+import { tokenLifetime } from '../../model/lifetime.ts'
 import type { AcquiredToken } from '../../model/token.ts'
 import { imdsFailure } from './errors.ts'
 import { imdsSelectorParam } from './selector.ts'
@@ -73,29 +73,37 @@ export class ImdsV1Client {
 function parseTokenResponse(res: HttpResponse, endpoint: string, now: number): AcquiredToken {
   const body = parseJsonObject(res, endpoint)
   const malformed = (what: string) =>
-    new SidecarError('upstream_error', `${endpoint} answered 200 without ${what}`, {
+    new SidecarError('upstream_error', `${endpoint} answered 200 ${what}`, {
       reason: 'malformed_response',
       upstream: { endpoint, status: res.status },
     })
+  // A 200 that carries an error is not a token, whatever else it holds.
+  if (body['error'] !== undefined && body['error'] !== null && body['error'] !== '')
+    throw malformed('with an error field')
   const accessToken = body['access_token']
-  if (typeof accessToken !== 'string' || accessToken === '') throw malformed('an access_token')
-  const tokenType = typeof body['token_type'] === 'string' ? body['token_type'] : 'Bearer'
+  if (typeof accessToken !== 'string' || accessToken === '') throw malformed('without an access_token')
+  const rawType = body['token_type']
+  if (rawType !== undefined && typeof rawType !== 'string')
+    throw malformed('with a token_type that is not a string')
+  const tokenType = rawType === undefined || rawType === '' ? 'Bearer' : rawType
   if (tokenType.toLowerCase() !== 'bearer') {
     throw new SidecarError(
       'upstream_error',
-      `${endpoint} answered token_type "${tokenType}" where Bearer was expected`,
+      `${endpoint} answered token_type "${tokenType.slice(0, 32)}" where Bearer was expected`,
       {
         reason: 'token_type_mismatch',
         upstream: { endpoint, status: res.status },
       },
     )
   }
-  const expiresIn = parseSeconds(body['expires_in'])
-  const expiresOn =
-    parseExpiry(body['expires_on'], now) ?? (expiresIn === undefined ? undefined : now + expiresIn * 1000)
-  if (expiresOn === undefined) throw malformed('a readable expires_on or expires_in')
-  const refreshIn = parseSeconds(body['refresh_in'])
-  const token: AcquiredToken = { tokenType: 'Bearer', accessToken, expiresOn }
-  if (refreshIn !== undefined) token.refreshOn = now + refreshIn * 1000
-  return token
+  const lifetime = tokenLifetime({
+    accessToken,
+    expiresIn: body['expires_in'],
+    expiresOn: body['expires_on'],
+    refreshIn: body['refresh_in'],
+    now,
+    endpoint,
+    status: res.status,
+  })
+  return { tokenType: 'Bearer', accessToken, ...lifetime }
 }

@@ -253,15 +253,27 @@ export class ImdsV2Client {
  * the binding certificate in a TLS handshake.
  */
 export function mtlsTokenEndpoint(mtlsAuthenticationEndpoint: string, tenantId: string): string {
-  const base = mtlsAuthenticationEndpoint.trim().replace(/\/+$/, '')
-  let url: URL
+  let base: URL
   try {
-    url = new URL(`${base}/${encodeURIComponent(tenantId.replace(/^\/+|\/+$/g, ''))}/oauth2/v2.0/token`)
+    base = new URL(mtlsAuthenticationEndpoint.trim())
   } catch {
     throw new Error('mtls_authentication_endpoint is not a URL')
   }
-  if (url.protocol !== 'https:') throw new Error('mtls_authentication_endpoint is not an https URL')
-  return url.toString()
+  if (base.protocol !== 'https:') throw new Error('mtls_authentication_endpoint is not an https URL')
+  // Appending a path to a URL with a query or fragment garbles it (the path lands in the query), and
+  // userinfo would send credentials nobody configured: refused (contract §3).
+  if (
+    base.search ||
+    base.hash ||
+    base.username ||
+    base.password ||
+    /[?#@]/.test(mtlsAuthenticationEndpoint)
+  ) {
+    throw new Error('mtls_authentication_endpoint carries a query, fragment or userinfo; refused')
+  }
+  const path = base.pathname.replace(/\/+$/, '')
+  const tenant = encodeURIComponent(tenantId.replace(/^\/+|\/+$/g, ''))
+  return `${base.protocol}//${base.host}${path}/${tenant}/oauth2/v2.0/token`
 }
 
 function nonEmpty(value: unknown): value is string {
