@@ -5,9 +5,19 @@
  * generator and the server share the cores, alike for A and B.
  *
  *   npx node bench/cached-throughput.ts      (BENCH_ROUNDS, BENCH_SECONDS, BENCH_CONNECTIONS=1,16,64)
+ *
+ * BENCH_SHIPPED=1 runs the daemon as the image does (compiled bundle, the ENTRYPOINT's V8 flags)
+ * instead of the bin from the sources.
  */
 import { daemonYaml } from './lib/daemon-yaml.ts'
-import { load, machine, startBare, startDaemon, startEmulatorProcess } from './lib/processes.ts'
+import {
+  load,
+  machine,
+  shippedDaemon,
+  startBare,
+  startDaemon,
+  startEmulatorProcess,
+} from './lib/processes.ts'
 import { fixed, interleaved, knob, median } from './lib/stats.ts'
 
 const rounds = knob('BENCH_ROUNDS', 2, 10)
@@ -18,8 +28,11 @@ const path = `/token?resource=${encodeURIComponent(resource)}`
 
 console.log(`cached GET /token vs bare node:http, same body — ${machine()}`)
 const emulator = await startEmulatorProcess()
+const shipped = process.env['BENCH_SHIPPED'] === '1' ? shippedDaemon() : undefined
+if (shipped) console.log(`daemon: ${shipped.label}`)
 const daemon = await startDaemon(
   daemonYaml(emulator, `  mi:\n    managedIdentity: {}\n    warm: true\n    warmResource: ${resource}`),
+  shipped ?? {},
 )
 const sample = await fetch(`${daemon.url}${path}`, { headers: { Metadata: 'true' } })
 if (sample.status !== 200) throw new Error(`daemon answered ${sample.status}: ${await sample.text()}`)

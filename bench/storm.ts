@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { daemonYaml } from './lib/daemon-yaml.ts'
-import { load, machine, startDaemon, startEmulatorProcess } from './lib/processes.ts'
+import { load, machine, shippedDaemon, startDaemon, startEmulatorProcess } from './lib/processes.ts'
 import { fixed, interleaved, knob, median } from './lib/stats.ts'
 
 const rounds = knob('BENCH_ROUNDS', 2, 10)
@@ -30,7 +30,10 @@ interface Outcome {
 
 async function viaDaemon(): Promise<Outcome> {
   const resource = `https://storm${run++}.example.com`
-  const daemon = await startDaemon(daemonYaml(emulator, '  mi:\n    managedIdentity: {}'))
+  const daemon = await startDaemon(
+    daemonYaml(emulator, '  mi:\n    managedIdentity: {}'),
+    process.env['BENCH_SHIPPED'] === '1' ? shippedDaemon() : {},
+  )
   await emulator.resetCalls()
   const result = await load({
     mode: 'storm',

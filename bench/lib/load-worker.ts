@@ -8,19 +8,32 @@
  * - `closed`: `connections` keep-alive connections, each sends the next request when the previous
  *   answer is complete, for `durationMs` after `warmupMs`; reports throughput and latency percentiles.
  * - `storm`: `connections` connections opened at once, one request each; reports every latency.
+ * - `churn`: `total` requests, each on a new connection closed by the client once answered,
+ *   `connections` at a time (connection churn: what a fleet of short-lived callers costs).
  */
 import { connect, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { percentile } from './stats.ts'
 
 export interface LoadRequest {
-  mode: 'closed' | 'storm'
+  mode: 'closed' | 'storm' | 'churn'
   port: number
   path: string
   headers: Record<string, string>
   connections: number
   durationMs?: number
   warmupMs?: number
+  /** `churn`: how many connections (one request each) in all. */
+  total?: number
+}
+
+export interface ChurnResult {
+  answered: number
+  non200: number
+  errors: number
+  seconds: number
+  /** New connections (one request each) per second. */
+  rate: number
 }
 
 export interface ClosedResult {
@@ -175,7 +188,47 @@ async function storm(request: LoadRequest): Promise<StormResult> {
   }
 }
 
+async function churn(request: LoadRequest): Promise<ChurnResult> {
+  const bytes = requestBytes(request)
+  const total = request.total ?? 10_000
+  let started = 0
+  let answered = 0
+  let non200 = 0
+  let errors = 0
+  const begin = performance.now()
+  const once = () =>
+    new Promise<void>((resolve) => {
+      const reader = new ResponseReader()
+      const socket = connect({ port: request.port, host: '127.0.0.1', noDelay: true })
+      socket.on('connect', () => socket.write(bytes))
+      socket.on('data', (chunk: Buffer) => {
+        const statuses = reader.push(chunk)
+        if (statuses.length === 0) return
+        answered++
+        if (statuses[0] !== 200) non200++
+        socket.destroy()
+        resolve()
+      })
+      socket.on('error', () => {
+        errors++
+        resolve()
+      })
+      socket.on('close', () => resolve())
+    })
+  await Promise.all(
+    Array.from({ length: request.connections }, async () => {
+      while (started < total) {
+        started++
+        await once()
+      }
+    }),
+  )
+  const seconds = (performance.now() - begin) / 1000
+  return { answered, non200, errors, seconds, rate: answered / seconds }
+}
+
 process.once('message', (request: LoadRequest) => {
-  const work = request.mode === 'storm' ? storm(request) : closed(request)
+  const work =
+    request.mode === 'storm' ? storm(request) : request.mode === 'churn' ? churn(request) : closed(request)
   void work.then((result) => process.send?.(result, () => process.exit(0)))
 })

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, openSync, readFileSync, writeFileSync } from '
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import type { ClosedResult, LoadRequest, StormResult } from './load-worker.ts'
+import type { ChurnResult, ClosedResult, LoadRequest, StormResult } from './load-worker.ts'
 
 const here = import.meta.dirname
 export const repoRoot = join(here, '..', '..')
@@ -164,7 +164,8 @@ function nextMessage<T>(child: ChildProcess): Promise<T> {
 /** Runs the load generator in its own process. */
 export async function load(request: LoadRequest & { mode: 'closed' }): Promise<ClosedResult>
 export async function load(request: LoadRequest & { mode: 'storm' }): Promise<StormResult>
-export async function load(request: LoadRequest): Promise<ClosedResult | StormResult> {
+export async function load(request: LoadRequest & { mode: 'churn' }): Promise<ChurnResult>
+export async function load(request: LoadRequest): Promise<ClosedResult | StormResult | ChurnResult> {
   const child = fork(join(here, 'load-worker.ts'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   await new Promise((resolve) => child.once('spawn', resolve))
   child.send(request)
@@ -197,4 +198,54 @@ export function machine(): string {
   const cores = readFileSync('/proc/cpuinfo', 'utf8').match(/^processor\s*:/gm)?.length ?? 0
   const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
   return `${cores} cores (nproc), ${cpu}, Node ${process.version}, load average at start ${load}`
+}
+
+/**
+ * The Node.js options the container image runs the daemon with: those between `node` and the bin
+ * in the Dockerfile's ENTRYPOINT (V8 heap flags), so the benches measure what ships.
+ * BENCH_NODE_ARGS (space-separated) overrides them, e.g. BENCH_NODE_ARGS= for Node's defaults.
+ */
+export function shippedNodeArgs(): string[] {
+  const override = process.env['BENCH_NODE_ARGS']
+  if (override !== undefined) return override.split(' ').filter(Boolean)
+  const dockerfile = readFileSync(join(repoRoot, 'Dockerfile'), 'utf8')
+  const entrypoint = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(dockerfile)?.[1]
+  if (!entrypoint) return []
+  const argv = JSON.parse(entrypoint) as string[]
+  const bin = argv.findIndex((arg) => arg.endsWith('credential-sidecar.js'))
+  return argv.slice(1, bin < 0 ? 1 : bin)
+}
+
+/**
+ * The daemon as the image runs it: the compiled bundle when built (else the sources), with the
+ * image's Node options.
+ */
+export function shippedDaemon(): { entry?: string; nodeArgs: string[]; label: string } {
+  const nodeArgs = shippedNodeArgs()
+  const flags = nodeArgs.length ? ` ${nodeArgs.join(' ')}` : ''
+  return compiledBuilt()
+    ? { entry: compiledEntry, nodeArgs, label: `compiled daemon${flags}` }
+    : { nodeArgs, label: `daemon from sources (npm run build for the compiled one)${flags}` }
+}
+
+/** Samples a process's RSS every `everyMs` until stopped: the peak and the last sample (MB). */
+export function sampleRss(pid: number, everyMs = 100): { stop(): { peakMb: number; lastMb: number } } {
+  let peakMb = rssMb(pid)
+  let lastMb = peakMb
+  const timer = setInterval(() => {
+    try {
+      lastMb = rssMb(pid)
+      peakMb = Math.max(peakMb, lastMb)
+    } catch {
+      // the process is gone
+    }
+  }, everyMs)
+  return {
+    stop: () => {
+      clearInterval(timer)
+      lastMb = rssMb(pid)
+      peakMb = Math.max(peakMb, lastMb)
+      return { peakMb, lastMb }
+    },
+  }
 }

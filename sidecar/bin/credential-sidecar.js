@@ -14,9 +14,16 @@ if (Number(found.split('.')[0]) < requiredMajor) {
 }
 
 // In a checkout of the repository the TypeScript sources are the truth (Node 24 strips their types;
-// a dist/ left by an earlier build may be stale); an installed package ships only the compiled dist/.
+// a dist/ left by an earlier build may be stale); an installed package ships only the compiled dist/,
+// and runs its bundle (dist/bundle, scripts/bundle.mjs): a few chunks instead of ~500 modules, about
+// half the start-up CPU and less resident memory. dist/main.js stays for a build without the bundle.
 const sources = new URL('../src/main.ts', import.meta.url)
-const entry = existsSync(sources) ? sources.href : new URL('../dist/main.js', import.meta.url).href
+const bundle = new URL('../dist/bundle/main.js', import.meta.url)
+const entry = existsSync(sources)
+  ? sources.href
+  : existsSync(bundle)
+    ? bundle.href
+    : new URL('../dist/main.js', import.meta.url).href
 const { main } = await import(entry)
 
 // Exit explicitly: the daemon has closed its servers by the time main resolves, and nothing

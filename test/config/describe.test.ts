@@ -116,3 +116,25 @@ test('describeConfig of the built-in default', () => {
 test('describeConfig brackets an IPv6 listen address', () => {
   assert.match(describeConfig(parse(yaml('listen:', '  host: "::1"'))), /^listen: http:\/\/\[::1\]:7780$/m)
 })
+
+test('describeConfig warns when compat.agentIdSidecar is on without callers.allow, and not with it', () => {
+  const base = [
+    'identities:',
+    '  mi:',
+    '    managedIdentity: {}',
+    'downstreamApis:',
+    '  graph:',
+    '    baseUrl: https://graph.microsoft.com',
+    '    identity: mi',
+    '    scopes: [https://graph.microsoft.com/.default]',
+    'compat:',
+    '  agentIdSidecar: true',
+  ]
+  const open = describeConfig(parse(yaml(...base)))
+  assert.match(open, /^warnings:\n {2}compat\.agentIdSidecar is on without callers\.allow: /m)
+  const allowed = describeConfig(
+    parse(yaml('callers:', '  allow:', '    - uid: 1000', '      identities: [mi]', ...base)),
+  )
+  assert.doesNotMatch(allowed, /^warnings:/m)
+  assert.doesNotMatch(describeConfig(parse(yaml(...base.slice(0, -2)))), /^warnings:/m)
+})

@@ -198,6 +198,13 @@ test('a non-loopback listen.host needs allowNonLoopback', () => {
   }
 })
 
+test('a bracketed IPv6 listen host ("[::1]", as URLs write it) is listened on as the bare address', () => {
+  const config = parse(yaml('listen:', '  host: "[::1]"', '  ops:', '    host: "[::1]"', '    port: 0'))
+  assert.equal(config.listen.host, '::1')
+  assert.equal(config.listen.ops?.host, '::1')
+  assertIssue(parseError(yaml('listen:', '  host: "[::]"')), '2:3', 'listen.host', 'is not a loopback address')
+})
+
 test('a downstream API must name an existing identity', () => {
   const error = parseError(
     yaml(

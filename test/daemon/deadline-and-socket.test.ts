@@ -25,7 +25,7 @@ test('requestDeadlineMs: the caller gets 503 with Retry-After while upstream wor
   // caller is served from the cache.
   await waitUntil(
     async () =>
-      (await stack.daemon.runtime.metrics.registry.metrics()).includes(
+      (await stack.daemon.runtime.metrics.render()).includes(
         'credential_sidecar_token_expiry_timestamp_seconds{',
       ),
     'the background acquisition obtained a token',

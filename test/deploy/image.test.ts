@@ -383,6 +383,8 @@ test(
       assert.equal(inspected!.Config.User, `${uid}:${uid}`)
       assert.deepEqual(inspected!.Config.Entrypoint, [
         'node',
+        '--max-semi-space-size=1',
+        '--max-old-space-size=128',
         '/app/node_modules/credential-sidecar/bin/credential-sidecar.js',
       ])
       assert.equal(inspected!.Config.Healthcheck, undefined)
@@ -395,7 +397,23 @@ test(
         t.after(() => podman.run(['image', 'unmount', image]))
         const modules = join(root, 'app', 'node_modules')
         assert.ok(existsSync(join(modules, 'credential-sidecar', 'dist', 'main.js')))
+        assert.ok(existsSync(join(modules, 'credential-sidecar', 'dist', 'bundle', 'main.js')), 'the bundle')
         assert.ok(!existsSync(join(modules, 'credential-sidecar', 'src')), 'no TypeScript sources')
+        // The compile cache the build filled for the runtime uid (Node names its directory
+        // <version>-<arch>-<flags hash>-<uid>).
+        const caches = readdirSync(join(root, 'app', 'compile-cache'))
+        const ours = caches.find(
+          (name) => name.startsWith(`v${process.versions.node.split('.')[0]}`) && name.endsWith(`-${uid}`),
+        )
+        assert.ok(ours, `a compile cache for uid ${uid}: ${caches.join(', ')}`)
+        assert.ok(
+          readdirSync(join(root, 'app', 'compile-cache', ours)).length > 3,
+          'the cache holds the bundle',
+        )
+        assert.ok(
+          !existsSync(join(root, 'warm-compile-cache.mjs')),
+          'the warm-up script stays in the install stage',
+        )
         for (const devOnly of ['typescript', 'prettier', 'node', '@azure/identity', '@types/node']) {
           assert.ok(!existsSync(join(modules, devOnly)), `${devOnly} is a dev dependency: not in the image`)
         }

@@ -44,7 +44,7 @@ test('the unit runs the production install with the system Node.js, never the de
   assert.equal(more.length, 0)
   assert.equal(
     execStart,
-    '/usr/bin/node /opt/credential-sidecar/node_modules/credential-sidecar/bin/credential-sidecar.js --config /etc/credential-sidecar/config.yaml',
+    '/usr/bin/node --max-semi-space-size=1 --max-old-space-size=128 /opt/credential-sidecar/node_modules/credential-sidecar/bin/credential-sidecar.js --config /etc/credential-sidecar/config.yaml',
   )
   assert.ok(!unit.includes('node_modules/.bin/node'))
 })

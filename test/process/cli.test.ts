@@ -118,9 +118,11 @@ test('failures exit 1: a bad config, a missing file, a daemon that cannot start'
   t.after(() => blocker.close())
   await new Promise((resolve) => blocker.once('listening', resolve))
   const port = (blocker.address() as { port: number }).port
-  const { code, stdout } = await cli([], { CREDENTIAL_SIDECAR_LISTEN: `127.0.0.1:${port}` })
+  const { code, stdout, stderr } = await cli([], { CREDENTIAL_SIDECAR_LISTEN: `127.0.0.1:${port}` })
   assert.equal(code, 1)
   assert.match(stdout, /"msg":"failed to start"/)
+  // The reason also goes to stderr, one line, like a config error.
+  assert.match(stderr, /^credential-sidecar: failed to start: .*EADDRINUSE.*\n$/)
   // A caller secret file that is missing at start names its key.
   const missing = await cli([], {
     CREDENTIAL_SIDECAR_LISTEN: '127.0.0.1:0',
@@ -128,6 +130,7 @@ test('failures exit 1: a bad config, a missing file, a daemon that cannot start'
   })
   assert.equal(missing.code, 1)
   assert.match(missing.stdout, /"error":"callers\.secretFile: cannot read [^"]*no-such-secret \(ENOENT/)
+  assert.match(missing.stderr, /^credential-sidecar: failed to start: callers\.secretFile: cannot read .*no-such-secret \(ENOENT/)
 })
 
 test('check-config without a file prints what the environment resolves to', async () => {

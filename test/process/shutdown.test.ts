@@ -85,11 +85,17 @@ test('SIGTERM: readiness turns 503 at once, the in-flight request finishes, exit
   assert.ok((await shutdownDuration(t, proc)) < shutdownGraceMs, 'within shutdownGraceMs')
 })
 
-test('SIGTERM: a request still in flight when shutdownGraceMs runs out is cut, exit 0 within the grace', async (t) => {
-  // IMDS holds the request longer than the grace (and less than upstream.timeoutMs, 10 s).
+test('SIGTERM: a request still in flight when shutdownGraceMs runs out answers 503 shutting_down, exit 0 within the grace', async (t) => {
+  // IMDS holds the request longer than the grace (and less than upstream.timeoutMs, 10 s). The
+  // caller gets a clear, retryable answer rather than a reset connection.
   const shutdownGraceMs = 3000
   const { proc, inflight } = await drainingWithRequestInFlight(t, { imdsDelayMs: 8000, shutdownGraceMs })
-  await assert.rejects(inflight, 'the connection was closed, not answered')
+  const res = await inflight
+  assert.equal(res.status, 503)
+  assert.ok(res.headers.get('retry-after'), 'Retry-After is set')
+  const body = (await res.json()) as Record<string, unknown>
+  assert.equal(body['error'], 'shutting_down')
+  assert.match(String(body['correlation_id']), /^[0-9a-f-]{36}$/)
   assert.deepEqual(await proc.exit, { code: 0, signal: null })
   assert.ok(proc.stdout.some((l) => l.includes('"msg":"grace period over; closing remaining connections"')))
   assert.ok((await shutdownDuration(t, proc)) < shutdownGraceMs, 'within shutdownGraceMs')

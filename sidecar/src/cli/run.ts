@@ -36,7 +36,12 @@ export async function runDaemonProcess(config: SidecarConfig): Promise<number> {
   try {
     daemon = await Daemon.start({ config, logger })
   } catch (error) {
-    logger.fatal({ error: error instanceof Error ? error.message : String(error) }, 'failed to start')
+    const message = error instanceof Error ? error.message : String(error)
+    logger.fatal({ error: message }, 'failed to start')
+    // Also one plain line on stderr, where a config error goes: an operator starting the bin by
+    // hand (or a test harness) sees why without parsing the JSON log (e.g. `callers.secretFile:
+    // cannot read …`, a port in use). Messages never carry a secret value.
+    process.stderr.write(`credential-sidecar: failed to start: ${message}\n`)
     return 1
   }
   await stopRequested

@@ -37,7 +37,7 @@ export function resolveConfig(valid: ValidFile, context: ResolveContext): Resolu
   const { file } = valid
   const env = context.env
 
-  const host = file.listen?.host ?? defaults.listenHost
+  const host = bareHost(file.listen?.host ?? defaults.listenHost)
   const allowNonLoopback = file.listen?.allowNonLoopback ?? false
   if (!allowNonLoopback && !isLoopbackHost(host)) {
     issues.push({
@@ -146,7 +146,10 @@ export function resolveConfig(valid: ValidFile, context: ResolveContext): Resolu
         ...(listen?.ops === undefined
           ? {}
           : {
-              ops: { host: listen.ops.host ?? defaults.opsHost, port: listen.ops.port ?? defaults.opsPort },
+              ops: {
+                host: bareHost(listen.ops.host ?? defaults.opsHost),
+                port: listen.ops.port ?? defaults.opsPort,
+              },
             }),
       },
       callers: {
@@ -348,4 +351,12 @@ function resolveCredential(raw: RawCredential): ClientCredentialConfig {
     case 'ClientSecret':
       return { sourceType: 'ClientSecret', clientSecret: raw.clientSecret }
   }
+}
+
+/**
+ * `[::1]` as a URL writes it is `::1` to listen on: the brackets are URL syntax, and Node's
+ * `listen` would look `[::1]` up as a host name (ENOTFOUND) after the loopback rule accepted it.
+ */
+function bareHost(host: string): string {
+  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host
 }

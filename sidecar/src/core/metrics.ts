@@ -80,12 +80,17 @@ export class Metrics {
     labelNames: ['identity'] as const,
     registers: [this.registry],
   })
-  readonly tokenExpiry = new Gauge({
-    name: 'credential_sidecar_token_expiry_timestamp_seconds',
-    help: 'When the latest token an identity obtained expires, by identity and scope',
-    labelNames: ['identity', 'scope'] as const,
-    registers: [this.registry],
-  })
+  /**
+   * One entry per cached token (cache key → its series' label text and expiry), rendered by
+   * `render()` and dropped when the cache drops the token: the series stay bounded by
+   * `cache.maxTokens` however many scopes callers ask for over the process's life (issue 21). Kept
+   * out of prom-client: its label hashing and escaping cost ~5 µs a series at every scrape; here a
+   * series' label text is made once, when its token arrives.
+   */
+  readonly #tokens = new Map<
+    string,
+    { identity: string; scope: string; labels: string; expiresOnSeconds: number }
+  >()
   readonly bearerFallbacks = new Counter({
     name: 'credential_sidecar_bearer_fallback_total',
     help: 'mtls_pop requested, Bearer served because allowBearerFallback is on',
@@ -139,10 +144,79 @@ export class Metrics {
     this.upstreamCalls.observe({ endpoint, status: String(status) }, seconds)
   }
 
-  /** Records a token an identity just obtained (and its certificate, when bound): epoch ms in. */
-  observeToken(identity: string, scope: string, expiresOn: number, certificateNotAfter?: number): void {
-    this.tokenExpiry.set({ identity, scope }, Math.floor(expiresOn / 1000))
+  /**
+   * Records a token an identity just obtained for the cache entry `cacheKey` (and its certificate,
+   * when bound): epoch ms in. The token's series lives until `forgetToken(cacheKey)`.
+   */
+  observeToken(
+    cacheKey: string,
+    identity: string,
+    scope: string,
+    expiresOn: number,
+    certificateNotAfter?: number,
+  ): void {
+    const known = this.#tokens.get(cacheKey)
+    const labels =
+      known && known.identity === identity && known.scope === scope
+        ? known.labels
+        : `{identity="${escapeLabelValue(identity)}",scope="${escapeLabelValue(scope)}"}`
+    this.#tokens.set(cacheKey, { identity, scope, labels, expiresOnSeconds: Math.floor(expiresOn / 1000) })
     if (certificateNotAfter !== undefined)
       this.certificateExpiry.set({ identity }, Math.floor(certificateNotAfter / 1000))
   }
+
+  /** The cache dropped the entry `cacheKey` (evicted, invalidated, cleared): its series goes too. */
+  forgetToken(cacheKey: string): void {
+    this.#tokens.delete(cacheKey)
+  }
+
+  /** How many cached tokens have a series (bounded by the cache; equal labels publish once). */
+  get tokenSeries(): number {
+    return this.#tokens.size
+  }
+
+  /**
+   * The Prometheus text of every metric (prom-client's format), rendered one metric per turn of the
+   * event loop, the token series a few thousand lines per turn: a scrape (default metrics read
+   * /proc; a thousand token series) never holds a cached `/token` behind it for longer than one
+   * such piece takes.
+   */
+  async render(): Promise<string> {
+    const texts: string[] = []
+    for (const metric of this.registry.getMetricsAsArray()) {
+      await nextTurn()
+      texts.push(await this.registry.getSingleMetricAsString(metric.name))
+    }
+    await nextTurn()
+    texts.push(await this.#renderTokens())
+    return `${texts.join('\n\n')}\n`
+  }
+
+  async #renderTokens(): Promise<string> {
+    // Two cache entries may share labels (a binding rotation: same identity and scope, another
+    // certificate): publish the later expiry.
+    const latest = new Map<string, number>()
+    for (const { labels, expiresOnSeconds } of this.#tokens.values()) {
+      const known = latest.get(labels)
+      if (known === undefined || known < expiresOnSeconds) latest.set(labels, expiresOnSeconds)
+    }
+    const lines = [`# HELP ${tokenExpiryName} ${tokenExpiryHelp}`, `# TYPE ${tokenExpiryName} gauge`]
+    for (const [labels, seconds] of latest) {
+      lines.push(`${tokenExpiryName}${labels} ${seconds}`)
+      if (lines.length % 2000 === 0) await nextTurn()
+    }
+    return lines.join('\n')
+  }
+}
+
+const tokenExpiryName = 'credential_sidecar_token_expiry_timestamp_seconds'
+const tokenExpiryHelp = 'When each cached token expires, by identity and scope (only tokens the cache holds)'
+
+/** A label value as the Prometheus text format escapes it (backslash, double quote, line feed). */
+function escapeLabelValue(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
 }

@@ -93,6 +93,13 @@ export async function readCheckedFile(path: string, check: FileRule): Promise<Tr
   }
 }
 
+/** "PATH is owned by uid …" (the trust check's words) or "cannot read PATH (ENOENT)"; never content. */
+export function describeFileProblem(path: string, error: unknown): string {
+  if (error instanceof UntrustedFileError) return error.message
+  const code = (error as { code?: unknown } | undefined)?.code
+  return `cannot read ${path} (${typeof code === 'string' ? code : 'error'})`
+}
+
 function kindOf(stats: Stats): string {
   if (stats.isFIFO()) return 'a FIFO'
   if (stats.isDirectory()) return 'a directory'

@@ -1,4 +1,4 @@
-import { readCheckedFileSync, trustedFile, UntrustedFileError } from '../core/trusted-file.ts'
+import { describeFileProblem, readCheckedFileSync, trustedFile } from '../core/trusted-file.ts'
 
 /** The config key of a credential's file, as messages name it. */
 export function credentialFileKey(identity: string, index: number, field: string): string {
@@ -18,11 +18,4 @@ export function requireCredentialFile(path: string, key: string): void {
   } catch (error) {
     throw new Error(`${key}: ${describeFileProblem(path, error)}`)
   }
-}
-
-/** "PATH is owned by uid …" (the trust check's words) or "cannot read PATH (ENOENT)"; never content. */
-export function describeFileProblem(path: string, error: unknown): string {
-  if (error instanceof UntrustedFileError) return error.message
-  const code = (error as { code?: unknown } | undefined)?.code
-  return `cannot read ${path} (${typeof code === 'string' ? code : 'error'})`
 }

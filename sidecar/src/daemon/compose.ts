@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs'
 import { Agent, type Dispatcher } from 'undici'
 import { SystemClock, type Clock, type Random } from '../core/clock.ts'
 import { createLogger, type Logger } from '../core/log.ts'
+import { describeFileProblem, readCheckedFileSync, trustedFile } from '../core/trusted-file.ts'
 import { Metrics } from '../core/metrics.ts'
 import type { Runtime } from '../core/runtime.ts'
 import type { SidecarConfig } from '../config/types.ts'
@@ -74,7 +74,7 @@ export async function buildCore(options: CoreOptions): Promise<Core> {
 
 function createRuntime(options: CoreOptions): Runtime {
   const { config } = options
-  const extraCaPem = config.upstream.caFile ? [readFileSync(config.upstream.caFile, 'utf8')] : []
+  const extraCaPem = config.upstream.caFile ? [readCaFile(config.upstream.caFile)] : []
   const ca = trustedCas(extraCaPem)
   return {
     clock: options.clock ?? new SystemClock(),
@@ -84,6 +84,19 @@ function createRuntime(options: CoreOptions): Runtime {
     dispatcher: options.dispatcher ?? new Agent(ca ? { connect: tlsConnectOptions(ca) } : {}),
     extraCaPem,
     timeoutMs: config.upstream.timeoutMs,
+  }
+}
+
+/**
+ * `upstream.caFile` decides whom the daemon trusts with its credentials, so it is checked like every
+ * file the daemon reads (contract §2): a regular file owned by the daemon's uid or root, not
+ * writable by group or others, opened without blocking; otherwise the daemon does not start.
+ */
+function readCaFile(path: string): string {
+  try {
+    return readCheckedFileSync(path, trustedFile).bytes.toString('utf8')
+  } catch (error) {
+    throw new Error(`upstream.caFile: ${describeFileProblem(path, error)}`)
   }
 }
 

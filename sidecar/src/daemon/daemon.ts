@@ -140,7 +140,13 @@ export class Daemon {
     this.readiness.markDraining()
     this.#warmStop.abort()
     logger.info({ grace_ms: graceMs }, 'draining')
-    await drainServers(this.#servers, { readiness: this.readiness, logger, graceMs })
+    await drainServers(this.#servers, {
+      readiness: this.readiness,
+      logger,
+      graceMs,
+      // Requests still waiting on upstream when the grace runs out answer 503 shutting_down.
+      abortInFlight: () => this.tokens.close(),
+    })
     await this.#close()
     logger.info('stopped')
   }

@@ -9,7 +9,22 @@ import type { Readiness } from '../http/readiness.ts'
  */
 export async function drainServers(
   servers: readonly Server[],
-  { readiness, logger, graceMs }: { readiness: Readiness; logger: Logger; graceMs: number },
+  {
+    readiness,
+    logger,
+    graceMs,
+    abortInFlight,
+  }: {
+    readiness: Readiness
+    logger: Logger
+    graceMs: number
+    /**
+     * Called when the grace period is over, before connections are cut: ends the requests still
+     * waiting (on upstream) with an answer (503 shutting_down, Retry-After), so their callers get a
+     * clear error rather than a reset connection; whatever is still unanswered shortly after is cut.
+     */
+    abortInFlight?: () => void
+  },
 ): Promise<void> {
   // Keep listening briefly so probes see 503 rather than a refused connection, and until
   // in-flight requests finish; the grace period bounds both.
@@ -28,13 +43,23 @@ export async function drainServers(
   closeIdle()
   const sweeper = setInterval(closeIdle, 50)
   void closed.then(() => clearInterval(sweeper))
+  let cut: NodeJS.Timeout | undefined
   const timer = setTimeout(
     () => {
       logger.warn('grace period over; closing remaining connections')
-      for (const s of servers) s.closeAllConnections()
+      abortInFlight?.()
+      // The aborted requests' answers are written at once; then whatever is left is cut, still
+      // within the grace period (the deadline keeps 500 ms of it).
+      cut = setTimeout(() => {
+        for (const s of servers) s.closeAllConnections()
+      }, Math.min(abortFlushMs, graceMs / 5))
     },
     Math.max(0, deadline - Date.now()),
   )
   await closed
   clearTimeout(timer)
+  clearTimeout(cut)
 }
+
+/** How long the requests ended at the grace deadline get to write their 503 before connections are cut. */
+const abortFlushMs = 200

@@ -74,7 +74,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', (c) => c.json(readiness.describe(), readiness.ready ? 200 : 503))
   app.get('/metrics', async (c) => {
-    return c.body(await runtime.metrics.registry.metrics(), 200, {
+    return c.body(await runtime.metrics.render(), 200, {
       'content-type': runtime.metrics.registry.contentType,
     })
   })

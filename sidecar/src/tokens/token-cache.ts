@@ -84,6 +84,11 @@ export class TokenCache {
       noDeleteOnFetchRejection: false,
       fetchMethod: (key, stale, { signal, options: fetchOptions, context }) =>
         this.#refresh(key, stale, signal, fetchOptions, context),
+      // An entry leaving the cache (evicted by the bound, invalidated, cleared; not replaced by its
+      // refresh) takes its metric series along, so series stay bounded by maxTokens (issue 21).
+      dispose: (_token, key, reason) => {
+        if (reason !== 'set') this.#metrics.forgetToken(key)
+      },
     })
   }
 
@@ -215,6 +220,9 @@ export class TokenCache {
     context.ran = true
     try {
       const token = this.#toCached(await context.acquire(signal))
+      // Evicted or deleted while fetching: lru-cache drops this answer, so drop its series too
+      // (unless the key was asked for again meanwhile and holds a newer token).
+      if (signal.aborted && this.peek(key) === undefined) this.#metrics.forgetToken(key)
       fetchOptions.ttl = Math.max(minTtlMs, token.refreshAt - this.#clock.now())
       // Successful requests are logged at debug; a token fetched from upstream stays visible at info.
       this.#logger.info(
@@ -243,6 +251,8 @@ export class TokenCache {
         fetchOptions.ttl = Math.max(minTtlMs, Math.min(this.#cooldownMs, stale.servableUntil - now))
         return stale
       }
+      // lru-cache deletes the entry on a rejected fetch (without calling dispose): no series either.
+      if (!signal.aborted || this.peek(key) === undefined) this.#metrics.forgetToken(key)
       throw error
     }
   }

@@ -171,6 +171,7 @@ export class TokenService {
         options,
       )
       this.#runtime.metrics.observeToken(
+        key,
         identity.name,
         scope.scope,
         acquired.expiresOn,

@@ -38,7 +38,7 @@ export function sidecarContainer(options: InjectOptions): Record<string, unknown
     readinessProbe: probe('/readyz', { periodSeconds: 5, failureThreshold: 3 }),
     livenessProbe: probe('/healthz', { periodSeconds: 10, failureThreshold: 3 }),
     resources: {
-      requests: { cpu: '10m', memory: '64Mi' },
+      requests: { cpu: '10m', memory: '80Mi' },
       // RSA key generation for IMDS v2 binding certificates is the CPU peak; memory is Node's heap.
       limits: { cpu: '500m', memory: '192Mi' },
     },
