@@ -140,7 +140,8 @@ test('both doors answer every token route, path form, parameter and caller-check
     for (const { query } of imdsQueries) targets.push(`${path}?${query}`)
   for (const path of [appServicePath, `${appServicePath}/`, `/${appServicePath}`, `/${appServicePath}/`])
     for (const { query } of appServiceQueries) targets.push(`${path}?${query}`)
-  targets.push('/token', imdsPath, `${appServicePath}/`)
+  // No query, and /token's slash forms, which it is not served at (404 on both doors).
+  targets.push('/token', imdsPath, `${appServicePath}/`, `/token/?resource=${R}`, `//token?resource=${R}`)
   const plain = new Set(
     [...tokenQueries, ...imdsQueries, ...appServiceQueries].filter((q) => q.plain).map((q) => q.query),
   )
@@ -182,7 +183,7 @@ test('both doors answer every token route, path form, parameter and caller-check
     }
   }
   // The corpus reaches every outcome it is meant to: answers and each kind of refusal.
-  assert.deepEqual([...statuses].sort(), [200, 400, 401, 403])
+  assert.deepEqual([...statuses].sort(), [200, 400, 401, 403, 404])
   assert.ok(laneServed >= 90, `the lane answered ${laneServed} requests`)
   t.diagnostic(
     `${targets.length * Object.keys(headerSets).length} requests to each door; the lane answered ${laneServed}`,
