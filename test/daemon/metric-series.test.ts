@@ -96,10 +96,17 @@ test('a scrape renders one metric per event-loop turn, in prom-client text forma
   assert.equal(again.split('\n').filter((l) => l.startsWith('credential_sidecar_token_expiry')).length, 51)
   assert.ok(again.includes(`{identity="mi",scope="https://r0.example.com/.default"} ${later}\n`))
   assert.ok(again.includes(`{identity="mi",scope="https://odd.example.com/\\"x\\"\\\\y"} ${later}\n`))
-  // Other work runs between metrics: a timer set before the scrape fires before it ends.
+  // Other work runs between metrics: a task queued before the scrape (and re-queued each turn)
+  // runs again and again before it ends. setImmediate, not a timer: a 1 ms timer may fire only once
+  // on a fast or a loaded machine, whatever the render does.
   let turns = 0
-  const ticking = setInterval(() => turns++, 0)
+  let rendering = true
+  const tick = (): void => {
+    turns++
+    if (rendering) setImmediate(tick)
+  }
+  setImmediate(tick)
   await metrics.render()
-  clearInterval(ticking)
-  assert.ok(turns > 1, `${turns} timer turns during a render`)
+  rendering = false
+  assert.ok(turns > 1, `${turns} event-loop turns during a render`)
 })
