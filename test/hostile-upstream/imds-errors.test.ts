@@ -1,0 +1,64 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { hostileDaemon, hostileServer, imdsV1Yaml, sendJson, tokenPath } from './support.ts'
+
+/** Contract §3 "Upstream failures map to…", driven against a fake IMDS v1. */
+
+const imdsPath = '/metadata/identity/oauth2/token'
+const compatPath = `${imdsPath}?api-version=2018-02-01&resource=${encodeURIComponent('https://management.azure.com')}`
+
+test('IMDS AADSTS error_codes, trace_id and correlation_id are passed through on /token and the IMDS route', async (t) => {
+  const imds = await hostileServer(t, (_req, res) =>
+    sendJson(res, 400, {
+      error: 'invalid_resource',
+      error_description: 'AADSTS500011: The resource principal named https://x was not found.',
+      error_codes: [500011],
+      timestamp: '2026-12-06 05:00:00Z',
+      trace_id: 'tr-1',
+      correlation_id: 'co-1',
+    }),
+  )
+  const daemon = await hostileDaemon(t, imdsV1Yaml(imds.url))
+  for (const path of [tokenPath, compatPath]) {
+    const res = await daemon.get(path)
+    assert.equal(res.status, 400, JSON.stringify(res.body))
+    assert.equal(res.body.error, 'invalid_resource')
+    assert.deepEqual(res.body.error_codes, [500011])
+    assert.equal(res.body.trace_id, 'tr-1')
+    assert.equal(res.body.correlation_id, 'co-1')
+    assert.match(res.body.error_description, /AADSTS500011/)
+  }
+})
+
+test("IMDS's other error shape {message, correlationId} keeps its correlation id", async (t) => {
+  const imds = await hostileServer(t, (_req, res) =>
+    sendJson(res, 400, { message: 'Identity not found', correlationId: 'co-2' }),
+  )
+  const daemon = await hostileDaemon(t, imdsV1Yaml(imds.url))
+  const res = await daemon.get(tokenPath)
+  assert.equal(res.status, 400, JSON.stringify(res.body))
+  assert.equal(res.body.correlation_id, 'co-2')
+  assert.match(res.body.error_description, /Identity not found/)
+})
+
+test('an IMDS 400 invalid_client is a refusal: 502 upstream_error on /token, 400 with the same body on the IMDS route', async (t) => {
+  const imds = await hostileServer(t, (_req, res) =>
+    sendJson(res, 400, {
+      error: 'invalid_client',
+      error_description: "AADSTS700016: Application with identifier 'x' was not found in the directory.",
+      error_codes: [700016],
+      trace_id: 'tr-3',
+      correlation_id: 'co-3',
+    }),
+  )
+  const daemon = await hostileDaemon(t, imdsV1Yaml(imds.url))
+  const native = await daemon.get(tokenPath)
+  assert.equal(native.status, 502, JSON.stringify(native.body))
+  assert.equal(native.body.error, 'upstream_error')
+  assert.deepEqual(native.body.error_codes, [700016])
+  assert.equal(native.body.trace_id, 'tr-3')
+  const compat = await daemon.get(compatPath)
+  assert.equal(compat.status, 400, JSON.stringify(compat.body))
+  assert.equal(compat.body.error, 'upstream_error')
+  assert.deepEqual(compat.body.error_codes, [700016])
+})
