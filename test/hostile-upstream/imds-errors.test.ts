@@ -62,3 +62,19 @@ test('an IMDS 400 invalid_client is a refusal: 502 upstream_error on /token, 400
   assert.equal(compat.body.error, 'upstream_error')
   assert.deepEqual(compat.body.error_codes, [700016])
 })
+
+test('resource=<uri>/.default is refused with 400 on /token and the IMDS route, before any upstream call', async (t) => {
+  const imds = await hostileServer(t, (_req, res) => sendJson(res, 500, {}))
+  const daemon = await hostileDaemon(t, imdsV1Yaml(imds.url))
+  const given = encodeURIComponent('https://x/.default')
+  for (const path of [`/token?resource=${given}`, `${imdsPath}?api-version=2018-02-01&resource=${given}`]) {
+    const res = await daemon.get(path)
+    assert.equal(res.status, 400, JSON.stringify(res.body))
+    assert.equal(res.body.error, 'invalid_request')
+    assert.match(res.body.error_description, /scope=/)
+  }
+  const scopeless = await daemon.get(`/token?scope=${encodeURIComponent('https://x')}`)
+  assert.equal(scopeless.status, 400)
+  assert.match(scopeless.body.error_description, /\/\.default/)
+  assert.equal(imds.seen.count(imdsPath), 0)
+})

@@ -42,6 +42,15 @@ export function normaliseScope(input: {
 function fromResource(raw: string, parameter: string): NormalisedScope {
   const resource = raw.trim().replace(/\/+$/, '')
   if (!resource) throw new SidecarError('invalid_request', `${parameter} is empty`)
+  // "resource=https://x/.default" would go upstream as the scope "https://x/.default/.default".
+  if (resource.toLowerCase().endsWith(defaultSuffix)) {
+    throw new SidecarError(
+      'invalid_request',
+      parameter === 'resource'
+        ? 'resource is a resource URI without "/.default"; for "<resource>/.default" use scope= instead'
+        : 'scope names "/.default" twice; give a single "<resource>/.default" scope',
+    )
+  }
   if (resource.length > maxLength)
     throw new SidecarError('invalid_request', `${parameter} is longer than ${maxLength} characters`)
   // Control characters and whitespace never belong in a resource URI or app id.
