@@ -56,7 +56,7 @@ export async function sendHttp(dispatcher: Dispatcher, req: HttpRequest): Promis
   } catch (error) {
     if (req.signal?.aborted) throw req.signal.reason
     if (error instanceof SidecarError) throw error
-    throw transportError(error, endpoint, timeout.aborted)
+    throw transportError(error, endpoint, timeout.aborted, req.timeoutMs)
   }
 }
 
@@ -95,12 +95,16 @@ function tooLarge(endpoint: string, status: number): SidecarError {
   )
 }
 
-function transportError(error: unknown, endpoint: string, timedOut: boolean): SidecarError {
+function transportError(error: unknown, endpoint: string, timedOut: boolean, timeoutMs: number): SidecarError {
   const { reason, code, what } = classifyTransportError(error, timedOut)
-  const detail = code ? ` (${code})` : ''
+  // Our own timer: say how long we waited. Otherwise undici's or Node's code names the failure.
+  const message =
+    reason === 'timeout' && (timedOut || code === '')
+      ? `${endpoint} did not answer within ${timeoutMs} ms`
+      : `${endpoint}: ${what}${code ? ` (${code})` : ''}`
   return new SidecarError(
     reason === 'timeout' ? 'upstream_timeout' : 'upstream_unavailable',
-    `${endpoint}: ${what}${detail}`,
+    message,
     {
       reason,
       upstream: { endpoint },
