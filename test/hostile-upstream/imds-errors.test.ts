@@ -78,3 +78,38 @@ test('resource=<uri>/.default is refused with 400 on /token and the IMDS route, 
   assert.match(scopeless.body.error_description, /\/\.default/)
   assert.equal(imds.seen.count(imdsPath), 0)
 })
+
+async function retryAfterOf(t: import('node:test').TestContext, status: number, retryAfter: string) {
+  const imds = await hostileServer(t, (_req, res) => {
+    res.writeHead(status, { 'content-type': 'application/json', 'retry-after': retryAfter })
+    res.end(JSON.stringify({ error: 'throttled', error_description: 'slow down' }))
+  })
+  const daemon = await hostileDaemon(
+    t,
+    imdsV1Yaml(imds.url, '  timeoutMs: 800\n  requestDeadlineMs: 1500\n'),
+  )
+  const res = await fetch(`${daemon.url}${tokenPath}`, { headers: { Metadata: 'true' } })
+  const body = (await res.json()) as Record<string, unknown>
+  assert.equal(res.status, 503, JSON.stringify(body))
+  assert.equal(body['error'], 'upstream_unavailable')
+  return Number(res.headers.get('retry-after'))
+}
+
+test("the deadline's 503 carries upstream's Retry-After (429: 7 s, 503: 9 s), not our own 5 s", async (t) => {
+  assert.equal(await retryAfterOf(t, 429, '7'), 7)
+  assert.equal(await retryAfterOf(t, 503, '9'), 9)
+})
+
+test("retries given up (upstream asks for more than 60 s) answer at once with upstream's Retry-After, bounded to 300 s", async (t) => {
+  const started = Date.now()
+  assert.equal(await retryAfterOf(t, 503, '120'), 120)
+  assert.equal(await retryAfterOf(t, 429, '99999999'), 300)
+  const inTwoMinutes = new Date(Date.now() + 120_000).toUTCString()
+  const fromDate = await retryAfterOf(t, 503, inTwoMinutes)
+  assert.ok(fromDate >= 118 && fromDate <= 121, String(fromDate))
+  assert.ok(Date.now() - started < 1400, 'no retries were waited for')
+})
+
+test('a Retry-After that is neither seconds nor an HTTP-date is ignored: our own back-off', async (t) => {
+  assert.equal(await retryAfterOf(t, 503, '-5'), 5)
+})

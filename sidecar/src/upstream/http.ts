@@ -151,11 +151,16 @@ export function parseJsonObject(res: HttpResponse, endpoint: string): Record<str
   return value as Record<string, unknown>
 }
 
-/** Parses a `Retry-After` header (delta-seconds or HTTP-date) into milliseconds from `now`. */
+/**
+ * Parses a `Retry-After` header (delta-seconds or HTTP-date) into milliseconds from `now`. Anything
+ * else (a negative number, a fraction, text `Date.parse` would still read as some date) is
+ * undefined: the sidecar's own back-off applies. Callers bound the value (`retryAfterSecondsFor`).
+ */
 export function parseRetryAfterMs(value: string | undefined, now: number): number | undefined {
   if (!value) return undefined
   const trimmed = value.trim()
-  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000
+  if (/^\d{1,10}$/.test(trimmed)) return Number(trimmed) * 1000
+  if (!/^[A-Za-z]{3},? .*GMT$/.test(trimmed)) return undefined
   const date = Date.parse(trimmed)
   if (Number.isNaN(date)) return undefined
   return Math.max(0, date - now)

@@ -2,6 +2,7 @@ import { tokenLifetime } from '../../model/lifetime.ts'
 import { randomUUID } from 'node:crypto'
 import { SidecarError, type ErrorReason, type UpstreamErrorDetail } from '../../core/errors.ts'
 import { callUpstream } from '../client.ts'
+import { retryAfterSecondsFor } from '../../core/retry-after.ts'
 import { upstreamErrorDetail } from '../error-detail.ts'
 import {
   describeEndpoint,
@@ -197,7 +198,7 @@ export class EntraTokenClient {
   #errorFor(res: HttpResponse, endpoint: string, identity: string, secrets: string[]): SidecarError {
     const status = res.status
     const retryAfterMs = parseRetryAfterMs(res.headers['retry-after'], this.#runtime.clock.now())
-    const retryAfterSeconds = retryAfterMs === undefined ? undefined : Math.ceil(retryAfterMs / 1000)
+    const retryAfterSeconds = retryAfterMs === undefined ? undefined : retryAfterSecondsFor(retryAfterMs)
     const upstream = upstreamErrorDetail(res, endpoint, secrets)
     const what = describeUpstreamError(upstream)
 

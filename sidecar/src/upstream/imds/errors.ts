@@ -1,4 +1,5 @@
 import { SidecarError, type UpstreamErrorDetail } from '../../core/errors.ts'
+import { retryAfterSecondsFor } from '../../core/retry-after.ts'
 import { parseRetryAfterMs, type HttpResponse } from '../http.ts'
 import { upstreamErrorDetail } from '../error-detail.ts'
 
@@ -13,7 +14,7 @@ const DEFAULT_RETRY_AFTER_SECONDS = 5
 /**
  * Turns a final (after retries) IMDS error answer, v1 or v2, into a SidecarError: 400 means the
  * request is wrong (identity not found, bad resource); 429, 5xx, 404, 410 and 408 mean IMDS is not
- * available now, with the Retry-After it sent (seconds or HTTP-date) or 5 s; anything else is a
+ * available now, with the Retry-After it sent (seconds or HTTP-date, 1 to 300 s) or 5 s; anything else is a
  * refusal. IMDS v2 answers its own meaning of 404 and 400 before asking here.
  */
 export function imdsFailure(res: HttpResponse, endpoint: string, now: number): SidecarError {
@@ -33,9 +34,7 @@ export function imdsFailure(res: HttpResponse, endpoint: string, now: number): S
       reason: status === 429 ? 'throttled' : 'server_error',
       upstream,
       retryAfterSeconds:
-        retryAfterMs === undefined
-          ? DEFAULT_RETRY_AFTER_SECONDS
-          : Math.max(1, Math.ceil(retryAfterMs / 1000)),
+        retryAfterMs === undefined ? DEFAULT_RETRY_AFTER_SECONDS : retryAfterSecondsFor(retryAfterMs),
     })
   }
   return new SidecarError('upstream_error', `${endpoint} answered ${status}: ${said}`, { upstream })
