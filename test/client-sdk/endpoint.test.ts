@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { SidecarClient, SidecarClientError } from '../../client-sdk/src/index.ts'
 import { parseConfig } from '../../sidecar/src/config/load.ts'
 import { Daemon } from '../../sidecar/src/daemon/daemon.ts'
-import { startEmulator } from '../../sidecar/src/emulator/emulator.ts'
+import { startEmulator } from '../support/emulator.ts'
 import { silentLogger } from '../../sidecar/src/core/log.ts'
 
 // Construction only: nothing here ever sends a request to a non-loopback address.

@@ -4,11 +4,11 @@ import { execFileSync } from 'node:child_process'
 import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose'
 import type { SeenTokenRequest } from '../../sidecar/src/emulator/entra.ts'
 import { writePkcs12 } from '../../sidecar/src/pki/pkcs12.ts'
 import { splitPemCertificates, x5tS256 } from '../../sidecar/src/pki/x509.ts'
+import { SkippingClock } from '../support/fake-clock.ts'
 import { startStack } from '../support/stack.ts'
 import { callDemoResource, issueAppCertificate, secretsInLogs } from './stack.ts'
 
@@ -357,7 +357,9 @@ test('Base64Encoded: base64 of a PKCS#12 file, and base64 of PEM text with a PKC
 test('a rotated certificate file is used for the next token without a restart (new x5t#S256, new cache entry)', async (t) => {
   let first!: Awaited<ReturnType<typeof issueAppCertificate>>
   let second!: Awaited<ReturnType<typeof issueAppCertificate>>
+  const clock = new SkippingClock()
   const stack = await startStack(t, {
+    clock,
     register: async ({ emulator, dir }) => {
       first = await issueAppCertificate(emulator)
       second = await issueAppCertificate(emulator)
@@ -381,7 +383,7 @@ test('a rotated certificate file is used for the next token without a restart (n
   // Rotate the way Kubernetes and cert managers do: write a new file, rename it over the old one.
   await writeFile(join(stack.dir, 'app.pem.new'), second.certificatePem + second.privateKeyPem)
   await rename(join(stack.dir, 'app.pem.new'), join(stack.dir, 'app.pem'))
-  await sleep(1100) // the file is checked at most once a second
+  clock.skip(1100) // the file is checked at most once a second
 
   const after = await stack.token(graph)
   assert.equal(after.status, 200, JSON.stringify(after.body))

@@ -2,10 +2,10 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { decodeJwt } from 'jose'
 import { parseConfig } from '../../sidecar/src/config/load.ts'
 import { registerWorkloadIssuer } from '../../sidecar/src/emulator/entra.ts'
+import { SkippingClock } from '../support/fake-clock.ts'
 import { startStack } from '../support/stack.ts'
 import { issueAppCertificate, secretsInLogs } from './stack.ts'
 
@@ -120,7 +120,9 @@ test('the chain falls through a certificate file deleted after start to the next
 
 test('a chosen certificate that stops loading (file deleted) makes the next acquisition walk the chain again', async (t) => {
   const secret = 'fallback-secret-abcdefghijkl'
+  const clock = new SkippingClock()
   const stack = await startStack(t, {
+    clock,
     register: async ({ emulator, dir }) => {
       const cert = await issueAppCertificate(emulator)
       await writeFile(join(dir, 'app.pem'), cert.certificatePem + cert.privateKeyPem)
@@ -140,7 +142,7 @@ test('a chosen certificate that stops loading (file deleted) makes the next acqu
     stack.logs.records.filter((r) => r['msg'] === 'using client credential').map((r) => r['credential'])
   assert.match(String(using()[0]), /Path/)
   await rm(join(stack.dir, 'app.pem'))
-  await sleep(1100)
+  clock.skip(1100) // past the once-a-second file check
   const after = await stack.token('https://vault.azure.net')
   assert.equal(after.status, 200, JSON.stringify(after.body))
   assert.deepEqual(using().length, 2)

@@ -10,7 +10,7 @@ import { describeConfig } from '../../sidecar/src/config/describe.ts'
 import { configFromEnvironment } from '../../sidecar/src/config/environment.ts'
 import { isConfigError, type ConfigError } from '../../sidecar/src/config/load.ts'
 import { registerApp, registerWorkloadIssuer } from '../../sidecar/src/emulator/entra.ts'
-import { startEmulator } from '../../sidecar/src/emulator/emulator.ts'
+import { startEmulator } from '../support/emulator.ts'
 import { startProcess } from '../process/process.ts'
 import { client, parse, tenant } from './helpers.ts'
 

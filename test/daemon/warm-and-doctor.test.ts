@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import { runDoctor } from '../../sidecar/src/cli/doctor.ts'
 import { parseConfig } from '../../sidecar/src/config/load.ts'
-import { startEmulator } from '../../sidecar/src/emulator/emulator.ts'
+import { startEmulator } from '../support/emulator.ts'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -95,4 +95,22 @@ test('doctor on a host without IMDS v2: the probe fails at once (404 not retried
     /pop[^\n]*\n {2}FAIL {2}[^\n]*answered 404: this host has no IMDS v2[^\n]*protocolScheme Bearer/,
   )
   assert.equal(emulator.state.calls.count('imds.getplatformmetadata'), 1)
+})
+
+test('doctor against an address that answers but is not IMDS (a proxy: 404 to everything): one bound for all identities, not one each', async (t) => {
+  const { createServer } = await import('node:http')
+  const proxy = createServer((_req, res) => res.writeHead(404).end('not here'))
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+  t.after(() => proxy.close())
+  const endpoint = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`
+  const identities = ['a', 'b', 'c'].map((name) => `  ${name}:\n    managedIdentity: {}\n`).join('')
+  const yaml = `upstream:\n  imdsEndpoint: ${endpoint}\ndefaultIdentity: a\nidentities:\n${identities}`
+  const out = new Collect()
+  const started = performance.now()
+  assert.equal(await runDoctor(parseConfig(yaml, { source: 'doctor.yaml' }), out), 1)
+  // Each identity waits out its 5 s bound (404 is retried on the acquisition path); one after the
+  // other that was 15 s.
+  assert.ok(performance.now() - started < 9000, `${Math.round(performance.now() - started)} ms`)
+  for (const name of ['a', 'b', 'c']) assert.match(out.text, new RegExp(`${name}[^\\n]*\\n {2}FAIL`))
+  assert.match(out.text, /probably not Azure IMDS/)
 })

@@ -39,7 +39,7 @@ import { join } from 'node:path'
 import { rootCertificates } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { parseAllDocuments } from 'yaml'
-import { startEmulator } from '../../sidecar/src/emulator/emulator.ts'
+import { startEmulator } from '../support/emulator.ts'
 import { startProcess } from '../process/process.ts'
 import { assertServesBearerAndPop, emulatorConfigYaml, npm } from '../support/installed.ts'
 

@@ -1,11 +1,8 @@
 import type { TestContext } from 'node:test'
 import { SystemClock, type Clock } from '../../sidecar/src/core/clock.ts'
 import { startEmulatedEntra, type EmulatedEntra } from '../../sidecar/src/emulator/entra.ts'
-import {
-  createEmulatorState,
-  type EmulatorSettings,
-  type EmulatorState,
-} from '../../sidecar/src/emulator/state.ts'
+import type { EmulatorSettings, EmulatorState } from '../../sidecar/src/emulator/state.ts'
+import { createEmulatorState } from '../support/emulator.ts'
 import type { Metrics } from '../../sidecar/src/core/metrics.ts'
 import { certificateInfo } from '../../sidecar/src/pki/x509.ts'
 import type { Runtime } from '../../sidecar/src/core/runtime.ts'

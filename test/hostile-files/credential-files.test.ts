@@ -5,6 +5,7 @@ import { chmodSync, chownSync, symlinkSync } from 'node:fs'
 import { rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writePkcs12 } from '../../sidecar/src/pki/pkcs12.ts'
+import { SkippingClock } from '../support/fake-clock.ts'
 import { startStack } from '../support/stack.ts'
 import { issueAppCertificate } from '../confidential-client/stack.ts'
 
@@ -26,9 +27,11 @@ function certificateStack(
   t: TestContext,
   prepare: (path: string, pem: string) => Promise<void>,
   file = 'app.pem',
+  clock?: SkippingClock,
 ) {
   const secret = 'fallback-secret-0123456789'
   return startStack(t, {
+    ...(clock ? { clock } : {}),
     register: async ({ emulator, dir }) => {
       const cert = await issueAppCertificate(emulator)
       await prepare(join(dir, file), cert.certificatePem + cert.privateKeyPem)
@@ -128,14 +131,20 @@ test('a root-owned 0644 certificate behind a symlink (a Kubernetes secret mount)
 
 test('a certificate file that another uid takes over after start is refused (logged with file and key); the chain moves on', async (t) => {
   let path = ''
-  const stack = await certificateStack(t, async (p, pem) => {
-    path = p
-    await writeFile(p, pem, { mode: 0o600 })
-  })
+  const clock = new SkippingClock()
+  const stack = await certificateStack(
+    t,
+    async (p, pem) => {
+      path = p
+      await writeFile(p, pem, { mode: 0o600 })
+    },
+    'app.pem',
+    clock,
+  )
   assert.equal((await stack.token(graph)).status, 200)
   chownSync(path, NOBODY, NOBODY)
   // Past the certificate's once-a-second file check, and past the first token's cache entry.
-  await new Promise((resolve) => setTimeout(resolve, 1100))
+  clock.skip(1100)
   const { status, body } = await stack.token('https://vault.azure.net')
   assert.equal(status, 200, JSON.stringify(body))
   const refusal = stack.logs.records.find(

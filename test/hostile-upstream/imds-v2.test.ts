@@ -4,7 +4,8 @@ import { generateKeyPairSync, X509Certificate } from 'node:crypto'
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startEmulator, type Emulator } from '../../sidecar/src/emulator/emulator.ts'
+import { startEmulator, type Emulator } from '../support/emulator.ts'
+import { SkippingClock } from '../support/fake-clock.ts'
 import { hostileDaemon, hostileServer, sendJson } from './support.ts'
 
 /**
@@ -72,6 +73,7 @@ function reissue(
 async function popDaemon(
   t: TestContext,
   rewrite: (emulator: Emulator, answer: Record<string, unknown>) => Record<string, unknown>,
+  clock?: SkippingClock,
 ) {
   const emulator = await startEmulator()
   t.after(() => emulator.close())
@@ -84,6 +86,7 @@ async function popDaemon(
     t,
     `upstream:\n  imdsEndpoint: ${imds.url}\n  authorityHost: ${emulator.entraUrl}\n  caFile: ${caFile}\n  timeoutMs: 3000\n  requestDeadlineMs: 8000\n` +
       'identities:\n  mi:\n    managedIdentity: {}\n    protocolScheme: MTLS_POP\n',
+    clock ? { clock } : {},
   )
   const path = `/token?resource=${encodeURIComponent(emulator.resourceAudience)}`
   return { emulator, imds, daemon, path }
@@ -152,14 +155,15 @@ const cases: [
 
 for (const [name, message, rewrite] of cases) {
   test(`issuecredential answers ${name}: 502, no token served, asked again later`, async (t) => {
-    const { emulator, imds, daemon, path } = await popDaemon(t, rewrite)
+    const clock = new SkippingClock()
+    const { emulator, imds, daemon, path } = await popDaemon(t, rewrite, clock)
     const first = await daemon.get(path)
     assert.equal(first.status, 502, JSON.stringify(first.body))
     assert.equal(first.body.error, 'upstream_error')
     assert.match(first.body.error_description, message)
     assert.equal(emulator.state.calls.count('entra.mtls.token'), 0, 'nothing presented to Entra')
     // A failed mint is answered from its back-off for a second, then IMDS is asked again.
-    await new Promise((resolve) => setTimeout(resolve, 1200))
+    clock.skip(1200)
     const second = await daemon.get(path)
     assert.equal(second.status, 502)
     assert.equal(imds.seen.count(issuePath), 2, 'the refused certificate was not kept')

@@ -1,10 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { TestContext } from 'node:test'
-import { parseConfig } from '../../sidecar/src/config/load.ts'
 import type { Clock } from '../../sidecar/src/core/clock.ts'
-import { Daemon } from '../../sidecar/src/daemon/daemon.ts'
-import { capturingLogger, type LogCapture } from '../support/runtime.ts'
+import type { Daemon } from '../../sidecar/src/daemon/daemon.ts'
+import type { LogCapture } from '../support/runtime.ts'
+import { startDaemon } from '../support/stack.ts'
 
 /** What a hostile server saw: each request, and how each connection ended. */
 export interface Seen {
@@ -113,13 +113,7 @@ export async function hostileDaemon(
   yaml: string,
   options: { clock?: Clock } = {},
 ): Promise<HostileDaemon> {
-  const config = parseConfig(`listen:\n  host: 127.0.0.1\n  port: 0\n${yaml}`, {
-    source: 'hostile.yaml',
-    env: {},
-  })
-  const { logger, logs } = capturingLogger()
-  const daemon = await Daemon.start({ config, logger, ...(options.clock ? { clock: options.clock } : {}) })
-  t.after(() => daemon.shutdown(1000))
+  const { daemon, logs } = await startDaemon(t, `listen:\n  host: 127.0.0.1\n  port: 0\n${yaml}`, options)
   return {
     url: daemon.url,
     logs,

@@ -5,7 +5,8 @@ import { createLogger } from '../../sidecar/src/core/log.ts'
 import { SoftwareKeyProvider, type BindingKey, type KeyProvider } from '../../sidecar/src/pki/key-provider.ts'
 import { ImdsV2Client } from '../../sidecar/src/upstream/imds/v2.ts'
 import { FakeClock } from '../support/fake-clock.ts'
-import { setup, waitFor } from './support.ts'
+import { waitUntil } from '../support/wait-until.ts'
+import { setup } from './support.ts'
 
 const SECOND = 1000
 const MINUTE = 60 * SECOND
@@ -55,7 +56,7 @@ async function fixture(t: TestContext, lifeMs: number) {
       if (!usableBefore && got.binding.x5tS256 !== before) waited++
       await clock.advance(everyMs)
     }
-    await waitFor(() => !credential.status.renewing)
+    await waitUntil(() => !credential.status.renewing, 'no renewal under way', { intervalMs: 10 })
     return waited
   }
   return { clock, imds, credential, issued, events, traffic }
@@ -86,7 +87,7 @@ for (const c of cases) {
     assert.equal(events('binding_minted'), 1)
     if (c.idle > 0) {
       await clock.advance(c.idle)
-      await waitFor(() => !credential.status.renewing)
+      await waitUntil(() => !credential.status.renewing, 'no renewal under way', { intervalMs: 10 })
       assert.ok(
         issued() - busyCount <= 1,
         `idle for ${c.idle / DAY} days: ${issued() - busyCount} more calls`,
@@ -127,7 +128,7 @@ for (const c of cases) {
         failed++
       }
       await clock.advance(every)
-      await waitFor(() => !credential.status.renewing)
+      await waitUntil(() => !credential.status.renewing, 'no renewal under way', { intervalMs: 10 })
     }
     const attempts = issued() - 1
     const requests = served + failed

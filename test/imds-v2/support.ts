@@ -4,11 +4,8 @@ import { Hono } from 'hono'
 import type { TestContext } from 'node:test'
 import { SystemClock, type Clock } from '../../sidecar/src/core/clock.ts'
 import { imdsV2Routes } from '../../sidecar/src/emulator/imds-v2.ts'
-import {
-  createEmulatorState,
-  type EmulatorSettings,
-  type EmulatorState,
-} from '../../sidecar/src/emulator/state.ts'
+import type { EmulatorSettings, EmulatorState } from '../../sidecar/src/emulator/state.ts'
+import { createEmulatorState } from '../support/emulator.ts'
 import type { Logger } from '../../sidecar/src/core/log.ts'
 import type { Runtime } from '../../sidecar/src/core/runtime.ts'
 import { testRuntime } from '../support/runtime.ts'
@@ -115,13 +112,4 @@ export async function driveUntilSettled<T>(
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
   return tracked
-}
-
-/** Waits in real time for `predicate`, for I/O started by a fake-clock timer. */
-export async function waitFor(predicate: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
 }

@@ -16,7 +16,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { createServer } from 'node:net'
-import { startEmulator } from '../../sidecar/src/emulator/emulator.ts'
+import { startEmulator } from '../support/emulator.ts'
 import { startProcess } from '../process/process.ts'
 import { assertServesBearerAndPop, emulatorConfigYaml, npm } from '../support/installed.ts'
 

@@ -19,7 +19,7 @@ import {
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startEmulator } from '../../sidecar/src/emulator/emulator.ts'
+import { startEmulator } from '../support/emulator.ts'
 import { assertServesBearerAndPop, emulatorConfigYaml } from '../support/installed.ts'
 import { startProcess } from './process.ts'
 

@@ -2,7 +2,7 @@ import type { TestContext } from 'node:test'
 import type { Hono } from 'hono'
 import { parseConfig } from '../../sidecar/src/config/load.ts'
 import { buildCore, buildSurface, type Surface } from '../../sidecar/src/daemon/compose.ts'
-import { startEmulator, type Emulator } from '../../sidecar/src/emulator/emulator.ts'
+import { startEmulator, type Emulator } from './emulator.ts'
 import { createApp } from '../../sidecar/src/http/app.ts'
 import { capturingLogger, type LogCapture } from './runtime.ts'
 

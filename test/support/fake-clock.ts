@@ -1,4 +1,4 @@
-import type { Clock, Timer } from '../../sidecar/src/core/clock.ts'
+import { SystemClock, type Clock, type Timer } from '../../sidecar/src/core/clock.ts'
 
 interface Pending {
   at: number
@@ -84,4 +84,31 @@ export class FakeClock implements Clock {
 /** Lets pending promise callbacks and I/O callbacks run. */
 export async function settle(): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve))
+}
+
+/**
+ * Real time and real timers, with a test's hand on the calendar: `skip(ms)` moves `now()` forward
+ * at once, without waiting (timers already set keep their real delays). For a daemon on real
+ * sockets whose checks compare `now()` with a remembered time: a file checked at most once a
+ * second, a cold-mint back-off.
+ */
+export class SkippingClock implements Clock {
+  readonly #system = new SystemClock()
+  #skipped = 0
+
+  now(): number {
+    return Date.now() + this.#skipped
+  }
+
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return this.#system.sleep(ms, signal)
+  }
+
+  setTimer(ms: number, fn: () => void): Timer {
+    return this.#system.setTimer(ms, fn)
+  }
+
+  skip(ms: number): void {
+    this.#skipped += ms
+  }
 }

@@ -7,7 +7,7 @@ import { parseConfig } from '../../sidecar/src/config/load.ts'
 import type { Clock } from '../../sidecar/src/core/clock.ts'
 import { Daemon } from '../../sidecar/src/daemon/daemon.ts'
 import type { SocketTable } from '../../sidecar/src/http/callers/socket-table.ts'
-import { startEmulator, type Emulator, type EmulatorOptions } from '../../sidecar/src/emulator/emulator.ts'
+import { startEmulator, type Emulator, type EmulatorOptions } from './emulator.ts'
 import { registerApp, type AppRegistration } from '../../sidecar/src/emulator/entra.ts'
 import { capturingLogger, type LogCapture } from './runtime.ts'
 
@@ -113,20 +113,7 @@ export async function startStack(t: TestContext, options: StackOptions = {}): Pr
   }
   const upstreamYaml = `${options.app ? '  timeoutMs: 5000\n' : ''}${options.upstreamYaml ?? ''}`
   const yaml = `listen:\n  host: ${options.listenHost ?? '127.0.0.1'}\n  port: 0\n${options.listenYaml ?? ''}upstream:\n  imdsEndpoint: ${emulator.imdsUrl}\n  authorityHost: ${emulator.entraUrl}\n  caFile: ${caFile}\n${upstreamYaml}${body}`
-  const config = parseConfig(yaml, {
-    source: 'test.yaml',
-    env: { ...options.env },
-    ...(options.passwdFile ? { passwdFile: options.passwdFile } : {}),
-  })
-  const { logger, logs } = capturingLogger()
-  const daemon = await Daemon.start({
-    config,
-    logger,
-    ...(options.clock ? { clock: options.clock } : {}),
-    ...(options.random ? { random: options.random } : {}),
-    ...(options.socketTable ? { socketTable: options.socketTable } : {}),
-  })
-  t.after(() => daemon.shutdown(1000))
+  const { daemon, logs } = await startDaemon(t, yaml, options)
   const get = (path: string, headers: Record<string, string> = {}) =>
     fetch(`${daemon.url}${path}`, { headers: { Metadata: 'true', ...headers } })
   const parsed = async (res: Response) => ({ status: res.status, body: await json(res) })
@@ -149,6 +136,42 @@ export async function startStack(t: TestContext, options: StackOptions = {}): Pr
     credential: async (identity) => parsed(await get(`/credential?${identityQuery(identity)}`)),
   }
   return clientId === undefined ? stack : { ...stack, clientId }
+}
+
+export interface DaemonOptions {
+  /** Values of `${NAME}` in the YAML. */
+  env?: Record<string, string>
+  clock?: Clock
+  random?: () => number
+  socketTable?: SocketTable
+  passwdFile?: string
+}
+
+/**
+ * A daemon for the whole config `yaml` (parsed as `test.yaml`), its logs captured at debug level,
+ * shut down after the test. `startStack` builds its config around an emulator; tests whose
+ * upstream is something else (a hostile server) start the daemon alone.
+ */
+export async function startDaemon(
+  t: TestContext,
+  yaml: string,
+  options: DaemonOptions = {},
+): Promise<{ daemon: Daemon; logs: LogCapture }> {
+  const config = parseConfig(yaml, {
+    source: 'test.yaml',
+    env: { ...options.env },
+    ...(options.passwdFile ? { passwdFile: options.passwdFile } : {}),
+  })
+  const { logger, logs } = capturingLogger()
+  const daemon = await Daemon.start({
+    config,
+    logger,
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.random ? { random: options.random } : {}),
+    ...(options.socketTable ? { socketTable: options.socketTable } : {}),
+  })
+  t.after(() => daemon.shutdown(1000))
+  return { daemon, logs }
 }
 
 /** Reads a JSON body, typed loosely for assertions. */

@@ -1,6 +1,7 @@
 import { request, type Dispatcher } from 'undici'
 import type { IdentityConfig, ManagedIdentitySelector, SidecarConfig } from '../config/types.ts'
 import { buildCore } from '../daemon/compose.ts'
+import type { Identity } from '../identities/identity.ts'
 import { silentLogger } from '../core/log.ts'
 import { normaliseScope } from '../tokens/scope.ts'
 import { ImdsV2Client } from '../upstream/imds/v2.ts'
@@ -89,17 +90,18 @@ async function diagnose(config: SidecarConfig): Promise<DoctorReport> {
   const imdsV2 = new ImdsV2Client({ runtime, imdsEndpoint: config.upstream.imdsEndpoint })
   const unreachableHint = `IMDS at ${config.upstream.imdsEndpoint} did not answer (${imds.error ?? ''}): not on Azure? set upstream.imdsEndpoint (or AZURE_POD_IDENTITY_AUTHORITY_HOST) to a reachable IMDS, or try \`credential-sidecar demo\``
   const notImdsHint = `${config.upstream.imdsEndpoint} answered the probe with HTTP ${imds.status ?? '?'} where Azure IMDS answers 400, so it is probably not Azure IMDS (a proxy?): not on Azure? set upstream.imdsEndpoint (or AZURE_POD_IDENTITY_AUTHORITY_HOST) to a reachable IMDS, or try \`credential-sidecar demo\``
-  for (const identity of identities.values()) {
+  // Every identity is checked at once, so the report comes within one identity's bound however
+  // many there are (an address that answers but is not IMDS makes each check wait its bound).
+  const check = async (identity: Identity): Promise<DoctorReport['identities'][number]> => {
     const entry: DoctorReport['identities'][number] = {
       name: identity.name,
       path: describePath(identity.config),
       ok: false,
     }
-    report.identities.push(entry)
     if (!imds.reachable && needsImds(identity.config)) {
       entry.error = 'IMDS is not reachable'
       entry.hint = unreachableHint
-      continue
+      return entry
     }
     const started = performance.now()
     const signal = AbortSignal.timeout(identityCheckTimeoutMs)
@@ -135,7 +137,9 @@ async function diagnose(config: SidecarConfig): Promise<DoctorReport> {
       // Azure IMDS answers the probe (no Metadata header) with 400; anything else is not IMDS.
       if (needsImds(identity.config) && imds.status !== 400) entry.hint = notImdsHint
     }
+    return entry
   }
+  report.identities = await Promise.all([...identities.values()].map(check))
   await close()
   // Only worth asking when the sidecar's own uid reaches IMDS (and it keeps doctor's time bound).
   const lockdown: LockdownProbe = imds.reachable

@@ -1,4 +1,4 @@
-import type { Server } from 'node:http'
+import type { RequestListener, Server } from 'node:http'
 import { configWarnings } from '../config/warnings.ts'
 import type { Runtime } from '../core/runtime.ts'
 import { createApp } from '../http/app.ts'
@@ -30,6 +30,11 @@ export class Daemon {
   readonly readiness: Readiness
   /** How many cache hits the fast lane answered itself (tests prove which path served). */
   readonly fastLane: FastLaneStatus
+  /**
+   * The hono app as a node listener: the door the fast lane hands every request it does not answer.
+   * Tests serve it on a port of their own to hold both doors' answers side by side.
+   */
+  readonly honoListener: RequestListener
   readonly #servers: Server[]
   /** Ends the surface (the callers.allow worker) and the core, once nothing listens. */
   readonly #close: () => Promise<void>
@@ -43,6 +48,7 @@ export class Daemon {
     tokens: TokenService
     readiness: Readiness
     fastLane: FastLaneStatus
+    honoListener: RequestListener
     servers: Server[]
     close: () => Promise<void>
   }) {
@@ -52,6 +58,7 @@ export class Daemon {
     this.tokens = init.tokens
     this.readiness = init.readiness
     this.fastLane = init.fastLane
+    this.honoListener = init.honoListener
     this.#servers = init.servers
     this.#close = init.close
   }
@@ -67,10 +74,8 @@ export class Daemon {
 
     for (const identity of identities.values()) identity.start()
     // Cache hits are answered by the fast lane; everything else goes to the hono app.
-    const lane = fastLane(
-      { runtime, tokens, readiness, callers: surface.app.callers },
-      nodeListener(app.fetch),
-    )
+    const honoListener = nodeListener(app.fetch)
+    const lane = fastLane({ runtime, tokens, readiness, callers: surface.app.callers }, honoListener)
     let listening
     try {
       listening = await startServers(config, {
@@ -104,6 +109,7 @@ export class Daemon {
       tokens,
       readiness,
       fastLane: lane.status,
+      honoListener,
       servers,
       close: async () => {
         await surface.close()

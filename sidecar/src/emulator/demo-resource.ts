@@ -23,7 +23,7 @@ export interface DemoResource {
  * answers `{ok, scheme, sub, appid, cnf?}`; `/api/whoami` is the documented one.
  */
 export async function startDemoResource(state: EmulatorState): Promise<DemoResource> {
-  const { cert, key } = await issueLoopbackServerCertificate(state)
+  const { cert, key } = await issueLoopbackServerCertificate(state, 'resource-tls')
   const server = createServer(
     {
       cert,

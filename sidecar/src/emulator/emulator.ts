@@ -3,6 +3,7 @@ import { demoResourceAudience, startDemoResource } from './demo-resource.ts'
 import { startEmulatedEntra, type EmulatedEntraOptions } from './entra.ts'
 import { startEmulatedImds } from './imds.ts'
 import { imdsV2Routes } from './imds-v2.ts'
+import type { EmulatorKeySource } from './key-source.ts'
 import { createEmulatorState, type EmulatorSettings, type EmulatorState } from './state.ts'
 
 /** A running emulator: IMDS v1/v2, Entra (regular + mTLS) and a demo mTLS resource on loopback. */
@@ -26,6 +27,8 @@ export interface EmulatorOptions {
   clock?: Clock
   settings?: Partial<EmulatorSettings>
   entra?: EmulatedEntraOptions
+  /** Where the emulator's own keys come from; default a fresh key for every use (see `EmulatorKeySource`). */
+  keys?: EmulatorKeySource
 }
 
 /**
@@ -34,9 +37,11 @@ export interface EmulatorOptions {
  * `credential-sidecar demo` and by the tests.
  */
 export async function startEmulator(options: EmulatorOptions = {}): Promise<Emulator> {
-  const state = await createEmulatorState(options.clock ?? new SystemClock(), options.settings)
-  const entra = await startEmulatedEntra(state, options.entra)
-  const resource = await startDemoResource(state)
+  const state = await createEmulatorState(options.clock ?? new SystemClock(), options.settings, options.keys)
+  const [entra, resource] = await Promise.all([
+    startEmulatedEntra(state, options.entra),
+    startDemoResource(state),
+  ])
   const imds = await startEmulatedImds(state, { extraRoutes: [imdsV2Routes(state)] })
   return {
     state,

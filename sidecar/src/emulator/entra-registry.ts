@@ -1,10 +1,7 @@
-import { generateKeyPair, randomUUID, type KeyObject } from 'node:crypto'
-import { promisify } from 'node:util'
+import { createPrivateKey, createPublicKey, randomUUID, type KeyObject } from 'node:crypto'
 import { SignJWT } from 'jose'
 import { x5tS256 } from '../pki/x509.ts'
 import type { EmulatedApp, EmulatorState } from './state.ts'
-
-const generateKeyPairAsync = promisify(generateKeyPair)
 
 /** The audience of federated identity credential assertions (FIC leg 1 tokens, workload identity tokens). */
 export const tokenExchangeAudience = 'api://AzureADTokenExchange'
@@ -81,8 +78,9 @@ export interface WorkloadIssuer {
  * the emulator keeps the public key instead.
  */
 export async function registerWorkloadIssuer(state: EmulatorState, issuer: string): Promise<WorkloadIssuer> {
-  const { privateKey, publicKey } = await generateKeyPairAsync('rsa', { modulusLength: 2048 })
-  entraRegistry(state).issuerKeys.set(issuer, publicKey)
+  const keys = await state.keys.rsaKeyPair('workload-issuer')
+  const privateKey = createPrivateKey(keys.privateKeyPem)
+  entraRegistry(state).issuerKeys.set(issuer, createPublicKey(keys.publicKeyPem))
   const kid = randomUUID()
   return {
     issuer,

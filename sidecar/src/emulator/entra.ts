@@ -50,17 +50,20 @@ export interface EmulatedEntra {
   close(): Promise<void>
 }
 
-/** A server certificate for 127.0.0.1 and localhost, issued by the emulator's CA. */
+/** A server certificate for 127.0.0.1 and localhost, issued by the emulator's CA for the key of `role`. */
 export async function issueLoopbackServerCertificate(
   state: EmulatorState,
+  role: 'entra-tls' | 'resource-tls' = 'entra-tls',
 ): Promise<{ cert: string; key: string }> {
-  const issued = await state.ca.issueWithNewKey({
+  const keys = await state.keys.rsaKeyPair(role)
+  const cert = state.ca.issue({
+    publicKeyPem: keys.publicKeyPem,
     subject: [{ shortName: 'CN', value: 'localhost' }],
     serverNames: ['127.0.0.1', 'localhost'],
     usage: 'server',
     validityMs: 365 * 24 * 3600_000,
   })
-  return { cert: issued.certificatePem, key: issued.privateKeyPem }
+  return { cert, key: keys.privateKeyPem }
 }
 
 /**
@@ -73,7 +76,7 @@ export async function startEmulatedEntra(
   state: EmulatorState,
   options: EmulatedEntraOptions = {},
 ): Promise<EmulatedEntra> {
-  const { cert, key } = await issueLoopbackServerCertificate(state)
+  const { cert, key } = await issueLoopbackServerCertificate(state, 'entra-tls')
   const ctx: EntraContext = { state, options }
   const regular = createServer(
     {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Clock } from '../core/clock.ts'
 import { CertificateAuthority } from './pki/certificate-authority.ts'
 import { CallCounter, FaultPlan } from './faults.ts'
+import { freshEmulatorKeys, type EmulatorKeySource } from './key-source.ts'
 import { TokenMinter } from './token-minter.ts'
 
 /** A managed identity assigned to the emulated VM. The first one is the system-assigned identity. */
@@ -69,11 +70,14 @@ export interface EmulatorState {
   readonly faults: FaultPlan
   readonly calls: CallCounter
   readonly settings: EmulatorSettings
+  /** Where the emulator's own keys come from (server TLS keys, workload issuers). */
+  readonly keys: EmulatorKeySource
 }
 
 export async function createEmulatorState(
   clock: Clock,
   overrides: Partial<EmulatorSettings> = {},
+  keys: EmulatorKeySource = freshEmulatorKeys(),
 ): Promise<EmulatorState> {
   const tenantId = randomUUID()
   const subscription = randomUUID()
@@ -83,6 +87,7 @@ export async function createEmulatorState(
     resourceId: `/subscriptions/${subscription}/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/${name}`,
     systemAssigned: false,
   })
+  const [caKeys, signingKeys] = await Promise.all([keys.rsaKeyPair('ca'), keys.rsaKeyPair('token-signing')])
   return {
     clock,
     tenantId,
@@ -93,10 +98,15 @@ export async function createEmulatorState(
       userAssigned('uami-two'),
     ],
     apps: new Map(),
-    ca: await CertificateAuthority.create({ commonName: 'credential-sidecar emulator CA', now: clock.now() }),
-    tokens: await TokenMinter.create(clock),
+    ca: await CertificateAuthority.create({
+      commonName: 'credential-sidecar emulator CA',
+      now: clock.now(),
+      keys: caKeys,
+    }),
+    tokens: await TokenMinter.create(clock, signingKeys),
     faults: new FaultPlan(),
     calls: new CallCounter(),
+    keys,
     settings: {
       bindingCertificateValidityMs: 7 * 24 * 3600_000,
       accessTokenLifetimeSec: 3599,

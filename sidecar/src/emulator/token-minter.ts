@@ -1,6 +1,7 @@
 import {
-  generateKeyPair,
   exportJWK,
+  importPKCS8,
+  importSPKI,
   SignJWT,
   jwtVerify,
   createLocalJWKSet,
@@ -10,6 +11,7 @@ import {
 } from 'jose'
 import { randomUUID } from 'node:crypto'
 import type { Clock } from '../core/clock.ts'
+import type { RsaKeyPair } from '../pki/keys.ts'
 
 /**
  * The emulator's token issuer: RS256 JWTs shaped like Entra access tokens. Resources (the demo
@@ -26,8 +28,10 @@ export class TokenMinter {
     this.#publicJwk = publicJwk
   }
 
-  static async create(clock: Clock): Promise<TokenMinter> {
-    const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true })
+  /** A minter signing with `keys` (RSA, used as RS256). */
+  static async create(clock: Clock, keys: RsaKeyPair): Promise<TokenMinter> {
+    const privateKey = await importPKCS8(keys.privateKeyPem, 'RS256')
+    const publicKey = await importSPKI(keys.publicKeyPem, 'RS256', { extractable: true })
     const jwk = { ...(await exportJWK(publicKey)), kid: randomUUID(), alg: 'RS256', use: 'sig' }
     return new TokenMinter(clock, privateKey, jwk)
   }

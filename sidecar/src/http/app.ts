@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { Hono, type Context, type MiddlewareHandler } from 'hono'
+import { Hono, type Context } from 'hono'
 import { SidecarError } from '../core/errors.ts'
 import type { Runtime } from '../core/runtime.ts'
 import type { TokenService } from '../tokens/token-service.ts'
@@ -7,16 +7,15 @@ import { everyCaller } from './callers/caller-access.ts'
 import { callerGuard } from './callers/caller-guard.ts'
 import { agentIdRoutePrefixes, routedPath } from './compat-path.ts'
 import { errorResponse, type ErrorDialect } from './error-response.ts'
-import { namesImds } from './imds-host.ts'
 import { callerGuardOptions, type CallerChecks } from './caller-checks.ts'
 import type { Readiness } from './readiness.ts'
 import { logRequest } from './request-log.ts'
 import { agentIdCompatRoutes } from './routes/agent-id-compat.ts'
-import { appServiceCompatRoutes, appServiceTokenPath } from './routes/app-service-compat.ts'
 import type { DownstreamProxy } from '../downstream/proxy.ts'
 import { downstreamRoutes } from './routes/downstream.ts'
-import { imdsCompatRoutes, imdsTokenPath } from './routes/imds-compat.ts'
-import { nativeRoutes } from './routes/token.ts'
+import { credentialRoute } from './routes/token.ts'
+import { tokenRoutesApp } from './token-route-app.ts'
+import { tokenRoutes } from './token-routes.ts'
 
 export interface AppDeps {
   runtime: Runtime
@@ -36,12 +35,7 @@ const operationsRoutes = new Set(['/healthz', '/readyz', '/metrics'])
 
 type Env = { Variables: { correlationId: string | undefined; errorDialect: ErrorDialect | undefined } }
 
-const compatPaths = new Set([
-  imdsTokenPath,
-  `${imdsTokenPath}/`,
-  appServiceTokenPath,
-  `${appServiceTokenPath}/`,
-])
+const compatPaths = new Set(tokenRoutes.filter((r) => r.dialect === 'compat').flatMap((r) => r.paths))
 
 /** How a route words its errors (`error-response.ts`): decided by its path, before any check runs. */
 function dialectOf(path: string, agentIdSidecar: boolean): ErrorDialect {
@@ -108,21 +102,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
       throw new SidecarError('shutting_down', 'The sidecar is shutting down', { retryAfterSeconds: 1 })
     await next()
   })
-  token.use('/token', guard)
+  // The token routes, from the table the fast lane is built from too.
+  token.route('/', tokenRoutesApp({ tokens, clock: runtime.clock, callers, access }))
   token.use('/credential', guard)
-  token.route(
-    '/',
-    nativeRoutes({ tokens, clock: runtime.clock, exposePrivateKey: callers.exposePrivateKey, access }),
-  )
-  // The IMDS route alone also answers `Host: 169.254.169.254` (a packet redirect of IMDS traffic).
-  const imdsAddressGuard = callerGuard({ ...callerGuardOptions(callers, 'imds-address'), ...authorize })
-  const imdsGuard: MiddlewareHandler = (c, next) =>
-    namesImds(c.req.header('host')) ? imdsAddressGuard(c, next) : guard(c, next)
-  token.route('/', imdsCompatRoutes({ tokens, clock: runtime.clock, guard: imdsGuard, access }))
-  token.route(
-    '/',
-    appServiceCompatRoutes({ tokens, secret: callers.secret, hostAllowed: callers.hostAllowed, access }),
-  )
+  token.route('/', credentialRoute({ tokens, exposePrivateKey: callers.exposePrivateKey, access }))
   if (deps.downstream) token.route('/', downstreamRoutes({ proxy: deps.downstream, guard, access }))
   if (agentIdSidecar) {
     // No Metadata demand and no caller secret (that container's clients send neither: the SSRF

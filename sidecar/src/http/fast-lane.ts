@@ -1,31 +1,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Runtime } from '../core/runtime.ts'
 import type { Identity } from '../identities/identity.ts'
-import { normaliseScope, type NormalisedScope } from '../tokens/scope.ts'
+import type { NormalisedScope } from '../tokens/scope.ts'
 import type { CachedToken } from '../tokens/token-cache.ts'
 import type { ServedToken, TokenService } from '../tokens/token-service.ts'
 import type { CallerAccess } from './callers/caller-access.ts'
-import { checkCaller, rawHeaderLookup } from './callers/caller-guard.ts'
-import { namesImds } from './imds-host.ts'
-import { callerGuardOptions, type CallerChecks } from './caller-checks.ts'
+import { rawHeaderLookup } from './callers/caller-guard.ts'
+import { tokenRouteRefusal, type CallerChecks } from './caller-checks.ts'
 import type { Readiness } from './readiness.ts'
 import { logRequest } from './request-log.ts'
-import {
-  appServiceApiVersion,
-  appServiceQueryParameters,
-  appServiceSelector,
-  appServiceTokenJson,
-  appServiceTokenPath,
-} from './routes/app-service-compat.ts'
-import { compatIdentity, compatNotBefore } from './routes/compat-identity.ts'
-import {
-  imdsExpiresIn,
-  imdsQueryParameters,
-  imdsSelector,
-  imdsTokenJson,
-  imdsTokenPath,
-} from './routes/imds-compat.ts'
-import { expiresIn, tokenResponseJson } from './wire/responses.ts'
+import { tokenRoutes, type TokenAsk, type TokenRoute } from './token-routes.ts'
 
 export interface FastLaneDeps {
   runtime: Runtime
@@ -40,19 +24,16 @@ type Listener = (req: IncomingMessage, res: ServerResponse) => void
 export interface FastLaneStatus {
   served: number
 }
-type Kind = 'token' | 'imds' | 'appService'
 
 /** What a request target means, once understood: static for a given configuration. */
 interface Target {
-  kind: Kind
-  /** The metrics route label, as hono's routePath names it. */
-  route: string
+  route: TokenRoute
+  /** The metrics route label and access-log path, as hono names them (`//` collapsed). */
+  label: string
+  ask: TokenAsk
+  /** The identity the parameters name, or the route's default (callers.allow picks the caller's). */
   identity: Identity
-  /** Compat routes: a selector (client_id, …) chose `identity`; else it is the route's default. */
-  selected: boolean
   scope: NormalisedScope
-  /** The resource as asked (the compat routes echo it). */
-  resource: string
 }
 
 /** A pre-serialised answer: JSON split around the fields that depend on the time. */
@@ -63,25 +44,15 @@ interface Template {
   partsBytes: number
 }
 
-interface LaneRoute {
-  kind: Kind
-  params: ReadonlySet<string>
-}
-
-/** A route at its path and with a trailing slash (the compat clients send both). */
-function atBothSlashes(path: string, route: LaneRoute): [string, LaneRoute][] {
-  return [
-    [path, route],
-    [`${path}/`, route],
-  ]
-}
-
-const routes = new Map<string, LaneRoute>([
-  ['/token', { kind: 'token', params: new Set(['resource', 'scope', 'identity']) }],
-  // Each compat route declares what its GET reads; the lane takes a query of those names only.
-  ...atBothSlashes(imdsTokenPath, { kind: 'imds', params: new Set(imdsQueryParameters) }),
-  ...atBothSlashes(appServiceTokenPath, { kind: 'appService', params: new Set(appServiceQueryParameters) }),
-])
+/** Request path → route and label: every path of the table, and `/` + it where the route says. */
+const routes = new Map<string, { route: TokenRoute; label: string }>(
+  tokenRoutes.flatMap((route) =>
+    route.paths.flatMap((path) => [
+      [path, { route, label: path }] as const,
+      ...(route.doubleSlash ? [[`/${path}`, { route, label: path }] as const] : []),
+    ]),
+  ),
+)
 
 /** Raw query values the lane understands: unreserved characters, `:`, `/` and percent escapes. */
 const plainRaw = /^[A-Za-z0-9\-._~%:/]+$/
@@ -91,15 +62,16 @@ const maxTargets = 1024
 const maxVariantsPerToken = 8
 
 /**
- * The fast lane for cache hits (issue 11): a `GET` on `/token` or an IMDS- / App-Service-compatible
- * token route whose answer is a fresh cache hit is written straight from node:http with bytes
- * serialised once per cache entry. Everything else — a miss, a refresh due, a refusal, a query it
- * does not fully understand (claims, token_sha256_to_refresh, an unknown or repeated parameter, an
- * unusual character), another route, draining — goes to `next` (the hono app) untouched, and the
- * lane has done nothing observable by then. Answers, headers, status, metrics and the access log
- * are the hono path's: same builders (`tokenResponseJson`, `imdsTokenJson`, `appServiceTokenJson`),
- * same caller check (`checkCaller`). With `callers.allow` it serves only a connection whose owner
- * is already known and allowed the identity (`CallerAccess.admits`), so it never waits nor refuses.
+ * The fast lane for cache hits (issue 11): a `GET` on a token route of the table
+ * (`token-routes.ts`) whose answer is a fresh cache hit is written straight from node:http with
+ * bytes serialised once per cache entry. Everything else — a miss, a refresh due, a refusal, a
+ * query it does not fully understand (claims, token_sha256_to_refresh, an unknown or repeated
+ * parameter, an unusual character), another route, draining — goes to `next` (the hono app)
+ * untouched, and the lane has done nothing observable by then. Answers, headers, status, metrics
+ * and the access log are the hono door's: the same route, read by the same steps, answered by the
+ * same builder after the same caller check (`tokenRouteRefusal`). With `callers.allow` it serves
+ * only a connection whose owner is already known and allowed the identity
+ * (`CallerAccess.admits`), so it never waits nor refuses.
  */
 export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listener; status: FastLaneStatus } {
   const status: FastLaneStatus = { served: 0 }
@@ -108,8 +80,7 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
   // known and allowed, and leaves everything else (a lookup still running, a refusal to log and
   // count) to the hono app, which waits or refuses as it always does.
   const access = callers.access
-  const tokenGuard = callerGuardOptions(callers, 'token')
-  const imdsAddressGuard = callerGuardOptions(callers, 'imds-address')
+  const refusal = tokenRouteRefusal(callers)
   // Request target → meaning. Bounded: a caller cycling through resources only loses the memo.
   const targets = new Map<string, Target | null>()
   const templates = new WeakMap<CachedToken, Map<string, Template>>()
@@ -124,21 +95,13 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
     return target ?? undefined
   }
 
-  const callerAllowed = (target: Target, req: IncomingMessage): boolean => {
-    const header = rawHeaderLookup(req.rawHeaders)
-    if (target.kind === 'imds' && namesImds(header('host')))
-      return checkCaller(imdsAddressGuard, header) === undefined
-    if (target.kind !== 'appService') return checkCaller(tokenGuard, header) === undefined
-    // App Service authenticates by X-IDENTITY-HEADER alone; without a secret the route is absent.
-    const secret = callers.secret()
-    if (secret === undefined) return false
-    const options = { requireMetadataHeader: false, secret: () => secret, hostAllowed: callers.hostAllowed }
-    return checkCaller(options, header) === undefined
-  }
+  const callerAllowed = (target: Target, req: IncomingMessage): boolean =>
+    refusal(target.route.guard, rawHeaderLookup(req.rawHeaders), () => target.ask.apiVersion) === undefined
 
   const templateFor = (target: Target, served: ServedToken, nowMs: number): Template | undefined => {
     let variants = templates.get(served.token)
-    const variant = target.kind === 'token' ? 'token' : `${target.kind} ${target.resource}`
+    // The answer shows the token and, on the compat routes, the resource as asked.
+    const variant = `${target.route.name} ${target.ask.resource ?? ''}`
     const known = variants?.get(variant)
     if (known) return known
     const made = makeTemplate(target, served, nowMs, callers.exposePrivateKey)
@@ -151,12 +114,12 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
   /** The identity this connection's caller gets for `target` under callers.allow, if allowed now. */
   const admitted = (access: CallerAccess, target: Target, req: IncomingMessage): Identity | undefined => {
     let identity = target.identity
-    if (target.kind !== 'token' && !target.selected) {
+    if (!target.ask.selected) {
       // A compat route with no selector serves the caller's first listed identity.
       const name = access.compatIdentityOf(req.socket)
       if (name === undefined) return undefined
       try {
-        identity = compatIdentity(tokens, name, {})
+        identity = target.route.identity(tokens, target.ask, () => name)
       } catch {
         return undefined
       }
@@ -215,8 +178,8 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
     ])
     res.end(body)
     status.served++
-    runtime.metrics.countRequest(target.route, 200, (performance.now() - started) / 1000)
-    logRequest(runtime, 'GET', target.route, 200, started, undefined)
+    runtime.metrics.countRequest(target.label, 200, (performance.now() - started) / 1000)
+    logRequest(runtime, 'GET', target.label, 200, started, undefined)
   }
   return { listener, status }
 }
@@ -247,16 +210,16 @@ function announcesBody(rawHeaders: readonly string[]): boolean {
 function parseTarget(tokens: TokenService, url: string): Target | undefined {
   const q = url.indexOf('?')
   if (q < 0) return undefined
-  const route = url.slice(0, q)
-  const known = routes.get(route)
+  const known = routes.get(url.slice(0, q))
   if (!known) return undefined
+  const { route, label } = known
   const query = new Map<string, string>()
   for (const pair of url.slice(q + 1).split('&')) {
     const eq = pair.indexOf('=')
     if (eq <= 0) return undefined
     const name = pair.slice(0, eq)
     const raw = pair.slice(eq + 1)
-    if (!known.params.has(name) || query.has(name) || !plainRaw.test(raw)) return undefined
+    if (!route.parameters.has(name) || query.has(name) || !plainRaw.test(raw)) return undefined
     let value: string
     try {
       value = decodeURIComponent(raw)
@@ -266,41 +229,15 @@ function parseTarget(tokens: TokenService, url: string): Target | undefined {
     if (!plainDecoded.test(value)) return undefined
     query.set(name, value)
   }
+  const field = (name: string) => query.get(name)
   try {
-    switch (known.kind) {
-      case 'token': {
-        const identity = tokens.identity(query.get('identity'))
-        const scope = normaliseScope({ resource: query.get('resource'), scope: query.get('scope') })
-        return { kind: 'token', route, identity, selected: true, scope, resource: scope.resource }
-      }
-      case 'imds': {
-        const resource = query.get('resource')
-        if (!query.get('api-version') || !resource) return undefined
-        // The route's default identity; under callers.allow the lane picks the caller's (admitted).
-        const selector = imdsSelector((name) => query.get(name))
-        const identity = compatIdentity(tokens, undefined, selector)
-        const selected = Object.values(selector).some((value) => value !== undefined)
-        return { kind: 'imds', route, identity, selected, scope: normaliseScope({ resource }), resource }
-      }
-      case 'appService': {
-        const resource = query.get('resource')
-        if (query.get('api-version') !== appServiceApiVersion || !resource) return undefined
-        // The route's default identity; under callers.allow the lane picks the caller's (admitted).
-        const selector = appServiceSelector((name) => query.get(name), appServiceApiVersion)
-        const identity = compatIdentity(tokens, undefined, selector)
-        const selected = Object.values(selector).some((value) => value !== undefined)
-        return {
-          kind: 'appService',
-          route,
-          identity,
-          selected,
-          scope: normaliseScope({ resource }),
-          resource,
-        }
-      }
-    }
+    // The hono door's steps (`token-route-app.ts`), with the route's default identity: under
+    // callers.allow the lane picks the caller's (`admitted`).
+    const ask = route.read(field, 'query')
+    const identity = route.identity(tokens, ask, () => undefined)
+    return { route, label, ask, identity, scope: route.scope(ask, field) }
   } catch {
-    // The slow path raises the same error and answers it.
+    // The hono door raises the same error and answers it.
     return undefined
   }
 }
@@ -315,38 +252,16 @@ function makeTemplate(
   nowMs: number,
   exposePrivateKey: boolean,
 ): Template | undefined {
-  const expiresOn = served.token.expiresOn
-  const holes = new Map<string, (nowMs: number) => string>()
-  let json: object
-  switch (target.kind) {
-    case 'token': {
-      const body: Record<string, unknown> = { ...tokenResponseJson(served, nowMs, exposePrivateKey) }
-      body['expires_in'] = marker('expires_in')
-      holes.set('expires_in', (now) => String(expiresIn(expiresOn, now)))
-      json = body
-      break
-    }
-    case 'imds': {
-      const body: Record<string, unknown> = { ...imdsTokenJson(served, target.resource, nowMs) }
-      const imdsExpiresInJson = (now: number) => JSON.stringify(imdsExpiresIn(expiresOn, now))
-      body['expires_in'] = marker('expires_in')
-      body['ext_expires_in'] = marker('ext_expires_in')
-      holes.set('expires_in', imdsExpiresInJson)
-      holes.set('ext_expires_in', imdsExpiresInJson)
-      // not_before is the token's nbf when it has one (fixed), else "now" (a hole). Decided by
-      // whether there is an nbf, not by comparing values: an nbf in this very second is still fixed.
-      if (compatNotBefore(served) === undefined) {
-        body['not_before'] = marker('not_before')
-        holes.set('not_before', (now) => `"${Math.floor(now / 1000)}"`)
-      }
-      json = body
-      break
-    }
-    case 'appService':
-      json = appServiceTokenJson(served, target.resource)
-      break
+  const body: Record<string, unknown> = {
+    ...target.route.answer(served, target.ask, nowMs, exposePrivateKey),
   }
-  const text = JSON.stringify(json)
+  const holes = target.route.clocked(served)
+  for (const name of holes.keys()) {
+    // A time-dependent field the answer does not have: nothing to fill (never expected).
+    if (!(name in body)) return undefined
+    body[name] = marker(name)
+  }
+  const text = JSON.stringify(body)
   const found: { at: number; length: number; fill: (nowMs: number) => string }[] = []
   for (const [name, fill] of holes) {
     const quoted = JSON.stringify(marker(name))

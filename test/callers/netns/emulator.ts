@@ -1,7 +1,7 @@
 // Started inside a test's network namespace (imds-redirect.test.ts): the emulator stands for the
 // real IMDS there. Logs one JSON line with its IMDS port and managed identities, then runs until
 // SIGTERM.
-import { startEmulator } from '../../../sidecar/src/emulator/emulator.ts'
+import { startEmulator } from '../../support/emulator.ts'
 
 const emulator = await startEmulator()
 process.stdout.write(

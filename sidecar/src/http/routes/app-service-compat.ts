@@ -1,21 +1,5 @@
-import { Hono, type Context, type MiddlewareHandler } from 'hono'
-import { SidecarError } from '../../core/errors.ts'
-import { normaliseScope } from '../../tokens/scope.ts'
-import type { ServedToken, TokenService } from '../../tokens/token-service.ts'
-import { callerGuard, secretMatches } from '../callers/caller-guard.ts'
-import { caeFromQuery } from '../wire/cae-query.ts'
-import { singleQuery } from '../wire/responses.ts'
-import type { CallerAccess } from '../callers/caller-access.ts'
-import { compatClientId, compatIdentity, oneOf, type CompatSelector } from './compat-identity.ts'
-
-export interface AppServiceCompatRoutesDeps {
-  tokens: TokenService
-  /** Current caller secret (callers.secretFile), or undefined when none is configured. */
-  secret: () => string | undefined
-  hostAllowed: (hostname: string) => boolean
-  /** `callers.allow`: with no selector the caller's first allowed identity is served. */
-  access: CallerAccess
-}
+import type { ServedToken } from '../../tokens/token-service.ts'
+import { compatClientId, oneOf, type CompatSelector } from './compat-identity.ts'
 
 /** App Service's managed identity answer (api-version 2019-08-01): `expires_on` is a string. */
 export interface AppServiceTokenJson {
@@ -26,6 +10,17 @@ export interface AppServiceTokenJson {
   client_id?: string
 }
 
+/**
+ * App Service's managed identity endpoint, for unmodified SDKs configured with
+ * `IDENTITY_ENDPOINT=http://127.0.0.1:PORT/msi/token` and `IDENTITY_HEADER=<secret>`, or with
+ * `MSI_ENDPOINT` + `MSI_SECRET` (contract §3); declared with its steps in `http/token-routes.ts`.
+ * msal-node `ManagedIdentitySources/AppService.mjs` (used by @azure/identity too) sends
+ * `api-version=2019-08-01`, `resource`, `client_id` / `object_id` / `mi_res_id`, and the secret in
+ * `X-IDENTITY-HEADER` — no `Metadata` header, so the secret alone authenticates the caller, and
+ * without a configured secret the route does not exist. App Service also documents `principal_id`
+ * for the object id. The 2017-09-01 dialect carries the same secret in header `secret`
+ * (`http/caller-checks.ts`).
+ */
 export const appServiceTokenPath = '/msi/token'
 /** The dialect msal-node and @azure/identity speak (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`). */
 export const appServiceApiVersion = '2019-08-01'
@@ -38,9 +33,14 @@ export const appServiceApiVersion = '2019-08-01'
 export const appServiceApiVersion2017 = '2017-09-01'
 /** App Service's revocation version: 2019-08-01 plus `token_sha256_to_refresh`. */
 export const appServiceApiVersion2025 = '2025-03-30'
-const apiVersions = [appServiceApiVersion2017, appServiceApiVersion, appServiceApiVersion2025]
+/** Every api-version the route speaks. */
+export const appServiceApiVersions = [
+  appServiceApiVersion2017,
+  appServiceApiVersion,
+  appServiceApiVersion2025,
+]
 
-/** The query parameters a 2019-08-01 request may carry; the fast lane serves a query of these only. */
+/** The query parameters of a plain request (every version): the fast lane serves a query of these only. */
 export const appServiceQueryParameters = [
   'api-version',
   'resource',
@@ -64,7 +64,6 @@ export function appServiceSelector(
     resourceId: field('mi_res_id'),
   }
 }
-const path = appServiceTokenPath
 
 /**
  * App Service's answer for `served`, asked for as `resource` (nothing in it depends on the time).
@@ -82,67 +81,4 @@ export function appServiceTokenJson(served: ServedToken, resource: string): AppS
     token_type: 'Bearer',
     ...(clientId === undefined ? {} : { client_id: clientId }),
   }
-}
-
-/**
- * GET /msi/token: App Service's managed identity endpoint, for unmodified SDKs configured with
- * `IDENTITY_ENDPOINT=http://127.0.0.1:PORT/msi/token` and `IDENTITY_HEADER=<secret>`, or with
- * `MSI_ENDPOINT` + `MSI_SECRET` (contract §3).
- * msal-node `ManagedIdentitySources/AppService.mjs` (used by @azure/identity too) sends
- * `api-version=2019-08-01`, `resource`, `client_id` / `object_id` / `mi_res_id`, and the secret in
- * `X-IDENTITY-HEADER` — no `Metadata` header, so the secret alone authenticates the caller, and
- * without a configured secret the route does not exist. App Service also documents `principal_id`
- * for the object id. The 2017-09-01 dialect carries the same secret in header `secret`.
- */
-export function appServiceCompatRoutes(deps: AppServiceCompatRoutesDeps): Hono {
-  const app = new Hono()
-
-  const appServiceCaller: MiddlewareHandler = async function appServiceCaller(c, next) {
-    // Read once: the secret checked below must be the one whose presence opened the route.
-    const secret = deps.secret()
-    if (secret === undefined) throw new SidecarError('not_found', 'No such route')
-    const dialect2017 = c.req.query('api-version') === appServiceApiVersion2017
-    const guard = callerGuard({
-      requireMetadataHeader: false,
-      // The 2017 dialect's header is checked below, after Host and forwarding headers.
-      secret: () => (dialect2017 ? undefined : secret),
-      hostAllowed: deps.hostAllowed,
-      authorizeCaller: async (c) => {
-        if (dialect2017 && !secretMatches(c.req.header('secret'), secret))
-          throw new SidecarError('unauthorized', 'Missing or wrong secret header')
-        await deps.access.authorizeConnection(c)
-      },
-    })
-    return guard(c, next)
-  }
-  app.use(path, appServiceCaller)
-  app.use(`${path}/`, appServiceCaller)
-
-  const token = async (c: Context) => {
-    const version = singleQuery(c, 'api-version')
-    if (!version) throw new SidecarError('invalid_request', 'Required query variable api-version is missing')
-    if (!apiVersions.includes(version)) {
-      throw new SidecarError(
-        'invalid_request',
-        `api-version ${version.slice(0, 40)} is not supported; use ${apiVersions.join(', ')}`,
-      )
-    }
-    const resource = singleQuery(c, 'resource')
-    if (!resource) throw new SidecarError('invalid_request', 'Required query variable resource is missing')
-    const identity = compatIdentity(
-      deps.tokens,
-      deps.access.compatIdentity(c),
-      appServiceSelector((name) => singleQuery(c, name), version),
-    )
-    deps.access.authorize(c, identity.name)
-    const cae = caeFromQuery(c, { claims: false, xmsCc: true })
-    const served = await deps.tokens.getToken(identity, normaliseScope({ resource }), cae)
-    return c.json(appServiceTokenJson(served, resource))
-  }
-  app.get(path, token)
-  // As on the IMDS route: msal-node may canonicalise an endpoint to end in "/"; msrestazure
-  // appends "/?resource=…" to MSI_ENDPOINT.
-  app.get(`${path}/`, token)
-
-  return app
 }

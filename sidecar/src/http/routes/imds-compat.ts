@@ -1,28 +1,5 @@
-import { Hono, type Context, type MiddlewareHandler } from 'hono'
-import type { Clock } from '../../core/clock.ts'
-import { SidecarError } from '../../core/errors.ts'
-import { normaliseScope } from '../../tokens/scope.ts'
-import type { ServedToken, TokenService } from '../../tokens/token-service.ts'
-import { caeFromQuery } from '../wire/cae-query.ts'
-import { readFormBody } from '../wire/form-body.ts'
-import { singleQuery } from '../wire/responses.ts'
-import type { CallerAccess } from '../callers/caller-access.ts'
-import {
-  compatClientId,
-  compatIdentity,
-  compatNotBefore,
-  oneOf,
-  type CompatSelector,
-} from './compat-identity.ts'
-
-export interface ImdsCompatRoutesDeps {
-  tokens: TokenService
-  clock: Clock
-  /** The token-route caller guard (Metadata: true, Host, X-Forwarded-For, secret). */
-  guard: MiddlewareHandler
-  /** `callers.allow`: with no selector the caller's first allowed identity is served. */
-  access: CallerAccess
-}
+import type { ServedToken } from '../../tokens/token-service.ts'
+import { compatClientId, compatNotBefore, oneOf, type CompatSelector } from './compat-identity.ts'
 
 /** IMDS v1's token answer: every number is a string. */
 export interface ImdsTokenJson {
@@ -36,10 +13,24 @@ export interface ImdsTokenJson {
   token_type: 'Bearer'
 }
 
+/**
+ * Azure IMDS v1's token route, as unmodified SDKs call it with
+ * `AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:PORT` (contract §3); declared with its steps in
+ * `http/token-routes.ts`. What they send and read:
+ * - msal-node `ManagedIdentitySources/Imds.mjs` (which @azure/identity's ManagedIdentityCredential
+ *   delegates to): `api-version=2018-02-01`, `resource`, one of `client_id` / `object_id` /
+ *   `msi_res_id`, header `Metadata: true`. `BaseManagedIdentitySource.mjs` reads `access_token`,
+ *   `token_type`, `resource`, and `expires_on` (epoch seconds, a string is fine: it subtracts);
+ *   errors from `error` + `error_description` (or `message`).
+ * - @azure/identity `imdsMsi.js` may first probe with no query and no Metadata header, counting
+ *   any HTTP answer as "IMDS is there": the guard's 400 "Required metadata header not specified"
+ *   is that answer, as on a real VM (a 403 mentioning "unreachable" would mean "not there").
+ * - The Cloud Shell dialect, spoken when only `MSI_ENDPOINT` is set: `POST` with a form body
+ *   (`resource`, optional `client_id` / `object_id` / `msi_res_id`) and `Metadata: true` —
+ *   msrestazure `get_msi_token` (the Azure CLI), azure-identity `CloudShellCredential`, Go adal
+ *   (`msiTypeCloudShell`, a chunked body). The answer is the GET's.
+ */
 export const imdsTokenPath = '/metadata/identity/oauth2/token'
-const path = imdsTokenPath
-/** The Cloud Shell form names a resource and a selector: 4 KiB is plenty (contract §3). */
-const cloudShellBodyLimit = 4096
 
 /** The query parameters the IMDS route's GET reads; the fast lane serves a query of these only. */
 export const imdsQueryParameters = [
@@ -83,64 +74,4 @@ export function imdsTokenJson(served: ServedToken, resource: string, nowMs: numb
     resource,
     token_type: 'Bearer',
   }
-}
-
-/**
- * GET /metadata/identity/oauth2/token: Azure IMDS v1 as unmodified SDKs call it with
- * `AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:PORT` (contract §3). What they send and read:
- * - msal-node `ManagedIdentitySources/Imds.mjs` (which @azure/identity's ManagedIdentityCredential
- *   delegates to): `api-version=2018-02-01`, `resource`, one of `client_id` / `object_id` /
- *   `msi_res_id`, header `Metadata: true`. `BaseManagedIdentitySource.mjs` reads `access_token`,
- *   `token_type`, `resource`, and `expires_on` (epoch seconds, a string is fine: it subtracts);
- *   errors from `error` + `error_description` (or `message`).
- * - @azure/identity `imdsMsi.js` may first probe with no query and no Metadata header, counting
- *   any HTTP answer as "IMDS is there": the guard's 400 "Required metadata header not specified"
- *   is that answer, as on a real VM (a 403 mentioning "unreachable" would mean "not there").
- */
-export function imdsCompatRoutes(deps: ImdsCompatRoutesDeps): Hono {
-  const app = new Hono()
-  app.use(path, deps.guard)
-  app.use(`${path}/`, deps.guard)
-
-  const answer = async (c: Context, field: (name: string) => string | undefined, form: boolean) => {
-    // The Cloud Shell dialect (a form) carries no api-version; the GET always does.
-    if (!form && !field('api-version')) {
-      throw new SidecarError('invalid_request', 'Required query variable api-version is missing')
-    }
-    const resource = field('resource')
-    if (!resource) {
-      throw new SidecarError(
-        'invalid_request',
-        form ? 'Required form field resource is missing' : 'Required query variable resource is missing',
-      )
-    }
-    const identity = compatIdentity(deps.tokens, deps.access.compatIdentity(c), imdsSelector(field))
-    deps.access.authorize(c, identity.name)
-    // msal-node sends xms_cc whenever capabilities are configured, token_sha256_to_refresh (so
-    // far) only to Service Fabric; xms_cc alone cannot tell a claims request from a first one, so
-    // only a matching hash forces a refresh (upstream-protocol.md §7).
-    const cae = caeFromQuery(c, { claims: false, xmsCc: true })
-    const served = await deps.tokens.getToken(identity, normaliseScope({ resource }), cae)
-    return c.json(imdsTokenJson(served, resource, deps.clock.now()))
-  }
-  const token = (c: Context) => answer(c, (name) => singleQuery(c, name), false)
-  app.get(path, token)
-  // msal-node canonicalises the endpoint (msal-common `UrlString.canonicalizeUri`: lower case and a
-  // trailing "/"), so SDKs built on it ask for `…/oauth2/token/`; IMDS answers both.
-  app.get(`${path}/`, token)
-
-  /**
-   * The Cloud Shell dialect, spoken when only `MSI_ENDPOINT` is set: `POST` with a form body
-   * (`resource`, optional `client_id` / `object_id` / `msi_res_id`) and `Metadata: true` —
-   * msrestazure `get_msi_token` (the Azure CLI), azure-identity `CloudShellCredential`, Go adal
-   * (`msiTypeCloudShell`, a chunked body). The answer is the GET's.
-   */
-  const cloudShell = async (c: Context) => {
-    const form = await readFormBody(c.req.raw, cloudShellBodyLimit)
-    return answer(c, (name) => form.get(name), true)
-  }
-  app.post(path, cloudShell)
-  app.post(`${path}/`, cloudShell)
-
-  return app
 }
