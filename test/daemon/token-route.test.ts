@@ -10,8 +10,9 @@ test('GET /token serves a system-assigned managed identity Bearer token from IMD
   assert.equal(res.headers.get('cache-control'), 'no-store')
   const body = await json(res)
   assert.equal(body.token_type, 'Bearer')
-  assert.equal(body.resource, 'https://management.azure.com')
-  assert.equal(body.scope, 'https://management.azure.com/.default')
+  // The trailing slash is kept, as MSAL.NET keeps it for IMDS v1: it is part of the audience.
+  assert.equal(body.resource, 'https://management.azure.com/')
+  assert.equal(body.scope, 'https://management.azure.com//.default')
   assert.equal(body.identity, 'mi')
   assert.equal(typeof body.expires_on, 'number')
   assert.ok(body.expires_in > 3000 && body.expires_in <= 3599)
@@ -19,7 +20,7 @@ test('GET /token serves a system-assigned managed identity Bearer token from IMD
   assert.equal(body.binding_certificate, undefined)
   const claims = decodeJwt(body.access_token)
   const system = stack.emulator.state.managedIdentities[0]!
-  assert.equal(claims.aud, 'https://management.azure.com')
+  assert.equal(claims.aud, 'https://management.azure.com/')
   assert.equal(claims['appid'], system.clientId)
   assert.equal(claims.sub, system.objectId)
 })

@@ -2,6 +2,7 @@ import type { Dispatcher } from 'undici'
 import type { Clock, Random } from './clock.ts'
 import type { Logger } from './log.ts'
 import type { Metrics } from './metrics.ts'
+import type { RetryAfterHints } from './retry-after.ts'
 
 /**
  * What every component needs from the outside world, injected from the composition root
@@ -18,4 +19,6 @@ export interface Runtime {
   extraCaPem: string[]
   /** Per-attempt timeout for upstream calls. */
   timeoutMs: number
+  /** Upstream's Retry-After, from the retry loop to the request deadline's 503 (optional in tests). */
+  retryAfterHints?: RetryAfterHints
 }

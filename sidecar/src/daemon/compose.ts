@@ -4,6 +4,7 @@ import { createLogger, type Logger } from '../core/log.ts'
 import { describeFileProblem, readCheckedFileSync, trustedFile } from '../core/trusted-file.ts'
 import { Metrics } from '../core/metrics.ts'
 import type { Runtime } from '../core/runtime.ts'
+import { RetryAfterHints } from '../core/retry-after.ts'
 import type { SidecarConfig } from '../config/types.ts'
 import { MtlsAgents, tlsConnectOptions, trustedCas } from '../upstream/tls.ts'
 import { createIdentities } from '../identities/create.ts'
@@ -84,6 +85,7 @@ function createRuntime(options: CoreOptions): Runtime {
     dispatcher: options.dispatcher ?? new Agent(ca ? { connect: tlsConnectOptions(ca) } : {}),
     extraCaPem,
     timeoutMs: config.upstream.timeoutMs,
+    retryAfterHints: new RetryAfterHints(),
   }
 }
 

@@ -2,9 +2,9 @@ import { SidecarError } from '../core/errors.ts'
 
 /** A requested audience in both spellings: `resource` for IMDS v1, `scope` for Entra. */
 export interface NormalisedScope {
-  /** Without `/.default` and without trailing `/`. */
+  /** Without `/.default`; a trailing `/` is kept (IMDS v1 puts it in the token's `aud`). */
   resource: string
-  /** `<resource>/.default`: the cache key part. */
+  /** `<resource>/.default` (`https://x//.default` for `https://x/`): the cache key part. */
   scope: string
 }
 
@@ -12,8 +12,11 @@ const maxLength = 2048
 const defaultSuffix = '/.default'
 
 /**
- * `resource=R` and `scope=R/.default` name the same thing (and the same cache entry). The trailing
- * `/` is trimmed as MSAL does when it turns a resource into a scope.
+ * `resource=R` and `scope=R/.default` name the same thing (and the same cache entry). A trailing `/`
+ * is kept, as MSAL.NET's managed identity sources keep it (`ScopeHelper.RemoveDefaultSuffixIfPresent`
+ * strips only `/.default`): IMDS v1 issues the token for the resource as written, so
+ * `https://x/` and `https://x` are two audiences and two cache entries. Entra requests trim it
+ * (`upstream/entra/requests.ts` scopeForResource, as MSAL.NET's IMDS v2 path does).
  */
 export function normaliseScope(input: {
   resource?: string | undefined
@@ -40,8 +43,17 @@ export function normaliseScope(input: {
 }
 
 function fromResource(raw: string, parameter: string): NormalisedScope {
-  const resource = raw.trim().replace(/\/+$/, '')
-  if (!resource) throw new SidecarError('invalid_request', `${parameter} is empty`)
+  const resource = raw.trim()
+  if (!resource.replace(/\/+$/, '')) throw new SidecarError('invalid_request', `${parameter} is empty`)
+  // "resource=https://x/.default" would go upstream as the scope "https://x/.default/.default".
+  if (resource.replace(/\/+$/, '').toLowerCase().endsWith(defaultSuffix)) {
+    throw new SidecarError(
+      'invalid_request',
+      parameter === 'resource'
+        ? 'resource is a resource URI without "/.default"; for "<resource>/.default" use scope= instead'
+        : 'scope names "/.default" twice; give a single "<resource>/.default" scope',
+    )
+  }
   if (resource.length > maxLength)
     throw new SidecarError('invalid_request', `${parameter} is longer than ${maxLength} characters`)
   // Control characters and whitespace never belong in a resource URI or app id.

@@ -1,6 +1,7 @@
 import type { Runtime } from '../core/runtime.ts'
 import { SidecarError } from '../core/errors.ts'
 import { setLongTimer } from '../core/long-timer.ts'
+import { RetryAfterHint } from '../core/retry-after.ts'
 import { retryOnceWithFreshBinding } from '../credentials/binding-retry.ts'
 import type { Identity } from '../identities/identity.ts'
 import type { BindingCertificate } from '../model/binding.ts'
@@ -32,6 +33,9 @@ export interface TokenServiceOptions {
  * upstream rejects the binding (invalid_client or a TLS failure), drop it, mint a fresh one and
  * retry once.
  */
+/** Our own back-off when upstream gave none: IMDS's retry schedule is 1 + 2 + 4 s. */
+const defaultRetryAfterSeconds = 5
+
 export class TokenService {
   readonly #runtime: Runtime
   readonly #identities: ReadonlyMap<string, Identity>
@@ -39,6 +43,8 @@ export class TokenService {
   readonly #cache: TokenCache
   readonly #deadlineMs: number
   readonly #closing = new AbortController()
+  /** Per cache key being fetched: the Retry-After upstream asked for meanwhile. */
+  readonly #hints = new Map<string, RetryAfterHint>()
 
   constructor(options: TokenServiceOptions) {
     this.#runtime = options.runtime
@@ -78,7 +84,11 @@ export class TokenService {
       const hit = this.peek(identity, scope)
       if (hit) return hit
     }
-    const { token, key } = await this.withDeadline(this.#acquire(identity, scope, cae))
+    // The cache entry this request waits on, so a deadline 503 can quote upstream's Retry-After.
+    const waitingOn: { key?: string } = {}
+    const { token, key } = await this.withDeadline(this.#acquire(identity, scope, cae, waitingOn), () =>
+      waitingOn.key === undefined ? undefined : this.#hints.get(waitingOn.key)?.seconds,
+    )
     return { identity, scope, token, cacheKey: key }
   }
 
@@ -104,9 +114,10 @@ export class TokenService {
 
   /**
    * Races `work` against the request deadline. The work itself is not cancelled: it is shared
-   * (single-flight) and its answer fills the cache for the next caller.
+   * (single-flight) and its answer fills the cache for the next caller. The 503's Retry-After is
+   * upstream's when the fetch saw one (`upstreamRetryAfter`), else our own back-off.
    */
-  async withDeadline<T>(work: Promise<T>): Promise<T> {
+  async withDeadline<T>(work: Promise<T>, upstreamRetryAfter?: () => number | undefined): Promise<T> {
     let timer: { cancel(): void } | undefined
     const deadline = new Promise<never>((_, reject) => {
       timer = setLongTimer(this.#runtime.clock, this.#deadlineMs, () =>
@@ -114,9 +125,7 @@ export class TokenService {
           new SidecarError(
             'upstream_unavailable',
             `No answer from upstream within ${this.#deadlineMs} ms; still trying in the background`,
-            {
-              retryAfterSeconds: 5,
-            },
+            { retryAfterSeconds: upstreamRetryAfter?.() ?? defaultRetryAfterSeconds },
           ),
         ),
       )
@@ -136,11 +145,12 @@ export class TokenService {
     identity: Identity,
     scope: NormalisedScope,
     cae: CaeRequest,
+    waitingOn: { key?: string },
   ): Promise<{ token: CachedToken; key: string }> {
     const signal = this.#closing.signal
     return retryOnceWithFreshBinding({
       load: () => identity.currentBinding(signal),
-      attempt: (binding) => this.#fromCache(identity, scope, cae, binding, signal),
+      attempt: (binding) => this.#fromCache(identity, scope, cae, binding, signal, waitingOn),
       rejected: (binding, error) => {
         this.#runtime.logger.warn(
           { identity: identity.name, 'x5t#S256': binding.x5tS256, reason: error.reason },
@@ -157,19 +167,27 @@ export class TokenService {
     cae: CaeRequest,
     binding: BindingCertificate | undefined,
     signal: AbortSignal,
+    waitingOn: { key?: string },
   ): Promise<{ token: CachedToken; key: string }> {
     // The key holds the binding asked for, not the one on the answer: an unbound answer
     // (private_key_jwt) may come from an identity whose certificate is still part of its key.
     const key = cacheKey(identity, binding, scope)
+    waitingOn.key = key
     const options: AcquireOptions = {}
     if (cae.clientCapabilities?.length) options.clientCapabilities = cae.clientCapabilities
     const acquire = async (fetchSignal: AbortSignal) => {
-      const acquired = await identity.acquireToken(
-        scope.scope,
-        binding,
-        AbortSignal.any([fetchSignal, signal]),
-        options,
-      )
+      // One hint per fetch (the cache runs one per key at a time): every caller waiting on this
+      // key reads what upstream asked for while it retries.
+      const hint = new RetryAfterHint()
+      this.#hints.set(key, hint)
+      const fetching = () =>
+        identity.acquireToken(scope.scope, binding, AbortSignal.any([fetchSignal, signal]), options)
+      let acquired
+      try {
+        acquired = await (this.#runtime.retryAfterHints?.run(hint, fetching) ?? fetching())
+      } finally {
+        if (this.#hints.get(key) === hint) this.#hints.delete(key)
+      }
       this.#runtime.metrics.observeToken(
         key,
         identity.name,

@@ -51,7 +51,11 @@ export async function callUpstream(runtime: Runtime, call: UpstreamCall): Promis
     clock,
     random,
     ...(signal ? { signal } : {}),
-    onRetry: call.logRetry,
+    onRetry: (info) => {
+      if (info.failure.kind === 'status' && info.failure.retryAfterMs !== undefined)
+        runtime.retryAfterHints?.note(info.failure.retryAfterMs)
+      call.logRetry(info)
+    },
   })
   const error = call.errorFor(res)
   if (error) throw error

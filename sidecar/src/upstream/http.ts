@@ -56,7 +56,7 @@ export async function sendHttp(dispatcher: Dispatcher, req: HttpRequest): Promis
   } catch (error) {
     if (req.signal?.aborted) throw req.signal.reason
     if (error instanceof SidecarError) throw error
-    throw transportError(error, endpoint, timeout.aborted)
+    throw transportError(error, endpoint, timeout.aborted, req.timeoutMs)
   }
 }
 
@@ -95,12 +95,16 @@ function tooLarge(endpoint: string, status: number): SidecarError {
   )
 }
 
-function transportError(error: unknown, endpoint: string, timedOut: boolean): SidecarError {
+function transportError(error: unknown, endpoint: string, timedOut: boolean, timeoutMs: number): SidecarError {
   const { reason, code, what } = classifyTransportError(error, timedOut)
-  const detail = code ? ` (${code})` : ''
+  // Our own timer: say how long we waited. Otherwise undici's or Node's code names the failure.
+  const message =
+    reason === 'timeout' && (timedOut || code === '')
+      ? `${endpoint} did not answer within ${timeoutMs} ms`
+      : `${endpoint}: ${what}${code ? ` (${code})` : ''}`
   return new SidecarError(
     reason === 'timeout' ? 'upstream_timeout' : 'upstream_unavailable',
-    `${endpoint}: ${what}${detail}`,
+    message,
     {
       reason,
       upstream: { endpoint },
@@ -147,11 +151,16 @@ export function parseJsonObject(res: HttpResponse, endpoint: string): Record<str
   return value as Record<string, unknown>
 }
 
-/** Parses a `Retry-After` header (delta-seconds or HTTP-date) into milliseconds from `now`. */
+/**
+ * Parses a `Retry-After` header (delta-seconds or HTTP-date) into milliseconds from `now`. Anything
+ * else (a negative number, a fraction, text `Date.parse` would still read as some date) is
+ * undefined: the sidecar's own back-off applies. Callers bound the value (`retryAfterSecondsFor`).
+ */
 export function parseRetryAfterMs(value: string | undefined, now: number): number | undefined {
   if (!value) return undefined
   const trimmed = value.trim()
-  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000
+  if (/^\d{1,10}$/.test(trimmed)) return Number(trimmed) * 1000
+  if (!/^[A-Za-z]{3},? .*GMT$/.test(trimmed)) return undefined
   const date = Date.parse(trimmed)
   if (Number.isNaN(date)) return undefined
   return Math.max(0, date - now)

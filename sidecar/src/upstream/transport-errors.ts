@@ -3,7 +3,7 @@ export type TransportFailure = 'timeout' | 'tls_failure' | 'connect_failure'
 
 export interface ClassifiedTransportError {
   reason: TransportFailure
-  /** The error's `code` (e.g. `ECONNREFUSED`, `UND_ERR_CONNECT_TIMEOUT`), '' when it has none. */
+  /** The error's `code` (e.g. `ECONNREFUSED`, `UND_ERR_CONNECT_TIMEOUT`), '' when it has none or a numeric one. */
   code: string
   /** Short words for a message: "timed out", "TLS handshake failed", "connection failed". */
   what: string
@@ -16,7 +16,10 @@ const timeoutCodes = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT',
  * (the abort then hides the real cause). Used for IMDS, Entra and the downstream proxy alike.
  */
 export function classifyTransportError(error: unknown, deadlinePassed: boolean): ClassifiedTransportError {
-  const code = String((error as { code?: unknown } | undefined)?.code ?? '')
+  // Only Node's and undici's string codes (ECONNREFUSED, UND_ERR_…): a DOMException's `code` is a
+  // legacy number (23 for TimeoutError) that means nothing in a message.
+  const rawCode = (error as { code?: unknown } | undefined)?.code
+  const code = typeof rawCode === 'string' && /^[A-Z][A-Z0-9_]*$/.test(rawCode) ? rawCode : ''
   const reason: TransportFailure =
     deadlinePassed || timeoutCodes.has(code)
       ? 'timeout'

@@ -13,16 +13,15 @@ export const jwtPopAssertionType = 'urn:ietf:params:oauth:client-assertion-type:
 
 /**
  * `<resource>/.default` for a resource (lenient: for values the daemon built itself; caller input is
- * validated by `tokens/scope.ts` normaliseScope); a value that already is a scope (`…/.default`) is passed
- * through. The resource's trailing `/` is trimmed first, as MSAL.NET does
+ * validated by `tokens/scope.ts` normaliseScope); a value that already is a scope (`…/.default`) names
+ * its resource. The resource's trailing `/` is trimmed first (`https://x//.default` → `https://x/.default`), as MSAL.NET does
  * (`ManagedIdentity/V2/TokenRequestBuilder.cs`: `resource.TrimEnd('/') + "/.default"`).
  *
  * @example scopeForResource('https://graph.microsoft.com/') // 'https://graph.microsoft.com/.default'
  */
 export function scopeForResource(resourceOrScope: string): string {
   const value = resourceOrScope.trim()
-  if (value.endsWith('/.default')) return value
-  return `${value.replace(/\/+$/, '')}/.default`
+  return `${resourceOfScope(value).replace(/\/+$/, '')}/.default`
 }
 
 /** The resource a `…/.default` scope names (inverse of `scopeForResource`). */

@@ -2,11 +2,12 @@ import { tokenLifetime } from '../../model/lifetime.ts'
 import { randomUUID } from 'node:crypto'
 import { SidecarError, type ErrorReason, type UpstreamErrorDetail } from '../../core/errors.ts'
 import { callUpstream } from '../client.ts'
+import { retryAfterSecondsFor } from '../../core/retry-after.ts'
+import { upstreamErrorDetail } from '../error-detail.ts'
 import {
   describeEndpoint,
   parseJsonObject,
   parseRetryAfterMs,
-  upstreamText,
   type HttpResponse,
 } from '../http.ts'
 import { entraRetryPolicy } from '../retry.ts'
@@ -197,14 +198,8 @@ export class EntraTokenClient {
   #errorFor(res: HttpResponse, endpoint: string, identity: string, secrets: string[]): SidecarError {
     const status = res.status
     const retryAfterMs = parseRetryAfterMs(res.headers['retry-after'], this.#runtime.clock.now())
-    const retryAfterSeconds = retryAfterMs === undefined ? undefined : Math.ceil(retryAfterMs / 1000)
-    let json: Record<string, unknown> | undefined
-    try {
-      json = parseJsonObject(res, endpoint)
-    } catch {
-      json = undefined
-    }
-    const upstream = upstreamDetail(json, endpoint, status, res.headers, secrets)
+    const retryAfterSeconds = retryAfterMs === undefined ? undefined : retryAfterSecondsFor(retryAfterMs)
+    const upstream = upstreamErrorDetail(res, endpoint, secrets)
     const what = describeUpstreamError(upstream)
 
     if (status === 429 || status >= 500) {
@@ -266,33 +261,6 @@ function secretsOf(req: EntraTokenRequest): string[] {
     const value = req.form[field]
     return value ? [value] : []
   })
-}
-
-function upstreamDetail(
-  json: Record<string, unknown> | undefined,
-  endpoint: string,
-  status: number,
-  headers: Record<string, string>,
-  secrets: string[],
-): UpstreamErrorDetail {
-  const detail: UpstreamErrorDetail = { endpoint, status }
-  // Every field upstream wrote goes through the same cleaner: any of them may echo the request.
-  const str = (v: unknown, max: number) =>
-    typeof v === 'string' && v !== '' ? upstreamText(v, max, secrets) : undefined
-  const error = str(json?.['error'], 100)
-  if (error) detail.error = error
-  const description = str(json?.['error_description'], 600)
-  if (description) detail.errorDescription = description
-  const codes = json?.['error_codes']
-  if (Array.isArray(codes)) {
-    const numbers = codes.filter((c): c is number => typeof c === 'number' && Number.isInteger(c))
-    if (numbers.length) detail.errorCodes = numbers
-  }
-  const traceId = str(json?.['trace_id'], 100)
-  if (traceId) detail.traceId = traceId
-  const correlationId = str(json?.['correlation_id'], 100) ?? str(headers['client-request-id'], 100)
-  if (correlationId) detail.correlationId = correlationId
-  return detail
 }
 
 function describeUpstreamError(detail: UpstreamErrorDetail): string {
