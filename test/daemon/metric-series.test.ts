@@ -58,7 +58,9 @@ test('a token whose fetch fails leaves no series behind', async (t) => {
   })
   assert.equal((await stack.get('/token?resource=https://ok.example.com')).status, 200)
   // The emulator refuses this resource: the cache never holds it, and no series names it.
-  stack.emulator.state.faults.script('imds.token', [{ status: 400 }])
+  stack.emulator.state.faults.script('imds.token', [
+    { status: 400, body: { error: 'invalid_resource', error_description: 'AADSTS500011: no such resource' } },
+  ])
   const refused = await stack.get('/token?resource=https://refused.example.com')
   assert.equal(refused.status, 400)
   assert.deepEqual(await expirySeries(stack.url), ['https://ok.example.com/.default'])
