@@ -421,3 +421,47 @@ test('MTLS_POP api: the authorization header comes with its binding certificate;
   assert.equal(content.scheme, 'mtls_pop')
   assert.deepEqual(content.cnf, { 'x5t#S256': header.bindingCertificate['x5t#S256'] })
 })
+
+test('DownstreamApiUnauthenticated holds at most 8 MiB: a larger caller body is 413, a larger resource answer 502, before either is read whole', async (t) => {
+  const limit = 8 * 1024 * 1024
+  let sent = 0
+  const server = createServer((req, res) => {
+    req.resume()
+    // Chunked, no length: the sidecar can only find out by reading; it must stop at the bound.
+    res.writeHead(200, { 'content-type': 'application/octet-stream' })
+    const chunk = Buffer.alloc(64 * 1024, 'x')
+    const pump = (): void => {
+      while (sent < 64 * 1024 * 1024) {
+        sent += chunk.length
+        if (!res.write(chunk)) return void res.once('drain', pump)
+      }
+      res.end()
+    }
+    res.on('close', () => res.destroy())
+    pump()
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => {
+    server.closeAllConnections()
+    return new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  const stack = await startStack(t, {
+    configYaml: () => agentIdYaml(`http://127.0.0.1:${(server.address() as AddressInfo).port}`),
+  })
+  const huge = await plain(`${stack.url}/DownstreamApiUnauthenticated/arm`, { method: 'POST' })
+  assert.equal(huge.status, 502)
+  assert.equal(huge.headers.get('content-type'), 'application/problem+json')
+  assert.match((await json(huge)).detail, /larger than 8388608 bytes/)
+  assert.ok(sent < 32 * 1024 * 1024, `the sidecar stopped reading (${sent} bytes sent)`)
+
+  const tooBig = await plain(
+    `${stack.url}/DownstreamApiUnauthenticated/arm?optionsOverride.HttpMethod=Post`,
+    {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: Buffer.alloc(limit + 1, 'y'),
+    },
+  )
+  assert.equal(tooBig.status, 413)
+  assert.equal(tooBig.headers.get('content-type'), 'application/problem+json')
+})

@@ -12,6 +12,7 @@ import { bindingCertificateJson, type BindingCertificateJson } from '../wire/res
 import type { CallerAccess } from '../callers/caller-access.ts'
 import { apiScope, type DownstreamProxy } from '../../downstream/proxy.ts'
 import { downstreamTarget } from '../../downstream/target.ts'
+import { readBoundedBody } from '../wire/bounded-body.ts'
 
 export interface AgentIdCompatRoutesDeps {
   tokens: TokenService
@@ -199,11 +200,11 @@ export function agentIdCompatRoutes(deps: AgentIdCompatRoutesDeps): Hono {
     const outgoing = new Request(target, {
       method,
       headers,
-      ...(withBody ? { body: await c.req.arrayBuffer() } : {}),
+      ...(withBody ? { body: await readCallerBody(c.req.raw) } : {}),
       signal: c.req.raw.signal,
     })
     const res = await proxy.forward(api, target, outgoing)
-    const content = await res.text()
+    const content = (await readResourceAnswer(res, target)).toString('utf8')
     const body: DownstreamApiJson = {
       statusCode: res.status,
       headers: contentHeaders(res.headers, content),
@@ -394,4 +395,37 @@ function contentHeaders(headers: Headers, content: string): Record<string, strin
   }
   if (content !== '') grouped['Content-Length'] = [String(Buffer.byteLength(content))]
   return grouped
+}
+
+/**
+ * The most this route holds of a caller's body or of a resource's answer: it answers the resource's
+ * body inside a JSON string, so unlike `/downstream` it cannot stream it, and the sidecar runs under
+ * a pod memory limit (the container it imitates, on ASP.NET Core, caps request bodies at 30 MB).
+ */
+export const AGENT_ID_MAX_BODY_BYTES = 8 * 1024 * 1024
+
+function readCallerBody(request: Request): Promise<Buffer> {
+  return readBoundedBody(
+    request.body,
+    request.headers.get('content-length'),
+    AGENT_ID_MAX_BODY_BYTES,
+    () =>
+      new SidecarError(
+        'payload_too_large',
+        `The request body is larger than ${AGENT_ID_MAX_BODY_BYTES} bytes`,
+      ),
+  )
+}
+
+function readResourceAnswer(res: Response, target: URL): Promise<Buffer> {
+  return readBoundedBody(
+    res.body,
+    res.headers.get('content-length'),
+    AGENT_ID_MAX_BODY_BYTES,
+    () =>
+      new SidecarError(
+        'upstream_error',
+        `${target.origin}${target.pathname} answered ${res.status} with a body larger than ${AGENT_ID_MAX_BODY_BYTES} bytes, more than this route can return inside its JSON answer; use /downstream/{api} to stream it`,
+      ),
+  )
 }

@@ -1,4 +1,5 @@
 import { SidecarError } from '../../core/errors.ts'
+import { readBoundedBody } from './bounded-body.ts'
 
 const formType = 'application/x-www-form-urlencoded'
 
@@ -16,27 +17,10 @@ export async function readFormBody(request: Request, limit: number): Promise<For
       `The request body must be ${formType} (got ${type ? `"${type.slice(0, 80)}"` : 'no Content-Type'})`,
     )
   }
-  const declared = Number(request.headers.get('content-length') ?? NaN)
-  if (declared > limit) {
-    await request.body?.cancel().catch(() => {})
-    throw tooLarge(limit)
-  }
-  const chunks: Uint8Array[] = []
-  let size = 0
-  if (request.body) {
-    const reader = request.body.getReader()
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done) break
-      size += value.byteLength
-      if (size > limit) {
-        await reader.cancel().catch(() => {})
-        throw tooLarge(limit)
-      }
-      chunks.push(value)
-    }
-  }
-  return formFields(new URLSearchParams(Buffer.concat(chunks).toString('utf8')))
+  const body = await readBoundedBody(request.body, request.headers.get('content-length'), limit, () =>
+    tooLarge(limit),
+  )
+  return formFields(new URLSearchParams(body.toString('utf8')))
 }
 
 /** One value per field; a repeated field is ambiguous and refused, as a repeated query parameter is. */
