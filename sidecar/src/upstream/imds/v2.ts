@@ -182,7 +182,9 @@ export class ImdsV2Client {
     const identityType = body['identity_type'] as string
     const mtlsAuthenticationEndpoint = body['mtls_authentication_endpoint'] as string
 
-    const certificate = (body['certificate'] as string).trim()
+    // Whitespace (a base64 wrapped at 64 or 76 columns) is dropped, as MSAL.NET's
+    // Convert.FromBase64String does: the certificate is the same DER either way.
+    const certificate = (body['certificate'] as string).replace(/\s+/g, '')
     if (!/^[A-Za-z0-9+/]+={0,2}$/.test(certificate)) {
       throw malformed(endpoint, res.status, 'certificate is not base64 DER')
     }
