@@ -8,7 +8,7 @@ import {
   readCheckedFile,
   readCheckedFileSync,
   trustedFile,
-  UntrustedFileError,
+  describeFileProblem,
   type TrustedRead,
 } from '../core/trusted-file.ts'
 
@@ -149,12 +149,11 @@ export function parseSecrets(bytes: Buffer): string[] {
     .filter((line) => line !== '')
 }
 
-/** "PATH cannot read (ENOENT)" or the trust check's reason; never the file's content. */
+/** Core's file-problem sentence, saying what a missing secret file usually means; never content. */
 function describeProblem(path: string, error: unknown): string {
-  if (error instanceof UntrustedFileError) return error.message
-  const code = (error as NodeJS.ErrnoException).code
-  if (code === 'ENOENT') return `cannot read ${path} (ENOENT: deleted or never created)`
-  return `cannot read ${path} (${code ?? (error instanceof Error ? error.message : String(error))})`
+  if ((error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT')
+    return `cannot read ${path} (ENOENT: deleted or never created)`
+  return describeFileProblem(path, error)
 }
 
 function fingerprintOf(s: Stats): string {

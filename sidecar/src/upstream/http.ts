@@ -1,4 +1,5 @@
 import { request, type Dispatcher } from 'undici'
+import { readBoundedBody } from '../core/bounded-body.ts'
 import { SidecarError } from '../core/errors.ts'
 import { classifyTransportError } from './transport-errors.ts'
 
@@ -49,42 +50,17 @@ export async function sendHttp(dispatcher: Dispatcher, req: HttpRequest): Promis
     for (const [name, value] of Object.entries(res.headers)) {
       if (value !== undefined) headers[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value
     }
-    const text = await readBounded(res.body, headers['content-length'], () =>
-      tooLarge(endpoint, res.statusCode),
-    )
+    const text = (
+      await readBoundedBody(res.body, headers['content-length'], MAX_UPSTREAM_BODY_BYTES, () =>
+        tooLarge(endpoint, res.statusCode),
+      )
+    ).toString('utf8')
     return { status: res.statusCode, headers, text }
   } catch (error) {
     if (req.signal?.aborted) throw req.signal.reason
     if (error instanceof SidecarError) throw error
     throw transportError(error, endpoint, timeout.aborted, req.timeoutMs)
   }
-}
-
-/**
- * Reads at most `MAX_UPSTREAM_BODY_BYTES` of `body` as UTF-8. A `Content-Length` above the bound is
- * refused before a byte is read; a body that grows past it is cut off. Either way the stream is
- * destroyed, which closes the connection (it is never returned to the pool half-read).
- */
-async function readBounded(
-  body: Dispatcher.ResponseData['body'],
-  contentLength: string | undefined,
-  refuse: () => SidecarError,
-): Promise<string> {
-  if (contentLength !== undefined && Number(contentLength) > MAX_UPSTREAM_BODY_BYTES) {
-    body.destroy()
-    throw refuse()
-  }
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > MAX_UPSTREAM_BODY_BYTES) {
-      body.destroy()
-      throw refuse()
-    }
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks, size).toString('utf8')
 }
 
 function tooLarge(endpoint: string, status: number): SidecarError {
@@ -95,22 +71,23 @@ function tooLarge(endpoint: string, status: number): SidecarError {
   )
 }
 
-function transportError(error: unknown, endpoint: string, timedOut: boolean, timeoutMs: number): SidecarError {
+function transportError(
+  error: unknown,
+  endpoint: string,
+  timedOut: boolean,
+  timeoutMs: number,
+): SidecarError {
   const { reason, code, what } = classifyTransportError(error, timedOut)
   // Our own timer: say how long we waited. Otherwise undici's or Node's code names the failure.
   const message =
     reason === 'timeout' && (timedOut || code === '')
       ? `${endpoint} did not answer within ${timeoutMs} ms`
       : `${endpoint}: ${what}${code ? ` (${code})` : ''}`
-  return new SidecarError(
-    reason === 'timeout' ? 'upstream_timeout' : 'upstream_unavailable',
-    message,
-    {
-      reason,
-      upstream: { endpoint },
-      cause: error,
-    },
-  )
+  return new SidecarError(reason === 'timeout' ? 'upstream_timeout' : 'upstream_unavailable', message, {
+    reason,
+    upstream: { endpoint },
+    cause: error,
+  })
 }
 
 /** scheme://host[:port]/path without the query string: safe to log and to put in error messages. */

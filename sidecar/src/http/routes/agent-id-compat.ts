@@ -12,7 +12,7 @@ import { bindingCertificateJson, type BindingCertificateJson } from '../wire/res
 import type { CallerAccess } from '../callers/caller-access.ts'
 import { apiScope, type DownstreamProxy } from '../../downstream/proxy.ts'
 import { downstreamTarget } from '../../downstream/target.ts'
-import { readBoundedBody } from '../wire/bounded-body.ts'
+import { readBoundedBody } from '../../core/bounded-body.ts'
 
 export interface AgentIdCompatRoutesDeps {
   tokens: TokenService

@@ -1,5 +1,5 @@
 import { SidecarError } from '../../core/errors.ts'
-import { readBoundedBody } from './bounded-body.ts'
+import { readBoundedBody } from '../../core/bounded-body.ts'
 
 const formType = 'application/x-www-form-urlencoded'
 
