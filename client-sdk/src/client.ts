@@ -1,6 +1,6 @@
 import { Agent, request, type Dispatcher } from 'undici'
 import { createHash } from 'node:crypto'
-import { raceAbort, type AbortSignalLike, type WaitLimits } from './abort.ts'
+import { raceAbort, type WaitLimits } from './abort.ts'
 import { defaultEndpoint, resolveEndpoint, routeUrl, type SidecarEndpoint } from './endpoint.ts'
 import { SidecarClientError } from './errors.ts'
 import { MtlsAgents, type CaOption } from './mtls-agents.ts'
@@ -12,6 +12,9 @@ import {
   type TokenCredentialOptions,
 } from './token-credential.ts'
 import type { ErrorBodyJson } from './wire.ts'
+import type { GetTokenOptions } from './get-token-options.ts'
+
+export type { GetTokenOptions } from './get-token-options.ts'
 
 /**
  * Options of {@link SidecarClient}. Every one is optional; the defaults suit a sidecar on the
@@ -42,35 +45,6 @@ export interface SidecarClientOptions {
   env?: Readonly<Record<string, string | undefined>>
   /** Clock (epoch ms) for cache freshness. Default `Date.now`. */
   now?: () => number
-}
-
-/**
- * Options of {@link SidecarClient.getToken}.
- *
- * @example
- * ```ts
- * await sidecar.getToken('https://vault.azure.net/.default', { identity: 'app', forceRefresh: true })
- * ```
- */
-export interface GetTokenOptions {
-  /** Identity to ask for; default the client's `identity`, else the sidecar's `defaultIdentity`. */
-  identity?: string
-  /** Skip the SDK's cache and ask the sidecar again (the sidecar still serves from its own cache). */
-  forceRefresh?: boolean
-  /** Stops waiting for the answer (a request shared with other callers is not cancelled). */
-  abortSignal?: AbortSignalLike
-  /**
-   * Stops waiting after this many milliseconds with a `timeout` error (a request shared with other
-   * callers is not cancelled; the client's `timeoutMs` bounds it). Default: only `timeoutMs`.
-   */
-  timeoutMs?: number
-  /**
-   * A claims challenge from a resource that refused the token (continuous access evaluation: the
-   * `claims` of its `WWW-Authenticate`, JSON or base64). Skips the SDK's cache; the sidecar asks
-   * upstream again with it (merged with the identity's `clientCapabilities`) and replaces its own
-   * cached token.
-   */
-  claims?: string
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { AbortSignalLike } from './abort.ts'
-import type { GetTokenOptions, SidecarClient } from './client.ts'
+import type { GetTokenOptions } from './get-token-options.ts'
+import type { SidecarToken } from './token.ts'
 import { CredentialUnavailableError, SidecarClientError } from './errors.ts'
 
 /**
@@ -84,7 +85,7 @@ const unavailableCodes = new Set(['connection_failed', 'timeout', 'unknown_ident
 
 /** Builds the credential; use {@link SidecarClient.tokenCredential}. */
 export function createTokenCredential(
-  client: Pick<SidecarClient, 'getToken'>,
+  client: { getToken(scopes: string | string[], options: GetTokenOptions): Promise<SidecarToken> },
   options: TokenCredentialOptions,
 ): SidecarTokenCredential {
   return {
