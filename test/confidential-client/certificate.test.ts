@@ -302,7 +302,8 @@ test('a PKCS#12 file with the wrong password does not load: the reason is logged
       ].join('\n'),
   })
   const { status, body } = await stack.token(graph)
-  assert.equal(status, 500)
+  assert.equal(status, 503)
+  assert.equal(body.error, 'credential_unavailable')
   assert.match(body.error_description, /PKCS#12 password is wrong/)
   const logged = stack.logs.records.find(
     (r) => r['msg'] === 'client credential did not load; trying the next one',

@@ -171,7 +171,8 @@ test('when no credential loads, the answer names every reason', async (t) => {
   await rm(join(stack.dir, 'missing.pem'))
   await rm(join(stack.dir, 'no-token'))
   const { status, body } = await stack.token(graph)
-  assert.equal(status, 500)
+  assert.equal(status, 503)
+  assert.equal(body.error, 'credential_unavailable')
   assert.match(body.error_description, /clientCredentials\[0\] \(Path .*\): file not found/)
   assert.match(
     body.error_description,

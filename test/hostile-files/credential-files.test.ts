@@ -206,6 +206,87 @@ test('a token file replaced by a FIFO after start: refused at once, never a hung
   const started = Date.now()
   const { status, body } = await stack.token(graph)
   assert.ok(Date.now() - started < 5000)
-  assert.ok(status >= 400, JSON.stringify(body))
+  assert.equal(status, 503, JSON.stringify(body))
+  assert.equal(body.error, 'credential_unavailable')
   assert.match(JSON.stringify(body), /not a regular file \(a FIFO\)/)
+})
+
+/** An app stack whose only credential is the file `name` in its directory, written by `write`. */
+async function onlyCredentialStack(
+  t: TestContext,
+  lines: (path: string) => string[],
+  write: (path: string) => Promise<void>,
+) {
+  let path = ''
+  const clock = new SkippingClock()
+  const stack = await startStack(t, {
+    clock,
+    register: async ({ emulator, dir }) => {
+      const cert = await issueAppCertificate(emulator)
+      path = join(dir, 'credential')
+      await writeFile(path, cert.certificatePem + cert.privateKeyPem, { mode: 0o600 })
+      return { certificates: [cert.certificatePem] }
+    },
+    app: ({ dir }) => ['    clientCredentials:', ...lines(join(dir, 'credential'))].join('\n'),
+  })
+  await write(path)
+  return { stack, clock, path }
+}
+
+/** What an operator-fixable credential problem answers on every token route (contract §3 shape). */
+async function assertCredentialUnavailable(
+  stack: Awaited<ReturnType<typeof startStack>>,
+  description: RegExp,
+): Promise<void> {
+  const res = await stack.get(`/token?resource=${encodeURIComponent('https://vault.azure.net')}`)
+  const body = (await res.json()) as Record<string, unknown>
+  assert.equal(res.status, 503, JSON.stringify(body))
+  assert.equal(res.headers.get('retry-after'), '5')
+  assert.equal(res.headers.get('cache-control'), 'no-store')
+  assert.equal(body['error'], 'credential_unavailable')
+  assert.match(String(body['error_description']), description)
+  assert.match(String(body['correlation_id']), /^[0-9a-f-]{36}$/)
+}
+
+const pathCertificate = (path: string) => ['      - sourceType: Path', `        certificateDiskPath: ${path}`]
+
+test('the only certificate file deleted after start: 503 credential_unavailable with Retry-After, not 500', async (t) => {
+  const { stack, clock, path } = await onlyCredentialStack(t, pathCertificate, async () => {})
+  assert.equal((await stack.token(graph)).status, 200)
+  await rm(path)
+  clock.skip(1100)
+  await assertCredentialUnavailable(
+    stack,
+    /clientCredentials\[0\] \(Path .*credential\): (file not found|.*ENOENT)/,
+  )
+})
+
+test('the only certificate file chowned to another uid after start: 503 credential_unavailable naming file and key', async (t) => {
+  const { stack, clock, path } = await onlyCredentialStack(t, pathCertificate, async () => {})
+  assert.equal((await stack.token(graph)).status, 200)
+  chownSync(path, NOBODY, NOBODY)
+  clock.skip(1100)
+  await assertCredentialUnavailable(
+    stack,
+    new RegExp(`${certKey.replace(/[[\].]/g, '\\$&')}: .*owned by uid 65534`),
+  )
+})
+
+test('the only certificate file no longer parsing after start: 503 credential_unavailable', async (t) => {
+  const { stack, clock, path } = await onlyCredentialStack(t, pathCertificate, async () => {})
+  assert.equal((await stack.token(graph)).status, 200)
+  await writeFile(path, 'not a certificate\n', { mode: 0o600 })
+  clock.skip(1100)
+  await assertCredentialUnavailable(stack, /clientCredentials\[0\] \(Path /)
+})
+
+test('the only token file (SignedAssertionFilePath) emptied or deleted after start: 503 credential_unavailable', async (t) => {
+  const { stack, path } = await onlyCredentialStack(
+    t,
+    (p) => ['      - sourceType: SignedAssertionFilePath', `        signedAssertionFileDiskPath: ${p}`],
+    async (p) => writeFile(p, '\n', { mode: 0o600 }),
+  )
+  await assertCredentialUnavailable(stack, /SignedAssertionFilePath .*\): file is empty/)
+  await rm(path)
+  await assertCredentialUnavailable(stack, /SignedAssertionFilePath .*\): .*ENOENT|file not found/)
 })

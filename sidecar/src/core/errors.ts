@@ -25,6 +25,12 @@ export const errorStatus = {
   /** Retries exhausted on 5xx/429/connection errors, or the request deadline passed while they go on. */
   upstream_unavailable: 503,
   upstream_timeout: 504,
+  /**
+   * A credential the operator can fix does not load: a certificate, token or binding store file
+   * that is missing, unreadable, refused for its owner or mode, or does not parse; a wrong PKCS#12
+   * password. 503 with Retry-After: a rotation may be landing, and the SDKs retry 5xx.
+   */
+  credential_unavailable: 503,
   shutting_down: 503,
   internal_error: 500,
 } as const
@@ -44,7 +50,6 @@ export type ErrorReason =
   | 'identity_not_found'
   | 'throttled'
   | 'server_error'
-  | 'credential_unavailable'
   | 'pop_identity_on_bearer_route'
   | 'caller_unknown'
   | 'caller_not_allowed'

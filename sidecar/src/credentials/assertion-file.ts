@@ -34,10 +34,7 @@ export class AssertionFileCredential implements CredentialSource {
       check: trustedFile,
       parse: (bytes) => {
         const text = bytes.toString('utf8').trim()
-        if (!text)
-          throw new SidecarError('internal_error', `${this.label}: file is empty`, {
-            reason: 'credential_unavailable',
-          })
+        if (!text) throw new SidecarError('credential_unavailable', `${this.label}: file is empty`)
         return text
       },
     })
@@ -71,16 +68,14 @@ export class AssertionFileCredential implements CredentialSource {
     } catch (error) {
       if (error instanceof SidecarError) throw error
       if (error instanceof UntrustedFileError) {
-        throw new SidecarError('internal_error', `${this.label}: ${this.#key}: ${error.message}`, {
-          reason: 'credential_unavailable',
-        })
+        throw new SidecarError('credential_unavailable', `${this.label}: ${this.#key}: ${error.message}`)
       }
       const code = (error as { code?: unknown }).code
       const why =
         code === 'ENOENT'
           ? 'file not found'
           : `file not readable${typeof code === 'string' ? ` (${code})` : ''}`
-      throw new SidecarError('internal_error', `${this.label}: ${why}`, { reason: 'credential_unavailable' })
+      throw new SidecarError('credential_unavailable', `${this.label}: ${why}`)
     }
   }
 }

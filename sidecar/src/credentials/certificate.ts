@@ -247,5 +247,5 @@ function fileProblem(error: unknown): string {
 /** A certificate that does not load is a credential problem, not an upstream one. */
 function loadFailure(label: string, error: unknown): SidecarError {
   const why = error instanceof CertificateLoadError ? error.message : 'unreadable certificate'
-  return new SidecarError('internal_error', `${label}: ${why}`, { reason: 'credential_unavailable' })
+  return new SidecarError('credential_unavailable', `${label}: ${why}`)
 }

@@ -107,11 +107,8 @@ export class CredentialChain {
     for (const credential of this.credentials) {
       if (app.tokenType === 'mtls_pop' && !credential.canBind) {
         const error = new SidecarError(
-          'internal_error',
+          'credential_unavailable',
           `${credential.label}: has no certificate, so it cannot give mtls_pop tokens`,
-          {
-            reason: 'credential_unavailable',
-          },
         )
         failures.push({ credential, error })
         logFailure(app, credential, error, 'skipping a client credential')
@@ -149,7 +146,9 @@ function logFailure(app: ChainContext, credential: CredentialSource, error: unkn
 
 /**
  * One credential: its own error (e.g. leg 1's upstream answer, with AADSTS codes). Several: a
- * summary; 503 when any failure was transient (IMDS or Entra unavailable), so callers retry.
+ * summary; 503 `upstream_unavailable` when any failure was transient (IMDS or Entra unavailable or
+ * slow), so callers retry; 502 `upstream_error` when upstream refused one (invalid_client: a
+ * permanent refusal stays permanent); else 503 `credential_unavailable` (files the operator fixes).
  */
 function exhausted(
   app: ChainContext,
@@ -161,15 +160,15 @@ function exhausted(
     .map(({ credential, error }) => `${credential.label}: ${reasonOf(error, credential.label)}`)
     .join('; ')
   const message = `No client credential of identity "${app.identityName}" loaded — ${summary}`
-  const transient = failures.map((f) => f.error).find((e) => isSidecarError(e) && e.status === 503) as
-    SidecarError | undefined
-  if (transient) {
+  const errors = failures.map((f) => f.error).filter(isSidecarError)
+  const transient = errors.find((e) => e.code === 'upstream_unavailable' || e.code === 'upstream_timeout')
+  if (transient)
     return new SidecarError('upstream_unavailable', message, {
-      reason: 'credential_unavailable',
       retryAfterSeconds: transient.retryAfterSeconds ?? 5,
     })
-  }
-  return new SidecarError('internal_error', message, { reason: 'credential_unavailable' })
+  if (errors.some((e) => e.code === 'upstream_error' || e.code === 'upstream_bad_request'))
+    return new SidecarError('upstream_error', message)
+  return new SidecarError('credential_unavailable', message)
 }
 
 /** The failure's message without a repeated label. */

@@ -102,10 +102,7 @@ function privateTrustedFile(stats: Stats): string | undefined {
 }
 
 function storeError(message: string, cause?: unknown): SidecarError {
-  return new SidecarError('internal_error', message, {
-    reason: 'credential_unavailable',
-    ...(cause === undefined ? {} : { cause }),
-  })
+  return new SidecarError('credential_unavailable', message, cause === undefined ? {} : { cause })
 }
 
 function parse(text: string, path: string): StoredBinding {
