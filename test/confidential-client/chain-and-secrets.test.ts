@@ -112,7 +112,10 @@ test('the chain falls through a certificate file deleted after start to the next
   )
   assert.ok(failure, stack.logs.text)
   assert.match(String(failure['credential']), /clientCredentials\[0\] \(Path .*missing\.pem\)/)
-  assert.match(String(failure['reason']), /file not found/)
+  assert.match(
+    String(failure['reason']),
+    /identities\.app\.clientCredentials\[0\]\.certificateDiskPath: cannot read .*missing\.pem \(ENOENT\)/,
+  )
   const using = stack.logs.records.find((r) => r['msg'] === 'using client credential')
   assert.equal(using?.['credential'], 'clientCredentials[1] (ClientSecret)')
   assert.deepEqual(secretsInLogs(stack.logs, [secret]), [])
@@ -173,10 +176,13 @@ test('when no credential loads, the answer names every reason', async (t) => {
   const { status, body } = await stack.token(graph)
   assert.equal(status, 503)
   assert.equal(body.error, 'credential_unavailable')
-  assert.match(body.error_description, /clientCredentials\[0\] \(Path .*\): file not found/)
   assert.match(
     body.error_description,
-    /clientCredentials\[1\] \(SignedAssertionFilePath .*\): file not found/,
+    /clientCredentials\[0\] \(Path .*\): identities\.app\.clientCredentials\[0\]\.certificateDiskPath: cannot read .*missing\.pem \(ENOENT\)/,
+  )
+  assert.match(
+    body.error_description,
+    /clientCredentials\[1\] \(SignedAssertionFilePath .*\): identities\.app\.clientCredentials\[1\]\.signedAssertionFileDiskPath: cannot read .*no-token \(ENOENT\)/,
   )
 })
 

@@ -257,7 +257,7 @@ test('the only certificate file deleted after start: 503 credential_unavailable 
   clock.skip(1100)
   await assertCredentialUnavailable(
     stack,
-    /clientCredentials\[0\] \(Path .*credential\): (file not found|.*ENOENT)/,
+    /clientCredentials\[0\] \(Path .*credential\): identities\.app\.clientCredentials\[0\]\.certificateDiskPath: cannot read .*credential \(ENOENT\)/,
   )
 })
 
@@ -288,5 +288,10 @@ test('the only token file (SignedAssertionFilePath) emptied or deleted after sta
   )
   await assertCredentialUnavailable(stack, /SignedAssertionFilePath .*\): file is empty/)
   await rm(path)
-  await assertCredentialUnavailable(stack, /SignedAssertionFilePath .*\): .*ENOENT|file not found/)
+  await assertCredentialUnavailable(
+    stack,
+    new RegExp(
+      `SignedAssertionFilePath .*\\): ${tokenKey.replace(/[[\].]/g, '\\$&')}: cannot read .*credential \\(ENOENT\\)`,
+    ),
+  )
 })

@@ -5,6 +5,7 @@ import type {
   SidecarConfig,
 } from './types.ts'
 import { configWarnings } from './warnings.ts'
+import { describeSelector } from './describe-selector.ts'
 
 /**
  * The resolved config as `credential-sidecar check-config` prints it. Paths and URLs are shown;
@@ -79,12 +80,8 @@ function allowLines(allow: SidecarConfig['callers']['allow']): string[] {
 }
 
 function managedIdentityLines(identity: ManagedIdentityConfig): string[] {
-  const selector =
-    identity.selector.kind === 'system'
-      ? 'system-assigned'
-      : `user-assigned, ${identity.selector.kind} ${identity.selector.value}`
   const lines = [
-    `kind: managed identity (${selector})`,
+    `kind: managed identity (${describeSelector(identity.selector)})`,
     `scheme: ${identity.protocolScheme}, ${managedIdentityRoute(identity)}`,
   ]
   if (identity.bindingStore !== undefined) lines.push(`binding store: ${identity.bindingStore}`)

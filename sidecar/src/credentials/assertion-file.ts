@@ -1,7 +1,7 @@
 import { SidecarError } from '../core/errors.ts'
 import { WatchedFile } from '../core/watched-file.ts'
-import { trustedFile, UntrustedFileError } from '../core/trusted-file.ts'
-import { credentialFileKey, requireCredentialFile } from './credential-file.ts'
+import { trustedFile } from '../core/trusted-file.ts'
+import { credentialFileKey, credentialFileProblem, requireCredentialFile } from './credential-file.ts'
 import { federatedAssertionRequest, withClaims } from '../upstream/entra/requests.ts'
 import type { AcquiredToken } from '../model/token.ts'
 import type { CredentialBundle } from '../model/bundle.ts'
@@ -67,15 +67,10 @@ export class AssertionFileCredential implements CredentialSource {
       return (await this.#file.check()).value
     } catch (error) {
       if (error instanceof SidecarError) throw error
-      if (error instanceof UntrustedFileError) {
-        throw new SidecarError('credential_unavailable', `${this.label}: ${this.#key}: ${error.message}`)
-      }
-      const code = (error as { code?: unknown }).code
-      const why =
-        code === 'ENOENT'
-          ? 'file not found'
-          : `file not readable${typeof code === 'string' ? ` (${code})` : ''}`
-      throw new SidecarError('credential_unavailable', `${this.label}: ${why}`)
+      throw new SidecarError(
+        'credential_unavailable',
+        `${this.label}: ${credentialFileProblem(this.#key, this.#file.path, error)}`,
+      )
     }
   }
 }

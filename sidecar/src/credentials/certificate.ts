@@ -1,8 +1,8 @@
 import type { CertificateSource } from '../config/types.ts'
 import { SidecarError } from '../core/errors.ts'
 import { WatchedFile, type FileCheck } from '../core/watched-file.ts'
-import { trustedFile, UntrustedFileError } from '../core/trusted-file.ts'
-import { credentialFileKey, requireCredentialFile } from './credential-file.ts'
+import { trustedFile } from '../core/trusted-file.ts'
+import { credentialFileKey, credentialFileProblem, requireCredentialFile } from './credential-file.ts'
 import {
   CertificateLoadError,
   decodeBase64Certificate,
@@ -209,9 +209,7 @@ export class CertificateCredential implements CredentialSource {
       checked = await file.check()
     } catch (error) {
       if (error instanceof CertificateLoadError) throw error
-      throw new CertificateLoadError(
-        error instanceof UntrustedFileError ? `${this.#key}: ${error.message}` : fileProblem(error),
-      )
+      throw new CertificateLoadError(credentialFileProblem(this.#key, file.path, error))
     }
     return this.#loaded(checked)
   }
@@ -234,14 +232,6 @@ export class CertificateCredential implements CredentialSource {
     }
     return loaded
   }
-}
-
-function fileProblem(error: unknown): string {
-  const code = (error as { code?: unknown }).code
-  if (code === 'ENOENT') return 'file not found'
-  if (code === 'EACCES' || code === 'EPERM') return 'file not readable (permission denied)'
-  if (code === 'EISDIR') return 'path is a directory'
-  return typeof code === 'string' ? `file not readable (${code})` : 'file not readable'
 }
 
 /** A certificate that does not load is a credential problem, not an upstream one. */

@@ -18,6 +18,7 @@ import { ClientSecretCredential } from '../credentials/client-secret.ts'
 import { CredentialChain } from './chain.ts'
 import { FederatedCredential } from '../credentials/federated/federated.ts'
 import { servedTokenType } from '../config/token-scheme.ts'
+import { describeSelector } from '../config/describe-selector.ts'
 
 /** The shared upstream clients a confidential client is built from (a subset of `IdentitySources`). */
 export interface ConfidentialClientSources {
@@ -92,8 +93,7 @@ function createCredential(
         managedIdentity,
         tokenExchangeUrl: config.tokenExchangeUrl,
       })
-      const who = selector.kind === 'system' ? 'system-assigned' : `user-assigned ${selector.value}`
-      return new FederatedCredential(app, leg1, index, who)
+      return new FederatedCredential(app, leg1, index, describeSelector(selector))
     }
     case 'SignedAssertionFilePath':
       return new AssertionFileCredential(app, config.signedAssertionFileDiskPath, index)

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { promises as fs, type Stats } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { SidecarError } from '../core/errors.ts'
-import { modeOf, readCheckedFile, untrustedReason, UntrustedFileError } from '../core/trusted-file.ts'
+import { describeFileProblem, modeOf, readCheckedFile, untrustedReason } from '../core/trusted-file.ts'
 import type { KeyProtection } from '../model/binding.ts'
 
 /** What the store keeps for one identity: enough to serve the binding after a restart without IMDS. */
@@ -53,11 +53,7 @@ export class BindingStore {
       text = (await readCheckedFile(this.path, privateTrustedFile)).bytes.toString('utf8')
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-      if (error instanceof UntrustedFileError) throw storeError(`${this.key}: ${error.message}`)
-      throw storeError(
-        `${this.key}: ${this.path} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
-        error,
-      )
+      throw storeError(`${this.key}: ${describeFileProblem(this.path, error)}`, error)
     }
     return parse(text, this.path)
   }

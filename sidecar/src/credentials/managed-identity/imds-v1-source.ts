@@ -1,4 +1,5 @@
 import type { ManagedIdentitySelector } from '../../config/types.ts'
+import { describeSelector } from '../../config/describe-selector.ts'
 import { SidecarError } from '../../core/errors.ts'
 import { resourceOfScope } from '../../upstream/entra/requests.ts'
 import type { ImdsV1Client } from '../../upstream/imds/v1.ts'
@@ -54,9 +55,4 @@ export class ImdsV1Source implements CredentialSource {
       `Identity "${this.#target.name}" uses IMDS v1 Bearer tokens and has no bound credential (set protocolScheme: MTLS_POP or useBoundCredential: true)`,
     )
   }
-}
-
-/** `system-assigned`, or `clientId <id>` and the like: which managed identity, for labels. */
-export function describeSelector(selector: ManagedIdentitySelector): string {
-  return selector.kind === 'system' ? 'system-assigned' : `${selector.kind} ${selector.value}`
 }

@@ -9,7 +9,8 @@ import { dropBinding } from '../binding-retry.ts'
 import { boundOrBearerFallback } from '../bearer-fallback.ts'
 import type { CredentialSource, SourceTokenRequest } from '../source.ts'
 import type { ImdsV2BindingCredential } from './imds-v2-binding.ts'
-import { describeSelector, type ManagedIdentityTarget } from './imds-v1-source.ts'
+import type { ManagedIdentityTarget } from './imds-v1-source.ts'
+import { describeSelector } from '../../config/describe-selector.ts'
 
 /** A managed identity configured for IMDS v2, or the managed identity of a bound FIC leg 1. */
 export interface ImdsV2SourceOptions extends ManagedIdentityTarget {

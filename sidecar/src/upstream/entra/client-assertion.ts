@@ -1,7 +1,7 @@
 import { createPrivateKey, randomUUID, X509Certificate } from 'node:crypto'
 import { SignJWT } from 'jose'
 import type { Clock } from '../../core/clock.ts'
-import { x5tS256 } from '../../pki/x509.ts'
+import { splitPemCertificates, x5tS256 } from '../../pki/x509.ts'
 
 /** Lifetime of a client assertion; MSAL uses ten minutes (`JsonWebToken.JwtToAadLifetimeInSeconds`). */
 export const clientAssertionLifetimeSec = 600
@@ -53,6 +53,5 @@ export async function signClientAssertion(options: ClientAssertionOptions): Prom
 }
 
 function splitChain(pem: string): X509Certificate[] {
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []
-  return blocks.map((block) => new X509Certificate(block))
+  return splitPemCertificates(pem).map((block) => new X509Certificate(block))
 }
