@@ -10,6 +10,7 @@ import {
 import { registerApp } from '../../sidecar/src/emulator/entra.ts'
 import { signClientAssertion } from '../../sidecar/src/upstream/entra/client-assertion.ts'
 import type { BindingCertificate } from '../../sidecar/src/model/binding.ts'
+import { boundOrBearerFallback } from '../../sidecar/src/credentials/bearer-fallback.ts'
 import {
   counterTotal,
   issueClientCertificate,
@@ -103,10 +104,18 @@ test('Bearer answered to an mtls_pop request fails closed, unless the Bearer fal
   assert.equal(refused.reason, 'token_type_mismatch')
   assert.equal(await counterTotal(f.metrics, 'credential_sidecar_bearer_fallback_total'), 0)
 
-  const token = await f.client.requestToken(
-    managedIdentityMtlsRequest({ ...base, allowBearerFallback: true }),
-    signal(),
-  )
+  const request = managedIdentityMtlsRequest({ ...base, allowBearerFallback: true })
+  const accepted = await f.client.requestToken(request, signal())
+  assert.equal(accepted.tokenType, 'Bearer')
+  // The client only accepts it: credentials/bearer-fallback.ts is the one place that counts.
+  assert.equal(await counterTotal(f.metrics, 'credential_sidecar_bearer_fallback_total'), 0)
+
+  const token = await boundOrBearerFallback(() => f.client.requestToken(request, signal()), {
+    allowed: true,
+    requested: 'mtls_pop',
+    runtime: f.runtime,
+    identity: 'mi-pop',
+  })
   assert.equal(token.tokenType, 'Bearer')
   assert.equal(await counterTotal(f.metrics, 'credential_sidecar_bearer_fallback_total'), 1)
   const { values } = await f.metrics.bearerFallbacks.get()
@@ -406,25 +415,28 @@ test('logs name the identity but never carry tokens, assertions or keys', async 
     },
   })
   const f = await startEntraFixture(t, { entraIgnoresPopRequest: true })
-  const client = new EntraTokenClient({
-    runtime: { ...f.runtime, logger: createLogger({ level: 'debug', destination }) },
-  })
+  const runtime = { ...f.runtime, logger: createLogger({ level: 'debug', destination }) }
+  const client = new EntraTokenClient({ runtime })
   t.after(() => client.close())
   const mi = f.state.managedIdentities[0]!
   const binding = await issueClientCertificate(f.state, mi.clientId)
   f.state.faults.script('entra.mtls.token', [{ status: 502 }])
-  const token = await client.requestToken(
-    managedIdentityMtlsRequest({
-      tokenEndpoint: f.mtlsTokenUrl,
-      clientId: mi.clientId,
-      scope: resource,
-      binding,
-      tokenType: 'mtls_pop',
-      allowBearerFallback: true,
-      identityName: 'mi-logged',
-    }),
-    signal(),
-  )
+  const request = managedIdentityMtlsRequest({
+    tokenEndpoint: f.mtlsTokenUrl,
+    clientId: mi.clientId,
+    scope: resource,
+    binding,
+    tokenType: 'mtls_pop',
+    allowBearerFallback: true,
+    identityName: 'mi-logged',
+  })
+  // The Bearer answer is logged where it is counted, in the credential's fallback.
+  const token = await boundOrBearerFallback(() => client.requestToken(request, signal()), {
+    allowed: true,
+    requested: 'mtls_pop',
+    runtime,
+    identity: 'mi-logged',
+  })
   const text = lines.join('')
   assert.match(text, /retrying Entra token request/)
   assert.match(text, /allowBearerFallback/)

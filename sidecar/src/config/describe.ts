@@ -6,6 +6,8 @@ import type {
 } from './types.ts'
 import { configWarnings } from './warnings.ts'
 import { describeSelector } from './describe-selector.ts'
+import { isBoundCredential, servedTokenType, usesImdsV2 } from './token-scheme.ts'
+import type { TokenType } from '../model/token.ts'
 
 /**
  * The resolved config as `credential-sidecar check-config` prints it. Paths and URLs are shown;
@@ -90,10 +92,8 @@ function managedIdentityLines(identity: ManagedIdentityConfig): string[] {
 
 /** Mirrors how sources pick the endpoint: only plain Bearer stays on IMDS v1. */
 function managedIdentityRoute(identity: ManagedIdentityConfig): string {
-  if (identity.protocolScheme === 'MTLS_POP')
-    return 'IMDS v2 binding certificate + Entra mTLS (mtls_pop tokens)'
-  if (identity.useBoundCredential) return 'IMDS v2 binding certificate + Entra mTLS (bound Bearer tokens)'
-  return 'IMDS v1'
+  if (!usesImdsV2(identity)) return 'IMDS v1'
+  return `IMDS v2 binding certificate + Entra mTLS (${identity.protocolScheme === 'MTLS_POP' ? 'mtls_pop' : 'bound Bearer'} tokens)`
 }
 
 function confidentialClientLines(identity: ConfidentialClientConfig): string[] {
@@ -106,16 +106,18 @@ function confidentialClientLines(identity: ConfidentialClientConfig): string[] {
       (identity.azureRegion === undefined ? '' : `, region ${identity.azureRegion}`) +
       (identity.sendX5C ? ', sends x5c' : ''),
     'credentials (tried in order, the first that loads is used):',
-    ...identity.clientCredentials.map((credential, index) => `  ${index + 1}. ${credentialLine(credential)}`),
+    ...identity.clientCredentials.map(
+      (credential, index) => `  ${index + 1}. ${credentialLine(credential, servedTokenType(identity))}`,
+    ),
   ]
 }
 
-function credentialLine(credential: ClientCredentialConfig): string {
+function credentialLine(credential: ClientCredentialConfig, served: TokenType): string {
   switch (credential.sourceType) {
     case 'Path':
-      return `Path ${credential.certificateDiskPath}${passwordNote(credential.certificatePassword)}, ${bound(credential.useBoundCredential)}`
+      return `Path ${credential.certificateDiskPath}${passwordNote(credential.certificatePassword)}, ${bound(isBoundCredential(served, credential))}`
     case 'Base64Encoded':
-      return `Base64Encoded base64EncodedValue: <set>${passwordNote(credential.certificatePassword)}, ${bound(credential.useBoundCredential)}`
+      return `Base64Encoded base64EncodedValue: <set>${passwordNote(credential.certificatePassword)}, ${bound(isBoundCredential(served, credential))}`
     case 'SignedAssertionFromManagedIdentity':
       return (
         'SignedAssertionFromManagedIdentity from ' +
@@ -123,7 +125,7 @@ function credentialLine(credential: ClientCredentialConfig): string {
           ? 'the system-assigned managed identity'
           : `managed identity ${credential.managedIdentityClientId}`) +
         `, audience ${credential.tokenExchangeUrl}, ` +
-        (credential.useBoundCredential
+        (isBoundCredential(served, credential)
           ? 'bound (assertion + binding certificate over mTLS)'
           : 'unbound (assertion as client_assertion)')
       )
@@ -138,8 +140,8 @@ function passwordNote(password: string | undefined): string {
   return password === undefined ? '' : ', certificatePassword: <set>'
 }
 
-function bound(useBoundCredential: boolean): string {
-  return useBoundCredential ? 'bound (presented over mTLS)' : 'unbound (client assertion)'
+function bound(isBound: boolean): string {
+  return isBound ? 'bound (presented over mTLS)' : 'unbound (client assertion)'
 }
 
 function hostForUrl(host: string): string {

@@ -1,4 +1,5 @@
 import type { CertificateSource } from '../config/types.ts'
+import { isBoundCredential } from '../config/token-scheme.ts'
 import { SidecarError } from '../core/errors.ts'
 import { WatchedFile, type FileCheck } from '../core/watched-file.ts'
 import { trustedFile } from '../core/trusted-file.ts'
@@ -63,7 +64,7 @@ export class CertificateCredential implements CredentialSource {
   constructor(app: AppContext, source: CertificateSource, index: number) {
     this.#app = app
     this.#source = source
-    this.#overMtls = source.useBoundCredential || app.tokenType === 'mtls_pop'
+    this.#overMtls = isBoundCredential(app.tokenType, source)
     const where = source.sourceType === 'Path' ? ` ${source.certificateDiskPath}` : ''
     this.label = `clientCredentials[${index}] (${source.sourceType}${where})`
     this.#key = credentialFileKey(app.identityName, index, 'certificateDiskPath')
@@ -102,11 +103,15 @@ export class CertificateCredential implements CredentialSource {
       // Entra refuses bound tokens for the tenant: a private_key_jwt on the regular endpoint instead.
       return boundOrBearerFallback(() => app.entra.requestToken(withClaims(request, claims), signal), {
         allowed: app.allowBearerFallback,
+        requested: app.tokenType,
         runtime: app.runtime,
         identity: app.identityName,
         credential: this.label,
-        via: { field: 'private_key_jwt', served: 'obtained with a client assertion' },
-        bearer: () => this.#assertionToken(certificate, scope, signal, claims),
+        onRefusal: {
+          via: 'private_key_jwt',
+          served: 'obtained with a client assertion',
+          bearer: () => this.#assertionToken(certificate, scope, signal, claims),
+        },
       })
     }
     return this.#assertionToken(certificate, scope, signal, claims)

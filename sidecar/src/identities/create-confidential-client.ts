@@ -17,7 +17,7 @@ import type { AppContext, CredentialSource } from '../credentials/source.ts'
 import { ClientSecretCredential } from '../credentials/client-secret.ts'
 import { CredentialChain } from './chain.ts'
 import { FederatedCredential } from '../credentials/federated/federated.ts'
-import { servedTokenType } from '../config/token-scheme.ts'
+import { isBoundCredential, servedTokenType } from '../config/token-scheme.ts'
 import { describeSelector } from '../config/describe-selector.ts'
 
 /** The shared upstream clients a confidential client is built from (a subset of `IdentitySources`). */
@@ -73,7 +73,7 @@ function createCredential(
           : { kind: 'clientId', value: config.managedIdentityClientId }
       // MTLS_POP needs a certificate to bind the final token to; with FIC the only one is leg 1's,
       // so MTLS_POP gets a bound (IMDS v2) leg 1 even when useBoundCredential is false.
-      const bound = config.useBoundCredential || app.tokenType === 'mtls_pop'
+      const bound = isBoundCredential(app.tokenType, config)
       const target = { name: app.identityName, selector }
       const managedIdentity = bound
         ? new ImdsV2Source({

@@ -5,6 +5,7 @@ import type { AcquiredToken } from '../../model/token.ts'
 import type { BindingCertificate } from '../../model/binding.ts'
 import type { CredentialBundle } from '../../model/bundle.ts'
 import { appRequest, type AppContext, type CredentialSource, type SourceTokenRequest } from '../source.ts'
+import { boundOrBearerFallback } from '../bearer-fallback.ts'
 
 /**
  * `SignedAssertionFromManagedIdentity` (FIC): leg 1 is a managed identity token
@@ -47,7 +48,15 @@ export class FederatedCredential implements CredentialSource {
       tokenType: app.tokenType,
     })
     try {
-      return await app.entra.requestToken(withClaims(request, claims), signal)
+      // No unbound way for leg 2 when Entra refuses binding (the leg-1 assertion is bound): only a
+      // Bearer answer to an mtls_pop request is a fallback here.
+      return await boundOrBearerFallback(() => app.entra.requestToken(withClaims(request, claims), signal), {
+        allowed: app.allowBearerFallback,
+        requested: app.tokenType,
+        runtime: app.runtime,
+        identity: app.identityName,
+        credential: this.label,
+      })
     } catch (error) {
       // Unbound: the token service has no binding to invalidate, so drop the leg-1 token here; a
       // refused assertion (expired, revoked) is then re-fetched by the next request.

@@ -80,16 +80,20 @@ export class ImdsV2Source implements CredentialSource {
     })
     return boundOrBearerFallback(() => this.#entra.requestToken(withClaims(request, claims), signal), {
       allowed: options.allowBearerFallback,
+      requested: options.tokenType,
       runtime: options.runtime,
       identity: options.name,
-      via: { field: 'imds_v1', served: 'from IMDS v1' },
-      bearer: () =>
-        options.imdsV1.getToken(
-          options.selector,
-          resourceOfScope(scope),
-          signal,
-          clientCapabilities.length ? { clientCapabilities } : {},
-        ),
+      onRefusal: {
+        via: 'imds_v1',
+        served: 'from IMDS v1',
+        bearer: () =>
+          options.imdsV1.getToken(
+            options.selector,
+            resourceOfScope(scope),
+            signal,
+            clientCapabilities.length ? { clientCapabilities } : {},
+          ),
+      },
     })
   }
 

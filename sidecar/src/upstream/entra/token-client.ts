@@ -4,12 +4,7 @@ import { SidecarError, type ErrorReason, type UpstreamErrorDetail } from '../../
 import { callUpstream } from '../client.ts'
 import { retryAfterSecondsFor } from '../../core/retry-after.ts'
 import { upstreamErrorDetail } from '../error-detail.ts'
-import {
-  describeEndpoint,
-  parseJsonObject,
-  parseRetryAfterMs,
-  type HttpResponse,
-} from '../http.ts'
+import { describeEndpoint, parseJsonObject, parseRetryAfterMs, type HttpResponse } from '../http.ts'
 import { entraRetryPolicy } from '../retry.ts'
 import type { Runtime } from '../../core/runtime.ts'
 import type { AcquiredToken, TokenType } from '../../model/token.ts'
@@ -26,7 +21,7 @@ export interface EntraTokenRequest {
   clientCertificate?: BindingCertificate
   /** What the caller will be served; an mtls_pop request answered with Bearer fails closed. */
   expectedTokenType: TokenType
-  /** Serve Bearer when mtls_pop was asked and Entra answered Bearer (logged and counted). */
+  /** Accept a Bearer answer to mtls_pop (credentials/bearer-fallback.ts logs and counts it). */
   allowBearerFallback?: boolean
   /** For logs and metrics. */
   identityName: string
@@ -156,11 +151,7 @@ export class EntraTokenClient {
     if (answered === req.expectedTokenType) {
       tokenType = answered
     } else if (answered === 'Bearer' && req.expectedTokenType === 'mtls_pop' && req.allowBearerFallback) {
-      this.#runtime.logger.warn(
-        { identity: req.identityName, endpoint },
-        'mtls_pop was requested but Entra answered Bearer; serving Bearer because allowBearerFallback is on',
-      )
-      this.#runtime.metrics.bearerFallbacks.inc({ identity: req.identityName })
+      // Accepted only; credentials/bearer-fallback.ts logs and counts it (the one place).
       tokenType = 'Bearer'
     } else {
       // Fail closed (MSAL: token_type_mismatch): a Bearer token must never be served as PoP, and a
