@@ -1,4 +1,16 @@
-import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document } from 'yaml'
+import {
+  LineCounter,
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  parseDocument,
+  type Alias,
+  type Document,
+  type Scalar,
+  type YAMLMap,
+  type YAMLSeq,
+} from 'yaml'
 import { substituteEnv } from './env.ts'
 import { pathKey, type ConfigPath, type PathIssue } from './path.ts'
 
@@ -30,125 +42,165 @@ const maxAliasExpansions = 1000
 
 export function readYamlSource(text: string, env: NodeJS.ProcessEnv): YamlSource {
   const lineCounter = new LineCounter()
-  // uniqueKeys is off so the walk below can report a duplicate with its full key path.
+  // uniqueKeys is off so the walk can report a duplicate with its full key path.
   const doc = parseDocument(text, {
     lineCounter,
     prettyErrors: true,
     uniqueKeys: false,
     keepSourceTokens: true,
   })
-  const positions = new Map<string, Located>()
-  const issues: PathIssue[] = []
-  const wholeVariables = new Map<string, string>()
-  const start: Position = { line: 1, column: 1 }
+  const walker = new YamlWalker(doc, lineCounter, env)
+  const locate = (path: ConfigPath): Position => walker.locate(path)
+  const syntaxIssues = syntaxIssuesOf(doc)
+  const read = { issues: walker.issues, syntaxIssues, wholeVariables: walker.wholeVariables, locate }
+  if (syntaxIssues.length > 0) return { value: undefined, ...read }
+  // An empty file (or one holding only comments) is an empty config: every default applies.
+  const value = walker.walkDocument()
+  return { value: value === null ? {} : value, ...read }
+}
 
-  const positionAt = (offset: number | undefined): Position => {
-    if (offset === undefined) return start
-    const { line, col } = lineCounter.linePos(offset)
-    return { line, column: col }
-  }
+const start: Position = { line: 1, column: 1 }
 
-  const locate = (path: ConfigPath): Position => {
-    for (let length = path.length; length >= 0; length--) {
-      const found = positions.get(pathKey(path.slice(0, length)))
-      if (found) return found.key ?? found.node
-    }
-    return start
-  }
-
-  const syntaxIssues = [...doc.errors, ...doc.warnings].map((error) => ({
+/** YAML syntax errors and warnings, positioned, in the sidecar's words. */
+function syntaxIssuesOf(doc: Document): YamlSource['syntaxIssues'] {
+  return [...doc.errors, ...doc.warnings].map((error) => ({
     position: error.linePos ? { line: error.linePos[0].line, column: error.linePos[0].col } : start,
     message:
       error.code === 'MULTIPLE_DOCS'
         ? 'YAML: a config file holds one document; remove the second "---"'
         : `YAML: ${error.message.replace(/ at line \d+, column \d+:[\s\S]*$/, '').trim()}`,
   }))
-  if (syntaxIssues.length > 0) return { value: undefined, issues, syntaxIssues, wholeVariables, locate }
+}
 
-  let aliasExpansions = 0
-  const resolving = new Set<unknown>()
+type Ranged = { range?: [number, number, number] | null } | null | undefined
 
-  const walk = (node: unknown, path: ConfigPath): unknown => {
+/**
+ * Turns the parsed document into plain data, noting where each key and item stands (for messages
+ * that name file, line and column), substituting `${ENV}` in strings, and recording what cannot be
+ * used: duplicate keys, keys that are not words, aliases that are undefined, recursive or expanded
+ * too often, unset variables.
+ */
+class YamlWalker {
+  readonly issues: PathIssue[] = []
+  readonly wholeVariables = new Map<string, string>()
+  readonly #positions = new Map<string, Located>()
+  readonly #doc: Document
+  readonly #lineCounter: LineCounter
+  readonly #env: NodeJS.ProcessEnv
+  #aliasExpansions = 0
+  readonly #resolving = new Set<unknown>()
+
+  constructor(doc: Document, lineCounter: LineCounter, env: NodeJS.ProcessEnv) {
+    this.#doc = doc
+    this.#lineCounter = lineCounter
+    this.#env = env
+  }
+
+  /** The key's position for a mapping entry, the node's for a list item; an absent path → its nearest present parent. */
+  locate(path: ConfigPath): Position {
+    for (let length = path.length; length >= 0; length--) {
+      const found = this.#positions.get(pathKey(path.slice(0, length)))
+      if (found) return found.key ?? found.node
+    }
+    return start
+  }
+
+  walkDocument(): unknown {
+    const contents = this.#doc.contents
+    if (!contents) return {}
+    this.#positions.set(pathKey([]), { node: this.#positionAt(contents.range?.[0]) })
+    return this.#walk(contents, [])
+  }
+
+  #walk(node: unknown, path: ConfigPath): unknown {
     if (node === null || node === undefined) return null
-    if (isAlias(node)) {
-      const target = node.resolve(doc as Document)
-      if (!target || resolving.has(target) || ++aliasExpansions > maxAliasExpansions) {
-        issues.push({ path, message: 'YAML alias is undefined, recursive or expanded too often' })
-        return null
-      }
-      resolving.add(target)
-      try {
-        return walk(target, path)
-      } finally {
-        resolving.delete(target)
-      }
-    }
-    if (isMap(node)) {
-      const out: Record<string, unknown> = {}
-      const firstLine = new Map<string, number>()
-      for (const pair of node.items) {
-        const keyNode = pair.key
-        const keyValue = isScalar(keyNode) ? keyNode.value : undefined
-        const keyPosition = positionAt(isScalar(keyNode) ? keyNode.range?.[0] : node.range?.[0])
-        if (typeof keyValue !== 'string' && typeof keyValue !== 'number' && typeof keyValue !== 'boolean') {
-          positions.set(pathKey([...path, '?']), { node: keyPosition })
-          issues.push({ path: [...path, '?'], message: 'mapping keys must be plain words' })
-          continue
-        }
-        const key = String(keyValue)
-        const childPath = [...path, key]
-        const seen = firstLine.get(key)
-        if (seen !== undefined) {
-          positions.set(pathKey([...childPath, '(duplicate)']), { node: keyPosition })
-          issues.push({
-            path: childPath,
-            message: `duplicate key (first set on line ${seen}); each key may appear once per mapping`,
-            at: [...childPath, '(duplicate)'],
-          })
-          continue
-        }
-        firstLine.set(key, keyPosition.line)
-        const valueNode = pair.value as { range?: [number, number, number] | null } | null
-        positions.set(pathKey(childPath), {
-          key: keyPosition,
-          node: positionAt(valueNode?.range?.[0] ?? undefined),
-        })
-        // defineProperty: a key named __proto__ must stay an own property, not change the prototype.
-        Object.defineProperty(out, key, {
-          value: walk(pair.value, childPath),
-          enumerable: true,
-          writable: true,
-          configurable: true,
-        })
-      }
-      return out
-    }
-    if (isSeq(node)) {
-      return node.items.map((item, index) => {
-        const childPath = [...path, index]
-        const itemRange = (item as { range?: [number, number, number] | null } | null)?.range
-        positions.set(pathKey(childPath), { node: positionAt(itemRange?.[0] ?? node.range?.[0]) })
-        return walk(item, childPath)
-      })
-    }
-    if (isScalar(node)) {
-      if (typeof node.value !== 'string') return node.value
-      const substituted = substituteEnv(node.value, env)
-      if (!substituted.ok) {
-        issues.push({ path, message: substituted.message })
-        return node.value
-      }
-      if (substituted.wholeVariable !== undefined)
-        wholeVariables.set(pathKey(path), substituted.wholeVariable)
-      return substituted.value
-    }
-    issues.push({ path, message: 'unsupported YAML node' })
+    if (isAlias(node)) return this.#alias(node, path)
+    if (isMap(node)) return this.#map(node, path)
+    if (isSeq(node)) return this.#seq(node, path)
+    if (isScalar(node)) return this.#scalar(node, path)
+    this.issues.push({ path, message: 'unsupported YAML node' })
     return null
   }
 
-  const contents = doc.contents
-  if (contents) positions.set(pathKey([]), { node: positionAt(contents.range?.[0]) })
-  const value = contents ? walk(contents, []) : {}
-  // An empty file (or one holding only comments) is an empty config: every default applies.
-  return { value: value === null ? {} : value, issues, syntaxIssues, wholeVariables, locate }
+  #alias(node: Alias, path: ConfigPath): unknown {
+    const target = node.resolve(this.#doc)
+    if (!target || this.#resolving.has(target) || ++this.#aliasExpansions > maxAliasExpansions) {
+      this.issues.push({ path, message: 'YAML alias is undefined, recursive or expanded too often' })
+      return null
+    }
+    this.#resolving.add(target)
+    try {
+      return this.#walk(target, path)
+    } finally {
+      this.#resolving.delete(target)
+    }
+  }
+
+  #map(node: YAMLMap, path: ConfigPath): Record<string, unknown> {
+    const out: Record<string, unknown> = {}
+    const firstLine = new Map<string, number>()
+    for (const pair of node.items) {
+      const keyNode = pair.key
+      const keyValue = isScalar(keyNode) ? keyNode.value : undefined
+      const keyPosition = this.#positionAt(isScalar(keyNode) ? keyNode.range?.[0] : node.range?.[0])
+      if (typeof keyValue !== 'string' && typeof keyValue !== 'number' && typeof keyValue !== 'boolean') {
+        this.#positions.set(pathKey([...path, '?']), { node: keyPosition })
+        this.issues.push({ path: [...path, '?'], message: 'mapping keys must be plain words' })
+        continue
+      }
+      const key = String(keyValue)
+      const childPath = [...path, key]
+      const seen = firstLine.get(key)
+      if (seen !== undefined) {
+        this.#positions.set(pathKey([...childPath, '(duplicate)']), { node: keyPosition })
+        this.issues.push({
+          path: childPath,
+          message: `duplicate key (first set on line ${seen}); each key may appear once per mapping`,
+          at: [...childPath, '(duplicate)'],
+        })
+        continue
+      }
+      firstLine.set(key, keyPosition.line)
+      this.#positions.set(pathKey(childPath), {
+        key: keyPosition,
+        node: this.#positionAt((pair.value as Ranged)?.range?.[0] ?? undefined),
+      })
+      // defineProperty: a key named __proto__ must stay an own property, not change the prototype.
+      Object.defineProperty(out, key, {
+        value: this.#walk(pair.value, childPath),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      })
+    }
+    return out
+  }
+
+  #seq(node: YAMLSeq, path: ConfigPath): unknown[] {
+    return node.items.map((item, index) => {
+      const childPath = [...path, index]
+      this.#positions.set(pathKey(childPath), {
+        node: this.#positionAt((item as Ranged)?.range?.[0] ?? node.range?.[0]),
+      })
+      return this.#walk(item, childPath)
+    })
+  }
+
+  #scalar(node: Scalar, path: ConfigPath): unknown {
+    if (typeof node.value !== 'string') return node.value
+    const substituted = substituteEnv(node.value, this.#env)
+    if (!substituted.ok) {
+      this.issues.push({ path, message: substituted.message })
+      return node.value
+    }
+    if (substituted.wholeVariable !== undefined)
+      this.wholeVariables.set(pathKey(path), substituted.wholeVariable)
+    return substituted.value
+  }
+
+  #positionAt(offset: number | undefined): Position {
+    if (offset === undefined) return start
+    const { line, col } = this.#lineCounter.linePos(offset)
+    return { line, column: col }
+  }
 }
