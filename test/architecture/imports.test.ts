@@ -9,7 +9,7 @@ const src = fileURLToPath(new URL('../../sidecar/src', import.meta.url))
 /**
  * The layers of sidecar/src, bottom first: a folder may import its own layer's folders or lower
  * ones, never a higher one. This is the architecture the folder tree is meant to read as:
- * `cli → daemon → http/downstream → tokens → identities → credentials → upstream → pki → model → core`,
+ * `cli → daemon → http/downstream → tokens → identities → cache → credentials → upstream → pki → model → core`,
  * with config (plain data) under everything that is configured, and the emulator beside http, used
  * only by `cli/demo.ts` and the tests.
  */
@@ -20,6 +20,7 @@ const layers: readonly (readonly string[])[] = [
   ['pki'],
   ['upstream'],
   ['credentials'],
+  ['cache'],
   ['identities'],
   ['tokens'],
   ['downstream'],

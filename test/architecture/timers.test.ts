@@ -8,15 +8,14 @@ const src = fileURLToPath(new URL('../../sidecar/src', import.meta.url))
 
 /**
  * Contract §3: no timer may depend on a delay above what `setTimeout` holds (2^31-1 ms). In the
- * layers that turn lifetimes into delays (credentials, tokens, identities, model, upstream), a timer
+ * layers that turn lifetimes into delays (credentials, cache, tokens, identities, model, upstream), a timer
  * goes through `core/long-timer.ts`; the few direct timers left there wait a bounded delay, each
  * listed here with its bound.
  */
 const bounded = new Map([
   ['upstream/retry.ts', 'retry back-off: at most 60 s (maxRetryAfterMs) or the policy’s 10 s'],
-  ['tokens/token-cache.ts', 'forced-refresh window: forcedRefreshIntervalMs, 5 s'],
 ])
-const layers = ['credentials', 'tokens', 'identities', 'model', 'upstream']
+const layers = ['credentials', 'cache', 'tokens', 'identities', 'model', 'upstream']
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { SidecarError } from '../../sidecar/src/core/errors.ts'
 import { silentLogger } from '../../sidecar/src/core/log.ts'
 import { Metrics } from '../../sidecar/src/core/metrics.ts'
-import { TokenCache } from '../../sidecar/src/tokens/token-cache.ts'
+import { TokenCache } from '../../sidecar/src/cache/token-cache.ts'
 import type { AcquiredToken } from '../../sidecar/src/model/token.ts'
 import { FakeClock } from '../support/fake-clock.ts'
 
@@ -111,7 +111,7 @@ test('the cache is bounded by maxTokens', async () => {
   assert.equal(cache.size, 3)
 })
 
-test('a forced refresh never answers from the cache, waits out a refresh in flight, and fails without the refused token', async () => {
+test('a forced refresh never answers from the cache nor from a fetch started before it, and fails without the refused token', async () => {
   const { clock, cache, acquire, calls, setFail } = setup()
   await cache.get('k', () => acquire(hour))
   // A background refresh is under way (slow): the forced refresh must not take its answer.
@@ -122,14 +122,17 @@ test('a forced refresh never answers from the cache, waits out a refresh in flig
     await slow
     return acquire(hour)
   })
-  const forced = cache.forceRefresh('k', () => acquire(hour))
-  release()
   assert.equal((await background).accessToken, 'token-1', 'the due token answered at once')
-  assert.equal((await forced).accessToken, 'token-3', 'its own request, made after the refusal')
+  const forced = cache.forceRefresh('k', () => acquire(hour))
+  assert.equal((await forced).accessToken, 'token-2', 'its own request, made after the refusal, at once')
+  // The background fetch, started before the refusal, answers later: it must not overwrite.
+  release()
+  await new Promise((resolve) => setImmediate(resolve))
   assert.equal(calls(), 3)
-  assert.equal(cache.peek('k')?.accessToken, 'token-3')
+  assert.equal(cache.peek('k')?.accessToken, 'token-2', 'an answer from an older fetch never wins')
+  assert.equal((await cache.get('k', () => acquire(hour))).accessToken, 'token-2')
   // Within the window, another forced refresh shares that answer.
-  assert.equal((await cache.forceRefresh('k', () => acquire(hour))).accessToken, 'token-3')
+  assert.equal((await cache.forceRefresh('k', () => acquire(hour))).accessToken, 'token-2')
   assert.equal(calls(), 3)
   await clock.advance(5_000)
   setFail(true)
@@ -137,6 +140,13 @@ test('a forced refresh never answers from the cache, waits out a refresh in flig
     cache.forceRefresh('k', () => acquire(hour)),
     /IMDS down/,
   )
+  assert.equal(cache.peek('k'), undefined, 'the refused token is not kept after a failed forced refresh')
+  // Within the window the failure is shared too: no second upstream call.
+  await assert.rejects(
+    cache.forceRefresh('k', () => acquire(hour)),
+    /IMDS down/,
+  )
+  assert.equal(calls(), 4)
 })
 
 test('a token that expired on arrival is upstream_error (502), not a daemon failure (500), and not cached', async () => {

@@ -7,7 +7,7 @@ import { CredentialChain } from '../../sidecar/src/identities/chain.ts'
 import { Identity } from '../../sidecar/src/identities/identity.ts'
 import type { CredentialBundle } from '../../sidecar/src/model/bundle.ts'
 import { normaliseScope } from '../../sidecar/src/tokens/scope.ts'
-import { TokenCache } from '../../sidecar/src/tokens/token-cache.ts'
+import { TokenCache } from '../../sidecar/src/cache/token-cache.ts'
 import { TokenService } from '../../sidecar/src/tokens/token-service.ts'
 import type { AcquiredToken } from '../../sidecar/src/model/token.ts'
 import type { BindingCertificate } from '../../sidecar/src/model/binding.ts'
@@ -35,7 +35,9 @@ class CertificateAssertionSource implements CredentialSource {
   bindingIfKnown() {
     return { binding: this.binding }
   }
+  loads = 0
   async load() {
+    this.loads++
     return this.binding
   }
   async acquireToken(): Promise<AcquiredToken> {
@@ -61,15 +63,17 @@ class CertificateAssertionSource implements CredentialSource {
 function setup() {
   const clock = new FakeClock()
   const source = new CertificateAssertionSource(clock)
-  const identity = new Identity({ name: 'app' } as ManagedIdentityConfig, CredentialChain.of(source))
   const runtime = testRuntime({ clock, timeoutMs: 1000 })
   const { logger, metrics } = runtime
   const cache = new TokenCache({ clock, random: () => 0.5, logger, metrics, maxTokens: 10 })
+  const identity = new Identity({ name: 'app' } as ManagedIdentityConfig, CredentialChain.of(source), {
+    cache,
+    runtime,
+  })
   const service = new TokenService({
     runtime,
     identities: new Map([['app', identity]]),
     defaultIdentity: 'app',
-    cache,
     requestDeadlineMs: 5000,
   })
   return { identity, source, service }
@@ -80,11 +84,11 @@ test('invalidate drops the entry a token came from, even when the answer carried
   const scope = normaliseScope({ resource: 'https://graph.microsoft.com' })
   const first = await service.getToken(identity, scope)
   assert.equal((await service.getToken(identity, scope)).token.accessToken, first.token.accessToken)
-  service.invalidate(first)
+  identity.refused(first)
   const second = await service.getToken(identity, scope)
   assert.notEqual(second.token.accessToken, first.token.accessToken)
   assert.equal(source.acquired, 2)
-  service.invalidate(first) // a stale report leaves the newer token alone
+  identity.refused(first) // a stale report leaves the newer token alone
   assert.equal((await service.getToken(identity, scope)).token.accessToken, second.token.accessToken)
 })
 
@@ -95,4 +99,15 @@ test('a rejected binding is invalidated and the request retried once with the ne
   assert.deepEqual(source.invalidated, ['cert-1'])
   assert.match(served.token.accessToken, /cert-2$/)
   assert.equal(source.acquired, 2)
+})
+
+test('a cold request loads the credential once and fetches once; a warm one does neither', async () => {
+  const { identity, source, service } = setup()
+  const scope = normaliseScope({ resource: 'https://x' })
+  await service.getToken(identity, scope)
+  assert.equal(source.loads, 1, 'binding and source come from one load')
+  assert.equal(source.acquired, 1)
+  await service.getToken(identity, scope)
+  assert.equal(source.loads, 1)
+  assert.equal(source.acquired, 1)
 })

@@ -9,7 +9,6 @@ import {
   jwtPopAssertionType,
   managedIdentityMtlsRequest,
   scopeForResource,
-  resourceOfScope,
 } from '../../sidecar/src/upstream/entra/requests.ts'
 import type { BindingCertificate } from '../../sidecar/src/model/binding.ts'
 
@@ -35,7 +34,11 @@ test('scope normalisation: resource → <resource>/.default, scope passed throug
     'https://graph.microsoft.com/.default',
   )
   assert.equal(scopeForResource('api://AzureADTokenExchange'), 'api://AzureADTokenExchange/.default')
-  assert.equal(resourceOfScope('https://graph.microsoft.com/.default'), 'https://graph.microsoft.com')
+  // A scope of a resource kept with its trailing slash (IMDS v1's spelling) goes to Entra trimmed.
+  assert.equal(
+    scopeForResource('https://graph.microsoft.com//.default'),
+    'https://graph.microsoft.com/.default',
+  )
 })
 
 test('managed identity mTLS leg: no assertion; token_type=mtls_pop for PoP, none for a bound Bearer token', () => {

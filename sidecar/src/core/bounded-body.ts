@@ -15,7 +15,7 @@ export async function readBoundedBody(
   let size = 0
   if (body) {
     if (Number(declaredLength ?? NaN) > limit) {
-      await body[Symbol.asyncIterator]().return?.()
+      await discard(body)
       throw tooLarge()
     }
     // Leaving the loop by a throw returns the iterator: the stream is destroyed or cancelled.
@@ -26,4 +26,16 @@ export async function readBoundedBody(
     }
   }
   return Buffer.concat(chunks, size)
+}
+
+/**
+ * Drops a body nobody started reading. Returning a fresh async iterator does not run the stream's
+ * clean-up (an async generator that never started has nothing to finish), so a Node stream is
+ * destroyed and a web stream cancelled by name.
+ */
+async function discard(body: AsyncIterable<Uint8Array>): Promise<void> {
+  const stream = body as { destroy?: () => void; cancel?: () => Promise<void> }
+  if (typeof stream.destroy === 'function') stream.destroy()
+  else if (typeof stream.cancel === 'function') await stream.cancel().catch(() => {})
+  else await body[Symbol.asyncIterator]().return?.()
 }

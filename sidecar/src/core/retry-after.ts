@@ -44,3 +44,20 @@ export class RetryAfterHints {
     this.#storage.getStore()?.note(retryAfterMs)
   }
 }
+
+/**
+ * The fetch one request waits on (the token cache points it at the fetch it starts or joins), so
+ * that a request-deadline 503 can quote what upstream asked for meanwhile.
+ */
+export class UpstreamWait {
+  #hint: RetryAfterHint | undefined
+
+  watch(hint: RetryAfterHint): void {
+    this.#hint = hint
+  }
+
+  /** Upstream's last Retry-After for that fetch (seconds, bounded), or undefined. */
+  get retryAfterSeconds(): number | undefined {
+    return this.#hint?.seconds
+  }
+}

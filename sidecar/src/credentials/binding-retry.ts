@@ -21,20 +21,25 @@ export function dropBinding(
 }
 
 /**
- * "Binding rejected → re-mint once": runs `attempt` with the binding `load` gives; when upstream
- * rejects it, `rejected` drops that binding (and says so in the log) and `attempt` runs once more
- * with a fresh `load`. Once only: a fresh certificate refused again is an answer, not a loop.
+ * "Binding rejected → re-mint once": runs `attempt` with what `load` gives (its `binding`, and
+ * whatever else the caller loaded with it); when upstream rejects that binding, `rejected` drops it
+ * (and says so in the log) and `attempt` runs once more with a fresh `load`. Once only: a fresh
+ * certificate refused again is an answer, not a loop.
  */
-export async function retryOnceWithFreshBinding<Result>(steps: {
-  load(): Promise<BindingCertificate | undefined>
-  attempt(binding: BindingCertificate | undefined): Promise<Result>
+export async function retryOnceWithFreshBinding<
+  Loaded extends { binding: BindingCertificate | undefined },
+  Result,
+>(steps: {
+  load(): Promise<Loaded>
+  attempt(loaded: Loaded): Promise<Result>
   rejected(binding: BindingCertificate, error: SidecarError): void
 }): Promise<Result> {
   for (let attempt = 0; ; attempt++) {
-    const binding = await steps.load()
+    const loaded = await steps.load()
     try {
-      return await steps.attempt(binding)
+      return await steps.attempt(loaded)
     } catch (error) {
+      const binding = loaded.binding
       if (attempt === 0 && binding && isBindingRejected(error)) {
         steps.rejected(binding, error)
         continue

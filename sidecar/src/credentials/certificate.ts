@@ -19,6 +19,7 @@ import {
 import type { AcquiredToken } from '../model/token.ts'
 import type { BindingCertificate } from '../model/binding.ts'
 import type { CredentialBundle } from '../model/bundle.ts'
+import type { Scope } from '../model/scope.ts'
 import { appRequest, type AppContext, type CredentialSource, type SourceTokenRequest } from './source.ts'
 import { dropBinding } from './binding-retry.ts'
 import { boundOrBearerFallback } from './bearer-fallback.ts'
@@ -120,7 +121,7 @@ export class CertificateCredential implements CredentialSource {
   /** Bearer with a private_key_jwt to the regular endpoint (not bound). */
   async #assertionToken(
     certificate: AppCertificate,
-    scope: string,
+    scope: Scope,
     signal: AbortSignal,
     claims: string | undefined,
   ): Promise<AcquiredToken> {

@@ -3,6 +3,7 @@ import type { EntraTokenClient } from '../upstream/entra/token-client.ts'
 import type { AcquiredToken, TokenType } from '../model/token.ts'
 import type { BindingCertificate } from '../model/binding.ts'
 import type { CredentialBundle } from '../model/bundle.ts'
+import type { Scope } from '../model/scope.ts'
 
 /** What every credential source of one confidential client shares: the app and where its tokens come from. */
 export interface AppContext {
@@ -26,8 +27,13 @@ export interface AppContext {
  * The request fields every confidential-client source starts from: this app at Entra's regular
  * token endpoint (the mTLS one is `app.mtlsTokenEndpoint`).
  */
-export function appRequest(app: AppContext, scope: string) {
-  return { tokenEndpoint: app.tokenEndpoint, clientId: app.clientId, scope, identityName: app.identityName }
+export function appRequest(app: AppContext, scope: Scope) {
+  return {
+    tokenEndpoint: app.tokenEndpoint,
+    clientId: app.clientId,
+    scope: scope.scope,
+    identityName: app.identityName,
+  }
 }
 
 /**
@@ -35,8 +41,8 @@ export function appRequest(app: AppContext, scope: string) {
  * prepared once by the identity; each source sends the part its upstream understands.
  */
 export interface SourceTokenRequest {
-  /** `…/.default` */
-  scope: string
+  /** Both spellings: IMDS v1 takes `scope.resource`, Entra `scope.scope`. */
+  scope: Scope
   /**
    * The binding `load` gave for the cache key. It may be a moment old; a source may use its current
    * state instead so that what it presents is self-consistent (an FIC assertion with the

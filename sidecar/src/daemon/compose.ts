@@ -9,7 +9,7 @@ import type { SidecarConfig } from '../config/types.ts'
 import { MtlsAgents, tlsConnectOptions, trustedCas } from '../upstream/tls.ts'
 import { createIdentities } from '../identities/create.ts'
 import type { Identity } from '../identities/identity.ts'
-import { TokenCache } from '../tokens/token-cache.ts'
+import { TokenCache } from '../cache/token-cache.ts'
 import { TokenService } from '../tokens/token-service.ts'
 import { DownstreamProxy } from '../downstream/proxy.ts'
 import type { AppDeps } from '../http/app.ts'
@@ -48,20 +48,21 @@ export async function buildCore(options: CoreOptions): Promise<Core> {
   const { config } = options
   const runtime = createRuntime(options)
   const mtlsAgents = new MtlsAgents({ extraCaPem: runtime.extraCaPem })
-  const identitySet = await createIdentities(config, runtime, mtlsAgents)
-  const identities = identitySet.identities
+  // One cache for every identity's slots, so cache.maxTokens bounds them all.
   const cache = new TokenCache({
     clock: runtime.clock,
     random: runtime.random,
     logger: runtime.logger,
     metrics: runtime.metrics,
     maxTokens: config.cache.maxTokens,
+    ...(runtime.retryAfterHints ? { retryAfterHints: runtime.retryAfterHints } : {}),
   })
+  const identitySet = await createIdentities(config, runtime, mtlsAgents, cache)
+  const identities = identitySet.identities
   const tokens = new TokenService({
     runtime,
     identities,
     defaultIdentity: config.defaultIdentity,
-    cache,
     requestDeadlineMs: config.upstream.requestDeadlineMs,
   })
   const close = async () => {

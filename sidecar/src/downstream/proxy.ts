@@ -6,8 +6,10 @@ import { SidecarError } from '../core/errors.ts'
 import type { Runtime } from '../core/runtime.ts'
 import type { MtlsAgents } from '../upstream/tls.ts'
 import { classifyTransportError } from '../upstream/transport-errors.ts'
-import { normaliseScope, type NormalisedScope } from '../tokens/scope.ts'
-import type { ServedToken, TokenService } from '../tokens/token-service.ts'
+import { normaliseScope } from '../tokens/scope.ts'
+import type { Scope } from '../model/scope.ts'
+import type { ServedToken } from '../identities/identity.ts'
+import type { TokenService } from '../tokens/token-service.ts'
 import { forwardedRequestHeaders, forwardedResponseHeaders } from './headers.ts'
 
 export interface DownstreamProxyOptions {
@@ -72,7 +74,7 @@ export class DownstreamProxy {
         { api: api.name, identity: identity.name },
         'downstream resource refused the token (401); retrying once with a fresh one',
       )
-      this.#tokens.invalidate(served)
+      identity.refused(served)
       served = await this.#tokens.getToken(identity, scope)
       res = await this.#send(api, target, incoming, headers, body, served)
     }
@@ -155,7 +157,7 @@ export class DownstreamProxy {
 }
 
 /** The scope the api's token is for: its first configured scope (`<resource>/.default`). */
-export function apiScope(api: DownstreamApiConfig): NormalisedScope {
+export function apiScope(api: DownstreamApiConfig): Scope {
   const first = api.scopes[0] ?? ''
   return first.endsWith('/.default') ? normaliseScope({ scope: first }) : normaliseScope({ resource: first })
 }

@@ -1,9 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Runtime } from '../core/runtime.ts'
 import type { Identity } from '../identities/identity.ts'
-import type { NormalisedScope } from '../tokens/scope.ts'
-import type { CachedToken } from '../tokens/token-cache.ts'
-import type { ServedToken, TokenService } from '../tokens/token-service.ts'
+import type { Scope } from '../model/scope.ts'
+import type { CachedToken } from '../cache/token-cache.ts'
+import type { ServedToken } from '../identities/identity.ts'
+import type { TokenService } from '../tokens/token-service.ts'
 import type { CallerAccess } from './callers/caller-access.ts'
 import { rawHeaderLookup } from './callers/caller-guard.ts'
 import { tokenRouteRefusal, type CallerChecks } from './caller-checks.ts'
@@ -33,7 +34,7 @@ interface Target {
   ask: TokenAsk
   /** The identity the parameters name, or the route's default (callers.allow picks the caller's). */
   identity: Identity
-  scope: NormalisedScope
+  scope: Scope
 }
 
 /** A pre-serialised answer: JSON split around the fields that depend on the time. */
@@ -149,7 +150,7 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
     }
     const identity = access ? admitted(access, target, req) : target.identity
     if (identity === undefined) return next(req, res)
-    const served = tokens.peek(identity, target.scope)
+    const served = identity.cachedToken(target.scope)
     if (served === undefined) return next(req, res)
     const nowMs = runtime.clock.now()
     let template: Template | undefined

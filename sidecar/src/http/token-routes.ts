@@ -1,7 +1,9 @@
 import { SidecarError } from '../core/errors.ts'
 import type { Identity } from '../identities/identity.ts'
-import { normaliseScope, type NormalisedScope } from '../tokens/scope.ts'
-import type { ServedToken, TokenService } from '../tokens/token-service.ts'
+import { normaliseScope } from '../tokens/scope.ts'
+import type { Scope } from '../model/scope.ts'
+import type { ServedToken } from '../identities/identity.ts'
+import type { TokenService } from '../tokens/token-service.ts'
 import type { TokenRouteGuard } from './caller-checks.ts'
 import type { ErrorDialect } from './error-response.ts'
 import { expiresIn, tokenResponseJson } from './wire/responses.ts'
@@ -68,7 +70,7 @@ export interface TokenRoute {
   /** The identity asked for; `fallback` is the caller's first callers.allow identity. */
   identity(tokens: TokenService, ask: TokenAsk, fallback: () => string | undefined): Identity
   /** The audience asked for (read once the caller may have the identity). */
-  scope(ask: TokenAsk, field: Field): NormalisedScope
+  scope(ask: TokenAsk, field: Field): Scope
   /** The 200 body. */
   answer(served: ServedToken, ask: TokenAsk, nowMs: number, exposePrivateKey: boolean): object
   /**

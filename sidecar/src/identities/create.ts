@@ -18,6 +18,7 @@ import type { CredentialSource } from '../credentials/source.ts'
 import { CredentialChain } from './chain.ts'
 import type { confidentialClientChain } from './create-confidential-client.ts'
 import { Identity } from './identity.ts'
+import type { TokenCache } from '../cache/token-cache.ts'
 import { servedTokenType, usesImdsV2 } from '../config/token-scheme.ts'
 
 /** The configured identities and the upstream clients they share. */
@@ -48,6 +49,7 @@ export async function createIdentities(
   config: SidecarConfig,
   runtime: Runtime,
   mtlsAgents: MtlsAgents,
+  cache: TokenCache,
 ): Promise<IdentitySet> {
   const imdsV2 = new ImdsV2Client({ runtime, imdsEndpoint: config.upstream.imdsEndpoint })
   const keyProvider = new SoftwareKeyProvider()
@@ -85,7 +87,7 @@ export async function createIdentities(
     : undefined
   const identities = new Map<string, Identity>()
   for (const [name, identityConfig] of config.identities)
-    identities.set(name, createIdentity(identityConfig, sources, confidential))
+    identities.set(name, createIdentity(identityConfig, sources, confidential, cache))
   return {
     identities,
     close: async () => {
@@ -101,11 +103,13 @@ function createIdentity(
   config: IdentityConfig,
   sources: IdentitySources,
   confidential: typeof confidentialClientChain | undefined,
+  cache: TokenCache,
 ): Identity {
+  const pipeline = { cache, runtime: sources.runtime }
   if (config.kind === 'managedIdentity')
-    return new Identity(config, CredentialChain.of(managedIdentitySource(config, sources)))
+    return new Identity(config, CredentialChain.of(managedIdentitySource(config, sources)), pipeline)
   if (!confidential) throw new Error('confidential-client support was not loaded')
-  return new Identity(config, confidential(config, sources))
+  return new Identity(config, confidential(config, sources), pipeline)
 }
 
 function managedIdentitySource(config: ManagedIdentityConfig, sources: IdentitySources): CredentialSource {

@@ -12,16 +12,6 @@ export interface CaeRequest {
   clientCapabilities?: string[]
 }
 
-/** What an identity sends upstream for one acquisition, besides scope and binding. */
-export interface AcquireOptions {
-  /** The claims challenge (JSON), not yet merged with capabilities. */
-  claims?: string
-  /** Capabilities the caller announced, to be added to the identity's configured ones. */
-  clientCapabilities?: string[]
-  /** hex SHA-256 of the cached token this acquisition replaces (IMDS-style sources). */
-  tokenSha256ToRefresh?: string
-}
-
 /** Configured capabilities first, then the caller's, without repeats. */
 export function unionCapabilities(...lists: (readonly string[] | undefined)[]): string[] {
   return [...new Set(lists.flatMap((list) => list ?? []))]

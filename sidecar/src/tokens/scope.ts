@@ -1,12 +1,5 @@
 import { SidecarError } from '../core/errors.ts'
-
-/** A requested audience in both spellings: `resource` for IMDS v1, `scope` for Entra. */
-export interface NormalisedScope {
-  /** Without `/.default`; a trailing `/` is kept (IMDS v1 puts it in the token's `aud`). */
-  resource: string
-  /** `<resource>/.default` (`https://x//.default` for `https://x/`): the cache key part. */
-  scope: string
-}
+import type { Scope } from '../model/scope.ts'
 
 const maxLength = 2048
 const defaultSuffix = '/.default'
@@ -18,10 +11,7 @@ const defaultSuffix = '/.default'
  * `https://x/` and `https://x` are two audiences and two cache entries. Entra requests trim it
  * (`upstream/entra/requests.ts` scopeForResource, as MSAL.NET's IMDS v2 path does).
  */
-export function normaliseScope(input: {
-  resource?: string | undefined
-  scope?: string | undefined
-}): NormalisedScope {
+export function normaliseScope(input: { resource?: string | undefined; scope?: string | undefined }): Scope {
   const { resource, scope } = input
   if ((resource === undefined) === (scope === undefined)) {
     throw new SidecarError(
@@ -42,7 +32,7 @@ export function normaliseScope(input: {
   return fromResource(resource ?? '', 'resource')
 }
 
-function fromResource(raw: string, parameter: string): NormalisedScope {
+function fromResource(raw: string, parameter: string): Scope {
   const resource = raw.trim()
   if (!resource.replace(/\/+$/, '')) throw new SidecarError('invalid_request', `${parameter} is empty`)
   // "resource=https://x/.default" would go upstream as the scope "https://x/.default/.default".

@@ -1,5 +1,5 @@
 import type { Runtime } from '../../core/runtime.ts'
-import { scopeForResource } from '../../upstream/entra/requests.ts'
+import type { Scope } from '../../model/scope.ts'
 import type { BindingCertificate } from '../../model/binding.ts'
 import { RenewingValue } from '../renewing.ts'
 import { retryOnceWithFreshBinding } from '../binding-retry.ts'
@@ -89,10 +89,13 @@ export class ManagedIdentityAssertion {
 
   #fetch(signal: AbortSignal): Promise<FederatedAssertion> {
     const { managedIdentity, runtime, identity } = this.#options
-    const scope = scopeForResource(this.#options.tokenExchangeUrl)
+    // The daemon's own audience (config), not caller input: both spellings made here, as Entra
+    // takes the exchange URL (trailing `/` trimmed, as MSAL.NET does).
+    const resource = this.#options.tokenExchangeUrl.trim().replace(/\/+$/, '')
+    const scope: Scope = { resource, scope: `${resource}/.default` }
     return retryOnceWithFreshBinding({
-      load: () => managedIdentity.load(signal),
-      attempt: async (binding) => {
+      load: async () => ({ binding: await managedIdentity.load(signal) }),
+      attempt: async ({ binding }) => {
         const token = await managedIdentity.acquireToken({ scope, binding, signal, clientCapabilities: [] })
         return { assertion: token.accessToken, expiresOn: token.expiresOn, ...(binding ? { binding } : {}) }
       },

@@ -1,7 +1,6 @@
 import type { ManagedIdentitySelector } from '../../config/types.ts'
 import { describeSelector } from '../../config/describe-selector.ts'
 import { SidecarError } from '../../core/errors.ts'
-import { resourceOfScope } from '../../upstream/entra/requests.ts'
 import type { ImdsV1Client } from '../../upstream/imds/v1.ts'
 import type { AcquiredToken } from '../../model/token.ts'
 import type { CredentialBundle } from '../../model/bundle.ts'
@@ -43,7 +42,7 @@ export class ImdsV1Source implements CredentialSource {
   }: SourceTokenRequest): Promise<AcquiredToken> {
     // IMDS v1 takes a resource, not a scope, and no claims: what MSAL sends it for CAE is the
     // capabilities (xms_cc) and the hash of the refused token (token_sha256_to_refresh).
-    return this.#imds.getToken(this.#target.selector, resourceOfScope(scope), signal, {
+    return this.#imds.getToken(this.#target.selector, scope.resource, signal, {
       ...(clientCapabilities.length ? { clientCapabilities } : {}),
       ...(tokenSha256ToRefresh ? { tokenSha256ToRefresh } : {}),
     })

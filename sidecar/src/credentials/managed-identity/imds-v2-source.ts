@@ -1,5 +1,5 @@
 import type { Runtime } from '../../core/runtime.ts'
-import { managedIdentityMtlsRequest, resourceOfScope, withClaims } from '../../upstream/entra/requests.ts'
+import { managedIdentityMtlsRequest, withClaims } from '../../upstream/entra/requests.ts'
 import type { EntraTokenClient } from '../../upstream/entra/token-client.ts'
 import type { ImdsV1Client } from '../../upstream/imds/v1.ts'
 import type { AcquiredToken, TokenType } from '../../model/token.ts'
@@ -72,7 +72,7 @@ export class ImdsV2Source implements CredentialSource {
     const request = managedIdentityMtlsRequest({
       tokenEndpoint: current.tokenEndpoint,
       clientId: current.clientId,
-      scope,
+      scope: scope.scope,
       identityName: options.name,
       allowBearerFallback: options.allowBearerFallback,
       binding: binding ?? current.binding,
@@ -89,7 +89,7 @@ export class ImdsV2Source implements CredentialSource {
         bearer: () =>
           options.imdsV1.getToken(
             options.selector,
-            resourceOfScope(scope),
+            scope.resource,
             signal,
             clientCapabilities.length ? { clientCapabilities } : {},
           ),

@@ -6,7 +6,8 @@ import type { Logger } from '../../core/log.ts'
 import type { Identity } from '../../identities/identity.ts'
 import type { CaeRequest } from '../../model/claims.ts'
 import { parseClaimsChallenge } from '../wire/cae-query.ts'
-import { normaliseScope, type NormalisedScope } from '../../tokens/scope.ts'
+import { normaliseScope } from '../../tokens/scope.ts'
+import type { Scope } from '../../model/scope.ts'
 import type { TokenService } from '../../tokens/token-service.ts'
 import { bindingCertificateJson, type BindingCertificateJson } from '../wire/responses.ts'
 import type { CallerAccess } from '../callers/caller-access.ts'
@@ -141,7 +142,7 @@ export function agentIdCompatRoutes(deps: AgentIdCompatRoutesDeps): Hono {
     const cae: CaeRequest = {}
     const claims = overrides.get('acquiretokenoptions.claims')
     if (claims !== undefined) cae.claims = parseClaimsChallenge(claims)
-    if (overrides.forceRefresh) forceRefresh(deps.tokens, identity, scope, cae)
+    if (overrides.forceRefresh) forceRefresh(identity, scope, cae)
     const served = await deps.tokens.getToken(identity, scope, cae)
     const { token } = served
     const body: AuthorizationHeaderJson = { authorizationHeader: `${token.tokenType} ${token.accessToken}` }
@@ -186,7 +187,7 @@ export function agentIdCompatRoutes(deps: AgentIdCompatRoutesDeps): Hono {
     for (const [name, value] of overrides.extraQuery) target.searchParams.set(name, value)
     if (overrides.forceRefresh) {
       const cae: CaeRequest = {}
-      forceRefresh(deps.tokens, identity, apiScope(api), cae)
+      forceRefresh(identity, apiScope(api), cae)
       if (cae.tokenSha256ToRefresh !== undefined) await deps.tokens.getToken(identity, apiScope(api), cae)
     }
     const headers = new Headers()
@@ -267,13 +268,8 @@ function resolve(
  * token to replace), so it is rate-limited per cache entry like any CAE refresh and a caller in a
  * loop cannot turn it into an upstream storm. Nothing cached: the plain request fetches anyway.
  */
-function forceRefresh(
-  tokens: TokenService,
-  identity: Identity,
-  scope: NormalisedScope,
-  cae: CaeRequest,
-): void {
-  const cached = tokens.peek(identity, scope)
+function forceRefresh(identity: Identity, scope: Scope, cae: CaeRequest): void {
+  const cached = identity.cachedToken(scope)
   if (cached) cae.tokenSha256ToRefresh = createHash('sha256').update(cached.token.accessToken).digest('hex')
 }
 
@@ -369,7 +365,7 @@ function readOverrides(c: Context, logger: Logger): Overrides {
 }
 
 /** The api's configured scope, or the one `optionsOverride.Scopes` names (a single `…/.default`). */
-function scopeOf(api: DownstreamApiConfig, overrides: { getAll(key: 'scopes'): string[] }): NormalisedScope {
+function scopeOf(api: DownstreamApiConfig, overrides: { getAll(key: 'scopes'): string[] }): Scope {
   const scopes = overrides.getAll('scopes').filter((s) => s.trim() !== '')
   if (scopes.length === 0) return apiScope(api)
   if (scopes.length > 1) {

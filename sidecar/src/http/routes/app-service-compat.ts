@@ -1,4 +1,4 @@
-import type { ServedToken } from '../../tokens/token-service.ts'
+import type { ServedToken } from '../../identities/identity.ts'
 import { compatClientId, oneOf, type CompatSelector } from './compat-identity.ts'
 
 /** App Service's managed identity answer (api-version 2019-08-01): `expires_on` is a string. */

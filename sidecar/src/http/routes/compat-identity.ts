@@ -1,7 +1,8 @@
 import type { ManagedIdentitySelector } from '../../config/types.ts'
 import { SidecarError } from '../../core/errors.ts'
 import type { Identity } from '../../identities/identity.ts'
-import type { ServedToken, TokenService } from '../../tokens/token-service.ts'
+import type { ServedToken } from '../../identities/identity.ts'
+import type { TokenService } from '../../tokens/token-service.ts'
 
 /** A user-assigned selector as an IMDS or App Service client sends it (at most one is set). */
 export interface CompatSelector {

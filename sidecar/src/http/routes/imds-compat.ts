@@ -1,4 +1,4 @@
-import type { ServedToken } from '../../tokens/token-service.ts'
+import type { ServedToken } from '../../identities/identity.ts'
 import { compatClientId, compatNotBefore, oneOf, type CompatSelector } from './compat-identity.ts'
 
 /** IMDS v1's token answer: every number is a string. */

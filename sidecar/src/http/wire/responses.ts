@@ -1,7 +1,7 @@
 import type { Context } from 'hono'
 import { SidecarError } from '../../core/errors.ts'
 import type { CredentialBundle } from '../../model/bundle.ts'
-import type { ServedToken } from '../../tokens/token-service.ts'
+import type { ServedToken } from '../../identities/identity.ts'
 import type { BindingCertificate } from '../../model/binding.ts'
 
 /** `binding_certificate` as /token and /credential return it (contract §3). */

@@ -21,12 +21,8 @@ export const jwtPopAssertionType = 'urn:ietf:params:oauth:client-assertion-type:
  */
 export function scopeForResource(resourceOrScope: string): string {
   const value = resourceOrScope.trim()
-  return `${resourceOfScope(value).replace(/\/+$/, '')}/.default`
-}
-
-/** The resource a `…/.default` scope names (inverse of `scopeForResource`). */
-export function resourceOfScope(scope: string): string {
-  return scope.endsWith('/.default') ? scope.slice(0, -'/.default'.length) : scope
+  const resource = value.endsWith('/.default') ? value.slice(0, -'/.default'.length) : value
+  return `${resource.replace(/\/+$/, '')}/.default`
 }
 
 interface CommonRequestOptions {
