@@ -1,10 +1,10 @@
 import { Writable } from 'node:stream'
-import { Agent } from 'undici'
 import { SystemClock, type Clock, type Random } from '../../sidecar/src/core/clock.ts'
 import { createLogger, type Logger } from '../../sidecar/src/core/log.ts'
 import { Metrics } from '../../sidecar/src/core/metrics.ts'
 import type { Runtime } from '../../sidecar/src/core/runtime.ts'
 import { tlsConnectOptions, trustedCas } from '../../sidecar/src/upstream/tls.ts'
+import { LazyAgent } from '../../sidecar/src/upstream/undici.ts'
 
 /** Every log line a daemon or component wrote, raw (for secret scans) and parsed. */
 export class LogCapture extends Writable {
@@ -61,7 +61,7 @@ export function testRuntime(options: TestRuntimeOptions = {}): TestRuntime {
     : capturingLogger()
   const extraCaPem = options.trust ?? []
   const ca = trustedCas(extraCaPem)
-  const dispatcher = new Agent({ keepAliveTimeout: 1000, ...(ca ? { connect: tlsConnectOptions(ca) } : {}) })
+  const dispatcher = new LazyAgent(() => ({ keepAliveTimeout: 1000, ...(ca ? { connect: tlsConnectOptions(ca) } : {}) }))
   return {
     clock: options.clock ?? new SystemClock(),
     random: options.random ?? (() => 0.5),

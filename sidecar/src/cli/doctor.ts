@@ -1,4 +1,4 @@
-import { request, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
 import type { IdentityConfig, ManagedIdentitySelector, SidecarConfig } from '../config/types.ts'
 import { buildCore } from '../daemon/compose.ts'
 import type { Identity } from '../identities/identity.ts'
@@ -9,6 +9,7 @@ import { probeImdsAsOtherUid, type LockdownProbe } from './imds-lockdown-probe.t
 import { usesImdsV2 } from '../config/token-scheme.ts'
 import { untilAborted } from '../core/abort.ts'
 import { classifyTransportError } from '../upstream/transport-errors.ts'
+import { loadUndici } from '../upstream/undici.ts'
 
 /** The resource doctor asks a token for when an identity names no warmResource. */
 const probeResource = 'https://management.azure.com'
@@ -75,7 +76,7 @@ export async function runDoctor(
 async function diagnose(config: SidecarConfig): Promise<DoctorReport> {
   const started = performance.now()
   const { tokens, identities, runtime, close } = await buildCore({ config, logger: silentLogger() })
-  const imds = await probeImds(config.upstream.imdsEndpoint, runtime.dispatcher)
+  const imds = await probeImds(config.upstream.imdsEndpoint, await runtime.dispatcher.get())
   const report: DoctorReport = {
     ok: true,
     ms: 0,
@@ -221,6 +222,7 @@ function lockdownLine({ lockdown, imdsEndpoint }: DoctorReport): string {
 async function probeImds(endpoint: string, dispatcher: Dispatcher): Promise<DoctorReport['imds']> {
   const started = performance.now()
   const signal = AbortSignal.timeout(imdsProbeTimeoutMs)
+  const { request } = await loadUndici()
   try {
     const res = await request(`${endpoint}/metadata/identity/oauth2/token?api-version=2018-02-01`, {
       dispatcher,
@@ -246,6 +248,7 @@ async function probeImds(endpoint: string, dispatcher: Dispatcher): Promise<Doct
 
 /** Whether a credential-sidecar answers at `endpoint` (`/healthz`: 200 `{"status":"ok"}`; IMDS has no such route). */
 async function answersAsSidecar(endpoint: string, dispatcher: Dispatcher): Promise<boolean> {
+  const { request } = await loadUndici()
   try {
     const res = await request(`${endpoint}/healthz`, {
       dispatcher,

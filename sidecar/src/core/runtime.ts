@@ -5,6 +5,15 @@ import type { Metrics } from './metrics.ts'
 import type { RetryAfterHints } from './retry-after.ts'
 
 /**
+ * An undici Dispatcher made on the first request that needs it (`upstream/undici.ts`): undici is
+ * loaded then, not at start.
+ */
+export interface DeferredDispatcher {
+  get(): Promise<Dispatcher>
+  close(): Promise<void>
+}
+
+/**
  * What every component needs from the outside world, injected from the composition root
  * (`daemon/compose.ts`). Tests build one with a fake clock and loopback servers.
  */
@@ -13,8 +22,8 @@ export interface Runtime {
   random: Random
   logger: Logger
   metrics: Metrics
-  /** Plain HTTP(S) dispatcher for IMDS and non-mTLS Entra calls. */
-  dispatcher: Dispatcher
+  /** Plain HTTP(S) dispatcher for IMDS and non-mTLS Entra calls, made on first use. */
+  dispatcher: DeferredDispatcher
   /** Extra trusted CA certificates (PEM) for Entra and mTLS endpoints (`upstream.caFile`). */
   extraCaPem: string[]
   /** Per-attempt timeout for upstream calls. */

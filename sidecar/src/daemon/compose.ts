@@ -1,4 +1,4 @@
-import { Agent, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
 import { SystemClock, type Clock, type Random } from '../core/clock.ts'
 import { createLogger, type Logger } from '../core/log.ts'
 import { describeFileProblem, readCheckedFileSync, trustedFile } from '../core/trusted-file.ts'
@@ -7,6 +7,7 @@ import type { Runtime } from '../core/runtime.ts'
 import { RetryAfterHints } from '../core/retry-after.ts'
 import type { SidecarConfig } from '../config/types.ts'
 import { MtlsAgents, tlsConnectOptions, trustedCas } from '../upstream/tls.ts'
+import { LazyAgent, readyDispatcher } from '../upstream/undici.ts'
 import { createIdentities } from '../identities/create.ts'
 import type { Identity } from '../identities/identity.ts'
 import { TokenCache } from '../cache/token-cache.ts'
@@ -26,7 +27,10 @@ export interface CoreOptions {
   logger?: Logger
   clock?: Clock
   random?: Random
-  /** Outgoing HTTP for IMDS and Entra; default: an undici Agent trusting upstream.caFile too. */
+  /**
+   * Outgoing HTTP for IMDS and Entra (closing it is the caller's job); default: an undici Agent
+   * trusting upstream.caFile too, made by the first upstream call.
+   */
   dispatcher?: Dispatcher
 }
 
@@ -69,7 +73,7 @@ export async function buildCore(options: CoreOptions): Promise<Core> {
     tokens.close()
     await identitySet.close()
     await mtlsAgents.close()
-    if (!options.dispatcher) await runtime.dispatcher.close()
+    await runtime.dispatcher.close()
   }
   return { runtime, identities, tokens, mtlsAgents, close }
 }
@@ -77,13 +81,17 @@ export async function buildCore(options: CoreOptions): Promise<Core> {
 function createRuntime(options: CoreOptions): Runtime {
   const { config } = options
   const extraCaPem = config.upstream.caFile ? [readCaFile(config.upstream.caFile)] : []
-  const ca = trustedCas(extraCaPem)
   return {
     clock: options.clock ?? new SystemClock(),
     random: options.random ?? Math.random,
     logger: options.logger ?? createLogger({ level: config.log.level }),
     metrics: new Metrics({ identities: config.identities.keys() }),
-    dispatcher: options.dispatcher ?? new Agent(ca ? { connect: tlsConnectOptions(ca) } : {}),
+    dispatcher: options.dispatcher
+      ? readyDispatcher(options.dispatcher)
+      : new LazyAgent(() => {
+          const ca = trustedCas(extraCaPem)
+          return ca ? { connect: tlsConnectOptions(ca) } : {}
+        }),
     extraCaPem,
     timeoutMs: config.upstream.timeoutMs,
     retryAfterHints: new RetryAfterHints(),

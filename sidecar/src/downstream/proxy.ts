@@ -1,10 +1,11 @@
 import { Readable } from 'node:stream'
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web'
-import { request, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
 import type { DownstreamApiConfig } from '../config/types.ts'
 import { SidecarError } from '../core/errors.ts'
 import type { Runtime } from '../core/runtime.ts'
 import type { MtlsAgents } from '../upstream/tls.ts'
+import { loadUndici } from '../upstream/undici.ts'
 import { classifyTransportError } from '../upstream/transport-errors.ts'
 import { normaliseScope } from '../tokens/scope.ts'
 import type { Scope } from '../model/scope.ts'
@@ -90,7 +91,8 @@ export class DownstreamProxy {
     served: ServedToken,
   ): Promise<Dispatcher.ResponseData> {
     const { token } = served
-    const dispatcher = this.#dispatcher(served)
+    const dispatcher = await this.#dispatcher(served)
+    const { request } = await loadUndici()
     // The deadline covers connecting and the response headers; after that, bodyTimeout bounds
     // silence between chunks, so a long download is not cut at timeoutMs.
     const deadline = new AbortController()
@@ -114,9 +116,9 @@ export class DownstreamProxy {
   }
 
   /** Bearer tokens go over the shared dispatcher; mtls_pop ones over TLS with their certificate. */
-  #dispatcher(served: ServedToken): Dispatcher {
+  #dispatcher(served: ServedToken): Promise<Dispatcher> {
     const { token } = served
-    if (token.tokenType !== 'mtls_pop') return this.#runtime.dispatcher
+    if (token.tokenType !== 'mtls_pop') return this.#runtime.dispatcher.get()
     if (!token.binding)
       throw new SidecarError('internal_error', 'mtls_pop token without its binding certificate')
     // A replaced or rejected certificate's agent is evicted (and closed, letting requests already

@@ -34,7 +34,7 @@ export interface UpstreamCall {
  */
 export async function callUpstream(runtime: Runtime, call: UpstreamCall): Promise<HttpResponse> {
   const { clock, random, metrics, timeoutMs } = runtime
-  const dispatcher = call.dispatcher ?? runtime.dispatcher
+  const dispatcher = call.dispatcher ?? (await runtime.dispatcher.get())
   const signal = call.signal
   const attempt = async (): Promise<HttpResponse> => {
     const started = performance.now()

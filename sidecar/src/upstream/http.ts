@@ -1,7 +1,8 @@
-import { request, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
 import { readBoundedBody } from '../core/bounded-body.ts'
 import { SidecarError } from '../core/errors.ts'
 import { classifyTransportError } from './transport-errors.ts'
+import { loadUndici } from './undici.ts'
 
 export interface HttpRequest {
   method: 'GET' | 'POST'
@@ -36,6 +37,7 @@ export async function sendHttp(dispatcher: Dispatcher, req: HttpRequest): Promis
   const timeout = AbortSignal.timeout(req.timeoutMs)
   const signal = req.signal ? AbortSignal.any([req.signal, timeout]) : timeout
   const endpoint = describeEndpoint(req.url)
+  const { request } = await loadUndici()
   try {
     const res = await request(req.url, {
       dispatcher,

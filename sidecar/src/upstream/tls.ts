@@ -1,7 +1,8 @@
 import { createSecureContext, getCACertificates, type SecureContextOptions } from 'node:tls'
 import { LRUCache } from 'lru-cache'
-import { Agent, type Dispatcher } from 'undici'
+import type { Agent, Dispatcher } from 'undici'
 import type { BindingCertificate } from '../model/binding.ts'
+import { loadUndici } from './undici.ts'
 
 /**
  * The CA list for upstream TLS: Node's default trust (its roots plus `NODE_EXTRA_CA_CERTS`) plus
@@ -44,15 +45,17 @@ export interface MtlsAgentsOptions {
  * the downstream proxy: one undici Agent per certificate (keyed by `x5t#S256`), so connections and
  * TLS sessions are reused per certificate and never across certificates. `tls12` agents are pinned
  * to TLS 1.2: Entra only asks for the client certificate under TLS 1.2 (upstream-protocol.md §3);
- * a downstream resource gets whatever TLS it speaks.
+ * a downstream resource gets whatever TLS it speaks. undici is loaded, and the CA list built, by the
+ * first agent.
  */
 export class MtlsAgents {
-  readonly #ca: string[] | undefined
+  readonly #extraCaPem: readonly string[]
+  #ca: { list: string[] | undefined } | undefined
   readonly #agents: LRUCache<string, Agent>
   #closing = false
 
   constructor(options: MtlsAgentsOptions) {
-    this.#ca = trustedCas(options.extraCaPem)
+    this.#extraCaPem = options.extraCaPem
     this.#agents = new LRUCache<string, Agent>({
       max: options.max ?? 32,
       // close() lets in-flight requests finish; a failure to close is of no interest here.
@@ -63,13 +66,18 @@ export class MtlsAgents {
   }
 
   /** The agent that presents `binding` as its TLS client certificate. */
-  get(binding: BindingCertificate, options: { tls12?: boolean } = {}): Dispatcher {
+  async get(binding: BindingCertificate, options: { tls12?: boolean } = {}): Promise<Dispatcher> {
     const key = agentKey(binding.x5tS256, options.tls12 ?? false)
+    const cached = this.#agents.get(key)
+    if (cached) return cached
+    const { Agent } = await loadUndici()
+    // Another request for the same certificate may have made it while undici loaded.
     let agent = this.#agents.get(key)
     if (!agent) {
       const pin = options.tls12 ? ({ minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' } as const) : {}
+      this.#ca ??= { list: trustedCas(this.#extraCaPem) }
       agent = new Agent({
-        connect: tlsConnectOptions(this.#ca, {
+        connect: tlsConnectOptions(this.#ca.list, {
           cert: binding.certificatePem,
           key: binding.privateKeyPem,
           ...pin,

@@ -100,8 +100,8 @@ export class EntraTokenClient {
         }),
         policy: entraRetryPolicy(),
         dispatcher: req.clientCertificate
-          ? this.#agents.get(req.clientCertificate, { tls12: true })
-          : this.#runtime.dispatcher,
+          ? await this.#agents.get(req.clientCertificate, { tls12: true })
+          : await this.#runtime.dispatcher.get(),
         signal,
         logRetry: ({ retry, delayMs, failure }) =>
           logger.warn(
