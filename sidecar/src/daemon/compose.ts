@@ -8,7 +8,14 @@ import { RetryAfterHints } from '../core/retry-after.ts'
 import type { SidecarConfig } from '../config/types.ts'
 import { MtlsAgents, tlsConnectOptions, trustedCas } from '../upstream/tls.ts'
 import { LazyAgent, readyDispatcher } from '../upstream/undici.ts'
-import { createIdentities } from '../identities/create.ts'
+import { createIdentities, type IdentitySources } from '../identities/create.ts'
+import { ImdsV2BindingCredential } from '../credentials/managed-identity/imds-v2-binding.ts'
+import { selectorKey } from '../credentials/managed-identity/stored-binding.ts'
+import { usesImdsV2 } from '../config/token-scheme.ts'
+import { SoftwareKeyProvider } from '../pki/key-provider.ts'
+import { EntraTokenClient } from '../upstream/entra/token-client.ts'
+import { ImdsV1Client } from '../upstream/imds/v1.ts'
+import { ImdsV2Client } from '../upstream/imds/v2.ts'
 import type { Identity } from '../identities/identity.ts'
 import { TokenCache } from '../cache/token-cache.ts'
 import { TokenService } from '../tokens/token-service.ts'
@@ -61,7 +68,8 @@ export async function buildCore(options: CoreOptions): Promise<Core> {
     maxTokens: config.cache.maxTokens,
     ...(runtime.retryAfterHints ? { retryAfterHints: runtime.retryAfterHints } : {}),
   })
-  const identitySet = await createIdentities(config, runtime, mtlsAgents, cache)
+  const upstream = buildIdentitySources(config, runtime, mtlsAgents)
+  const identitySet = await createIdentities(config, upstream.sources, cache)
   const identities = identitySet.identities
   const tokens = new TokenService({
     runtime,
@@ -72,10 +80,81 @@ export async function buildCore(options: CoreOptions): Promise<Core> {
   const close = async () => {
     tokens.close()
     await identitySet.close()
+    await upstream.close()
     await mtlsAgents.close()
     await runtime.dispatcher.close()
   }
   return { runtime, identities, tokens, mtlsAgents, close }
+}
+
+/** The upstream clients identities share, with what ends them (after the identities closed). */
+interface UpstreamClients {
+  sources: IdentitySources
+  close(): Promise<void>
+}
+
+/**
+ * The IMDS v1/v2 and Entra clients, the key provider, and the IMDS v2 binding credential of each
+ * managed identity, built once and shared by every identity: a bound managed identity and an app's
+ * bound FIC leg 1 on the same VM identity hold one certificate, not two.
+ */
+function buildIdentitySources(
+  config: SidecarConfig,
+  runtime: Runtime,
+  mtlsAgents: MtlsAgents,
+): UpstreamClients {
+  const imdsEndpoint = config.upstream.imdsEndpoint
+  const imdsV2 = new ImdsV2Client({ runtime, imdsEndpoint })
+  const keyProvider = new SoftwareKeyProvider()
+  const bindingStores = bindingStoresBySelector(config)
+  const bindingCredentials = new Map<string, ImdsV2BindingCredential>()
+  const entra = new EntraTokenClient({ runtime, agents: mtlsAgents })
+  const sources: IdentitySources = {
+    runtime,
+    imdsV1: new ImdsV1Client({ runtime, imdsEndpoint }),
+    entra,
+    bindingCredential: (selector, identity) => {
+      const key = selectorKey(selector)
+      let credential = bindingCredentials.get(key)
+      if (!credential) {
+        const store = bindingStores.get(key)
+        credential = new ImdsV2BindingCredential({
+          client: imdsV2,
+          keyProvider,
+          selector,
+          runtime,
+          identity,
+          ...(store === undefined ? {} : { bindingStorePath: store.path, bindingStoreKey: store.key }),
+        })
+        bindingCredentials.set(key, credential)
+      }
+      return credential
+    },
+  }
+  return {
+    sources,
+    close: async () => {
+      // Idempotent: identities that use a shared credential have closed it already.
+      await Promise.all([...bindingCredentials.values()].map((credential) => credential.close()))
+      await entra.close()
+    },
+  }
+}
+
+/**
+ * A binding store belongs to the managed identity's certificate, so the first bound managed
+ * identity in config order that names one gives it to everyone sharing that certificate.
+ */
+function bindingStoresBySelector(config: SidecarConfig): Map<string, { path: string; key: string }> {
+  const stores = new Map<string, { path: string; key: string }>()
+  for (const identity of config.identities.values()) {
+    if (identity.kind !== 'managedIdentity' || identity.bindingStore === undefined || !usesImdsV2(identity))
+      continue
+    const key = selectorKey(identity.selector)
+    if (!stores.has(key))
+      stores.set(key, { path: identity.bindingStore, key: `identities.${identity.name}.bindingStore` })
+  }
+  return stores
 }
 
 function createRuntime(options: CoreOptions): Runtime {

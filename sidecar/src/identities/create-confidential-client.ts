@@ -20,7 +20,7 @@ import { FederatedCredential } from '../credentials/federated/federated.ts'
 import { isBoundCredential, servedTokenType } from '../config/token-scheme.ts'
 import { describeSelector } from '../config/describe-selector.ts'
 
-/** The shared upstream clients a confidential client is built from (a subset of `IdentitySources`). */
+/** The shared upstream clients an identity is built from (`IdentitySources`, made by `daemon/compose.ts`). */
 export interface ConfidentialClientSources {
   runtime: Runtime
   imdsV1: ImdsV1Client

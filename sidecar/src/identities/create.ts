@@ -1,85 +1,33 @@
-import type {
-  IdentityConfig,
-  ManagedIdentityConfig,
-  ManagedIdentitySelector,
-  SidecarConfig,
-} from '../config/types.ts'
-import { ImdsV2BindingCredential } from '../credentials/managed-identity/imds-v2-binding.ts'
-import { selectorKey } from '../credentials/managed-identity/stored-binding.ts'
-import { SoftwareKeyProvider, type KeyProvider } from '../pki/key-provider.ts'
-import type { Runtime } from '../core/runtime.ts'
-import { EntraTokenClient } from '../upstream/entra/token-client.ts'
-import { ImdsV1Client } from '../upstream/imds/v1.ts'
-import { ImdsV2Client } from '../upstream/imds/v2.ts'
-import type { MtlsAgents } from '../upstream/tls.ts'
+import type { IdentityConfig, ManagedIdentityConfig, SidecarConfig } from '../config/types.ts'
 import { ImdsV1Source } from '../credentials/managed-identity/imds-v1-source.ts'
 import { ImdsV2Source } from '../credentials/managed-identity/imds-v2-source.ts'
 import type { CredentialSource } from '../credentials/source.ts'
 import { CredentialChain } from './chain.ts'
-import type { confidentialClientChain } from './create-confidential-client.ts'
+import type { ConfidentialClientSources, confidentialClientChain } from './create-confidential-client.ts'
 import { Identity } from './identity.ts'
 import type { TokenCache } from '../cache/token-cache.ts'
 import { servedTokenType, usesImdsV2 } from '../config/token-scheme.ts'
 
-/** The configured identities and the upstream clients they share. */
+/** The configured identities. */
 export interface IdentitySet {
   /** In config order. */
   identities: Map<string, Identity>
-  /** Closes every identity and the shared clients. */
+  /** Closes every identity (the upstream clients they share are the composition root's to close). */
   close(): Promise<void>
 }
 
-/** What identities are built from; one instance per daemon, shared by all identities. */
-export interface IdentitySources {
-  runtime: Runtime
-  config: SidecarConfig
-  imdsV1: ImdsV1Client
-  imdsV2: ImdsV2Client
-  entra: EntraTokenClient
-  keyProvider: KeyProvider
-  /**
-   * The IMDS v2 binding credential of one managed identity, shared by every identity that uses it
-   * (a bound managed identity and an app's bound FIC leg 1 on the same VM identity hold one
-   * certificate, not two).
-   */
-  bindingCredential(selector: ManagedIdentitySelector, identity: string): ImdsV2BindingCredential
-}
+/**
+ * What identities are built from, made once per daemon by the composition root (`daemon/compose.ts`)
+ * and shared by all identities: the upstream clients and the IMDS v2 binding credentials.
+ */
+export type IdentitySources = ConfidentialClientSources
 
+/** Wires each configured identity to its credential chain and the shared token cache. */
 export async function createIdentities(
   config: SidecarConfig,
-  runtime: Runtime,
-  mtlsAgents: MtlsAgents,
+  sources: IdentitySources,
   cache: TokenCache,
 ): Promise<IdentitySet> {
-  const imdsV2 = new ImdsV2Client({ runtime, imdsEndpoint: config.upstream.imdsEndpoint })
-  const keyProvider = new SoftwareKeyProvider()
-  const bindingStores = bindingStoresBySelector(config)
-  const bindingCredentials = new Map<string, ImdsV2BindingCredential>()
-  const sources: IdentitySources = {
-    runtime,
-    config,
-    imdsV1: new ImdsV1Client({ runtime, imdsEndpoint: config.upstream.imdsEndpoint }),
-    imdsV2,
-    entra: new EntraTokenClient({ runtime, agents: mtlsAgents }),
-    keyProvider,
-    bindingCredential: (selector, identity) => {
-      const key = selectorKey(selector)
-      let credential = bindingCredentials.get(key)
-      if (!credential) {
-        const store = bindingStores.get(key)
-        credential = new ImdsV2BindingCredential({
-          client: imdsV2,
-          keyProvider,
-          selector,
-          runtime,
-          identity,
-          ...(store === undefined ? {} : { bindingStorePath: store.path, bindingStoreKey: store.key }),
-        })
-        bindingCredentials.set(key, credential)
-      }
-      return credential
-    },
-  }
   // Confidential-client code (client assertions with jose, certificate files, PKCS#12) is loaded
   // only when the configuration has such an identity: a lean start for the managed-identity case.
   const confidential = [...config.identities.values()].some((i) => i.kind === 'confidentialClient')
@@ -92,9 +40,6 @@ export async function createIdentities(
     identities,
     close: async () => {
       await Promise.all([...identities.values()].map((identity) => identity.close()))
-      // Idempotent: identities that use a shared credential have closed it already.
-      await Promise.all([...bindingCredentials.values()].map((credential) => credential.close()))
-      await sources.entra.close()
     },
   }
 }
@@ -124,20 +69,4 @@ function managedIdentitySource(config: ManagedIdentityConfig, sources: IdentityS
     imdsV1: sources.imdsV1,
     runtime: sources.runtime,
   })
-}
-
-/**
- * A binding store belongs to the managed identity's certificate, so the first bound managed
- * identity in config order that names one gives it to everyone sharing that certificate.
- */
-function bindingStoresBySelector(config: SidecarConfig): Map<string, { path: string; key: string }> {
-  const stores = new Map<string, { path: string; key: string }>()
-  for (const identity of config.identities.values()) {
-    if (identity.kind !== 'managedIdentity' || identity.bindingStore === undefined || !usesImdsV2(identity))
-      continue
-    const key = selectorKey(identity.selector)
-    if (!stores.has(key))
-      stores.set(key, { path: identity.bindingStore, key: `identities.${identity.name}.bindingStore` })
-  }
-  return stores
 }
