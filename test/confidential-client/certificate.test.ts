@@ -142,6 +142,35 @@ test('certificate with useBoundCredential: presented over mTLS with a jwt-bearer
   assert.equal(bundle.body.assertion, undefined)
 })
 
+test('certificate with MTLS_POP and allowBearerFallback: Entra answering Bearer is served, logged and counted once (by the credential, not the token client as well)', async (t) => {
+  const stack = await startStack(t, {
+    emulator: { settings: { entraIgnoresPopRequest: true } },
+    register: async ({ emulator, dir }) => {
+      const cert = await issueAppCertificate(emulator)
+      await pemFile(dir, 'app.pem', cert)
+      return { certificates: [cert.certificatePem] }
+    },
+    app: ({ dir }) =>
+      [
+        '    protocolScheme: MTLS_POP',
+        '    allowBearerFallback: true',
+        '    clientCredentials:',
+        '      - sourceType: Path',
+        `        certificateDiskPath: ${join(dir, 'app.pem')}`,
+      ].join('\n'),
+  })
+  const { status, body } = await stack.token(stack.emulator.resourceAudience)
+  assert.equal(status, 200, JSON.stringify(body))
+  assert.equal(body.token_type, 'Bearer')
+  assert.equal(body.binding_certificate, undefined)
+  const metrics = await (await stack.get('/metrics')).text()
+  assert.match(metrics, /^credential_sidecar_bearer_fallback_total\{identity="app"\} 1$/m)
+  const logged = stack.logs.records.filter((r) => r['event'] === 'bearer_fallback')
+  assert.equal(logged.length, 1, stack.logs.text)
+  assert.equal(logged[0]?.['via'], 'answered')
+  assert.match(String(logged[0]?.['credential']), /clientCredentials\[0\] \(Path /)
+})
+
 test('certificate with MTLS_POP: token bound to the app certificate (no client assertion sent), /token returns it, the resource accepts it', async (t) => {
   let cert!: Awaited<ReturnType<typeof issueAppCertificate>>
   const seen: SeenTokenRequest[] = []
