@@ -259,6 +259,15 @@ test('the only certificate file deleted after start: 503 credential_unavailable 
     stack,
     /clientCredentials\[0\] \(Path .*credential\): identities\.app\.clientCredentials\[0\]\.certificateDiskPath: cannot read .*credential \(ENOENT\)/,
   )
+  // The IMDS route keeps it a 503 (only permanent refusals become 400 there): the SDKs retry, and
+  // the file is looked at again on each retry.
+  const imds = await stack.get(
+    `/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent(graph)}`,
+  )
+  const body = (await imds.json()) as Record<string, unknown>
+  assert.equal(imds.status, 503, JSON.stringify(body))
+  assert.equal(imds.headers.get('retry-after'), '5')
+  assert.equal(body['error'], 'credential_unavailable')
 })
 
 test('the only certificate file chowned to another uid after start: 503 credential_unavailable naming file and key', async (t) => {
