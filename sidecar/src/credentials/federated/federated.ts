@@ -49,7 +49,7 @@ export class FederatedCredential implements CredentialSource {
     try {
       return await app.entra.requestToken(withClaims(request, claims), signal)
     } catch (error) {
-      // Unbound: the token service has no binding to invalidate, so drop the leg-1 token here; a
+      // Unbound: the identity has no binding to invalidate, so drop the leg-1 token here; a
       // refused assertion (expired, revoked) is then re-fetched by the next request.
       if (!leg1.binding && isSidecarError(error) && error.reason === 'invalid_client') this.#leg1.invalidate()
       throw error
