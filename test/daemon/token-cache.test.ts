@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { SidecarError } from '../../sidecar/src/core/errors.ts'
 import { silentLogger } from '../../sidecar/src/core/log.ts'
 import { Metrics } from '../../sidecar/src/core/metrics.ts'
+import { RetryAfterHints, UpstreamWait } from '../../sidecar/src/core/retry-after.ts'
 import { TokenCache } from '../../sidecar/src/cache/token-cache.ts'
 import type { AcquiredToken } from '../../sidecar/src/model/token.ts'
 import { FakeClock } from '../support/fake-clock.ts'
@@ -167,4 +168,34 @@ test('a token that expired on arrival is upstream_error (502), not a daemon fail
     SidecarError,
   )
   assert.equal(calls(), 3, 'asked upstream again')
+})
+
+test('every caller waiting on a fetch sees the Retry-After upstream asked for during it, the joiner too', async () => {
+  const clock = new FakeClock()
+  const hints = new RetryAfterHints()
+  const cache = new TokenCache({
+    clock,
+    random: () => 1,
+    logger: silentLogger(),
+    metrics: new Metrics(),
+    maxTokens: 10,
+    retryAfterHints: hints,
+  })
+  let release!: () => void
+  const slow = new Promise<void>((resolve) => (release = resolve))
+  const acquire = async (): Promise<AcquiredToken> => {
+    hints.note(6_500) // what the upstream client does when a 429 or 503 carries Retry-After
+    await slow
+    return { tokenType: 'Bearer', accessToken: 't', expiresOn: clock.now() + hour }
+  }
+  const first = new UpstreamWait()
+  const joiner = new UpstreamWait()
+  const a = cache.get('k', acquire, first)
+  const b = cache.get('k', acquire, joiner)
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(first.retryAfterSeconds, 7)
+  assert.equal(joiner.retryAfterSeconds, 7)
+  release()
+  assert.equal((await a).accessToken, (await b).accessToken)
+  assert.equal(new UpstreamWait().retryAfterSeconds, undefined, 'nothing waited on: no hint')
 })

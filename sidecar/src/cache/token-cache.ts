@@ -109,7 +109,9 @@ export class TokenCache {
   fresh(key: string): CachedToken | undefined {
     const entry = this.#lru.get(key)
     const token = entry?.token
-    if (token === undefined || !this.#isFresh(entry as Entry, token)) return undefined
+    const now = this.#clock.now()
+    if (entry === undefined || token === undefined) return undefined
+    if (now >= token.servableUntil || now >= entry.nextRefreshAt) return undefined
     this.#metrics.countCacheEvent('hit')
     return token
   }
@@ -129,7 +131,7 @@ export class TokenCache {
         return cached
       }
       this.#metrics.countCacheEvent('refresh')
-      entry.flight ??= this.#start(key, entry, acquire, false)
+      if (entry.flight === undefined) this.#start(key, entry, acquire, false)
       return cached
     }
     this.#metrics.countCacheEvent('miss')
@@ -182,11 +184,6 @@ export class TokenCache {
     return this.#lru.size
   }
 
-  #isFresh(entry: Entry, token: CachedToken): boolean {
-    const now = this.#clock.now()
-    return now < token.servableUntil && now < entry.nextRefreshAt
-  }
-
   #add(key: string): Entry {
     const entry: Entry = { token: undefined, nextRefreshAt: 0, flight: undefined, forced: undefined, seq: 0 }
     this.#lru.set(key, entry)
@@ -196,6 +193,7 @@ export class TokenCache {
   /** Starts a fetch for `entry` and makes it the one later callers join. */
   #start(key: string, entry: Entry, acquire: Acquire, forced: boolean): Flight {
     const flight: Flight = {
+      // Set just below: the entry must point at the flight before its fetch can settle.
       promise: undefined as unknown as Promise<CachedToken>,
       seq: ++this.#seq,
       startedAt: this.#clock.now(),

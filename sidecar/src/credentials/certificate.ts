@@ -39,7 +39,7 @@ const fileCheckIntervalMs = 1000
  * - Otherwise a private_key_jwt signed with it to the regular endpoint (Bearer).
  *
  * `load` returns the certificate in both modes, so it is part of the token cache key: a rotated
- * certificate gets new tokens at once, and an `invalid_client` makes the token service call
+ * certificate gets new tokens at once, and an `invalid_client` makes the identity (`Identity.token`) call
  * `invalidate`, which re-reads the file before the one retry — the cheapest way to pick up a
  * rotation that landed between two file checks.
  *

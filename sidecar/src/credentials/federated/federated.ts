@@ -58,7 +58,7 @@ export class FederatedCredential implements CredentialSource {
         credential: this.label,
       })
     } catch (error) {
-      // Unbound: the token service has no binding to invalidate, so drop the leg-1 token here; a
+      // Unbound: the identity has no binding to invalidate, so drop the leg-1 token here; a
       // refused assertion (expired, revoked) is then re-fetched by the next request.
       if (!leg1.binding && isSidecarError(error) && error.reason === 'invalid_client') this.#leg1.invalidate()
       throw error

@@ -58,7 +58,7 @@ const badRequestErrors = new Set(['invalid_scope', 'invalid_resource', 'invalid_
 /**
  * Posts token requests to Entra's token endpoints (regular and mTLS) and turns the answers into
  * `AcquiredToken`s or `SidecarError`s. Never follows redirects. Retries 5xx once (entraRetryPolicy);
- * the "binding rejected → re-mint once" retry belongs to the token service, which sees
+ * the "binding rejected → re-mint once" retry belongs to the identity (`Identity.token`), which sees
  * `reason: 'invalid_client'` or `reason: 'tls_failure'` on the error.
  *
  * @example
