@@ -151,4 +151,6 @@ console.log(
     `bare ${fixed(p99(results.bare), 2)} ms, ratio ${fixed(p99(results.daemon) / p99(results.bare), 2)}× ` +
     `(p50 ${fixed(p50(results.daemon), 2)} vs ${fixed(p50(results.bare), 2)} ms; target ≤ 1.5×)`,
 )
-await Promise.all([daemon.stop(), bare.stop(), emulator.stop()])
+// SIGTERM, so a daemon run with BENCH_NODE_ARGS=--cpu-prof writes its profile.
+await new Promise((resolve) => daemon.child.once('exit', resolve).kill('SIGTERM'))
+await Promise.all([bare.stop(), emulator.stop()])

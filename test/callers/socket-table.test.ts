@@ -1,8 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer, connect, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
+import { getPriority, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ipv6Bytes, SocketTable } from '../../sidecar/src/http/callers/socket-table.ts'
 
@@ -235,4 +235,25 @@ test('the real /proc: a loopback connection from this process is owned by this u
     socket.destroy()
     server.close()
   }
+})
+
+test('the proc scanner thread runs at nice 10 (scannerNice): its scans yield the CPU to the event loop', async (t) => {
+  if (process.platform !== 'linux') return t.skip('needs Linux /proc')
+  const niceOfThreads = () =>
+    readdirSync('/proc/self/task').map((tid) => {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'latin1')
+      // Fields after the command's closing parenthesis: state is field 3, nice field 19.
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])
+    })
+  // Earlier tests' scanners may still be idling (30 s): count them.
+  const before = niceOfThreads().filter((nice) => nice === 10).length
+  const table = new SocketTable({ backend: 'proc', procRoot: procWith({ tcp: v4Lines }), endianness: 'LE' })
+  t.after(() => table.close())
+  assert.deepEqual(await table.ownerOf(caller, sidecar), { uid: 1000 })
+  assert.equal(
+    niceOfThreads().filter((nice) => nice === 10).length,
+    before + 1,
+    'the new scanner thread is at nice 10',
+  )
+  assert.equal(getPriority(), 0, 'the event loop thread is not')
 })

@@ -31,6 +31,8 @@ export interface SocketTableOptions {
   procRoot?: string
   /** Bytes asked for per read(2) (64 KiB; the kernel answers about a page at a time). */
   chunkBytes?: number
+  /** proc backend: the scanner thread's niceness (10, below the event loop's). */
+  scannerNice?: number
   /** Little- or big-endian host: how the kernel prints each 32-bit word of an address. */
   endianness?: 'LE' | 'BE'
   /**
@@ -112,9 +114,10 @@ export class SocketTable {
   constructor(options: SocketTableOptions = {}) {
     this.#backend = options.backend ?? 'auto'
     this.#procRoot = options.procRoot ?? '/proc'
-    this.#scanner = new TableScanner(
-      options.chunkBytes === undefined ? {} : { chunkBytes: options.chunkBytes },
-    )
+    this.#scanner = new TableScanner({
+      ...(options.chunkBytes === undefined ? {} : { chunkBytes: options.chunkBytes }),
+      ...(options.scannerNice === undefined ? {} : { nice: options.scannerNice }),
+    })
     this.#endianness = options.endianness ?? endianness()
     this.#redirectedFrom = options.redirectedFrom ?? imdsPeer
     this.#ownUid = options.ownUid
