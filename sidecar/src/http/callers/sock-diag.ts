@@ -15,7 +15,9 @@ const SOCK_CLOEXEC = 0o2000000
 const NETLINK_SOCK_DIAG = 4
 const SOCK_DIAG_BY_FAMILY = 20
 const NLMSG_ERROR = 2
+const NLMSG_DONE = 3
 const NLM_F_REQUEST = 1
+const NLM_F_DUMP = 0x300
 const MSG_DONTWAIT = 0x40
 const AF_INET = 2
 const AF_INET6 = 10
@@ -101,7 +103,61 @@ export class SockDiag {
     }
     const fd = libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
     if (fd < 0) return { problem: `socket(AF_NETLINK, NETLINK_SOCK_DIAG) failed (errno ${libc.errno()})` }
-    return new SockDiag(libc, fd)
+    const diag = new SockDiag(libc, fd)
+    // A kernel without inet_diag/tcp_diag (not built, or a module that cannot be loaded) answers
+    // ENOENT to every lookup, which would read as "no such socket": refuse to serve instead.
+    for (const family of [AF_INET, AF_INET6]) {
+      const problem = diag.#check(family)
+      if (problem !== undefined) {
+        diag.close()
+        return { problem }
+      }
+    }
+    return diag
+  }
+
+  /**
+   * Whether the kernel has a TCP diagnostics handler for `family`: a dump of no state at all (the
+   * kernel walks nothing) answers DONE where it has, an error where not. Undefined when it has.
+   */
+  #check(family: number): string | undefined {
+    const sequence = this.#write(family, 0, NLM_F_REQUEST | NLM_F_DUMP)
+    for (;;) {
+      const read = this.#libc.recv(this.#fd, this.#answer, this.#answer.length, MSG_DONTWAIT)
+      if (read < nlmsghdrBytes) return `sock_diag recv failed (errno ${this.#libc.errno()})`
+      if (get32(this.#answer, 8) !== sequence) continue
+      const type = get16(this.#answer, 4)
+      if (type === NLMSG_DONE) return undefined
+      if (type === NLMSG_ERROR)
+        return `the kernel has no TCP socket diagnostics for ${family === AF_INET ? 'IPv4' : 'IPv6'} (errno ${-getSigned32(this.#answer, nlmsghdrBytes)}; inet_diag/tcp_diag)`
+    }
+  }
+
+  /** Sends one SOCK_DIAG_BY_FAMILY request (TCP, `family`); returns its sequence number. */
+  #write(family: number, states: number, flags: number, local?: Endpoint, remote?: Endpoint): number {
+    const request = this.#request
+    request.fill(0)
+    const sequence = (this.#sequence = (this.#sequence + 1) >>> 0)
+    put32(request, requestBytes, 0) // nlmsg_len
+    put16(request, SOCK_DIAG_BY_FAMILY, 4)
+    put16(request, flags, 6)
+    put32(request, sequence, 8)
+    let at = nlmsghdrBytes
+    request.writeUInt8(family, at)
+    request.writeUInt8(IPPROTO_TCP, at + 1)
+    put32(request, states, at + 4)
+    at += 8 // inet_diag_sockid
+    if (local !== undefined && remote !== undefined) {
+      request.writeUInt16BE(local.port, at)
+      request.writeUInt16BE(remote.port, at + 2)
+      addressBytes(local.address).copy(request, at + 4)
+      addressBytes(remote.address).copy(request, at + 20)
+    }
+    put32(request, 0xffffffff, at + 40) // idiag_cookie: INET_DIAG_NOCOOKIE
+    put32(request, 0xffffffff, at + 44)
+    if (this.#libc.send(this.#fd, request, requestBytes, 0) !== requestBytes)
+      throw new Error(`sock_diag send failed (errno ${this.#libc.errno()})`)
+    return sequence
   }
 
   /**
@@ -113,27 +169,8 @@ export class SockDiag {
   ownerOf(local: Endpoint, remote: Endpoint): SocketOwner {
     if (this.#closed) throw new Error('the sock_diag socket is closed')
     const v4 = isIPv4(local.address) && isIPv4(remote.address)
-    const request = this.#request
-    request.fill(0)
-    const sequence = (this.#sequence = (this.#sequence + 1) >>> 0)
-    put32(request, requestBytes, 0) // nlmsg_len
-    put16(request, SOCK_DIAG_BY_FAMILY, 4)
-    put16(request, NLM_F_REQUEST, 6)
-    put32(request, sequence, 8)
-    let at = nlmsghdrBytes
-    request.writeUInt8(v4 ? AF_INET : AF_INET6, at)
-    request.writeUInt8(IPPROTO_TCP, at + 1)
-    put32(request, 0xffffffff, at + 4) // idiag_states: any (the state is checked below)
-    at += 8 // inet_diag_sockid
-    request.writeUInt16BE(local.port, at)
-    request.writeUInt16BE(remote.port, at + 2)
-    addressBytes(local.address).copy(request, at + 4)
-    addressBytes(remote.address).copy(request, at + 20)
-    put32(request, 0xffffffff, at + 40) // idiag_cookie: INET_DIAG_NOCOOKIE
-    put32(request, 0xffffffff, at + 44)
-
-    if (this.#libc.send(this.#fd, request, requestBytes, 0) !== requestBytes)
-      throw new Error(`sock_diag send failed (errno ${this.#libc.errno()})`)
+    // idiag_states: any (the state is checked below)
+    const sequence = this.#write(v4 ? AF_INET : AF_INET6, 0xffffffff, NLM_F_REQUEST, local, remote)
     // The kernel answers within send(2); a datagram is always waiting by now.
     for (;;) {
       const read = this.#libc.recv(this.#fd, this.#answer, this.#answer.length, MSG_DONTWAIT)
