@@ -148,3 +148,31 @@ test('sock-diag answers in microseconds whatever the size of the table', { skip:
   t.diagnostic(`sock-diag: ${(perLookupMs * 1000).toFixed(1)} µs per lookup`)
   assert.ok(perLookupMs < 1, `${perLookupMs} ms per lookup`)
 })
+
+test(
+  'where sock-diag cannot be opened, `auto` scans /proc and `sock-diag` refuses with the reason',
+  { skip: linux },
+  async (t) => {
+    const openSockDiag = () => ({ problem: 'koffi (FFI) is not loadable: test' })
+    const auto = new SocketTable({ openSockDiag })
+    const strict = new SocketTable({ backend: 'sock-diag', openSockDiag })
+    t.after(() => auto.close())
+    t.after(() => strict.close())
+    assert.equal(auto.backend, 'proc')
+    assert.equal(auto.sockDiagProblem, 'koffi (FFI) is not loadable: test')
+    const { server, port } = await listening(t, '127.0.0.1')
+    const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve))
+    const client = connect(port, '127.0.0.1')
+    t.after(() => client.destroy())
+    const socket = await accepted
+    const peer = { address: socket.remoteAddress!, port: socket.remotePort! }
+    const local = { address: socket.localAddress!, port: socket.localPort! }
+    assert.deepEqual(await auto.ownerOf(peer, local), { uid: process.getuid!() })
+    const refused = await strict.ownerOf(peer, local)
+    assert.equal(refused.uid, undefined)
+    assert.match(
+      refused.uid === undefined ? refused.reason : '',
+      /sock_diag unavailable: koffi \(FFI\) is not loadable/,
+    )
+  },
+)

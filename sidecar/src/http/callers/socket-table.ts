@@ -27,6 +27,8 @@ export type SocketTableBackend = 'proc' | 'sock-diag' | 'auto'
 export interface SocketTableOptions {
   /** `auto` (default): sock-diag where koffi loads and the kernel answers, else proc. */
   backend?: SocketTableBackend
+  /** Opens the netlink socket (`SockDiag.open`); tests stand a failing one in. */
+  openSockDiag?: () => SockDiag | { problem: string }
   /** proc backend: where `net/tcp` and `net/tcp6` are read from; `/proc` (this process's network namespace). */
   procRoot?: string
   /** Bytes asked for per read(2) (64 KiB; the kernel answers about a page at a time). */
@@ -101,6 +103,7 @@ interface Candidate {
  */
 export class SocketTable {
   readonly #backend: SocketTableBackend
+  readonly #openSockDiag: () => SockDiag | { problem: string }
   /** sock-diag: undefined until first used; then the netlink socket, or why there is none. */
   #diag: SockDiag | { problem: string } | undefined
   readonly #procRoot: string
@@ -113,6 +116,7 @@ export class SocketTable {
 
   constructor(options: SocketTableOptions = {}) {
     this.#backend = options.backend ?? 'auto'
+    this.#openSockDiag = options.openSockDiag ?? (() => SockDiag.open())
     this.#procRoot = options.procRoot ?? '/proc'
     this.#scanner = new TableScanner({
       ...(options.chunkBytes === undefined ? {} : { chunkBytes: options.chunkBytes }),
@@ -155,7 +159,7 @@ export class SocketTable {
   /** The netlink socket, opened on first use (koffi is loaded only then); undefined for `proc`. */
   #sockDiag(): SockDiag | { problem: string } | undefined {
     if (this.#backend === 'proc') return undefined
-    this.#diag ??= SockDiag.open()
+    this.#diag ??= this.#openSockDiag()
     return this.#diag
   }
 
