@@ -6,7 +6,7 @@ import type { CachedToken } from '../tokens/token-cache.ts'
 import type { ServedToken, TokenService } from '../tokens/token-service.ts'
 import type { CallerAccess } from './callers/caller-access.ts'
 import { rawHeaderLookup } from './callers/caller-guard.ts'
-import { RefusedLane } from './callers/refused-lane.ts'
+import { PerTurnQueue } from './callers/per-turn-queue.ts'
 import { tokenRouteRefusal, type CallerChecks } from './caller-checks.ts'
 import type { Readiness } from './readiness.ts'
 import { logRequest } from './request-log.ts'
@@ -81,7 +81,7 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
   // known and allowed, and leaves everything else (a lookup still running, a refusal to log and
   // count) to the hono app, which waits or refuses as it always does.
   const access = callers.access
-  const refused = new RefusedLane()
+  const refused = new PerTurnQueue({ perTurn: 8 })
   const refusal = tokenRouteRefusal(callers)
   // Request target → meaning. Bounded: a caller cycling through resources only loses the memo.
   const targets = new Map<string, Target | null>()
@@ -150,7 +150,7 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
       return
     }
     const identity = access ? admitted(access, target, req) : target.identity
-    // Not admitted by callers.allow: the app refuses, a few per turn (refused-lane.ts), so a
+    // Not admitted by callers.allow: the app refuses, a few per turn (per-turn-queue.ts), so a
     // refused uid's burst does not hold up connections already allowed.
     if (identity === undefined) return access ? refused.defer(() => next(req, res)) : next(req, res)
     const served = tokens.peek(identity, target.scope)

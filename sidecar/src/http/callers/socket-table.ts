@@ -2,6 +2,7 @@ import { isIPv4, isIPv6 } from 'node:net'
 import { endianness } from 'node:os'
 import { join } from 'node:path'
 import { ipv6Bytes } from './ipv6-bytes.ts'
+import { PerTurnQueue } from './per-turn-queue.ts'
 import { SockDiag } from './sock-diag.ts'
 import { TableScanner } from './table-scanner.ts'
 
@@ -104,6 +105,7 @@ interface Candidate {
 export class SocketTable {
   readonly #backend: SocketTableBackend
   readonly #openSockDiag: () => SockDiag | { problem: string }
+  readonly #diagLookups = new PerTurnQueue({ perTurn: 32 })
   /** sock-diag: undefined until first used; then the netlink socket, or why there is none. */
   #diag: SockDiag | { problem: string } | undefined
   readonly #procRoot: string
@@ -142,13 +144,22 @@ export class SocketTable {
   async ownerOf(peer: Endpoint, local: Endpoint): Promise<SocketOwner> {
     const diag = this.#sockDiag()
     if (diag instanceof SockDiag) {
-      try {
-        return this.#ownerByDiag(diag, peer, local)
-      } catch (error) {
-        // The netlink socket itself failed: never expected; stop using it.
-        diag.close()
-        this.#diag = { problem: (error as Error).message }
-      }
+      // A few dozen lookups per event-loop turn: a wave of hundreds of new connections is looked
+      // up over several turns, with the requests of connections already known served in between.
+      const answer = await new Promise<SocketOwner | Error>((resolve) =>
+        this.#diagLookups.defer(() => {
+          if (this.#diag !== diag) return resolve({ uid: undefined, reason: 'the socket table was closed' })
+          try {
+            resolve(this.#ownerByDiag(diag, peer, local))
+          } catch (error) {
+            resolve(error as Error)
+          }
+        }),
+      )
+      if (!(answer instanceof Error)) return answer
+      // The netlink socket itself failed: never expected; stop using it.
+      diag.close()
+      this.#diag = { problem: answer.message }
     }
     if (diag !== undefined && this.#backend === 'sock-diag') {
       return { uid: undefined, reason: `sock_diag unavailable: ${this.sockDiagProblem ?? 'unknown'}` }

@@ -1,11 +1,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { RefusedLane } from '../../sidecar/src/http/callers/refused-lane.ts'
+import { PerTurnQueue } from '../../sidecar/src/http/callers/per-turn-queue.ts'
 
 const turn = () => new Promise((resolve) => setImmediate(resolve))
 
-test('refused requests run perTurn at a time, in order, each after the I/O of a turn', async () => {
-  const lane = new RefusedLane({ perTurn: 8 })
+test('work runs perTurn at a time, in order, each after the I/O of a turn', async () => {
+  const lane = new PerTurnQueue({ perTurn: 8 })
   const ran: number[] = []
   for (let i = 0; i < 20; i++) lane.defer(() => ran.push(i))
   assert.deepEqual(ran, [], 'nothing runs synchronously')
@@ -27,7 +27,7 @@ test('refused requests run perTurn at a time, in order, each after the I/O of a 
 })
 
 test('one failing piece of work does not stop the others; the lane is reusable once empty', async () => {
-  const lane = new RefusedLane({ perTurn: 2 })
+  const lane = new PerTurnQueue({ perTurn: 2 })
   const ran: string[] = []
   lane.defer(() => {
     throw new Error('boom')

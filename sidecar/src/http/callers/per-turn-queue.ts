@@ -1,13 +1,16 @@
 /**
- * Where the fast lane puts requests it will not serve because `callers.allow` does not admit
- * their connection (a refusal, or an identity the uid may not use): they go to the hono app, which
- * refuses, logs and counts, but `perTurn` at a time per event-loop turn, after that turn's I/O
- * (setImmediate). A refused uid's burst of new connections then costs the allowed callers at most
- * `perTurn` refusals' work before their own requests are read and served, instead of waiting behind
- * the whole burst; the refused callers wait instead. Unbounded in length only as the number of
- * open connections is (HTTP/1.1: one request in flight per connection).
+ * Work run `perTurn` pieces per event-loop turn, after that turn's I/O (setImmediate), in arrival
+ * order: a burst of it then delays other callers by at most `perTurn` pieces before their own
+ * requests are read and served, instead of by the whole burst. Used by `callers.allow` so that a
+ * refused uid's burst of new connections does not starve allowed callers:
+ * - the fast lane puts requests it will not admit (a refusal to come) here on their way to the hono
+ *   app, which refuses, logs and counts (8 per turn);
+ * - the socket table puts sock_diag lookups here (32 per turn), so a wave of hundreds of accepted
+ *   connections is looked up over several turns rather than in one stall.
+ * Unbounded in length only as the number of open connections is (HTTP/1.1: one request in flight
+ * per connection).
  */
-export class RefusedLane {
+export class PerTurnQueue {
   readonly #perTurn: number
   readonly #queue: (() => void)[] = []
   #head = 0
