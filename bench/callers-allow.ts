@@ -1,12 +1,16 @@
 /**
- * What `callers.allow` costs: cached GET /token throughput from two daemons in one run, one
- * without and one with `callers.allow` (an entry for this process's uid), against one emulator.
- * Rounds are interleaved A B B A and repeated so drift (other load on the machine, JIT warm-up)
- * hits both sides alike. Two connection patterns:
+ * What `callers.allow` costs: cached GET /token throughput from three daemons in one run against
+ * one emulator: one without `callers.allow`, and two with it (an entry for this process's uid),
+ * one per owner lookup (socket-table.ts): `proc` (/proc/net/tcp scanned on a worker thread) and
+ * `sock-diag` (one netlink lookup through koffi, the default where it loads). Rounds are
+ * interleaved A B C C B A and repeated so drift (other load on the machine, JIT warm-up) hits every
+ * side alike. Two connection patterns:
  * - keep-alive: N connections reused; the uid is read once per connection, so this should be ~1.0.
- * - new connection per request: every request pays one socket-table lookup (the worst case).
- * Prints req/s per round, the medians and the ratio, and the lookup time the daemon measured. Loopback
- * only, bounded in time; not part of `npm test`.
+ * - new connection per request: every request pays one lookup (the worst case). Each request
+ *   leaves a TIME_WAIT entry (60 s) that the proc scan walks; sock_diag does not.
+ * Prints req/s per round, the medians and the ratios to the same run's daemon without
+ * callers.allow, and the lookup time each daemon measured. Loopback only, bounded in time; not
+ * part of `npm test`.
  *
  *   npx node bench/callers-allow.ts [secondsPerRound=2] [repeats=3] [connections=8]
  */
@@ -16,6 +20,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseConfig } from '../sidecar/src/config/load.ts'
 import { Daemon } from '../sidecar/src/daemon/daemon.ts'
+import { SocketTable, type SocketTableBackend } from '../sidecar/src/http/callers/socket-table.ts'
 import { startEmulator } from '../sidecar/src/emulator/emulator.ts'
 import { silentLogger } from '../sidecar/src/core/log.ts'
 
@@ -30,10 +35,21 @@ const caFile = join(mkdtempSync(join(tmpdir(), 'bench-ca-')), 'ca.pem')
 writeFileSync(caFile, emulator.caPem)
 const yaml = (allow: string) =>
   `listen:\n  port: 0\n${allow}upstream:\n  imdsEndpoint: ${emulator.imdsUrl}\n  caFile: ${caFile}\nidentities:\n  mi:\n    managedIdentity: {}\n`
-const start = (allow: string) =>
-  Daemon.start({ config: parseConfig(yaml(allow), { source: 'bench.yaml' }), logger: silentLogger() })
-const open = await start('')
-const guarded = await start(`callers:\n  allow:\n    - uid: ${uid}\n      identities: [mi]\n`)
+const start = (allow: string, backend?: SocketTableBackend) =>
+  Daemon.start({
+    config: parseConfig(yaml(allow), { source: 'bench.yaml' }),
+    logger: silentLogger(),
+    ...(backend === undefined ? {} : { socketTable: new SocketTable({ backend, ownUid: uid }) }),
+  })
+const allow = `callers:\n  allow:\n    - uid: ${uid}\n      identities: [mi]\n`
+const daemons = {
+  without: await start(''),
+  proc: await start(allow, 'proc'),
+  'sock-diag': await start(allow, 'sock-diag'),
+}
+type Side = keyof typeof daemons
+const sides = Object.keys(daemons) as Side[]
+const timeWaits = () => readFileSync('/proc/net/tcp', 'latin1').split('\n').length - 2
 
 function get(url: string, agent: Agent | false): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -66,32 +82,42 @@ async function round(url: string, keepAlive: boolean): Promise<number> {
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0
 
-for (const url of [open.url, guarded.url]) await get(url, false) // fill each daemon's cache
+for (const daemon of Object.values(daemons)) await get(daemon.url, false) // fill each daemon's cache
+const probe = new SocketTable()
 console.log(
-  `cached GET /token, ${connections} connections, ${secondsPerRound} s rounds, A B B A x ${repeats}; ` +
-    `/proc/net/tcp has ${readFileSync('/proc/net/tcp', 'latin1').split('\n').length - 2} entries at start`,
+  `cached GET /token, ${connections} connections, ${secondsPerRound} s rounds, A B C C B A x ${repeats}; ` +
+    `/proc/net/tcp has ${timeWaits()} entries at start; sock_diag here: ${probe.backend === 'sock-diag' ? 'usable' : `not usable (${probe.sockDiagProblem})`}`,
 )
+await probe.close()
 for (const keepAlive of [true, false]) {
-  const results = { without: [] as number[], with: [] as number[] }
+  const results = Object.fromEntries(sides.map((side) => [side, [] as number[]])) as Record<Side, number[]>
   for (let i = 0; i < repeats; i++) {
-    for (const side of ['without', 'with', 'with', 'without'] as const) {
-      results[side].push(await round(side === 'with' ? guarded.url : open.url, keepAlive))
+    for (const side of [...sides, ...[...sides].reverse()]) {
+      results[side].push(await round(daemons[side].url, keepAlive))
     }
   }
-  const a = median(results.without)
-  const b = median(results.with)
+  const base = median(results.without)
   const label = keepAlive ? 'keep-alive          ' : 'new conn per request'
   console.log(
-    `${label}  without: ${a.toFixed(0)} req/s  with callers.allow: ${b.toFixed(0)} req/s  ratio ${(b / a).toFixed(3)}` +
-      `  (rounds without ${results.without.map((v) => v.toFixed(0)).join(' ')}; with ${results.with.map((v) => v.toFixed(0)).join(' ')})`,
+    `${label}  without callers.allow: ${base.toFixed(0)} req/s` +
+      sides
+        .filter((side) => side !== 'without')
+        .map(
+          (side) =>
+            `; ${side}: ${median(results[side]).toFixed(0)} req/s ratio ${(median(results[side]) / base).toFixed(3)}`,
+        )
+        .join('') +
+      `  (rounds ${sides.map((side) => `${side} ${results[side].map((v) => v.toFixed(0)).join(' ')}`).join('; ')})`,
   )
 }
-const lookups = await guarded.runtime.metrics.callerLookups.get()
-const sum = lookups.values.find((v) => v.metricName?.endsWith('_sum'))?.value ?? 0
-const count = lookups.values.filter((v) => v.metricName?.endsWith('_count')).reduce((n, v) => n + v.value, 0)
-console.log(
-  `socket-table lookups: ${count}, mean ${((sum / Math.max(1, count)) * 1e6).toFixed(1)} µs; ` +
-    `/proc/net/tcp has ${readFileSync('/proc/net/tcp', 'latin1').split('\n').length - 2} entries at the end (TIME_WAIT from the churn)`,
-)
-await Promise.all([open.shutdown(1000), guarded.shutdown(1000)])
+for (const side of ['proc', 'sock-diag'] as const) {
+  const lookups = await daemons[side].runtime.metrics.callerLookups.get()
+  const sum = lookups.values.find((v) => v.metricName?.endsWith('_sum'))?.value ?? 0
+  const count = lookups.values
+    .filter((v) => v.metricName?.endsWith('_count'))
+    .reduce((n, v) => n + v.value, 0)
+  console.log(`${side} lookups: ${count}, mean ${((sum / Math.max(1, count)) * 1e6).toFixed(1)} µs`)
+}
+console.log(`/proc/net/tcp has ${timeWaits()} entries at the end (TIME_WAIT from the churn)`)
+await Promise.all(Object.values(daemons).map((daemon) => daemon.shutdown(1000)))
 await emulator.close()

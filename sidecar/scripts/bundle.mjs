@@ -33,7 +33,7 @@ await build({
   format: 'esm',
   platform: 'node',
   target: 'node24',
-  external: ['node-forge'],
+  external: ['node-forge', 'koffi'],
   minifyWhitespace: true,
   minifySyntax: true,
   legalComments: 'none',

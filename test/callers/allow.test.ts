@@ -279,7 +279,7 @@ test(
 test('a connection whose owner cannot be read is refused, with the reason, and logged', async (t) => {
   // An empty /proc: nothing can be looked up. Runs as any user (no process is spawned).
   const procRoot = mkdtempSync(join(tmpdir(), 'sidecar-proc-'))
-  const stack = await allowStack(t, { socketTable: new SocketTable({ procRoot }) })
+  const stack = await allowStack(t, { socketTable: new SocketTable({ backend: 'proc', procRoot }) })
   const res = await stack.get(`/token?resource=${mgmt}`)
   assert.equal(res.status, 403)
   const body = (await res.json()) as Record<string, string>

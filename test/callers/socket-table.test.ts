@@ -1,8 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer, connect, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
+import { getPriority, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ipv6Bytes, SocketTable } from '../../sidecar/src/http/callers/socket-table.ts'
 
@@ -33,7 +33,7 @@ const v4Lines = [
 ]
 
 test('IPv4: the caller end of the connection carries the uid (not the listener, not our end)', async () => {
-  const table = new SocketTable({ procRoot: procWith({ tcp: v4Lines }), endianness: 'LE' })
+  const table = new SocketTable({ backend: 'proc', procRoot: procWith({ tcp: v4Lines }), endianness: 'LE' })
   assert.deepEqual(await table.ownerOf(caller, sidecar), { uid: 1000 })
   assert.deepEqual(await table.ownerOf(sidecar, caller), { uid: 999 }, 'the mirror image is our own socket')
   assert.equal((await table.ownerOf({ ...caller, port: 40001 }, sidecar)).uid, undefined)
@@ -41,6 +41,7 @@ test('IPv4: the caller end of the connection carries the uid (not the listener, 
 
 test('a big-endian kernel prints the address bytes in network order', async () => {
   const table = new SocketTable({
+    backend: 'proc',
     procRoot: procWith({ tcp: [line(0, '7F000001:9C40', '7F000001:1E64', '01', 42)] }),
     endianness: 'BE',
   })
@@ -64,7 +65,10 @@ test('the scan works across chunk boundaries, whatever the chunk size', async ()
   })
   for (const chunkBytes of [1, 7, 64, 150, 151, 4096]) {
     assert.deepEqual(
-      await new SocketTable({ procRoot, chunkBytes, endianness: 'LE' }).ownerOf(caller, sidecar),
+      await new SocketTable({ backend: 'proc', procRoot, chunkBytes, endianness: 'LE' }).ownerOf(
+        caller,
+        sidecar,
+      ),
       { uid: 1000 },
       `chunk ${chunkBytes}`,
     )
@@ -73,6 +77,7 @@ test('the scan works across chunk boundaries, whatever the chunk size', async ()
 
 test('TIME_WAIT entries are printed with uid 0 by the kernel: never taken as root', async () => {
   const table = new SocketTable({
+    backend: 'proc',
     procRoot: procWith({ tcp: [line(0, '0100007F:9C40', '0100007F:1E64', '06', 0)] }),
     endianness: 'LE',
   })
@@ -91,7 +96,7 @@ test('IPv6: four host-order words; a v4-mapped peer is looked for in tcp, then a
       line(1, '0000000000000000FFFF00000100007F:9C41', '0000000000000000FFFF00000100007F:1E64', '01', 8),
     ],
   })
-  const table = new SocketTable({ procRoot, endianness: 'LE' })
+  const table = new SocketTable({ backend: 'proc', procRoot, endianness: 'LE' })
   assert.deepEqual(await table.ownerOf({ address: '::1', port: 40000 }, { address: '::1', port: 7780 }), {
     uid: 7,
   })
@@ -102,7 +107,11 @@ test('IPv6: four host-order words; a v4-mapped peer is looked for in tcp, then a
     ),
     { uid: 8 },
   )
-  const dualStack = new SocketTable({ procRoot: procWith({ tcp: v4Lines, tcp6: [] }), endianness: 'LE' })
+  const dualStack = new SocketTable({
+    backend: 'proc',
+    procRoot: procWith({ tcp: v4Lines, tcp6: [] }),
+    endianness: 'LE',
+  })
   assert.deepEqual(
     await dualStack.ownerOf(
       { address: '::ffff:127.0.0.1', port: 40000 },
@@ -116,6 +125,7 @@ test('IPv6: four host-order words; a v4-mapped peer is looked for in tcp, then a
 test('dual stack: an IPv4 connection whose caller socket is AF_INET6 is found in tcp6', async () => {
   // The sidecar's end is plain IPv4 (tcp); the caller connected an AF_INET6 socket to ::ffff:127.0.0.1.
   const table = new SocketTable({
+    backend: 'proc',
     procRoot: procWith({
       tcp: [line(0, '0100007F:1E64', '0100007F:9C40', '01', 999)],
       tcp6: [
@@ -141,7 +151,7 @@ test('redirected: the caller socket names IMDS (169.254.169.254:80) as its peer'
       line(0, '0000000000000000FFFF00000400010A:9C42', `0000000000000000FFFF0000${imdsHex}`, '01', 1003),
     ],
   })
-  const table = new SocketTable({ procRoot, endianness: 'LE', ownUid: 999 })
+  const table = new SocketTable({ backend: 'proc', procRoot, endianness: 'LE', ownUid: 999 })
   assert.deepEqual(await table.ownerOf(vmCaller, sidecar), { uid: 1002 })
   assert.deepEqual(
     await table.ownerOf({ ...vmCaller, port: 40002 }, sidecar),
@@ -154,6 +164,7 @@ test('redirected: the caller socket names IMDS (169.254.169.254:80) as its peer'
   assert.match(own.uid === undefined ? own.reason : '', /sidecar's own/)
   // A direct connection is preferred: tcp is scanned for it first.
   const both = new SocketTable({
+    backend: 'proc',
     procRoot: procWith({
       tcp: [
         line(0, '0100007F:9C40', '0100007F:1E64', '01', 1000),
@@ -166,13 +177,13 @@ test('redirected: the caller socket names IMDS (169.254.169.254:80) as its peer'
 })
 
 test('a missing table and an unknown address are reasons, not exceptions', async () => {
-  const empty = new SocketTable({ procRoot: mkdtempSync(join(tmpdir(), 'sidecar-proc-')) })
+  const empty = new SocketTable({ backend: 'proc', procRoot: mkdtempSync(join(tmpdir(), 'sidecar-proc-')) })
   const owner = await empty.ownerOf(caller, sidecar)
   assert.equal(owner.uid, undefined)
   assert.match(owner.uid === undefined ? owner.reason : '', /cannot read .*tcp \(ENOENT\)/)
   assert.equal((await empty.ownerOf({ address: 'not-an-ip', port: 1 }, sidecar)).uid, undefined)
   // No IPv6 on the host (no tcp6): the fallbacks' absence is not the reason given.
-  const v4Only = new SocketTable({ procRoot: procWith({ tcp: v4Lines }), endianness: 'LE' })
+  const v4Only = new SocketTable({ backend: 'proc', procRoot: procWith({ tcp: v4Lines }), endianness: 'LE' })
   const unknown = await v4Only.ownerOf({ ...caller, port: 40009 }, sidecar)
   assert.deepEqual(unknown, { uid: undefined, reason: 'no entry in the kernel socket table' })
 })
@@ -181,7 +192,12 @@ test('lookups made while a scan runs are answered together by the next scan', as
   const lines = Array.from({ length: 200 }, (_, i) =>
     line(i, `0100007F:${(30000 + i).toString(16).toUpperCase()}`, '0100007F:1E64', '01', 2000 + i),
   )
-  const table = new SocketTable({ procRoot: procWith({ tcp: lines }), chunkBytes: 256, endianness: 'LE' })
+  const table = new SocketTable({
+    backend: 'proc',
+    procRoot: procWith({ tcp: lines }),
+    chunkBytes: 256,
+    endianness: 'LE',
+  })
   const owners = await Promise.all(
     Array.from({ length: 200 }, (_, i) => table.ownerOf({ address: '127.0.0.1', port: 30000 + i }, sidecar)),
   )
@@ -219,4 +235,25 @@ test('the real /proc: a loopback connection from this process is owned by this u
     socket.destroy()
     server.close()
   }
+})
+
+test('the proc scanner thread runs at nice 10 (scannerNice): its scans yield the CPU to the event loop', async (t) => {
+  if (process.platform !== 'linux') return t.skip('needs Linux /proc')
+  const niceOfThreads = () =>
+    readdirSync('/proc/self/task').map((tid) => {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'latin1')
+      // Fields after the command's closing parenthesis: state is field 3, nice field 19.
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])
+    })
+  // Earlier tests' scanners may still be idling (30 s): count them.
+  const before = niceOfThreads().filter((nice) => nice === 10).length
+  const table = new SocketTable({ backend: 'proc', procRoot: procWith({ tcp: v4Lines }), endianness: 'LE' })
+  t.after(() => table.close())
+  assert.deepEqual(await table.ownerOf(caller, sidecar), { uid: 1000 })
+  assert.equal(
+    niceOfThreads().filter((nice) => nice === 10).length,
+    before + 1,
+    'the new scanner thread is at nice 10',
+  )
+  assert.equal(getPriority(), 0, 'the event loop thread is not')
 })

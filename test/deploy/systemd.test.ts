@@ -66,7 +66,7 @@ test('the hardening the issue names is there', () => {
     ['DynamicUser', 'yes'],
     ['ProtectSystem', 'strict'],
     ['NoNewPrivileges', 'yes'],
-    ['RestrictAddressFamilies', 'AF_INET AF_INET6 AF_UNIX'],
+    ['RestrictAddressFamilies', 'AF_INET AF_INET6 AF_UNIX AF_NETLINK'],
     ['CapabilityBoundingSet', ''],
     ['UMask', '0077'],
   ] as const) {

@@ -7,6 +7,7 @@ import type { ServedToken } from '../identities/identity.ts'
 import type { TokenService } from '../tokens/token-service.ts'
 import type { CallerAccess } from './callers/caller-access.ts'
 import { rawHeaderLookup } from './callers/caller-guard.ts'
+import { PerTurnQueue } from './callers/per-turn-queue.ts'
 import { tokenRouteRefusal, type CallerChecks } from './caller-checks.ts'
 import type { Readiness } from './readiness.ts'
 import { logRequest } from './request-log.ts'
@@ -81,6 +82,7 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
   // known and allowed, and leaves everything else (a lookup still running, a refusal to log and
   // count) to the hono app, which waits or refuses as it always does.
   const access = callers.access
+  const refused = new PerTurnQueue({ perTurn: 8 })
   const refusal = tokenRouteRefusal(callers)
   // Request target → meaning. Bounded: a caller cycling through resources only loses the memo.
   const targets = new Map<string, Target | null>()
@@ -149,7 +151,9 @@ export function fastLane(deps: FastLaneDeps, next: Listener): { listener: Listen
       return
     }
     const identity = access ? admitted(access, target, req) : target.identity
-    if (identity === undefined) return next(req, res)
+    // Not admitted by callers.allow: the app refuses, a few per turn (per-turn-queue.ts), so a
+    // refused uid's burst does not hold up connections already allowed.
+    if (identity === undefined) return access ? refused.defer(() => next(req, res)) : next(req, res)
     const served = identity.cachedToken(target.scope)
     if (served === undefined) return next(req, res)
     const nowMs = runtime.clock.now()

@@ -1,7 +1,12 @@
 import { isIPv4, isIPv6 } from 'node:net'
 import { endianness } from 'node:os'
 import { join } from 'node:path'
+import { ipv6Bytes } from './ipv6-bytes.ts'
+import { PerTurnQueue } from './per-turn-queue.ts'
+import { SockDiag } from './sock-diag.ts'
 import { TableScanner } from './table-scanner.ts'
+
+export { ipv6Bytes }
 
 /** One end of a TCP connection as Node reports it (`socket.remoteAddress`, `socket.remotePort`). */
 export interface Endpoint {
@@ -12,11 +17,25 @@ export interface Endpoint {
 /** Who owns a socket, or why that could not be told. */
 export type SocketOwner = { uid: number } | { uid: undefined; reason: string }
 
+/**
+ * How owners are looked up: `sock-diag` asks the kernel for the one socket (netlink, through the
+ * optional koffi dependency: microseconds); `proc` scans /proc/net/tcp{,6} on a worker thread (in
+ * proportion to every socket of the namespace); `auto` uses sock-diag when it can be opened, else
+ * proc.
+ */
+export type SocketTableBackend = 'proc' | 'sock-diag' | 'auto'
+
 export interface SocketTableOptions {
-  /** Where `net/tcp` and `net/tcp6` are read from; `/proc` (this process's network namespace). */
+  /** `auto` (default): sock-diag where koffi loads and the kernel answers, else proc. */
+  backend?: SocketTableBackend
+  /** Opens the netlink socket (`SockDiag.open`); tests stand a failing one in. */
+  openSockDiag?: () => SockDiag | { problem: string }
+  /** proc backend: where `net/tcp` and `net/tcp6` are read from; `/proc` (this process's network namespace). */
   procRoot?: string
   /** Bytes asked for per read(2) (64 KiB; the kernel answers about a page at a time). */
   chunkBytes?: number
+  /** proc backend: the scanner thread's niceness (10, below the event loop's). */
+  scannerNice?: number
   /** Little- or big-endian host: how the kernel prints each 32-bit word of an address. */
   endianness?: 'LE' | 'BE'
   /**
@@ -84,6 +103,11 @@ interface Candidate {
  * native code.
  */
 export class SocketTable {
+  readonly #backend: SocketTableBackend
+  readonly #openSockDiag: () => SockDiag | { problem: string }
+  readonly #diagLookups = new PerTurnQueue({ perTurn: 32 })
+  /** sock-diag: undefined until first used; then the netlink socket, or why there is none. */
+  #diag: SockDiag | { problem: string } | undefined
   readonly #procRoot: string
   readonly #scanner: TableScanner
   readonly #endianness: 'LE' | 'BE'
@@ -93,17 +117,90 @@ export class SocketTable {
   readonly #scanning = { tcp: false, tcp6: false }
 
   constructor(options: SocketTableOptions = {}) {
+    this.#backend = options.backend ?? 'auto'
+    this.#openSockDiag = options.openSockDiag ?? (() => SockDiag.open())
     this.#procRoot = options.procRoot ?? '/proc'
-    this.#scanner = new TableScanner(
-      options.chunkBytes === undefined ? {} : { chunkBytes: options.chunkBytes },
-    )
+    this.#scanner = new TableScanner({
+      ...(options.chunkBytes === undefined ? {} : { chunkBytes: options.chunkBytes }),
+      ...(options.scannerNice === undefined ? {} : { nice: options.scannerNice }),
+    })
     this.#endianness = options.endianness ?? endianness()
     this.#redirectedFrom = options.redirectedFrom ?? imdsPeer
     this.#ownUid = options.ownUid
   }
 
+  /** Which lookup serves: `sock-diag`, or `proc` (also when `auto` could not open sock-diag). */
+  get backend(): 'proc' | 'sock-diag' {
+    return this.#sockDiag() instanceof SockDiag ? 'sock-diag' : 'proc'
+  }
+
+  /** Why sock-diag is not used (undefined when it is, or when `proc` was asked for). */
+  get sockDiagProblem(): string | undefined {
+    const diag = this.#sockDiag()
+    return diag === undefined || diag instanceof SockDiag ? undefined : diag.problem
+  }
+
   /** The owner of the socket at `peer` that is connected to `local`. Never rejects. */
   async ownerOf(peer: Endpoint, local: Endpoint): Promise<SocketOwner> {
+    const diag = this.#sockDiag()
+    if (diag instanceof SockDiag) {
+      // A few dozen lookups per event-loop turn: a wave of hundreds of new connections is looked
+      // up over several turns, with the requests of connections already known served in between.
+      const answer = await new Promise<SocketOwner | Error>((resolve) =>
+        this.#diagLookups.defer(() => {
+          if (this.#diag !== diag) return resolve({ uid: undefined, reason: 'the socket table was closed' })
+          try {
+            resolve(this.#ownerByDiag(diag, peer, local))
+          } catch (error) {
+            resolve(error as Error)
+          }
+        }),
+      )
+      if (!(answer instanceof Error)) return answer
+      // The netlink socket itself failed: never expected; stop using it.
+      diag.close()
+      this.#diag = { problem: answer.message }
+    }
+    if (diag !== undefined && this.#backend === 'sock-diag') {
+      return { uid: undefined, reason: `sock_diag unavailable: ${this.sockDiagProblem ?? 'unknown'}` }
+    }
+    return this.#ownerByProc(peer, local)
+  }
+
+  /** The netlink socket, opened on first use (koffi is loaded only then); undefined for `proc`. */
+  #sockDiag(): SockDiag | { problem: string } | undefined {
+    if (this.#backend === 'proc') return undefined
+    this.#diag ??= this.#openSockDiag()
+    return this.#diag
+  }
+
+  /**
+   * sock-diag: the same places as the proc scan, each one exact lookup. The kernel finds a
+   * dual-stack caller's AF_INET6 socket by its IPv4 4-tuple, so a v4 connection needs one lookup,
+   * and a second (the caller's socket naming IMDS) only when the first finds nothing.
+   */
+  #ownerByDiag(diag: SockDiag, peer: Endpoint, local: Endpoint): SocketOwner {
+    const peerV4 = mappedV4(peer.address)
+    const localV4 = mappedV4(local.address)
+    if (peerV4 !== undefined && localV4 !== undefined) {
+      const caller = { address: peerV4, port: peer.port }
+      const direct = diag.ownerOf(caller, { address: localV4, port: local.port })
+      if (direct.uid !== undefined || !direct.reason.startsWith('no such socket')) return direct
+      const origin = this.#redirectedFrom
+      const redirected = diag.ownerOf(caller, origin)
+      if (redirected.uid !== undefined && redirected.uid === this.#ownUid) {
+        return {
+          uid: undefined,
+          reason: `the only socket connected to ${origin.address}:${origin.port} from the caller's port is the sidecar's own`,
+        }
+      }
+      return redirected.uid !== undefined ? redirected : direct
+    }
+    if (isIPv6(peer.address) && isIPv6(local.address)) return diag.ownerOf(peer, local)
+    return { uid: undefined, reason: `unsupported address family (${peer.address})` }
+  }
+
+  async #ownerByProc(peer: Endpoint, local: Endpoint): Promise<SocketOwner> {
     const stages = this.#candidates(peer, local)
     if (stages.length === 0) return { uid: undefined, reason: `unsupported address family (${peer.address})` }
     let problem = 'no entry in the kernel socket table'
@@ -163,8 +260,10 @@ export class SocketTable {
     this.#scanning[file] = false
   }
 
-  /** Ends the scanning thread (it also ends by itself when idle). */
+  /** Ends the scanning thread (it also ends by itself when idle) and the netlink socket. */
   close(): Promise<void> {
+    if (this.#diag instanceof SockDiag) this.#diag.close()
+    this.#diag = undefined
     return this.#scanner.close()
   }
 
@@ -247,22 +346,4 @@ function mappedV4(address: string): string | undefined {
   if (isIPv4(address)) return address
   const match = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
   return match?.[1] !== undefined && isIPv4(match[1]) ? match[1] : undefined
-}
-
-/** The 16 bytes of an IPv6 address (`::` expanded, a trailing dotted quad accepted). */
-export function ipv6Bytes(address: string): Buffer {
-  let text = address.replace(/%.*$/, '')
-  const quad = /(\d+\.\d+\.\d+\.\d+)$/.exec(text)
-  if (quad?.[1] !== undefined) {
-    const [a, b, c, d] = quad[1].split('.').map(Number) as [number, number, number, number]
-    text = `${text.slice(0, quad.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`
-  }
-  const [head = '', tail] = text.split('::')
-  const headGroups = head === '' ? [] : head.split(':')
-  const tailGroups = tail === undefined || tail === '' ? [] : tail.split(':')
-  const zeros = tail === undefined ? 0 : 8 - headGroups.length - tailGroups.length
-  const groups = [...headGroups, ...Array<string>(zeros).fill('0'), ...tailGroups]
-  const bytes = Buffer.alloc(16)
-  groups.forEach((group, index) => bytes.writeUInt16BE(Number.parseInt(group, 16) & 0xffff, index * 2))
-  return bytes
 }

@@ -9,6 +9,8 @@ import { Worker } from 'node:worker_threads'
 const workerSource = `
 const { parentPort, workerData } = require('node:worker_threads')
 const { openSync, readSync, closeSync } = require('node:fs')
+// Linux: setpriority on pid 0 is this thread alone; a scan then yields the CPU to the event loop.
+try { require('node:os').setPriority(workerData.nice) } catch {}
 const buffer = Buffer.allocUnsafe(workerData.chunkBytes)
 function scan(path, needles) {
   const found = needles.map(() => null)
@@ -63,13 +65,19 @@ const idleMs = 30_000
  */
 export class TableScanner {
   readonly #chunkBytes: number
+  readonly #nice: number
   readonly #pending = new Map<number, Pending>()
   #worker: Worker | undefined
   #nextId = 0
   #idleTimer: NodeJS.Timeout | undefined
 
-  constructor(options: { chunkBytes?: number } = {}) {
+  /**
+   * `nice`: the worker thread's niceness (10): on a busy host its scans yield the CPU to the event
+   * loop serving requests, so a burst of lookups slows the lookups, not the callers already known.
+   */
+  constructor(options: { chunkBytes?: number; nice?: number } = {}) {
     this.#chunkBytes = options.chunkBytes ?? 64 * 1024
+    this.#nice = options.nice ?? 10
   }
 
   /**
@@ -102,7 +110,10 @@ export class TableScanner {
 
   #started(): Worker {
     if (this.#worker) return this.#worker
-    const worker = new Worker(workerSource, { eval: true, workerData: { chunkBytes: this.#chunkBytes } })
+    const worker = new Worker(workerSource, {
+      eval: true,
+      workerData: { chunkBytes: this.#chunkBytes, nice: this.#nice },
+    })
     worker.on('message', (message: { id: number; lines?: (string | null)[]; error?: string }) => {
       const pending = this.#pending.get(message.id)
       this.#pending.delete(message.id)
