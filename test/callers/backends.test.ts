@@ -154,12 +154,16 @@ test(
   { skip: linux },
   async (t) => {
     const openSockDiag = () => ({ problem: 'koffi (FFI) is not loadable: test' })
-    const auto = new SocketTable({ openSockDiag })
+    const told: unknown[] = []
+    const auto = new SocketTable({ openSockDiag, onBackendChosen: (...said) => told.push(said) })
     const strict = new SocketTable({ backend: 'sock-diag', openSockDiag })
     t.after(() => auto.close())
     t.after(() => strict.close())
     assert.equal(auto.backend, 'proc')
     assert.equal(auto.sockDiagProblem, 'koffi (FFI) is not loadable: test')
+    // Told once (the operator's log line), however many lookups follow.
+    assert.equal(auto.backend, 'proc')
+    assert.deepEqual(told, [['proc', 'koffi (FFI) is not loadable: test']])
     const { server, port } = await listening(t, '127.0.0.1')
     const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve))
     const client = connect(port, '127.0.0.1')

@@ -217,7 +217,11 @@ export function buildSurface(config: SidecarConfig, core: Core, socketTable?: So
     mtlsAgents: core.mtlsAgents,
   })
   const table = config.callers.allow
-    ? (socketTable ?? new SocketTable(ownUid === undefined ? {} : { ownUid }))
+    ? (socketTable ??
+      new SocketTable({
+        ...(ownUid === undefined ? {} : { ownUid }),
+        onBackendChosen: (lookup, problem) => logCallerLookup(runtime.logger, lookup, problem),
+      }))
     : undefined
   const peers = table ? new PeerUids(table, runtime.metrics) : undefined
   const callers: CallerChecks = {
@@ -252,4 +256,21 @@ export function buildSurface(config: SidecarConfig, core: Core, socketTable?: So
       await table?.close()
     },
   }
+}
+
+/** Once, at the first caller lookup: which lookup serves `callers.allow`, and why not the fast one. */
+function logCallerLookup(logger: Logger, lookup: 'proc' | 'sock-diag', problem: string | undefined): void {
+  if (problem === undefined) {
+    logger.info(
+      { event: 'caller_lookup', lookup },
+      'callers.allow: caller uids read with the kernel socket diagnostics',
+    )
+    return
+  }
+  logger.warn(
+    { event: 'caller_lookup', lookup, reason: problem },
+    lookup === 'proc'
+      ? 'callers.allow: socket diagnostics unavailable; caller uids read from /proc/net/tcp (milliseconds per new connection)'
+      : 'callers.allow: socket diagnostics unavailable; callers cannot be identified and are refused',
+  )
 }

@@ -44,6 +44,11 @@ export interface SocketTableOptions {
    */
   redirectedFrom?: Endpoint
   /**
+   * Told once, at the first lookup, which lookup serves: an operator sees in the log when `auto`
+   * fell back to the /proc scan (new connections then cost milliseconds, not microseconds).
+   */
+  onBackendChosen?: (backend: 'proc' | 'sock-diag', problem: string | undefined) => void
+  /**
    * The daemon's own uid (`process.getuid()`): the redirect exempts it, so a redirected connection
    * is never its own; an entry that says so is another connection's and is not trusted.
    */
@@ -99,8 +104,8 @@ interface Candidate {
  * with ten thousand). Hence: passes run on a worker thread (table-scanner.ts), never blocking the
  * event loop; a pass stops once every entry it looks for is found; and lookups that arrive while
  * a pass runs are answered together by the next one, so a burst of new connections costs a couple
- * of passes rather than one each. Netlink's sock_diag can look one socket up directly but needs
- * native code.
+ * of passes rather than one each. This is the fallback: where koffi loads and the kernel has
+ * TCP diagnostics, `sock-diag` looks the one socket up directly (sock-diag.ts).
  */
 export class SocketTable {
   readonly #backend: SocketTableBackend
@@ -113,6 +118,7 @@ export class SocketTable {
   readonly #endianness: 'LE' | 'BE'
   readonly #redirectedFrom: Endpoint
   readonly #ownUid: number | undefined
+  readonly #onBackendChosen: SocketTableOptions['onBackendChosen']
   readonly #waiting = { tcp: [] as Query[], tcp6: [] as Query[] }
   readonly #scanning = { tcp: false, tcp6: false }
 
@@ -127,6 +133,7 @@ export class SocketTable {
     this.#endianness = options.endianness ?? endianness()
     this.#redirectedFrom = options.redirectedFrom ?? imdsPeer
     this.#ownUid = options.ownUid
+    this.#onBackendChosen = options.onBackendChosen
   }
 
   /** Which lookup serves: `sock-diag`, or `proc` (also when `auto` could not open sock-diag). */
@@ -170,7 +177,14 @@ export class SocketTable {
   /** The netlink socket, opened on first use (koffi is loaded only then); undefined for `proc`. */
   #sockDiag(): SockDiag | { problem: string } | undefined {
     if (this.#backend === 'proc') return undefined
-    this.#diag ??= this.#openSockDiag()
+    if (this.#diag === undefined) {
+      this.#diag = this.#openSockDiag()
+      const opened = this.#diag instanceof SockDiag
+      this.#onBackendChosen?.(
+        opened || this.#backend === 'sock-diag' ? 'sock-diag' : 'proc',
+        this.sockDiagProblem,
+      )
+    }
     return this.#diag
   }
 
