@@ -25,8 +25,9 @@ COPY --from=build /pack /pack
 RUN npm install --omit=dev --no-audit --no-fund --no-save /pack/credential-sidecar-*.tgz \
   && rm -rf /root/.npm
 # Node's compile cache for the daemon's start-up (docs/operations.md, "Memory and start-up"): one start as
-# the runtime uid with the ENTRYPOINT's Node options writes V8's code for the bundle; at run time
-# it is only read (read-only root filesystem: fine; another uid: starts without it).
+# the runtime uid with the ENTRYPOINT's Node options, a YAML config and a first token from a
+# loopback IMDS stub writes V8's code for the bundle, undici's chunk included; at run time it is
+# only read (read-only root filesystem: fine; another uid: starts without it).
 COPY sidecar/scripts/warm-compile-cache.mjs /warm-compile-cache.mjs
 RUN mkdir -m 0755 /app/compile-cache && chown 65532:65532 /app/compile-cache
 USER 65532:65532

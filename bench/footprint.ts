@@ -2,7 +2,9 @@
  * Footprint against a bare node:http process, interleaved A B B A: time from spawn to ready (the
  * daemon's `{"msg":"ready"}`, the bare server's listening line) in wall time and in CPU time (every
  * thread, from /proc/PID/task/*\/schedstat: unlike wall time it barely moves when other processes
- * load the machine), idle RSS one second after ready, modules loaded at start, and RSS / heap growth
+ * load the machine), idle RSS one second after ready, then the daemon's first token (a miss through
+ * the emulator's IMDS: the CPU it took, and RSS one second later against the bare server's idle RSS,
+ * since what start-up leaves for later is paid there), modules loaded at start, and RSS / heap growth
  * per 10 000 cached tokens after a forced GC (both processes run with the same preload).
  *
  * Daemon variants, each against the same-run baseline:
@@ -72,16 +74,34 @@ interface Start {
   readyMs: number
   cpuMs: number
   idleRssMb: number
+  /** The daemon's first token (a miss through the emulator's IMDS): CPU it took, RSS 1 s later. */
+  firstCpuMs?: number
+  firstRssMb?: number
 }
 
-const measure = async (started: Promise<Started>): Promise<Start> => {
+const measure = async (started: Promise<Started & { url?: string }>): Promise<Start> => {
   const s = await started
   const cpuMs = cpuMsAllThreads(s.pid)
   await settle()
   const idleRssMb = rssMb(s.pid)
+  let first = {}
+  if (s.url) {
+    // What start-up leaves for later (undici, the first token's code) is paid here.
+    const before = cpuMsAllThreads(s.pid)
+    const res = await request(`${s.url}/token?resource=https%3A%2F%2Ffirst.example.com`, {
+      headers: { Metadata: 'true' },
+      dispatcher: firstTokenAgent,
+    })
+    if (res.statusCode !== 200) throw new Error(`first token: ${res.statusCode}`)
+    await res.body.arrayBuffer()
+    const firstCpuMs = cpuMsAllThreads(s.pid) - before
+    await settle()
+    first = { firstCpuMs, firstRssMb: rssMb(s.pid) }
+  }
   await s.stop()
-  return { readyMs: s.startMs, cpuMs, idleRssMb }
+  return { readyMs: s.startMs, cpuMs, idleRssMb, ...first }
 }
+const firstTokenAgent = new Agent({ pipelining: 0 })
 const bare = () => measure(startBare('{}', { 'content-type': 'application/json' }))
 
 const nodeArgs = shippedNodeArgs()
@@ -109,15 +129,15 @@ const variants: [string, () => Promise<Start>][] = [
 ]
 console.log(`${rounds} rounds of A B B A per variant (A = bare node:http, B = the compiled daemon), medians`)
 console.log(
-  'variant                                            | ready wall ms (ratio) | ready CPU ms (ratio) | idle RSS MB (ratio)',
+  'variant                                            | ready wall ms (ratio) | ready CPU ms (ratio) | idle RSS MB (ratio) | first token: CPU ms, RSS MB (ratio)',
 )
 for (const [label, daemon] of variants) {
   const { a, b } = await interleaved(rounds, bare, daemon)
-  const m = (rs: Start[], key: keyof Start) => median(rs.map((r) => r[key]))
+  const m = (rs: Start[], key: keyof Start) => median(rs.map((r) => r[key] ?? Number.NaN))
   const cell = (key: keyof Start, digits: number) =>
     `${fixed(m(a, key), digits)} / ${fixed(m(b, key), digits)} (${fixed(m(b, key) / m(a, key), 2)})`
   console.log(
-    `${label.padEnd(50)} | ${cell('readyMs', 0).padEnd(21)} | ${cell('cpuMs', 0).padEnd(19)} | ${cell('idleRssMb', 1)}`,
+    `${label.padEnd(50)} | ${cell('readyMs', 0).padEnd(21)} | ${cell('cpuMs', 0).padEnd(19)} | ${cell('idleRssMb', 1).padEnd(19)} | ${fixed(m(b, 'firstCpuMs'), 0)}, ${fixed(m(b, 'firstRssMb'), 1)} (${fixed(m(b, 'firstRssMb') / m(a, 'idleRssMb'), 2)})`,
   )
 }
 
@@ -166,6 +186,7 @@ await Promise.all(
   }),
 )
 await dispatcher.close()
+await firstTokenAgent.close()
 const after = await memory(filled)
 await filled.stop()
 const perToken = (bytes: number) => fixed(bytes / tokens / 1024, 2)

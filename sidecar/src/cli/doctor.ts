@@ -235,7 +235,7 @@ async function probeImds(endpoint: string, dispatcher: Dispatcher): Promise<Doct
     return { reachable: true, ms, status: res.statusCode, ...(sidecar ? { sidecar } : {}) }
   } catch (error) {
     // Our own deadline, or undici's headersTimeout firing first (UND_ERR_HEADERS_TIMEOUT).
-    const timedOut = classifyTransportError(error, signal.aborted).reason === 'timeout'
+    const timedOut = classifyTransportError(error, signal.aborted)?.reason === 'timeout'
     return {
       reachable: false,
       ms: Math.round(performance.now() - started),

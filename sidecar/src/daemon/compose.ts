@@ -6,7 +6,7 @@ import { Metrics } from '../core/metrics.ts'
 import type { Runtime } from '../core/runtime.ts'
 import { RetryAfterHints } from '../core/retry-after.ts'
 import type { SidecarConfig } from '../config/types.ts'
-import { MtlsAgents, tlsConnectOptions, trustedCas } from '../upstream/tls.ts'
+import { MtlsAgents, trustingConnector } from '../upstream/tls.ts'
 import { LazyAgent, readyDispatcher } from '../upstream/undici.ts'
 import { createIdentities, type IdentitySources } from '../identities/create.ts'
 import { ImdsV2BindingCredential } from '../credentials/managed-identity/imds-v2-binding.ts'
@@ -167,9 +167,9 @@ function createRuntime(options: CoreOptions): Runtime {
     metrics: new Metrics({ identities: config.identities.keys() }),
     dispatcher: options.dispatcher
       ? readyDispatcher(options.dispatcher)
-      : new LazyAgent(() => {
-          const ca = trustedCas(extraCaPem)
-          return ca ? { connect: tlsConnectOptions(ca) } : {}
+      : new LazyAgent((undici) => {
+          const connect = trustingConnector(undici, extraCaPem)
+          return connect ? { connect } : {}
         }),
     extraCaPem,
     timeoutMs: config.upstream.timeoutMs,

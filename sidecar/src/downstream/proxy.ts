@@ -188,7 +188,10 @@ function toResponse(method: string, res: Dispatcher.ResponseData): Response {
 
 /** Transport failures: the endpoint is named by api and origin only (the path may carry ids). */
 function upstreamError(api: DownstreamApiConfig, error: unknown, deadlinePassed: boolean): SidecarError {
-  const { reason, code, what } = classifyTransportError(error, deadlinePassed)
+  const classified = classifyTransportError(error, deadlinePassed)
+  // A programming error is no upstream failure: it goes on as it is (500 internal_error).
+  if (!classified) throw error
+  const { reason, code, what } = classified
   const endpoint = new URL(api.baseUrl).origin
   if (reason === 'timeout') {
     return new SidecarError(

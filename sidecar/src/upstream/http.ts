@@ -73,13 +73,16 @@ function tooLarge(endpoint: string, status: number): SidecarError {
   )
 }
 
+/** The SidecarError for a transport failure; a programming error is rethrown as it is. */
 function transportError(
   error: unknown,
   endpoint: string,
   timedOut: boolean,
   timeoutMs: number,
 ): SidecarError {
-  const { reason, code, what } = classifyTransportError(error, timedOut)
+  const classified = classifyTransportError(error, timedOut)
+  if (!classified) throw error
+  const { reason, code, what } = classified
   // Our own timer: say how long we waited. Otherwise undici's or Node's code names the failure.
   const message =
     reason === 'timeout' && (timedOut || code === '')

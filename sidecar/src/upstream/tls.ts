@@ -1,8 +1,8 @@
 import { createSecureContext, getCACertificates, type SecureContextOptions } from 'node:tls'
 import { LRUCache } from 'lru-cache'
-import type { Agent, Dispatcher } from 'undici'
+import type { Agent, buildConnector, Dispatcher } from 'undici'
 import type { BindingCertificate } from '../model/binding.ts'
-import { loadUndici } from './undici.ts'
+import { loadUndici, type Undici } from './undici.ts'
 
 /**
  * The CA list for upstream TLS: Node's default trust (its roots plus `NODE_EXTRA_CA_CERTS`) plus
@@ -30,6 +30,30 @@ export function tlsConnectOptions(
     return { secureContext: createSecureContext(options) }
   } catch {
     return options
+  }
+}
+
+/**
+ * The plain dispatcher's `connect` option when `upstream.caFile` is set: an undici connector whose
+ * TLS side trusts `extraCaPem` besides Node's defaults, its secure context built (`tlsConnectOptions`)
+ * by the first HTTPS connection. Parsing Node's ~140 roots into it costs ~50 ms of CPU, which a daemon
+ * that only calls IMDS over plain HTTP then never pays. Undefined without extra CAs: undici's default
+ * connector.
+ */
+export function trustingConnector(
+  undici: Pick<Undici, 'buildConnector'>,
+  extraCaPem: readonly string[],
+): buildConnector.connector | undefined {
+  if (extraCaPem.length === 0) return undefined
+  let plain: buildConnector.connector | undefined
+  let tls: buildConnector.connector | undefined
+  return (options, callback) => {
+    if (options.protocol !== 'https:') {
+      plain ??= undici.buildConnector({})
+      return plain(options, callback)
+    }
+    tls ??= undici.buildConnector(tlsConnectOptions(trustedCas(extraCaPem)))
+    return tls(options, callback)
   }
 }
 

@@ -14,18 +14,22 @@ const timeoutCodes = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT',
 /**
  * Classifies an error thrown by an undici request. `deadlinePassed`: the caller's own timer fired
  * (the abort then hides the real cause). Used for IMDS, Entra and the downstream proxy alike.
+ * Undefined for a programming error (a TypeError, RangeError, ReferenceError or SyntaxError that is
+ * no TLS failure, or undici's UND_ERR_INVALID_ARG): not the network's fault, so the caller rethrows
+ * it rather than hiding a bug behind "connection failed" (and retrying it).
  */
-export function classifyTransportError(error: unknown, deadlinePassed: boolean): ClassifiedTransportError {
+export function classifyTransportError(
+  error: unknown,
+  deadlinePassed: boolean,
+): ClassifiedTransportError | undefined {
   // Only Node's and undici's string codes (ECONNREFUSED, UND_ERR_…): a DOMException's `code` is a
   // legacy number (23 for TimeoutError) that means nothing in a message.
   const rawCode = (error as { code?: unknown } | undefined)?.code
   const code = typeof rawCode === 'string' && /^[A-Z][A-Z0-9_]*$/.test(rawCode) ? rawCode : ''
+  const tls = isTlsFailure(error)
+  if (!deadlinePassed && !tls && isProgrammingError(error, code)) return undefined
   const reason: TransportFailure =
-    deadlinePassed || timeoutCodes.has(code)
-      ? 'timeout'
-      : isTlsFailure(error)
-        ? 'tls_failure'
-        : 'connect_failure'
+    deadlinePassed || timeoutCodes.has(code) ? 'timeout' : tls ? 'tls_failure' : 'connect_failure'
   const what =
     reason === 'timeout'
       ? 'timed out'
@@ -33,6 +37,16 @@ export function classifyTransportError(error: unknown, deadlinePassed: boolean):
         ? 'TLS handshake failed'
         : 'connection failed'
   return { reason, code, what }
+}
+
+function isProgrammingError(error: unknown, code: string): boolean {
+  return (
+    code === 'UND_ERR_INVALID_ARG' ||
+    error instanceof TypeError ||
+    error instanceof RangeError ||
+    error instanceof ReferenceError ||
+    error instanceof SyntaxError
+  )
 }
 
 function isTlsFailure(error: unknown): boolean {

@@ -16,20 +16,19 @@ export async function loadUndici(): Promise<Undici> {
 }
 
 /**
- * An undici Agent made (and undici loaded) by the first request that asks for it. `options` is a
- * function so what it builds (a TLS secure context parsing ~140 root certificates for
- * `upstream.caFile`) is built then too, and never by a daemon that only calls IMDS over HTTP.
+ * An undici Agent made (and undici loaded) by the first request that asks for it, with the options
+ * `options` builds from the loaded module then.
  */
 export class LazyAgent implements DeferredDispatcher {
-  readonly #options: () => Agent.Options
+  readonly #options: (undici: Undici) => Agent.Options
   #agent: Promise<Agent> | undefined
 
-  constructor(options: () => Agent.Options = () => ({})) {
+  constructor(options: (undici: Undici) => Agent.Options = () => ({})) {
     this.#options = options
   }
 
   get(): Promise<Dispatcher> {
-    this.#agent ??= loadUndici().then((undici) => new undici.Agent(this.#options()))
+    this.#agent ??= loadUndici().then((undici) => new undici.Agent(this.#options(undici)))
     return this.#agent
   }
 
