@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module'
 import { isIPv4 } from 'node:net'
 import { endianness } from 'node:os'
-import type { Endpoint, SocketOwner } from './socket-table.ts'
+import type { Endpoint, SocketOwner } from './socket-owner.ts'
 import { ipv6Bytes } from './ipv6-bytes.ts'
 
 const require = createRequire(import.meta.url)

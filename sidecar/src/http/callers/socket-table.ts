@@ -4,18 +4,12 @@ import { join } from 'node:path'
 import { ipv6Bytes } from './ipv6-bytes.ts'
 import { PerTurnQueue } from './per-turn-queue.ts'
 import { SockDiag } from './sock-diag.ts'
+import type { Endpoint, SocketOwner } from './socket-owner.ts'
 import { TableScanner } from './table-scanner.ts'
 
 export { ipv6Bytes }
 
-/** One end of a TCP connection as Node reports it (`socket.remoteAddress`, `socket.remotePort`). */
-export interface Endpoint {
-  address: string
-  port: number
-}
-
-/** Who owns a socket, or why that could not be told. */
-export type SocketOwner = { uid: number } | { uid: undefined; reason: string }
+export type { Endpoint, SocketOwner }
 
 /**
  * How owners are looked up: `sock-diag` asks the kernel for the one socket (netlink, through the
