@@ -437,7 +437,12 @@ test(
         t.after(() => rmSync(etc, { recursive: true, force: true }))
         chmodSync(etc, 0o755)
         writeFileSync(join(etc, 'ca.pem'), emulator.caPem, { mode: 0o644 })
-        const config = emulatorConfigYaml(emulator, '/etc/credential-sidecar/ca.pem')
+        // callers.allow for this test's uid: the daemon in the image (uid 65532, no capability,
+        // read-only root) must read each caller's uid with the kernel's socket diagnostics, through
+        // the koffi the production install brought, not fall back to the /proc scan.
+        const config =
+          emulatorConfigYaml(emulator, '/etc/credential-sidecar/ca.pem') +
+          `callers:\n  allow:\n    - uid: ${process.getuid!()}\n      identities: [mi, mi-pop]\n`
         writeFileSync(join(etc, 'config.yaml'), config, { mode: 0o644 })
 
         const mount = ['--volume', `${etc}:/etc/credential-sidecar:ro`]
@@ -475,6 +480,11 @@ test(
         const { url } = (await daemon.waitFor('listening', 60_000)) as { url: string }
         await daemon.waitFor('ready', 60_000)
         await assertServesBearerAndPop(url)
+        const lookup = await daemon.waitFor(
+          'callers.allow: caller uids read with the kernel socket diagnostics',
+          10_000,
+        )
+        assert.equal(lookup['lookup'], 'sock-diag')
 
         // What the kernel says of the process in the container.
         const pid = (await podman.ok(['inspect', '--format', '{{.State.Pid}}', name])).trim()
