@@ -202,7 +202,12 @@ test('a bracketed IPv6 listen host ("[::1]", as URLs write it) is listened on as
   const config = parse(yaml('listen:', '  host: "[::1]"', '  ops:', '    host: "[::1]"', '    port: 0'))
   assert.equal(config.listen.host, '::1')
   assert.equal(config.listen.ops?.host, '::1')
-  assertIssue(parseError(yaml('listen:', '  host: "[::]"')), '2:3', 'listen.host', 'is not a loopback address')
+  assertIssue(
+    parseError(yaml('listen:', '  host: "[::]"')),
+    '2:3',
+    'listen.host',
+    'is not a loopback address',
+  )
 })
 
 test('a downstream API must name an existing identity', () => {

@@ -2,7 +2,13 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { glob, readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { brokenReason, isExternal, markdownLinks, repositoryTarget, repositoryUrl } from '../support/markdown.ts'
+import {
+  brokenReason,
+  isExternal,
+  markdownLinks,
+  repositoryTarget,
+  repositoryUrl,
+} from '../support/markdown.ts'
 
 const root = resolve(import.meta.dirname, '../..')
 
@@ -47,7 +53,10 @@ test('every absolute link into this repository names a file (and heading) on mai
   const foreign: string[] = []
   for (const file of await markdownFiles()) {
     for (const link of markdownLinks(await readFile(join(root, file), 'utf8'))) {
-      if (/^https:\/\/github\.com\/credential-sidecar\//i.test(link.target) && !link.target.startsWith(repositoryUrl)) {
+      if (
+        /^https:\/\/github\.com\/credential-sidecar\//i.test(link.target) &&
+        !link.target.startsWith(repositoryUrl)
+      ) {
         foreign.push(`${file}:${link.line} (${link.target})`)
       }
       const target = repositoryTarget(link.target)

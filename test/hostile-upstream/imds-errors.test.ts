@@ -84,10 +84,7 @@ async function retryAfterOf(t: import('node:test').TestContext, status: number, 
     res.writeHead(status, { 'content-type': 'application/json', 'retry-after': retryAfter })
     res.end(JSON.stringify({ error: 'throttled', error_description: 'slow down' }))
   })
-  const daemon = await hostileDaemon(
-    t,
-    imdsV1Yaml(imds.url, '  timeoutMs: 800\n  requestDeadlineMs: 1500\n'),
-  )
+  const daemon = await hostileDaemon(t, imdsV1Yaml(imds.url, '  timeoutMs: 800\n  requestDeadlineMs: 1500\n'))
   const res = await fetch(`${daemon.url}${tokenPath}`, { headers: { Metadata: 'true' } })
   const body = (await res.json()) as Record<string, unknown>
   assert.equal(res.status, 503, JSON.stringify(body))

@@ -180,7 +180,10 @@ test('a well-behaved IMDS behind the same forwarder serves an mtls_pop token (th
 test('a certificate whose base64 is wrapped in lines (CRLF, 64 columns) is the same DER: served', async (t) => {
   const { daemon, path } = await popDaemon(t, (_e, answer) => ({
     ...answer,
-    certificate: String(answer['certificate']).match(/.{1,64}/g)!.join('\r\n') + '\r\n',
+    certificate:
+      String(answer['certificate'])
+        .match(/.{1,64}/g)!
+        .join('\r\n') + '\r\n',
   }))
   const res = await daemon.get(path)
   assert.equal(res.status, 200, JSON.stringify(res.body))

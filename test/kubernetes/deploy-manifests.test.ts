@@ -94,7 +94,10 @@ test('every ConfigMap and Secret the examples reference is defined there or crea
       new RegExp(`kubectl create secret generic ${name} \\\\\\n\\s+--from-literal=identity-header=`).test(
         readme,
       )
-    assert.ok(defined.has(reference) || created, `${reference} is neither defined nor created by docs/kubernetes.md`)
+    assert.ok(
+      defined.has(reference) || created,
+      `${reference} is neither defined nor created by docs/kubernetes.md`,
+    )
   }
 })
 

@@ -130,7 +130,10 @@ test('failures exit 1: a bad config, a missing file, a daemon that cannot start'
   })
   assert.equal(missing.code, 1)
   assert.match(missing.stdout, /"error":"callers\.secretFile: cannot read [^"]*no-such-secret \(ENOENT/)
-  assert.match(missing.stderr, /^credential-sidecar: failed to start: callers\.secretFile: cannot read .*no-such-secret \(ENOENT/)
+  assert.match(
+    missing.stderr,
+    /^credential-sidecar: failed to start: callers\.secretFile: cannot read .*no-such-secret \(ENOENT/,
+  )
 })
 
 test('check-config without a file prints what the environment resolves to', async () => {

@@ -61,7 +61,10 @@ export function testRuntime(options: TestRuntimeOptions = {}): TestRuntime {
     : capturingLogger()
   const extraCaPem = options.trust ?? []
   const ca = trustedCas(extraCaPem)
-  const dispatcher = new LazyAgent(() => ({ keepAliveTimeout: 1000, ...(ca ? { connect: tlsConnectOptions(ca) } : {}) }))
+  const dispatcher = new LazyAgent(() => ({
+    keepAliveTimeout: 1000,
+    ...(ca ? { connect: tlsConnectOptions(ca) } : {}),
+  }))
   return {
     clock: options.clock ?? new SystemClock(),
     random: options.random ?? (() => 0.5),

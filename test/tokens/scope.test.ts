@@ -36,7 +36,13 @@ test('resource=R and scope=R/.default still name the same entry', () => {
 })
 
 test('a trailing "/" is kept, as MSAL.NET keeps it for IMDS: another audience, another entry', () => {
-  assert.deepEqual(normaliseScope({ resource: 'https://x/' }), { resource: 'https://x/', scope: 'https://x//.default' })
-  assert.deepEqual(normaliseScope({ scope: 'https://x//.default' }), normaliseScope({ resource: 'https://x/' }))
+  assert.deepEqual(normaliseScope({ resource: 'https://x/' }), {
+    resource: 'https://x/',
+    scope: 'https://x//.default',
+  })
+  assert.deepEqual(
+    normaliseScope({ scope: 'https://x//.default' }),
+    normaliseScope({ resource: 'https://x/' }),
+  )
   assert.notDeepEqual(normaliseScope({ resource: 'https://x/' }), normaliseScope({ resource: 'https://x' }))
 })

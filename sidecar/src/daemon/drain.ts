@@ -50,9 +50,12 @@ export async function drainServers(
       abortInFlight?.()
       // The aborted requests' answers are written at once; then whatever is left is cut, still
       // within the grace period (the deadline keeps 500 ms of it).
-      cut = setTimeout(() => {
-        for (const s of servers) s.closeAllConnections()
-      }, Math.min(abortFlushMs, graceMs / 5))
+      cut = setTimeout(
+        () => {
+          for (const s of servers) s.closeAllConnections()
+        },
+        Math.min(abortFlushMs, graceMs / 5),
+      )
     },
     Math.max(0, deadline - Date.now()),
   )

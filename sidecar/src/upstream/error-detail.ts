@@ -18,7 +18,8 @@ export function upstreamErrorDetail(
   let body: Record<string, unknown> = {}
   try {
     const parsed: unknown = JSON.parse(res.text)
-    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) body = parsed as Record<string, unknown>
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed))
+      body = parsed as Record<string, unknown>
   } catch {
     // Not JSON: status alone.
   }
@@ -38,7 +39,9 @@ export function upstreamErrorDetail(
   const traceId = str(body['trace_id'], 100)
   if (traceId) detail.traceId = traceId
   const correlationId =
-    str(body['correlation_id'], 100) ?? str(body['correlationId'], 100) ?? str(res.headers['client-request-id'], 100)
+    str(body['correlation_id'], 100) ??
+    str(body['correlationId'], 100) ??
+    str(res.headers['client-request-id'], 100)
   if (correlationId) detail.correlationId = correlationId
   return detail
 }
