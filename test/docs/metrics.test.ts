@@ -22,7 +22,7 @@ async function exportedNames(): Promise<string[]> {
 test('docs/operations.md lists every metric the daemon exports, in its metrics table', async () => {
   const text = await readFile(operations, 'utf8')
   const tableRows = new Set(
-    [...text.matchAll(/^\| `(credential_sidecar_[a-z_]+)` \|/gm)].map((match) => match[1]!),
+    [...text.matchAll(/^\| `(credential_sidecar_[a-z_]+)` *\|/gm)].map((match) => match[1]!),
   )
   const names = await exportedNames()
   assert.ok(names.length >= 10, `expected the daemon's metrics, got ${names.join(', ')}`)
