@@ -131,6 +131,9 @@ test('AgentID routes demand neither Metadata nor the caller secret, keep Host an
   for (const query of [
     'AgentIdentity=11111111-1111-1111-1111-111111111111',
     'AgentUsername=someone@contoso.com',
+    'agentuserid=22222222-2222-2222-2222-222222222222',
+    'optionsOverride.ProtocolScheme=Bearer',
+    'optionsOverride.AcquireTokenOptions.PopClaim=x',
     'optionsOverride.AcquireTokenOptions.Tenant=contoso.onmicrosoft.com',
     'optionsOverride.AcquireTokenOptions.FmiPath=agents/one',
     'optionsOverride.AcquireTokenOptions.PopPublicKey=abc',
@@ -188,6 +191,15 @@ test('AgentID parity: route names in any case, POST, BaseUrl ignored, Correlatio
     'the caller correlation id is logged',
   )
   assert.ok(stack.logs.records.some((r) => r['msg'] === 'optionsOverride.BaseUrl ignored'))
+
+  // A parameter the container has no binding for is ignored there, so here too (logged at debug).
+  const unknown = await plain(
+    `${stack.url}/AuthorizationHeaderUnauthenticated/arm?optionsOverride.SomethingNew=1&api-version=2025-01-01`,
+  )
+  assert.equal(unknown.status, 200)
+  assert.equal((await json(unknown)).authorizationHeader, first.authorizationHeader)
+  const ignoredLog = stack.logs.records.find((r) => r['msg'] === 'query parameters ignored')
+  assert.deepEqual(ignoredLog?.['ignored'], ['optionsOverride.SomethingNew', 'api-version'])
 
   const calls = () => stack.emulator.state.calls.count('imds.token')
   const before = calls()

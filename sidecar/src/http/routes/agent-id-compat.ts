@@ -58,6 +58,23 @@ const supportedOverrides = [
   'acceptheader',
 ] as const
 type Override = (typeof supportedOverrides)[number]
+/**
+ * What the container would honour and this sidecar cannot, lower-cased: refused (400) rather than
+ * ignored, since ignoring them would answer with another token than the one asked for (an agent
+ * identity's, another tenant's, a user's, a PoP token for the caller's key). Any other key is
+ * ignored, as ASP.NET's binding ignores a query parameter it has no property for.
+ */
+const refusedParameters = new Set(['agentidentity', 'agentusername', 'agentuserid'])
+const refusedOverrides = new Set([
+  'acquiretokenoptions.tenant',
+  'acquiretokenoptions.fmipath',
+  'acquiretokenoptions.poppublickey',
+  'acquiretokenoptions.popclaim',
+  'acquiretokenoptions.longrunningwebapisessionkey',
+  'acquiretokenoptions.userflow',
+  'acquiretokenoptions.authenticationoptionsname',
+  'protocolscheme',
+])
 const extraHeaderPrefix = 'extraheaderparameters.'
 const extraQueryPrefix = 'extraqueryparameters.'
 
@@ -282,17 +299,22 @@ interface Overrides {
   extraQuery: [string, string][]
 }
 
-/** `optionsOverride.*` query parameters, keys lower-cased; unknown ones and agent identities refused. */
+/**
+ * `optionsOverride.*` query parameters, keys lower-cased. Agent identities and the overrides this
+ * sidecar cannot honour are refused; other unknown keys are ignored (logged at debug).
+ */
 function readOverrides(c: Context, logger: Logger): Overrides {
   const query = new URL(c.req.url).searchParams
   const values = new Map<string, string[]>()
   const extraHeaders = new Map<string, [string, string]>()
   const extraQuery = new Map<string, string>()
   const refused: string[] = []
+  const ignored: string[] = []
   for (const [key, value] of query) {
     const lower = key.toLowerCase()
     if (!lower.startsWith('optionsoverride.')) {
-      refused.push(key)
+      if (refusedParameters.has(lower)) refused.push(key)
+      else ignored.push(key)
       continue
     }
     const name = lower.slice('optionsoverride.'.length)
@@ -311,7 +333,8 @@ function readOverrides(c: Context, logger: Logger): Overrides {
       continue
     }
     if (!(supportedOverrides as readonly string[]).includes(name)) {
-      refused.push(key)
+      if (refusedOverrides.has(name)) refused.push(key)
+      else ignored.push(key)
       continue
     }
     values.set(name, [...(values.get(name) ?? []), value])
@@ -322,6 +345,11 @@ function readOverrides(c: Context, logger: Logger): Overrides {
       `Not supported by credential-sidecar: ${refused.map((k) => k.slice(0, 80)).join(', ')} (agent identities, per-request tenants, FMI paths, PoP keys and long-running OBO are not; see the compatibility docs for the optionsOverride keys honoured)`,
     )
   }
+  if (ignored.length > 0)
+    logger.debug(
+      { route: c.req.path, ignored: ignored.map((k) => k.slice(0, 80)) },
+      'query parameters ignored',
+    )
   for (const [lower, [name, value]] of extraHeaders) {
     if (!headerName.test(name) || /[\r\n\0]/.test(value))
       throw new SidecarError(
