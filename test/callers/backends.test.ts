@@ -28,6 +28,19 @@ async function listening(
   return { server, port: (server.address() as { port: number }).port }
 }
 
+/** A loopback connection from this process: the accepted end's peer (the caller) and local end. */
+async function loopbackConnection(t: { after: (fn: () => void) => void }) {
+  const { server, port } = await listening(t, '127.0.0.1')
+  const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve))
+  const client = connect(port, '127.0.0.1')
+  t.after(() => client.destroy())
+  const socket = await accepted
+  return {
+    peer: { address: socket.remoteAddress!, port: socket.remotePort! },
+    local: { address: socket.localAddress!, port: socket.localPort! },
+  }
+}
+
 async function ownersOf(
   socket: Socket,
   { proc, sockDiag }: ReturnType<typeof tables>,
@@ -135,13 +148,7 @@ for (const [name, connectHost] of [
 
 test('sock-diag answers in microseconds whatever the size of the table', { skip: linux }, async (t) => {
   const { sockDiag } = tables(t)
-  const { server, port } = await listening(t, '127.0.0.1')
-  const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve))
-  const client = connect(port, '127.0.0.1')
-  t.after(() => client.destroy())
-  const socket = await accepted
-  const peer = { address: socket.remoteAddress!, port: socket.remotePort! }
-  const local = { address: socket.localAddress!, port: socket.localPort! }
+  const { peer, local } = await loopbackConnection(t)
   const started = performance.now()
   for (let i = 0; i < 1000; i++) assert.equal((await sockDiag.ownerOf(peer, local)).uid, process.getuid!())
   const perLookupMs = (performance.now() - started) / 1000
@@ -164,13 +171,7 @@ test(
     // Told once (the operator's log line), however many lookups follow.
     assert.equal(auto.backend, 'proc')
     assert.deepEqual(told, [['proc', 'koffi (FFI) is not loadable: test']])
-    const { server, port } = await listening(t, '127.0.0.1')
-    const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve))
-    const client = connect(port, '127.0.0.1')
-    t.after(() => client.destroy())
-    const socket = await accepted
-    const peer = { address: socket.remoteAddress!, port: socket.remotePort! }
-    const local = { address: socket.localAddress!, port: socket.localPort! }
+    const { peer, local } = await loopbackConnection(t)
     assert.deepEqual(await auto.ownerOf(peer, local), { uid: process.getuid!() })
     const refused = await strict.ownerOf(peer, local)
     assert.equal(refused.uid, undefined)

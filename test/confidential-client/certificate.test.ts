@@ -1,4 +1,4 @@
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { createPrivateKey, X509Certificate } from 'node:crypto'
@@ -9,7 +9,7 @@ import type { SeenTokenRequest } from '../../sidecar/src/emulator/entra.ts'
 import { writePkcs12 } from '../../sidecar/src/pki/pkcs12.ts'
 import { splitPemCertificates, x5tS256 } from '../../sidecar/src/pki/x509.ts'
 import { SkippingClock } from '../support/fake-clock.ts'
-import { startStack } from '../support/stack.ts'
+import { startStack, type StackOptions } from '../support/stack.ts'
 import { callDemoResource, issueAppCertificate, secretsInLogs } from './stack.ts'
 
 const graph = 'https://graph.microsoft.com'
@@ -22,6 +22,32 @@ async function pemFile(
   const path = join(dir, name)
   await writeFile(path, cert.certificatePem + cert.privateKeyPem)
   return path
+}
+
+/** An app stack whose identity `app` is MTLS_POP with one certificate file (app.pem), plus `extraLines`. */
+async function popCertificateStack(
+  t: TestContext,
+  emulator: StackOptions['emulator'],
+  extraLines: string[] = [],
+) {
+  let cert!: Awaited<ReturnType<typeof issueAppCertificate>>
+  const stack = await startStack(t, {
+    ...(emulator ? { emulator } : {}),
+    register: async ({ emulator, dir }) => {
+      cert = await issueAppCertificate(emulator)
+      await pemFile(dir, 'app.pem', cert)
+      return { certificates: [cert.certificatePem] }
+    },
+    app: ({ dir }) =>
+      [
+        '    protocolScheme: MTLS_POP',
+        ...extraLines,
+        '    clientCredentials:',
+        '      - sourceType: Path',
+        `        certificateDiskPath: ${join(dir, 'app.pem')}`,
+      ].join('\n'),
+  })
+  return { stack, cert }
 }
 
 for (const sendX5C of [false, true]) {
@@ -143,22 +169,9 @@ test('certificate with useBoundCredential: presented over mTLS with a jwt-bearer
 })
 
 test('certificate with MTLS_POP and allowBearerFallback: Entra answering Bearer is served, logged and counted once (by the credential, not the token client as well)', async (t) => {
-  const stack = await startStack(t, {
-    emulator: { settings: { entraIgnoresPopRequest: true } },
-    register: async ({ emulator, dir }) => {
-      const cert = await issueAppCertificate(emulator)
-      await pemFile(dir, 'app.pem', cert)
-      return { certificates: [cert.certificatePem] }
-    },
-    app: ({ dir }) =>
-      [
-        '    protocolScheme: MTLS_POP',
-        '    allowBearerFallback: true',
-        '    clientCredentials:',
-        '      - sourceType: Path',
-        `        certificateDiskPath: ${join(dir, 'app.pem')}`,
-      ].join('\n'),
-  })
+  const { stack } = await popCertificateStack(t, { settings: { entraIgnoresPopRequest: true } }, [
+    '    allowBearerFallback: true',
+  ])
   const { status, body } = await stack.token(stack.emulator.resourceAudience)
   assert.equal(status, 200, JSON.stringify(body))
   assert.equal(body.token_type, 'Bearer')
@@ -172,22 +185,9 @@ test('certificate with MTLS_POP and allowBearerFallback: Entra answering Bearer 
 })
 
 test('certificate with MTLS_POP: token bound to the app certificate (no client assertion sent), /token returns it, the resource accepts it', async (t) => {
-  let cert!: Awaited<ReturnType<typeof issueAppCertificate>>
   const seen: SeenTokenRequest[] = []
-  const stack = await startStack(t, {
-    emulator: { entra: { onTokenRequest: (request) => seen.push(request) } },
-    register: async ({ emulator, dir }) => {
-      cert = await issueAppCertificate(emulator)
-      await pemFile(dir, 'app.pem', cert)
-      return { certificates: [cert.certificatePem] }
-    },
-    app: ({ dir }) =>
-      [
-        '    protocolScheme: MTLS_POP',
-        '    clientCredentials:',
-        '      - sourceType: Path',
-        `        certificateDiskPath: ${join(dir, 'app.pem')}`,
-      ].join('\n'),
+  const { stack, cert } = await popCertificateStack(t, {
+    entra: { onTokenRequest: (request) => seen.push(request) },
   })
   const { status, body } = await stack.token(stack.emulator.resourceAudience)
   assert.equal(status, 200, JSON.stringify(body))
