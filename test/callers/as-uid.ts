@@ -24,11 +24,13 @@ process.setuid(Number(process.env.SIDECAR_TEST_UID))
 /** Runs in the child: requests in order over ONE keep-alive connection, answers as JSON on stdout. */
 const clientScript = `${becomeUid}
 const http = require('node:http')
-const { urls, headers, connectHost } = JSON.parse(process.env.SIDECAR_TEST_REQUESTS)
+const { urls, headers, connectHost, socketPath } = JSON.parse(process.env.SIDECAR_TEST_REQUESTS)
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
 // connectHost: connect there, while Host still names the URL's host (as Java does for 127.0.0.1).
+// socketPath: connect to that Unix socket instead.
 const options = (url) =>
-  connectHost === undefined ? { agent, headers } : { agent, hostname: connectHost, headers: { host: new URL(url).host, ...headers } }
+  socketPath !== undefined ? { agent, socketPath, headers }
+  : connectHost === undefined ? { agent, headers } : { agent, hostname: connectHost, headers: { host: new URL(url).host, ...headers } }
 const one = (url) => new Promise((resolve, reject) => {
   const req = http.get(url, options(url), (res) => {
     let body = ''
@@ -50,13 +52,14 @@ const one = (url) => new Promise((resolve, reject) => {
  * GETs `urls` from a real process running as `uid` (and gid), as a workload on the same host or
  * pod would. Needs root (the test runner's uid); the uid needs no passwd entry. `connectHost`
  * opens the connection to that address instead of the URL's host (`::ffff:127.0.0.1`: an
- * AF_INET6 socket reaching an IPv4 listener, as Java's dual-stack sockets do).
+ * AF_INET6 socket reaching an IPv4 listener, as Java's dual-stack sockets do); `socketPath`
+ * connects to that Unix socket.
  */
 export function requestsAsUid(
   uid: number,
   urls: string[],
   headers: Record<string, string> = { Metadata: 'true' },
-  options: { connectHost?: string } = {},
+  options: { connectHost?: string; socketPath?: string } = {},
 ): Promise<UidAnswer[]> {
   return new Promise((resolve, reject) => {
     execFile(
@@ -67,7 +70,12 @@ export function requestsAsUid(
         timeout: 20_000,
         env: {
           SIDECAR_TEST_UID: String(uid),
-          SIDECAR_TEST_REQUESTS: JSON.stringify({ urls, headers, connectHost: options.connectHost }),
+          SIDECAR_TEST_REQUESTS: JSON.stringify({
+            urls,
+            headers,
+            connectHost: options.connectHost,
+            socketPath: options.socketPath,
+          }),
         },
       },
       (error, stdout, stderr) => {

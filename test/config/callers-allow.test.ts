@@ -158,16 +158,17 @@ test('shape errors: a negative uid, no identities, an empty list, an unknown key
   )
 })
 
-test('callers.allow with listen.socket is refused: the Unix socket peer uid cannot be read without native code', () => {
-  const error = rejected(
+test('callers.allow with listen.socket is accepted: the Unix socket peer uid is read with SO_PEERCRED', () => {
+  const parsed = parseConfig(
     yaml(
       'listen:',
       '  socket: /run/credential-sidecar/sidecar.sock',
       ...config('    - uid: 1', '      identities: [mi]').trimEnd().split('\n'),
     ),
+    options(),
   )
-  assertIssue(error, '4:3', 'callers.allow', 'cannot be enforced on listen.socket')
-  assertIssue(error, '4:3', 'callers.allow', 'SO_PEERCRED')
+  assert.equal(parsed.listen.socket, '/run/credential-sidecar/sidecar.sock')
+  assert.deepEqual(parsed.callers.allow, [{ uid: 1, identities: ['mi'] }])
 })
 
 test('callers.allow on a platform other than Linux is a clear error', () => {

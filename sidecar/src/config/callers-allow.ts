@@ -6,8 +6,6 @@ import type { CallerAllowEntry } from './types.ts'
 export interface CallerAllowContext {
   /** Configured identity names. */
   identities: readonly string[]
-  /** `listen.socket`, when set. */
-  socket: string | undefined
   /** passwd(5) file that `user:` names are resolved through. */
   passwdFile?: string | undefined
   platform?: NodeJS.Platform | undefined
@@ -28,18 +26,10 @@ export function resolveCallerAllow(
   if (platform !== 'linux') {
     issues.push({
       path: base,
-      message: `callers.allow needs Linux: the caller's uid is read from the kernel's socket table (/proc/net/tcp), which ${platform} does not have`,
+      message: `callers.allow needs Linux: the caller's uid is read from the kernel (socket diagnostics, /proc/net/tcp, SO_PEERCRED), which ${platform} does not offer`,
     })
     return undefined
   }
-  if (context.socket !== undefined) {
-    issues.push({
-      path: base,
-      message:
-        "callers.allow cannot be enforced on listen.socket: Node.js has no API for a Unix socket peer's credentials (SO_PEERCRED) and no maintained package provides it without a compiler; remove listen.socket (callers then use TCP loopback) or remove callers.allow",
-    })
-  }
-
   const passwdFile = context.passwdFile ?? defaultPasswdFile
   let users: Map<string, number> | undefined
   let passwdProblem: string | undefined

@@ -39,7 +39,6 @@ export function resolveConfig(valid: ValidFile, context: ResolveContext): Resolu
           file.callers.allow,
           {
             identities: names,
-            socket: file.listen?.socket,
             passwdFile: context.passwdFile,
             platform: context.platform,
           },

@@ -83,6 +83,7 @@ export class Daemon {
         ops: () => nodeListener(createApp({ ...surface.app, surface: 'ops' }).fetch),
         // callers.allow: the caller's uid is read once per connection, before any request on it.
         onConnection: surface.peers?.remember,
+        onUnixConnection: surface.peers?.rememberUnix,
       })
     } catch (error) {
       // Nothing listens: stop the identities' timers and connections too, or they would linger.

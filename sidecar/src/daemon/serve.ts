@@ -26,7 +26,8 @@ export function nodeListener(fetch: (request: Request) => Response | Promise<Res
 
 /**
  * Listens on `listen.host:port`, `listen.socket` and `listen.ops` (the ops app built only when that
- * is configured), each server hardened. `onConnection` sees every TCP connection of the main listener.
+ * is configured), each server hardened. `onConnection` sees every TCP connection of the main listener,
+ * `onUnixConnection` every connection of the Unix socket.
  */
 export async function startServers(
   config: SidecarConfig,
@@ -34,6 +35,8 @@ export async function startServers(
     main: RequestListener
     ops: () => RequestListener
     onConnection?: ((socket: Socket) => void) | undefined
+    /** Every connection of the Unix socket (`listen.socket`). */
+    onUnixConnection?: ((socket: Socket) => void) | undefined
   },
 ): Promise<Listening> {
   const { listen, upstream } = config
@@ -48,6 +51,7 @@ export async function startServers(
     const url = urlOf(tcp)
     if (listen.socket) {
       const unix = hardened(createServer(serverOptions, handlers.main), upstream.requestDeadlineMs)
+      if (handlers.onUnixConnection) unix.on('connection', handlers.onUnixConnection)
       await listenOnUnixSocket(unix, listen.socket, listen.backlog)
       servers.push(unix)
     }

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net'
 import type { Metrics } from '../../core/metrics.ts'
+import { PeerCredentials } from './peer-credentials.ts'
 import type { SocketOwner, SocketTable } from './socket-table.ts'
 
 interface Lookup {
@@ -7,26 +8,57 @@ interface Lookup {
   owner?: SocketOwner
 }
 
+export interface PeerUidsOptions {
+  /** Opens the Unix socket lookup (`PeerCredentials.open`) at the first Unix connection; tests stand a failing one in. */
+  openPeerCredentials?: () => PeerCredentials | { problem: string }
+}
+
 /**
- * The local uid at the other end of each accepted TCP connection, looked up once when the
- * connection is accepted (`server.on('connection', peers.remember)`) and remembered for as long as
- * the socket lives, so keep-alive requests cost a WeakMap lookup. The lookup runs off the event
- * loop; the caller guard awaits it (`settled`) before any route reads `ownerOf`.
+ * The local uid at the other end of each accepted connection, looked up once when the connection
+ * is accepted (`server.on('connection', peers.remember)` on the TCP listener, `rememberUnix` on
+ * the Unix socket) and remembered for as long as the socket lives, so keep-alive requests cost a
+ * WeakMap lookup. The caller guard awaits the lookup (`settled`) before any route reads `ownerOf`.
  */
 export class PeerUids {
   readonly #lookups = new WeakMap<Socket, Lookup>()
   readonly #table: SocketTable
   readonly #metrics: Metrics
+  readonly #openPeerCredentials: () => PeerCredentials | { problem: string }
+  /** Unix socket: undefined until the first connection; then the lookup, or why there is none. */
+  #peerCredentials: PeerCredentials | { problem: string } | undefined
 
-  constructor(table: SocketTable, metrics: Metrics) {
+  constructor(table: SocketTable, metrics: Metrics, options: PeerUidsOptions = {}) {
     this.#table = table
     this.#metrics = metrics
+    this.#openPeerCredentials = options.openPeerCredentials ?? (() => PeerCredentials.open())
   }
 
+  /** A TCP connection: its owner is looked up in the kernel's socket table (socket-table.ts). */
   readonly remember = (socket: Socket): void => {
+    this.#record(socket, this.#lookUp(socket))
+  }
+
+  /**
+   * A Unix socket connection: its peer's uid is read at once (SO_PEERCRED, peer-credentials.ts).
+   * Where that cannot be done the owner is unknown, so callers.allow refuses it: fail closed.
+   */
+  readonly rememberUnix = (socket: Socket): void => {
+    this.#peerCredentials ??= this.#openPeerCredentials()
+    const lookup = this.#peerCredentials
+    this.#record(
+      socket,
+      Promise.resolve(
+        lookup instanceof PeerCredentials
+          ? lookup.ownerOf(socket)
+          : { uid: undefined, reason: `SO_PEERCRED unavailable: ${lookup.problem}` },
+      ),
+    )
+  }
+
+  #record(socket: Socket, owner: Promise<SocketOwner>): void {
     const started = performance.now()
     const lookup: Lookup = {
-      settled: this.#lookUp(socket).then((owner) => {
+      settled: owner.then((owner) => {
         lookup.owner = owner
         this.#metrics.callerLookups.observe(
           { result: owner.uid === undefined ? 'unknown' : 'found' },
@@ -54,7 +86,7 @@ export class PeerUids {
       return { uid: undefined, reason: 'the request did not arrive over a connection' }
     const lookup = this.#lookups.get(socket)
     if (lookup === undefined)
-      return { uid: undefined, reason: 'the connection was not accepted on the TCP listener' }
+      return { uid: undefined, reason: 'the connection was not accepted on a listener callers.allow watches' }
     return lookup.owner ?? { uid: undefined, reason: 'its owner is still being looked up' }
   }
 

@@ -1,10 +1,9 @@
-import { createRequire } from 'node:module'
 import { isIPv4 } from 'node:net'
 import { endianness } from 'node:os'
 import type { Endpoint, SocketOwner } from './socket-owner.ts'
 import { ipv6Bytes } from './ipv6-bytes.ts'
+import { loadLibc, type Libc } from './libc.ts'
 
-const require = createRequire(import.meta.url)
 /** Netlink headers and inet_diag's non-network fields are in host byte order. */
 const littleEndian = endianness() === 'LE'
 
@@ -37,32 +36,6 @@ const answerBytes = uidOffset + 8
  * LISTEN (10): the same set as the /proc table's.
  */
 const ownedStates = new Set([1, 2, 4, 5, 7, 8, 9, 11])
-
-/** libc's calls, as koffi binds them. */
-interface Libc {
-  socket(domain: number, type: number, protocol: number): number
-  send(fd: number, buffer: Buffer, length: number, flags: number): number
-  recv(fd: number, buffer: Buffer, length: number, flags: number): number
-  close(fd: number): number
-  errno(): number
-}
-
-/**
- * Binds libc through koffi (an FFI library shipped with prebuilt binaries, an optional dependency:
- * no compiler anywhere). Throws when koffi or libc cannot be loaded (another platform, koffi not
- * installed).
- */
-function loadLibc(): Libc {
-  const koffi = require('koffi') as typeof import('koffi')
-  const libc = koffi.load('libc.so.6')
-  return {
-    socket: libc.func('int socket(int, int, int)') as Libc['socket'],
-    send: libc.func('long send(int, const void *, size_t, int)') as Libc['send'],
-    recv: libc.func('long recv(int, _Out_ void *, size_t, int)') as Libc['recv'],
-    close: libc.func('int close(int)') as Libc['close'],
-    errno: () => koffi.errno(),
-  }
-}
 
 /**
  * Looks the owner of one TCP socket up with the kernel's socket diagnostics (netlink
