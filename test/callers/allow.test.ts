@@ -9,6 +9,7 @@ import type { Emulator } from '../../sidecar/src/emulator/emulator.ts'
 import { SocketTable } from '../../sidecar/src/http/callers/socket-table.ts'
 import { startStack, type Stack, type StackOptions } from '../support/stack.ts'
 import { cannotSpawnAsOtherUids, requestsAsUid, uids } from './as-uid.ts'
+import { twoIdentitiesYaml } from './identities-yaml.ts'
 
 const skip = cannotSpawnAsOtherUids()
 const mgmt = 'https://management.azure.com'
@@ -24,13 +25,7 @@ function allowYaml(emulator: Emulator, extra = ''): string {
     `    - uid: ${uids.alice}`,
     '      identities: [mi]',
     extra,
-    'identities:',
-    '  mi:',
-    '    managedIdentity: {}',
-    '  two:',
-    '    managedIdentity:',
-    `      userAssignedClientId: "${emulator.state.managedIdentities[1]!.clientId}"`,
-    '',
+    ...twoIdentitiesYaml(emulator),
   ].join('\n')
 }
 

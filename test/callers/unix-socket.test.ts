@@ -10,6 +10,7 @@ import { PeerUids } from '../../sidecar/src/http/callers/peer-uids.ts'
 import { SocketTable } from '../../sidecar/src/http/callers/socket-table.ts'
 import { startStack } from '../support/stack.ts'
 import { cannotSpawnAsOtherUids, requestsAsUid, uids } from './as-uid.ts'
+import { twoIdentitiesYaml } from './identities-yaml.ts'
 
 // callers.allow on listen.socket: the peer's uid comes from SO_PEERCRED (peer-credentials.ts),
 // recorded by the kernel at connect(2).
@@ -76,13 +77,7 @@ test(
           '  allow:',
           `    - uid: ${uids.alice}`,
           '      identities: [mi]',
-          'identities:',
-          '  mi:',
-          '    managedIdentity: {}',
-          '  two:',
-          '    managedIdentity:',
-          `      userAssignedClientId: "${emulator.state.managedIdentities[1]!.clientId}"`,
-          '',
+          ...twoIdentitiesYaml(emulator),
         ].join('\n'),
     })
     // The daemon makes the socket 0660; an operator may open it to every local user, and
