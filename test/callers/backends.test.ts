@@ -2,7 +2,8 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { createServer, connect, type Server, type Socket } from 'node:net'
-import { SocketTable, type SocketOwner } from '../../sidecar/src/http/callers/socket-table.ts'
+import type { SocketOwner } from '../../sidecar/src/http/callers/socket-owner.ts'
+import { SocketTable } from '../../sidecar/src/http/callers/socket-table.ts'
 import { becomeUid, cannotSpawnAsOtherUids, uids } from './as-uid.ts'
 
 // The two ways of looking a caller's uid up (socket-table.ts) must answer alike: the /proc scan and

@@ -4,7 +4,8 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from
 import { createServer, connect, type Socket } from 'node:net'
 import { getPriority, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ipv6Bytes, SocketTable } from '../../sidecar/src/http/callers/socket-table.ts'
+import { ipv6Bytes } from '../../sidecar/src/http/callers/ipv6-bytes.ts'
+import { SocketTable } from '../../sidecar/src/http/callers/socket-table.ts'
 
 const header =
   '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n'

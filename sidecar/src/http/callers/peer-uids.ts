@@ -1,7 +1,8 @@
 import type { Socket } from 'node:net'
 import type { Metrics } from '../../core/metrics.ts'
 import { PeerCredentials } from './peer-credentials.ts'
-import type { SocketOwner, SocketTable } from './socket-table.ts'
+import type { SocketOwner } from './socket-owner.ts'
+import type { SocketTable } from './socket-table.ts'
 
 interface Lookup {
   settled: Promise<void>

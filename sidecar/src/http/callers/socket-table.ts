@@ -7,10 +7,6 @@ import { SockDiag } from './sock-diag.ts'
 import type { Endpoint, SocketOwner } from './socket-owner.ts'
 import { TableScanner } from './table-scanner.ts'
 
-export { ipv6Bytes }
-
-export type { Endpoint, SocketOwner }
-
 /**
  * How owners are looked up: `sock-diag` asks the kernel for the one socket (netlink, through the
  * optional koffi dependency: microseconds); `proc` scans /proc/net/tcp{,6} on a worker thread (in
